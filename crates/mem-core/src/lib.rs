@@ -9,8 +9,29 @@
 //! Every Vulkan call goes through the small [`MemoryDevice`] trait, with an
 //! `ash` implementation ([`AshMemoryDevice`]) and a fake one ([`fake`]) that
 //! reproduces real GPUs' memory layouts for tests.
+//!
+//! See [`Allocator`] for pools, block sizing, `bufferImageGranularity` and
+//! budgets; [`host`] for the tracking host allocator.
 
 pub mod buddy;
+pub mod device;
+pub mod fake;
+pub mod host;
+pub mod selection;
+pub mod stats;
 pub mod virtual_block;
 
+mod allocator;
+mod error;
+
+pub use allocator::{
+    Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorDesc,
+    Dedicated, ResourceClass,
+};
+pub use device::{
+    AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MemoryDevice,
+};
+pub use error::AllocError;
+pub use selection::MemoryUsage;
+pub use stats::AllocatorStats;
 pub use virtual_block::{VirtualAllocation, VirtualBlock};

@@ -1,1 +1,302 @@
-//! placeholder
+//! Virtual blocks: the buddy core for ranges that are not device memory.
+//!
+//! Like VMA's virtual blocks, a [`VirtualBlock`] hands out sub-ranges of
+//! something the caller owns (one big vertex/index buffer, a descriptor
+//! range, a ring of query slots) with the same tail-trimmed buddy algorithm
+//! the device-memory pools use (see [`buddy`](crate::buddy)), but no memory
+//! behind it. Allocations are returned as [`VirtualAllocation`] values that
+//! [`VirtualBlock::free`] consumes; each carries the id of the block that made
+//! it, so giving it to another block is an error, not a silent corruption.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::buddy::{BuddyBlock, BuddyError};
+
+/// Source of block ids, unique in the process. A block takes a fresh id on
+/// creation and on [`VirtualBlock::clear`], which turns the allocations made
+/// before the clear into foreign ones.
+static NEXT_BLOCK_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_block_id() -> u64 {
+    NEXT_BLOCK_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the block keeps per allocation.
+#[derive(Debug, Clone, Copy)]
+struct VirtualMeta {
+    /// Requested size in bytes.
+    size: u64,
+    /// Caller's value, 0 until set.
+    user_data: u64,
+}
+
+/// A sub-range handed out by a [`VirtualBlock`].
+///
+/// Not `Clone`: give it back by value to [`VirtualBlock::free`]. Dropping it
+/// without freeing leaks the range until [`VirtualBlock::clear`].
+#[must_use = "dropping a VirtualAllocation leaks its range; give it to VirtualBlock::free"]
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct VirtualAllocation {
+    offset: u64,
+    size: u64,
+    block_id: u64,
+}
+
+impl VirtualAllocation {
+    /// Offset of the range in the block, aligned as requested.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Requested size in bytes (the block keeps this rounded up to its
+    /// minimum block).
+    #[inline]
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Id of the block that made this allocation.
+    #[inline]
+    pub fn block_id(&self) -> u64 {
+        self.block_id
+    }
+}
+
+/// Plain-data statistics of a [`VirtualBlock`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VirtualBlockStats {
+    /// Size of the whole block in bytes.
+    pub size: u64,
+    /// Bytes held by live allocations (requested sizes rounded up to the
+    /// minimum block).
+    pub allocated: u64,
+    /// Sum of the requested sizes of the live allocations.
+    pub requested: u64,
+    /// Bytes in free buddy blocks (`size - allocated`).
+    pub free: u64,
+    /// Number of live allocations.
+    pub allocation_count: usize,
+    /// Largest free buddy block in bytes: the largest request that is sure to
+    /// succeed (with an alignment up to that size).
+    pub largest_free: u64,
+}
+
+/// A buddy allocator over a range that is not device memory.
+///
+/// ```
+/// use mem_core::VirtualBlock;
+///
+/// // Sub-ranges of one 1 MiB vertex buffer, in 256-byte granules.
+/// let mut block = VirtualBlock::new(1 << 20, 256)?;
+/// let mesh = block.allocate(10_000, 16)?;
+/// assert_eq!(mesh.offset() % 16, 0);
+/// block.set_user_data(&mesh, 42)?;
+/// assert_eq!(block.user_data(&mesh)?, 42);
+///
+/// let stats = block.stats();
+/// assert_eq!((stats.requested, stats.allocated), (10_000, 10_240));
+///
+/// // An allocation from another block is refused.
+/// let mut other = VirtualBlock::new(1 << 20, 256)?;
+/// let foreign = other.allocate(64, 0)?;
+/// assert!(block.free(foreign).is_err());
+///
+/// block.free(mesh)?;
+/// assert!(block.is_empty());
+/// # Ok::<(), mem_core::buddy::BuddyError>(())
+/// ```
+#[derive(Debug)]
+pub struct VirtualBlock {
+    id: u64,
+    buddy: BuddyBlock<VirtualMeta>,
+    requested: u64,
+}
+
+impl VirtualBlock {
+    /// Creates an empty block of `size` bytes with a minimum block of
+    /// `min_block` bytes (both powers of two, `min_block <= size`; otherwise
+    /// [`BuddyError::InvalidConfig`]). Each allocation keeps its size rounded
+    /// up to `min_block`.
+    pub fn new(size: u64, min_block: u64) -> Result<Self, BuddyError> {
+        Ok(Self {
+            id: next_block_id(),
+            buddy: BuddyBlock::new(size, min_block)?,
+            requested: 0,
+        })
+    }
+
+    /// This block's id, unique in the process; it changes on
+    /// [`clear`](Self::clear).
+    #[inline]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Size of the whole block in bytes.
+    #[inline]
+    pub fn size(&self) -> u64 {
+        self.buddy.size()
+    }
+
+    /// Whether no allocation is live.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.buddy.is_empty()
+    }
+
+    /// Allocates `size` bytes aligned to `alignment` (a power of two; 0 means
+    /// 1). Errors as [`BuddyBlock::allocate`]; on error the block is unchanged.
+    #[inline]
+    pub fn allocate(&mut self, size: u64, alignment: u64) -> Result<VirtualAllocation, BuddyError> {
+        let offset = self.buddy.allocate(size, alignment, VirtualMeta { size, user_data: 0 })?;
+        self.requested += size;
+        Ok(VirtualAllocation {
+            offset,
+            size,
+            block_id: self.id,
+        })
+    }
+
+    /// Frees an allocation made by this block.
+    ///
+    /// [`BuddyError::ForeignAllocation`] if another block made it, or this
+    /// block before a [`clear`](Self::clear); the block is then unchanged.
+    #[inline]
+    pub fn free(&mut self, allocation: VirtualAllocation) -> Result<(), BuddyError> {
+        self.check(&allocation)?;
+        let (_, meta) = self.buddy.free(allocation.offset)?;
+        self.requested -= meta.size;
+        Ok(())
+    }
+
+    /// Sets the caller's value of an allocation (0 until set).
+    pub fn set_user_data(&mut self, allocation: &VirtualAllocation, user_data: u64) -> Result<(), BuddyError> {
+        self.check(allocation)?;
+        let meta = self
+            .buddy
+            .get_mut(allocation.offset)
+            .ok_or(BuddyError::UnknownOffset { offset: allocation.offset })?;
+        meta.user_data = user_data;
+        Ok(())
+    }
+
+    /// The caller's value of an allocation (0 until set).
+    pub fn user_data(&self, allocation: &VirtualAllocation) -> Result<u64, BuddyError> {
+        self.check(allocation)?;
+        self.buddy
+            .get(allocation.offset)
+            .map(|(_, meta)| meta.user_data)
+            .ok_or(BuddyError::UnknownOffset { offset: allocation.offset })
+    }
+
+    /// Sizes and counts, O(1).
+    pub fn stats(&self) -> VirtualBlockStats {
+        VirtualBlockStats {
+            size: self.buddy.size(),
+            allocated: self.buddy.allocated_bytes(),
+            requested: self.requested,
+            free: self.buddy.free_bytes(),
+            allocation_count: self.buddy.allocation_count(),
+            largest_free: self.buddy.largest_free(),
+        }
+    }
+
+    /// `(offset, requested size, user data)` of every live allocation, in no
+    /// particular order (for leak reports).
+    pub fn live(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.buddy
+            .live()
+            .map(|(offset, _, meta)| (offset, meta.size, meta.user_data))
+    }
+
+    /// Checks every invariant of the underlying buddy block and the requested
+    /// byte count; `Err` describes the first one broken.
+    pub fn validate(&self) -> Result<(), String> {
+        self.buddy.validate()?;
+        let requested: u64 = self.buddy.live().map(|(_, _, meta)| meta.size).sum();
+        if requested != self.requested {
+            return Err(format!(
+                "requested counter is {} but live allocations request {requested}",
+                self.requested
+            ));
+        }
+        Ok(())
+    }
+
+    /// Frees every allocation at once. The block takes a new id, so the
+    /// [`VirtualAllocation`]s made before are refused afterwards with
+    /// [`BuddyError::ForeignAllocation`] instead of freeing someone else's
+    /// range.
+    pub fn clear(&mut self) {
+        self.buddy.clear();
+        self.requested = 0;
+        self.id = next_block_id();
+    }
+
+    fn check(&self, allocation: &VirtualAllocation) -> Result<(), BuddyError> {
+        if allocation.block_id == self.id {
+            Ok(())
+        } else {
+            Err(BuddyError::ForeignAllocation {
+                block_id: self.id,
+                allocation_block_id: allocation.block_id,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocate_free_and_stats() {
+        let mut block = VirtualBlock::new(1 << 16, 64).unwrap();
+        let a = block.allocate(100, 0).unwrap();
+        let b = block.allocate(1000, 512).unwrap();
+        assert_eq!(b.offset() % 512, 0);
+        assert_eq!(
+            block.stats(),
+            VirtualBlockStats {
+                size: 1 << 16,
+                allocated: 128 + 1024,
+                requested: 1100,
+                free: (1 << 16) - 1152,
+                allocation_count: 2,
+                largest_free: 1 << 15,
+            }
+        );
+        block.validate().unwrap();
+        block.free(a).unwrap();
+        block.free(b).unwrap();
+        assert_eq!(block.stats().largest_free, 1 << 16);
+        block.validate().unwrap();
+    }
+
+    #[test]
+    fn foreign_and_stale_allocations_are_refused() {
+        let mut a = VirtualBlock::new(4096, 256).unwrap();
+        let mut b = VirtualBlock::new(4096, 256).unwrap();
+        assert_ne!(a.id(), b.id());
+        let x = b.allocate(10, 0).unwrap();
+        assert_eq!(
+            a.user_data(&x),
+            Err(BuddyError::ForeignAllocation { block_id: a.id(), allocation_block_id: b.id() })
+        );
+        assert!(matches!(a.free(x), Err(BuddyError::ForeignAllocation { .. })));
+        assert_eq!(b.stats().allocation_count, 1);
+        let old_id = a.id();
+        let stale = a.allocate(10, 0).unwrap();
+        a.clear();
+        assert_ne!(a.id(), old_id);
+        let fresh = a.allocate(10, 0).unwrap();
+        assert_eq!(fresh.offset(), stale.offset());
+        assert!(matches!(a.free(stale), Err(BuddyError::ForeignAllocation { .. })));
+        a.set_user_data(&fresh, 5).unwrap();
+        assert_eq!(a.live().collect::<Vec<_>>(), [(0, 10, 5)]);
+        a.free(fresh).unwrap();
+        a.validate().unwrap();
+        assert!(a.is_empty());
+    }
+}

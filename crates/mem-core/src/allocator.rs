@@ -1,0 +1,1308 @@
+//! The device-memory allocator: per-memory-type pools of buddy-managed
+//! `VkDeviceMemory` blocks, dedicated allocations, budget-aware fallback.
+//!
+//! # Pools and blocks
+//! Each memory type has a pool behind its own lock (so threads allocating
+//! from different types never contend). A pool holds blocks; a block is one
+//! `VkDeviceMemory` of a power-of-two size managed by a [`BuddyBlock`].
+//! The first blocks of a type are small (1/8, 1/4, 1/2 of the preferred size)
+//! so a small app does not commit 256 MiB; then every block has the preferred
+//! size ([`AllocatorConfig::preferred_block_size`]). Requests larger than half
+//! a block, or whose resource the driver wants dedicated
+//! (`VkMemoryDedicatedRequirements`), get their own `VkDeviceMemory`. When a
+//! block becomes empty it is kept only if it is the type's one empty block
+//! (hysteresis against allocate/free ping-pong at a block boundary); others
+//! are freed at once.
+//!
+//! # bufferImageGranularity
+//! Linear resources (buffers, linear images) and optimal (tiled) images must
+//! not share a `bufferImageGranularity` page. The buddy hands out naturally
+//! aligned blocks of at least [`AllocatorConfig::min_block_size`] bytes, so if
+//! the granularity is no larger than the minimum block, two allocations never
+//! share a page and one set of blocks serves both classes. Otherwise (e.g.
+//! 1024 on NVIDIA with the default 256-byte minimum) each pool keeps separate
+//! blocks per class, so a page is never shared either.
+//!
+//! # Budget
+//! With `VK_EXT_memory_budget` enabled the driver's budget is read whenever a
+//! new `VkDeviceMemory` is about to be allocated; otherwise the allocator
+//! counts its own committed bytes against 80% of the heap (the figure VMA
+//! uses). A type whose heap is over budget is skipped in favour of the next
+//! compatible type; only if every type is over budget does the allocator
+//! exceed it, unless [`AllocationFlags::WITHIN_BUDGET`] forbids that.
+//! [`AllocatorConfig::heap_size_limits`] caps a heap hard, like VMA's
+//! `pHeapSizeLimit`.
+
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use ash::vk;
+use parking_lot::Mutex;
+use smallvec::SmallVec;
+
+use crate::buddy::BuddyBlock;
+use crate::device::{
+    AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MappedRange,
+    MemoryAllocateRequest, MemoryDevice,
+};
+use crate::error::AllocError;
+use crate::selection::{candidate_types, rank_memory_types, MemoryUsage, RankedTypes};
+use crate::stats::{
+    AllocatorStats, BlockMap, HeapStats, LeakedAllocation, MemoryTypeStats, RangeKind,
+    RangeMap,
+};
+
+static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
+
+/// 1 MiB, for the block-size defaults.
+const MIB: u64 = 1 << 20;
+
+/// Tuning of an [`Allocator`]. Every field has a documented default
+/// ([`Default`]); out-of-range values are clamped as each field says.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AllocatorConfig {
+    /// Preferred block size on heaps larger than 1 GiB. Default 256 MiB.
+    /// Rounded down to a power of two, clamped to `[1 MiB, 4 GiB]`. Heaps of
+    /// 1 GiB or less use heap/8 (rounded down to a power of two, at least
+    /// 1 MiB) instead.
+    pub preferred_large_heap_block_size: u64,
+    /// Smallest buddy block, in bytes: every sub-allocation is rounded up to a
+    /// multiple of it and aligned to it. Default 256. Rounded up to a power of
+    /// two and raised to at least `nonCoherentAtomSize` (so flushing one
+    /// allocation never touches a neighbour's atoms). Waste per allocation is
+    /// below this size.
+    pub min_block_size: u64,
+    /// Start a memory type with small blocks (1/8, 1/4, 1/2 of the preferred
+    /// size) before using full-size blocks. Default true.
+    pub small_first_blocks: bool,
+    /// Empty blocks kept per memory type before freeing further empty ones.
+    /// Default 1.
+    pub max_empty_blocks_per_type: u32,
+    /// Hard per-heap limits in bytes (`None` = the heap size), like VMA's
+    /// `pHeapSizeLimit`. Indexed by heap; missing entries mean no limit.
+    pub heap_size_limits: Vec<Option<u64>>,
+    /// Chain `VkMemoryAllocateFlagsInfo::DEVICE_ADDRESS` on every allocation
+    /// (the engine enabled `bufferDeviceAddress`). Default false.
+    pub device_address: bool,
+}
+
+impl Default for AllocatorConfig {
+    fn default() -> Self {
+        Self {
+            preferred_large_heap_block_size: 256 * MIB,
+            min_block_size: 256,
+            small_first_blocks: true,
+            max_empty_blocks_per_type: 1,
+            heap_size_limits: Vec::new(),
+            device_address: false,
+        }
+    }
+}
+
+/// What the engine hands the allocator: its own Vulkan objects, borrowed.
+pub struct AllocatorDesc<'a> {
+    /// The engine's instance.
+    pub instance: &'a ash::Instance,
+    /// The physical device `device` was created from.
+    pub physical_device: vk::PhysicalDevice,
+    /// The engine's device.
+    pub device: &'a ash::Device,
+    /// Whether the engine enabled `VK_EXT_memory_budget` on `device`.
+    pub memory_budget: bool,
+    /// Host allocation callbacks passed to every Vulkan call the allocator
+    /// makes (for example [`crate::host::TrackingHostAllocator`]'s).
+    pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
+    /// Tuning; `AllocatorConfig::default()` suits most engines.
+    pub config: AllocatorConfig,
+}
+
+/// Whether a resource is linear or optimally tiled, for
+/// `bufferImageGranularity`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum ResourceClass {
+    /// Buffers and `VK_IMAGE_TILING_LINEAR` images.
+    Linear,
+    /// `VK_IMAGE_TILING_OPTIMAL` images.
+    Optimal,
+}
+
+/// Whether the memory should be a `VkDeviceMemory` of its own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dedicated {
+    /// Sub-allocate unless the size calls for a dedicated allocation.
+    #[default]
+    No,
+    /// The driver prefers a dedicated allocation
+    /// (`prefersDedicatedAllocation`); honoured while memory objects are
+    /// plentiful.
+    Preferred(Option<DedicatedTarget>),
+    /// The driver requires it (`requiresDedicatedAllocation`) or the caller
+    /// insists.
+    Required(Option<DedicatedTarget>),
+}
+
+bitflags::bitflags! {
+    /// Options of one allocation.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct AllocationFlags: u32 {
+        /// Fail with out-of-memory rather than exceed a heap's budget.
+        const WITHIN_BUDGET = 1;
+        /// Never allocate a new `VkDeviceMemory`: fail unless an existing
+        /// block has room.
+        const NEVER_ALLOCATE = 2;
+    }
+}
+
+/// One allocation request, from raw `VkMemoryRequirements`.
+#[derive(Clone, Debug)]
+pub struct AllocationDesc<'a> {
+    /// Size in bytes (`VkMemoryRequirements::size`).
+    pub size: u64,
+    /// Alignment in bytes, a power of two (`VkMemoryRequirements::alignment`);
+    /// 0 means 1.
+    pub alignment: u64,
+    /// Acceptable memory types (`VkMemoryRequirements::memoryTypeBits`).
+    pub memory_type_bits: u32,
+    /// What the memory is for.
+    pub usage: MemoryUsage,
+    /// Linear or optimal, for `bufferImageGranularity`.
+    pub class: ResourceClass,
+    /// Dedicated allocation hint.
+    pub dedicated: Dedicated,
+    /// Options.
+    pub flags: AllocationFlags,
+    /// Name shown in statistics and leak reports.
+    pub name: Option<&'a str>,
+}
+
+impl<'a> AllocationDesc<'a> {
+    /// A request for `requirements` with `usage`; linear, not dedicated, unnamed.
+    pub fn new(requirements: vk::MemoryRequirements, usage: MemoryUsage) -> Self {
+        Self {
+            size: requirements.size,
+            alignment: requirements.alignment,
+            memory_type_bits: requirements.memory_type_bits,
+            usage,
+            class: ResourceClass::Linear,
+            dedicated: Dedicated::No,
+            flags: AllocationFlags::empty(),
+            name: None,
+        }
+    }
+
+    /// Sets the resource class.
+    pub fn class(mut self, class: ResourceClass) -> Self {
+        self.class = class;
+        self
+    }
+
+    /// Sets the dedicated hint.
+    pub fn dedicated(mut self, dedicated: Dedicated) -> Self {
+        self.dedicated = dedicated;
+        self
+    }
+
+    /// Sets the flags.
+    pub fn flags(mut self, flags: AllocationFlags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// Names the allocation.
+    pub fn name(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
+        self
+    }
+}
+
+/// A host pointer into persistently mapped memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct MappedPtr(NonNull<u8>);
+
+// SAFETY: the pointer points into a persistently mapped VkDeviceMemory that
+// lives as long as the allocator; sending the address between threads is
+// harmless, and every access through it goes through methods that take
+// `&mut Allocation` for writes (exclusive) or are `unsafe` for the caller.
+unsafe impl Send for MappedPtr {}
+// SAFETY: as above.
+unsafe impl Sync for MappedPtr {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placement {
+    Block { class: u8, block: u32 },
+    Dedicated { slot: u32 },
+}
+
+/// Memory handed out by [`Allocator::allocate`]: a range of a
+/// `VkDeviceMemory`. Free it with [`Allocator::free`] (by value); dropping it
+/// without freeing leaks the range until the allocator is dropped, which
+/// reports it.
+#[derive(Debug)]
+#[must_use = "an allocation must be freed with Allocator::free"]
+pub struct Allocation {
+    memory: vk::DeviceMemory,
+    offset: u64,
+    size: u64,
+    memory_size: u64,
+    memory_type_index: u32,
+    mapped: Option<MappedPtr>,
+    coherent: bool,
+    allocator_id: u64,
+    placement: Placement,
+}
+
+impl Allocation {
+    /// The `VkDeviceMemory` to bind.
+    pub fn memory(&self) -> vk::DeviceMemory {
+        self.memory
+    }
+
+    /// Offset of the allocation inside [`Self::memory`].
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Size asked for, in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The memory type index.
+    pub fn memory_type_index(&self) -> u32 {
+        self.memory_type_index
+    }
+
+    /// Host pointer to the first byte when the memory is host-visible
+    /// (persistently mapped), else `None`.
+    pub fn mapped_ptr(&self) -> Option<NonNull<u8>> {
+        self.mapped.map(|p| p.0)
+    }
+
+    /// True when the memory is `HOST_COHERENT` (no flush/invalidate needed).
+    pub fn is_coherent(&self) -> bool {
+        self.coherent
+    }
+
+    /// True when this allocation owns its whole `VkDeviceMemory`.
+    pub fn is_dedicated(&self) -> bool {
+        matches!(self.placement, Placement::Dedicated { .. })
+    }
+
+    /// The mapped bytes, for writing.
+    ///
+    /// Returns `None` when the memory is not host-visible.
+    ///
+    /// # Safety
+    /// - no GPU work may read or write the range while the slice is in use;
+    /// - for non-coherent memory, call [`Allocator::flush`] after writing.
+    pub unsafe fn mapped_slice_mut(&mut self) -> Option<&mut [u8]> {
+        let ptr = self.mapped?.0;
+        let len = usize::try_from(self.size).ok()?;
+        // SAFETY: the pointer is valid for `size` bytes of mapped memory for as
+        // long as the allocation lives; `&mut self` makes the host access
+        // exclusive; the caller guarantees the GPU is not using it.
+        Some(unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), len) })
+    }
+}
+
+/// Per-allocation metadata kept in the buddy block (for stats and leaks).
+#[derive(Debug)]
+struct AllocMeta {
+    requested: u64,
+    name: Option<Box<str>>,
+}
+
+struct Block {
+    memory: vk::DeviceMemory,
+    size: u64,
+    mapped: Option<MappedPtr>,
+    buddy: BuddyBlock<AllocMeta>,
+}
+
+struct DedicatedMemory {
+    memory: vk::DeviceMemory,
+    size: u64,
+    requested: u64,
+    mapped: Option<MappedPtr>,
+    name: Option<Box<str>>,
+}
+
+#[derive(Default)]
+struct ClassPool {
+    blocks: Vec<Option<Block>>,
+    /// Index of the block that served last: tried first.
+    hint: usize,
+    /// Blocks created so far (drives the small-first growth).
+    live_blocks: u32,
+}
+
+/// The pool of one memory type.
+struct TypePool {
+    /// One class pool, or two (linear, optimal) when granularity demands.
+    classes: SmallVec<[ClassPool; 2]>,
+    dedicated: Vec<Option<DedicatedMemory>>,
+    dedicated_free_slots: Vec<u32>,
+    requested_bytes: u64,
+    allocation_count: u64,
+    empty_blocks: u32,
+}
+
+/// A block taken out of a pool, to be unmapped and freed outside the lock.
+struct Retired {
+    memory: vk::DeviceMemory,
+    size: u64,
+    mapped: bool,
+}
+
+/// Sub-allocates `VkDeviceMemory` for an engine. `Send + Sync`: allocate and
+/// free from any thread; each memory type has its own lock.
+pub struct Allocator {
+    id: u64,
+    device: Box<dyn MemoryDevice>,
+    props: DeviceMemoryProperties,
+    config: AllocatorConfig,
+    min_block: u64,
+    separate_classes: bool,
+    ranked: [RankedTypes; 4],
+    pools: Vec<Mutex<TypePool>>,
+    /// Bytes of `VkDeviceMemory` committed per heap (our own accounting).
+    heap_committed: Vec<AtomicU64>,
+    memory_objects: AtomicU32,
+    allocate_memory_calls: AtomicU64,
+}
+
+fn usage_index(usage: MemoryUsage) -> usize {
+    match usage {
+        MemoryUsage::GpuOnly => 0,
+        MemoryUsage::Upload => 1,
+        MemoryUsage::Dynamic => 2,
+        MemoryUsage::Readback => 3,
+    }
+}
+
+fn prev_power_of_two(x: u64) -> u64 {
+    if x == 0 {
+        0
+    } else {
+        1 << (63 - x.leading_zeros())
+    }
+}
+
+/// Why one memory type could not serve a request.
+enum TypeFailure {
+    /// Out of memory or over budget: try the next type.
+    Exhausted,
+    /// Stop and report.
+    Fatal(AllocError),
+}
+
+impl Allocator {
+    /// Creates an allocator over the engine's device.
+    ///
+    /// # Safety
+    /// - `desc.instance`, `desc.physical_device` and `desc.device` are valid,
+    ///   related, and outlive the allocator;
+    /// - `desc.allocation_callbacks`, when given, stay valid and thread-safe
+    ///   for the allocator's lifetime.
+    #[doc(alias = "vmaCreateAllocator")]
+    pub unsafe fn new(desc: AllocatorDesc<'_>) -> Result<Self, AllocError> {
+        // SAFETY: forwarded from this function's contract.
+        let device = unsafe {
+            AshMemoryDevice::new(
+                desc.instance,
+                desc.physical_device,
+                desc.device,
+                desc.memory_budget,
+                desc.allocation_callbacks,
+            )
+        };
+        Ok(Self::with_device(Box::new(device), desc.config))
+    }
+
+    /// Creates an allocator over any [`MemoryDevice`] (the fake device in
+    /// tests, or an engine's own wrapper).
+    pub fn with_device(device: Box<dyn MemoryDevice>, config: AllocatorConfig) -> Self {
+        let props = device.properties().clone();
+        let min_block = config
+            .min_block_size
+            .max(props.non_coherent_atom_size)
+            .max(1)
+            .next_power_of_two();
+        let separate_classes = props.buffer_image_granularity > min_block;
+        let ranked = MemoryUsage::ALL.map(|u| rank_memory_types(&props, u));
+        let class_count = if separate_classes { 2 } else { 1 };
+        let pools = props
+            .memory_types
+            .iter()
+            .map(|_| {
+                Mutex::new(TypePool {
+                    classes: (0..class_count).map(|_| ClassPool::default()).collect(),
+                    dedicated: Vec::new(),
+                    dedicated_free_slots: Vec::new(),
+                    requested_bytes: 0,
+                    allocation_count: 0,
+                    empty_blocks: 0,
+                })
+            })
+            .collect();
+        let heap_committed = props.memory_heaps.iter().map(|_| AtomicU64::new(0)).collect();
+        Self {
+            id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
+            device,
+            props,
+            config,
+            min_block,
+            separate_classes,
+            ranked,
+            pools,
+            heap_committed,
+            memory_objects: AtomicU32::new(0),
+            allocate_memory_calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The device's memory properties as the allocator read them.
+    pub fn memory_properties(&self) -> &DeviceMemoryProperties {
+        &self.props
+    }
+
+    /// The device calls underneath.
+    pub fn device(&self) -> &dyn MemoryDevice {
+        &*self.device
+    }
+
+    /// The configuration in force (with the effective minimum block).
+    pub fn config(&self) -> &AllocatorConfig {
+        &self.config
+    }
+
+    /// The effective buddy minimum block (see
+    /// [`AllocatorConfig::min_block_size`]).
+    pub fn min_block_size(&self) -> u64 {
+        self.min_block
+    }
+
+    /// True when linear and optimal resources get separate blocks because
+    /// `bufferImageGranularity` exceeds the minimum block.
+    pub fn separates_resource_classes(&self) -> bool {
+        self.separate_classes
+    }
+
+    /// The memory types `usage` would try, best first, restricted to
+    /// `memory_type_bits`.
+    pub fn memory_type_candidates(&self, usage: MemoryUsage, memory_type_bits: u32) -> Vec<u32> {
+        candidate_types(&self.ranked[usage_index(usage)], memory_type_bits).collect()
+    }
+
+    /// Preferred block size for memory type `type_index`'s heap.
+    pub fn preferred_block_size(&self, type_index: u32) -> u64 {
+        let heap = self.props.memory_types[type_index as usize].heap_index as usize;
+        let heap_size = self.props.memory_heaps[heap].size;
+        let large = prev_power_of_two(self.config.preferred_large_heap_block_size)
+            .clamp(MIB, 4096 * MIB);
+        let size = if heap_size > 1024 * MIB { large } else { prev_power_of_two(heap_size / 8).max(MIB) };
+        size.max(self.min_block)
+    }
+
+    fn heap_limit(&self, heap: usize) -> u64 {
+        let size = self.props.memory_heaps[heap].size;
+        self.config.heap_size_limits.get(heap).copied().flatten().map_or(size, |l| l.min(size))
+    }
+
+    /// Allocates memory for `desc`.
+    ///
+    /// Tries the memory types `desc.usage` ranks best first, falling back to
+    /// the next compatible type when one is out of memory or over budget.
+    #[doc(alias = "vmaAllocateMemory")]
+    pub fn allocate(&self, desc: &AllocationDesc<'_>) -> Result<Allocation, AllocError> {
+        if desc.size == 0 {
+            return Err(AllocError::ZeroSize);
+        }
+        let alignment = desc.alignment.max(1);
+        if !alignment.is_power_of_two() {
+            return Err(AllocError::AlignmentNotPowerOfTwo { alignment: desc.alignment });
+        }
+        let ranked = &self.ranked[usage_index(desc.usage)];
+        let type_count = self.props.memory_types.len() as u32;
+        let mut candidates = candidate_types(ranked, desc.memory_type_bits).peekable();
+        if candidates.peek().is_none() {
+            return Err(AllocError::NoCompatibleMemoryType {
+                memory_type_bits: desc.memory_type_bits,
+                usage: desc.usage,
+                type_count,
+            });
+        }
+        if desc.size > self.props.max_memory_allocation_size {
+            return Err(AllocError::ExceedsMaxAllocationSize {
+                size: desc.size,
+                max: self.props.max_memory_allocation_size,
+            });
+        }
+        let largest_heap = candidate_types(ranked, desc.memory_type_bits)
+            .map(|t| self.heap_limit(self.props.memory_types[t as usize].heap_index as usize))
+            .max()
+            .unwrap_or(0);
+        if desc.size > largest_heap {
+            return Err(AllocError::ExceedsHeap { size: desc.size, largest_heap });
+        }
+
+        // Fast path: room in an existing block of the best type.
+        let mut tried = 0u32;
+        // Two passes: first within every heap's budget, then (unless the
+        // caller forbids it) past the soft budget, up to the hard heap limit.
+        let passes: &[bool] =
+            if desc.flags.contains(AllocationFlags::WITHIN_BUDGET) { &[true] } else { &[true, false] };
+        for &within_budget in passes {
+            for t in candidate_types(ranked, desc.memory_type_bits) {
+                tried |= 1 << t;
+                match self.allocate_in_type(t, desc, alignment, within_budget) {
+                    Ok(a) => return Ok(a),
+                    Err(TypeFailure::Exhausted) => continue,
+                    Err(TypeFailure::Fatal(e)) => return Err(e),
+                }
+            }
+        }
+        Err(AllocError::OutOfDeviceMemory { size: desc.size, usage: desc.usage, tried })
+    }
+
+    fn class_index(&self, class: ResourceClass) -> usize {
+        usize::from(self.separate_classes && class == ResourceClass::Optimal)
+    }
+
+    fn wants_dedicated(&self, type_index: u32, desc: &AllocationDesc<'_>, alignment: u64) -> bool {
+        let block = self.preferred_block_size(type_index);
+        match desc.dedicated {
+            Dedicated::Required(_) => true,
+            Dedicated::Preferred(_) => {
+                // Like VMA: stop honouring the preference once 3/4 of
+                // maxMemoryAllocationCount is used, if the request fits a block.
+                let max = self.props.max_memory_allocation_count as u64;
+                let used = self.memory_objects.load(Ordering::Relaxed) as u64;
+                used * 4 < max * 3 || desc.size.max(alignment) > block / 2
+            }
+            Dedicated::No => desc.size.max(alignment) > block / 2,
+        }
+    }
+
+    fn allocate_in_type(
+        &self,
+        type_index: u32,
+        desc: &AllocationDesc<'_>,
+        alignment: u64,
+        within_budget: bool,
+    ) -> Result<Allocation, TypeFailure> {
+        if self.wants_dedicated(type_index, desc, alignment) {
+            return self.allocate_dedicated(type_index, desc, within_budget);
+        }
+        let class = self.class_index(desc.class);
+        let mut pool = self.pools[type_index as usize].lock();
+        if let Some(a) = self.try_existing_blocks(&mut pool, type_index, class, desc, alignment) {
+            return Ok(a);
+        }
+        if desc.flags.contains(AllocationFlags::NEVER_ALLOCATE) {
+            return Err(TypeFailure::Exhausted);
+        }
+        // Choose the new block's size under the lock, allocate it outside.
+        let preferred = self.preferred_block_size(type_index);
+        let live = pool.classes[class].live_blocks;
+        drop(pool);
+        let needed = desc.size.max(alignment).next_power_of_two().max(self.min_block);
+        let mut size = if self.config.small_first_blocks && live < 3 {
+            (preferred >> (3 - live)).max(needed)
+        } else {
+            preferred
+        };
+        // On failure retry with halved sizes down to what the request needs.
+        let block = loop {
+            match self.create_block(type_index, size, within_budget) {
+                Ok(b) => break b,
+                Err(TypeFailure::Exhausted) if size / 2 >= needed => size /= 2,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut pool = self.pools[type_index as usize].lock();
+        let cp = &mut pool.classes[class];
+        cp.live_blocks += 1;
+        let slot = match cp.blocks.iter().position(Option::is_none) {
+            Some(i) => {
+                cp.blocks[i] = Some(block);
+                i
+            }
+            None => {
+                cp.blocks.push(Some(block));
+                cp.blocks.len() - 1
+            }
+        };
+        cp.hint = slot;
+        pool.empty_blocks += 1; // it is empty until the allocation below
+        match self.allocate_from_block(&mut pool, type_index, class, slot, desc, alignment) {
+            Some(a) => Ok(a),
+            // A fresh block of at least `needed` bytes always fits the request.
+            None => unreachable!("fresh block of {size} bytes could not fit {needed}"),
+        }
+    }
+
+    fn try_existing_blocks(
+        &self,
+        pool: &mut TypePool,
+        type_index: u32,
+        class: usize,
+        desc: &AllocationDesc<'_>,
+        alignment: u64,
+    ) -> Option<Allocation> {
+        let cp = &pool.classes[class];
+        let hint = cp.hint;
+        let n = cp.blocks.len();
+        // Try the hinted block, then the others in order.
+        for i in std::iter::once(hint).chain((0..n).filter(|&i| i != hint)) {
+            let fits = pool.classes[class]
+                .blocks
+                .get(i)
+                .and_then(Option::as_ref)
+                .is_some_and(|b| b.buddy.can_allocate(desc.size, alignment));
+            if fits {
+                if let Some(a) = self.allocate_from_block(pool, type_index, class, i, desc, alignment) {
+                    pool.classes[class].hint = i;
+                    return Some(a);
+                }
+            }
+        }
+        None
+    }
+
+    fn allocate_from_block(
+        &self,
+        pool: &mut TypePool,
+        type_index: u32,
+        class: usize,
+        slot: usize,
+        desc: &AllocationDesc<'_>,
+        alignment: u64,
+    ) -> Option<Allocation> {
+        let block = pool.classes[class].blocks[slot].as_mut()?;
+        let was_empty = block.buddy.is_empty();
+        let meta = AllocMeta { requested: desc.size, name: desc.name.map(Box::from) };
+        let offset = block.buddy.allocate(desc.size, alignment, meta).ok()?;
+        let allocation = Allocation {
+            memory: block.memory,
+            offset,
+            size: desc.size,
+            memory_size: block.size,
+            memory_type_index: type_index,
+            // SAFETY: `offset + size <= block.size` (the buddy guarantees it),
+            // so the pointer stays inside the mapped range.
+            mapped: block.mapped.map(|p| MappedPtr(unsafe { p.0.add(offset as usize) })),
+            coherent: self.is_coherent(type_index),
+            allocator_id: self.id,
+            placement: Placement::Block { class: class as u8, block: slot as u32 },
+        };
+        if was_empty {
+            pool.empty_blocks -= 1;
+        }
+        pool.requested_bytes += desc.size;
+        pool.allocation_count += 1;
+        Some(allocation)
+    }
+
+    fn is_coherent(&self, type_index: u32) -> bool {
+        self.props.type_has(type_index, vk::MemoryPropertyFlags::HOST_COHERENT)
+    }
+
+    fn is_host_visible(&self, type_index: u32) -> bool {
+        self.props.type_has(type_index, vk::MemoryPropertyFlags::HOST_VISIBLE)
+    }
+
+    /// Checks the budget, allocates and maps one `VkDeviceMemory`.
+    fn create_memory(
+        &self,
+        type_index: u32,
+        size: u64,
+        dedicated: Option<DedicatedTarget>,
+        within_budget: bool,
+    ) -> Result<(vk::DeviceMemory, Option<MappedPtr>), TypeFailure> {
+        let heap = self.props.memory_types[type_index as usize].heap_index as usize;
+        let committed = self.heap_committed[heap].load(Ordering::Relaxed);
+        if committed + size > self.heap_limit(heap) {
+            return Err(TypeFailure::Exhausted);
+        }
+        if within_budget {
+            let over = match self.device.heap_budgets() {
+                Some(b) => b.get(heap).is_some_and(|b| b.usage + size > b.budget),
+                None => committed + size > self.props.memory_heaps[heap].size / 10 * 8,
+            };
+            if over {
+                return Err(TypeFailure::Exhausted);
+            }
+        }
+        let count = self.memory_objects.load(Ordering::Relaxed);
+        if count >= self.props.max_memory_allocation_count {
+            return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
+                count,
+                max: self.props.max_memory_allocation_count,
+            }));
+        }
+        let request = MemoryAllocateRequest {
+            memory_type_index: type_index,
+            size,
+            dedicated,
+            device_address: self.config.device_address,
+        };
+        self.allocate_memory_calls.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the dedicated target comes from the caller of `allocate`,
+        // whose `DedicatedTarget` contract is that it is a live object without
+        // memory; everything else is plain data.
+        let memory = match unsafe { self.device.allocate_memory(&request) } {
+            Ok(m) => m,
+            Err(DeviceError::OutOfDeviceMemory) => return Err(TypeFailure::Exhausted),
+            Err(DeviceError::OutOfHostMemory) => {
+                return Err(TypeFailure::Fatal(AllocError::OutOfHostMemory))
+            }
+            Err(DeviceError::TooManyObjects) => {
+                return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
+                    count,
+                    max: self.props.max_memory_allocation_count,
+                }))
+            }
+            Err(e) => return Err(TypeFailure::Fatal(AllocError::Device(e))),
+        };
+        let mapped = if self.is_host_visible(type_index) {
+            // SAFETY: `memory` was just allocated from a HOST_VISIBLE type with
+            // `size` bytes and is not mapped.
+            match unsafe { self.device.map_memory(memory, size) } {
+                Ok(p) => Some(MappedPtr(p)),
+                Err(e) => {
+                    // SAFETY: just allocated, unused, unmapped.
+                    unsafe { self.device.free_memory(memory) };
+                    return Err(TypeFailure::Fatal(AllocError::Device(e)));
+                }
+            }
+        } else {
+            None
+        };
+        self.heap_committed[heap].fetch_add(size, Ordering::Relaxed);
+        self.memory_objects.fetch_add(1, Ordering::Relaxed);
+        Ok((memory, mapped))
+    }
+
+    fn create_block(&self, type_index: u32, size: u64, within_budget: bool) -> Result<Block, TypeFailure> {
+        let buddy = BuddyBlock::new(size, self.min_block)
+            .map_err(|_| TypeFailure::Fatal(AllocError::ExceedsHeap { size, largest_heap: 0 }))?;
+        let (memory, mapped) = self.create_memory(type_index, size, None, within_budget)?;
+        Ok(Block { memory, size, mapped, buddy })
+    }
+
+    fn allocate_dedicated(
+        &self,
+        type_index: u32,
+        desc: &AllocationDesc<'_>,
+        within_budget: bool,
+    ) -> Result<Allocation, TypeFailure> {
+        if desc.flags.contains(AllocationFlags::NEVER_ALLOCATE) {
+            return Err(TypeFailure::Exhausted);
+        }
+        let target = match desc.dedicated {
+            Dedicated::Preferred(t) | Dedicated::Required(t) => t,
+            Dedicated::No => None,
+        };
+        let (memory, mapped) = self.create_memory(type_index, desc.size, target, within_budget)?;
+        let mut pool = self.pools[type_index as usize].lock();
+        let entry = DedicatedMemory {
+            memory,
+            size: desc.size,
+            requested: desc.size,
+            mapped,
+            name: desc.name.map(Box::from),
+        };
+        let slot = match pool.dedicated_free_slots.pop() {
+            Some(s) => {
+                pool.dedicated[s as usize] = Some(entry);
+                s
+            }
+            None => {
+                pool.dedicated.push(Some(entry));
+                (pool.dedicated.len() - 1) as u32
+            }
+        };
+        pool.requested_bytes += desc.size;
+        pool.allocation_count += 1;
+        Ok(Allocation {
+            memory,
+            offset: 0,
+            size: desc.size,
+            memory_size: desc.size,
+            memory_type_index: type_index,
+            mapped,
+            coherent: self.is_coherent(type_index),
+            allocator_id: self.id,
+            placement: Placement::Dedicated { slot },
+        })
+    }
+
+    /// Frees an allocation. An allocation of another allocator is refused
+    /// (and handed back inside nothing: it stays owned by its allocator's
+    /// accounting until that one is dropped).
+    #[doc(alias = "vmaFreeMemory")]
+    pub fn free(&self, allocation: Allocation) -> Result<(), AllocError> {
+        if allocation.allocator_id != self.id {
+            return Err(AllocError::ForeignAllocation { owner: allocation.allocator_id, this: self.id });
+        }
+        let type_index = allocation.memory_type_index;
+        let retired = {
+            let mut pool = self.pools[type_index as usize].lock();
+            match allocation.placement {
+                Placement::Block { class, block } => {
+                    self.free_in_block(&mut pool, class as usize, block as usize, &allocation)
+                }
+                Placement::Dedicated { slot } => {
+                    let entry = pool.dedicated[slot as usize]
+                        .take()
+                        .expect("allocation ids are unique: dedicated slot is live");
+                    pool.dedicated_free_slots.push(slot);
+                    pool.requested_bytes -= entry.requested;
+                    pool.allocation_count -= 1;
+                    Some(Retired { memory: entry.memory, size: entry.size, mapped: entry.mapped.is_some() })
+                }
+            }
+        };
+        if let Some(r) = retired {
+            self.release_memory(type_index, r);
+        }
+        Ok(())
+    }
+
+    fn free_in_block(
+        &self,
+        pool: &mut TypePool,
+        class: usize,
+        slot: usize,
+        allocation: &Allocation,
+    ) -> Option<Retired> {
+        let cp = &mut pool.classes[class];
+        let block = cp.blocks[slot].as_mut().expect("allocation ids are unique: block is live");
+        let (_, meta) = block
+            .buddy
+            .free(allocation.offset)
+            .expect("allocation ids are unique: offset is live in its block");
+        pool.requested_bytes -= meta.requested;
+        pool.allocation_count -= 1;
+        let block = pool.classes[class].blocks[slot].as_ref().expect("checked above");
+        if !block.buddy.is_empty() {
+            return None;
+        }
+        if pool.empty_blocks < self.config.max_empty_blocks_per_type {
+            pool.empty_blocks += 1;
+            return None;
+        }
+        let cp = &mut pool.classes[class];
+        let block = cp.blocks[slot].take().expect("checked above");
+        cp.live_blocks -= 1;
+        if cp.hint == slot {
+            cp.hint = 0;
+        }
+        Some(Retired { memory: block.memory, size: block.size, mapped: block.mapped.is_some() })
+    }
+
+    fn release_memory(&self, type_index: u32, r: Retired) {
+        if r.mapped {
+            // SAFETY: the block/dedicated memory was mapped at creation and no
+            // allocation points into it any more.
+            unsafe { self.device.unmap_memory(r.memory) };
+        }
+        // SAFETY: no allocation uses the memory any more; binding resources
+        // are the engine's to destroy before freeing their allocation.
+        unsafe { self.device.free_memory(r.memory) };
+        let heap = self.props.memory_types[type_index as usize].heap_index as usize;
+        self.heap_committed[heap].fetch_sub(r.size, Ordering::Relaxed);
+        self.memory_objects.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Frees every empty block, the ones kept for hysteresis included (e.g.
+    /// after a level unload).
+    pub fn trim(&self) {
+        for (t, pool) in self.pools.iter().enumerate() {
+            let mut retired = Vec::new();
+            {
+                let mut pool = pool.lock();
+                for cp in pool.classes.iter_mut() {
+                    for slot in cp.blocks.iter_mut() {
+                        if slot.as_ref().is_some_and(|b| b.buddy.is_empty()) {
+                            let b = slot.take().expect("checked");
+                            cp.live_blocks -= 1;
+                            retired.push(Retired { memory: b.memory, size: b.size, mapped: b.mapped.is_some() });
+                        }
+                    }
+                    cp.hint = 0;
+                }
+                pool.empty_blocks = 0;
+            }
+            for r in retired {
+                self.release_memory(t as u32, r);
+            }
+        }
+    }
+
+    fn check_range(&self, allocation: &Allocation, offset: u64, size: u64) -> Result<(), AllocError> {
+        if allocation.allocator_id != self.id {
+            return Err(AllocError::ForeignAllocation { owner: allocation.allocator_id, this: self.id });
+        }
+        if allocation.mapped.is_none() {
+            return Err(AllocError::NotHostVisible { memory_type_index: allocation.memory_type_index });
+        }
+        if offset.checked_add(size).is_none_or(|end| end > allocation.size) {
+            return Err(AllocError::OutOfBounds { offset, size, allocation_size: allocation.size });
+        }
+        Ok(())
+    }
+
+    /// The mapped range covering `[offset, offset + size)` of the allocation,
+    /// rounded out to `nonCoherentAtomSize` and clamped to the memory's end.
+    fn atom_range(&self, allocation: &Allocation, offset: u64, size: u64) -> MappedRange {
+        let atom = self.props.non_coherent_atom_size;
+        let start = allocation.offset + offset;
+        let end = (start + size).div_ceil(atom) * atom;
+        let start = start / atom * atom;
+        MappedRange { memory: allocation.memory, offset: start, size: end.min(allocation.memory_size) - start }
+    }
+
+    /// Makes host writes to `[offset, offset + size)` of the allocation visible
+    /// to the device (`vkFlushMappedMemoryRanges`, rounded to
+    /// `nonCoherentAtomSize`); a no-op on coherent memory.
+    #[doc(alias = "vmaFlushAllocation")]
+    pub fn flush(&self, allocation: &Allocation, offset: u64, size: u64) -> Result<(), AllocError> {
+        self.check_range(allocation, offset, size)?;
+        if allocation.coherent || size == 0 {
+            return Ok(());
+        }
+        let range = self.atom_range(allocation, offset, size);
+        // SAFETY: the range lies inside the allocation's mapped memory, is
+        // atom-aligned and clamped to the memory's end.
+        unsafe { self.device.flush_ranges(&[range]) }.map_err(AllocError::Device)
+    }
+
+    /// Makes device writes to `[offset, offset + size)` visible to the host
+    /// (`vkInvalidateMappedMemoryRanges`, rounded to `nonCoherentAtomSize`);
+    /// a no-op on coherent memory.
+    #[doc(alias = "vmaInvalidateAllocation")]
+    pub fn invalidate(&self, allocation: &Allocation, offset: u64, size: u64) -> Result<(), AllocError> {
+        self.check_range(allocation, offset, size)?;
+        if allocation.coherent || size == 0 {
+            return Ok(());
+        }
+        let range = self.atom_range(allocation, offset, size);
+        // SAFETY: as in `flush`. Rounding out cannot discard a neighbour's
+        // writes: allocations are aligned to the minimum block, which is at
+        // least nonCoherentAtomSize.
+        unsafe { self.device.invalidate_ranges(&[range]) }.map_err(AllocError::Device)
+    }
+
+    /// Copies `data` into the allocation at `offset` through its mapping and
+    /// flushes it when the memory is not coherent. The GPU must not be using
+    /// the range.
+    pub fn write(&self, allocation: &mut Allocation, offset: u64, data: &[u8]) -> Result<(), AllocError> {
+        self.check_range(allocation, offset, data.len() as u64)?;
+        let base = allocation.mapped.expect("checked host-visible").0;
+        // SAFETY: the range is inside the mapped allocation (checked), the
+        // `&mut Allocation` makes the host access exclusive, and `data` cannot
+        // overlap device memory mappings handed out as `&mut`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), base.as_ptr().add(offset as usize), data.len())
+        };
+        self.flush(allocation, offset, data.len() as u64)
+    }
+
+    /// Invalidates (when not coherent) and copies `out.len()` bytes from the
+    /// allocation at `offset`. The GPU must have finished writing the range.
+    pub fn read(&self, allocation: &Allocation, offset: u64, out: &mut [u8]) -> Result<(), AllocError> {
+        self.check_range(allocation, offset, out.len() as u64)?;
+        self.invalidate(allocation, offset, out.len() as u64)?;
+        let base = allocation.mapped.expect("checked host-visible").0;
+        // SAFETY: the range is inside the mapped allocation (checked); writers
+        // need `&mut Allocation`, so none runs while we hold `&Allocation`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.as_ptr().add(offset as usize), out.as_mut_ptr(), out.len())
+        };
+        Ok(())
+    }
+
+    /// Statistics per heap and memory type. Takes each type's lock briefly.
+    #[doc(alias = "vmaCalculateStatistics")]
+    pub fn stats(&self) -> AllocatorStats {
+        let budgets = self.device.heap_budgets();
+        let mut types = Vec::with_capacity(self.pools.len());
+        for (t, pool) in self.pools.iter().enumerate() {
+            let pool = pool.lock();
+            let mut s = MemoryTypeStats {
+                memory_type_index: t as u32,
+                heap_index: self.props.memory_types[t].heap_index,
+                flags: format!("{:?}", self.props.memory_types[t].flags),
+                requested_bytes: pool.requested_bytes,
+                allocation_count: pool.allocation_count,
+                ..MemoryTypeStats::default()
+            };
+            for b in pool.classes.iter().flat_map(|c| c.blocks.iter().flatten()) {
+                s.block_count += 1;
+                s.committed_bytes += b.size;
+                s.allocated_bytes += b.buddy.allocated_bytes();
+                s.largest_free_block = s.largest_free_block.max(b.buddy.largest_free());
+                if b.buddy.is_empty() {
+                    s.empty_block_count += 1;
+                }
+                for (size, count) in b.buddy.free_histogram() {
+                    *s.free_block_histogram.entry(size).or_default() += count as u64;
+                }
+                s.host_metadata_bytes += b.buddy.host_memory_bytes() as u64;
+            }
+            for d in pool.dedicated.iter().flatten() {
+                s.dedicated_count += 1;
+                s.committed_bytes += d.size;
+                s.allocated_bytes += d.size;
+            }
+            types.push(s);
+        }
+        let heaps = self
+            .props
+            .memory_heaps
+            .iter()
+            .enumerate()
+            .map(|(h, info)| {
+                let mut hs = HeapStats {
+                    heap_index: h as u32,
+                    size: info.size,
+                    flags: format!("{:?}", info.flags),
+                    budget: budgets.as_ref().and_then(|b| b.get(h)).map(|b| b.budget),
+                    driver_usage: budgets.as_ref().and_then(|b| b.get(h)).map(|b| b.usage),
+                    ..HeapStats::default()
+                };
+                for s in types.iter().filter(|s| s.heap_index == h as u32) {
+                    hs.block_count += s.block_count;
+                    hs.dedicated_count += s.dedicated_count;
+                    hs.committed_bytes += s.committed_bytes;
+                    hs.allocated_bytes += s.allocated_bytes;
+                    hs.requested_bytes += s.requested_bytes;
+                    hs.allocation_count += s.allocation_count;
+                }
+                hs
+            })
+            .collect::<Vec<_>>();
+        AllocatorStats::from_parts(heaps, types, self.allocate_memory_calls.load(Ordering::Relaxed))
+    }
+
+    /// Every block and dedicated allocation with its allocated and free
+    /// ranges, for pictures of fragmentation and the detailed JSON dump.
+    pub fn block_maps(&self) -> Vec<BlockMap> {
+        let mut maps = Vec::new();
+        for (t, pool) in self.pools.iter().enumerate() {
+            let pool = pool.lock();
+            for (class, cp) in pool.classes.iter().enumerate() {
+                for b in cp.blocks.iter().flatten() {
+                    let mut ranges: Vec<RangeMap> = b
+                        .buddy
+                        .live()
+                        .map(|(offset, kept, meta)| RangeMap {
+                            offset,
+                            size: kept,
+                            requested: meta.requested,
+                            kind: RangeKind::Allocated,
+                            name: meta.name.as_deref().map(str::to_owned),
+                        })
+                        .chain(b.buddy.free_ranges().map(|(offset, size)| RangeMap {
+                            offset,
+                            size,
+                            requested: 0,
+                            kind: RangeKind::Free,
+                            name: None,
+                        }))
+                        .collect();
+                    ranges.sort_by_key(|r| r.offset);
+                    maps.push(BlockMap {
+                        memory_type_index: t as u32,
+                        class: if self.separate_classes && class == 1 { "optimal" } else if self.separate_classes { "linear" } else { "any" },
+                        dedicated: false,
+                        size: b.size,
+                        ranges,
+                    });
+                }
+            }
+            for d in pool.dedicated.iter().flatten() {
+                maps.push(BlockMap {
+                    memory_type_index: t as u32,
+                    class: "dedicated",
+                    dedicated: true,
+                    size: d.size,
+                    ranges: vec![RangeMap {
+                        offset: 0,
+                        size: d.size,
+                        requested: d.requested,
+                        kind: RangeKind::Allocated,
+                        name: d.name.as_deref().map(str::to_owned),
+                    }],
+                });
+            }
+        }
+        maps
+    }
+
+    /// A JSON document with [`Self::stats`] and, when `detailed`, every block's
+    /// map (like `vmaBuildStatsString`).
+    #[doc(alias = "vmaBuildStatsString")]
+    pub fn dump_json(&self, detailed: bool) -> String {
+        #[derive(serde::Serialize)]
+        struct Dump {
+            stats: AllocatorStats,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            blocks: Option<Vec<BlockMap>>,
+        }
+        let dump = Dump { stats: self.stats(), blocks: detailed.then(|| self.block_maps()) };
+        serde_json::to_string_pretty(&dump).expect("stats serialize")
+    }
+
+    /// Live allocations (name, size, memory type): what would leak if the
+    /// allocator were dropped now.
+    pub fn leak_report(&self) -> Vec<LeakedAllocation> {
+        let mut out = Vec::new();
+        for (t, pool) in self.pools.iter().enumerate() {
+            let pool = pool.lock();
+            for b in pool.classes.iter().flat_map(|c| c.blocks.iter().flatten()) {
+                for (offset, _, meta) in b.buddy.live() {
+                    out.push(LeakedAllocation {
+                        name: meta.name.as_deref().map(str::to_owned),
+                        size: meta.requested,
+                        memory_type_index: t as u32,
+                        offset,
+                        dedicated: false,
+                    });
+                }
+            }
+            for d in pool.dedicated.iter().flatten() {
+                out.push(LeakedAllocation {
+                    name: d.name.as_deref().map(str::to_owned),
+                    size: d.requested,
+                    memory_type_index: t as u32,
+                    offset: 0,
+                    dedicated: true,
+                });
+            }
+        }
+        out
+    }
+
+    /// Checks every invariant: each block's buddy state
+    /// ([`BuddyBlock::validate`]), the pools' counters against the blocks, and
+    /// the per-heap committed bytes against the blocks. Cheap enough for tests.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut committed = vec![0u64; self.props.memory_heaps.len()];
+        let mut objects = 0u32;
+        for (t, pool) in self.pools.iter().enumerate() {
+            let pool = pool.lock();
+            let heap = self.props.memory_types[t].heap_index as usize;
+            let mut requested = 0;
+            let mut count = 0;
+            let mut empty = 0;
+            for (c, cp) in pool.classes.iter().enumerate() {
+                let live = cp.blocks.iter().flatten().count() as u32;
+                if live != cp.live_blocks {
+                    return Err(format!("type {t} class {c}: {live} blocks, counter says {}", cp.live_blocks));
+                }
+                for (i, b) in cp.blocks.iter().enumerate() {
+                    let Some(b) = b else { continue };
+                    b.buddy.validate().map_err(|e| format!("type {t} class {c} block {i}: {e}"))?;
+                    if b.buddy.size() != b.size {
+                        return Err(format!("type {t} block {i}: buddy size differs from memory size"));
+                    }
+                    committed[heap] += b.size;
+                    objects += 1;
+                    empty += u32::from(b.buddy.is_empty());
+                    for (_, _, meta) in b.buddy.live() {
+                        requested += meta.requested;
+                        count += 1;
+                    }
+                }
+            }
+            for d in pool.dedicated.iter().flatten() {
+                committed[heap] += d.size;
+                objects += 1;
+                requested += d.requested;
+                count += 1;
+            }
+            if requested != pool.requested_bytes || count != pool.allocation_count {
+                return Err(format!(
+                    "type {t}: counters say {} bytes in {} allocations, blocks hold {requested} in {count}",
+                    pool.requested_bytes, pool.allocation_count
+                ));
+            }
+            if empty != pool.empty_blocks {
+                return Err(format!("type {t}: {empty} empty blocks, counter says {}", pool.empty_blocks));
+            }
+            if empty > self.config.max_empty_blocks_per_type {
+                return Err(format!("type {t}: {empty} empty blocks kept"));
+            }
+        }
+        for (h, c) in committed.iter().enumerate() {
+            let counted = self.heap_committed[h].load(Ordering::Relaxed);
+            if *c != counted {
+                return Err(format!("heap {h}: blocks commit {c} bytes, counter says {counted}"));
+            }
+        }
+        let counted = self.memory_objects.load(Ordering::Relaxed);
+        if objects != counted {
+            return Err(format!("{objects} memory objects, counter says {counted}"));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Allocator {
+    fn drop(&mut self) {
+        let leaks = self.leak_report();
+        if !leaks.is_empty() && !std::thread::panicking() {
+            eprintln!("gpumem: allocator dropped with {} live allocation(s):", leaks.len());
+            for l in leaks.iter().take(32) {
+                eprintln!(
+                    "  {:?} {} bytes, memory type {}{}",
+                    l.name.as_deref().unwrap_or("<unnamed>"),
+                    l.size,
+                    l.memory_type_index,
+                    if l.dedicated { " (dedicated)" } else { "" }
+                );
+            }
+        }
+        for t in 0..self.pools.len() {
+            let mut retired = Vec::new();
+            {
+                let mut pool = self.pools[t].lock();
+                for cp in pool.classes.iter_mut() {
+                    for b in cp.blocks.drain(..).flatten() {
+                        retired.push(Retired { memory: b.memory, size: b.size, mapped: b.mapped.is_some() });
+                    }
+                    cp.live_blocks = 0;
+                }
+                for d in pool.dedicated.drain(..).flatten() {
+                    retired.push(Retired { memory: d.memory, size: d.size, mapped: d.mapped.is_some() });
+                }
+            }
+            for r in retired {
+                self.release_memory(t as u32, r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocator_is_send_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Allocator>();
+        check::<Allocation>();
+    }
+
+    #[test]
+    fn prev_pow2() {
+        assert_eq!(prev_power_of_two(0), 0);
+        assert_eq!(prev_power_of_two(1), 1);
+        assert_eq!(prev_power_of_two(1000), 512);
+        assert_eq!(prev_power_of_two(1024), 1024);
+    }
+}

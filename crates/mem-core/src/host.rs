@@ -1,0 +1,1 @@
+//! Tracking host allocator (in progress).

@@ -1,0 +1,181 @@
+//! Plain-data statistics of an [`crate::Allocator`], serializable to JSON.
+
+use std::collections::BTreeMap;
+
+/// Statistics of one memory type.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct MemoryTypeStats {
+    /// Memory type index.
+    pub memory_type_index: u32,
+    /// Heap the type allocates from.
+    pub heap_index: u32,
+    /// The type's property flags, as text.
+    pub flags: String,
+    /// Buddy-managed blocks (`VkDeviceMemory` objects shared by allocations).
+    pub block_count: u64,
+    /// Blocks with no allocation, kept for hysteresis.
+    pub empty_block_count: u64,
+    /// Dedicated allocations (one `VkDeviceMemory` each).
+    pub dedicated_count: u64,
+    /// Bytes of `VkDeviceMemory` committed (blocks + dedicated).
+    pub committed_bytes: u64,
+    /// Bytes handed out, as the allocator rounds them (multiples of the
+    /// minimum block).
+    pub allocated_bytes: u64,
+    /// Bytes the callers asked for.
+    pub requested_bytes: u64,
+    /// Live allocations.
+    pub allocation_count: u64,
+    /// Largest free buddy block in any block of this type.
+    pub largest_free_block: u64,
+    /// Free buddy blocks by size: `size -> count`.
+    pub free_block_histogram: BTreeMap<u64, u64>,
+    /// Host memory used by the buddy metadata of this type's blocks.
+    pub host_metadata_bytes: u64,
+}
+
+/// Statistics of one heap (sums over its memory types, plus the budget).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct HeapStats {
+    /// Heap index.
+    pub heap_index: u32,
+    /// Heap size reported by the driver.
+    pub size: u64,
+    /// The heap's flags, as text.
+    pub flags: String,
+    /// `VK_EXT_memory_budget` budget, when enabled.
+    pub budget: Option<u64>,
+    /// `VK_EXT_memory_budget` usage (all of the process), when enabled.
+    pub driver_usage: Option<u64>,
+    /// Blocks.
+    pub block_count: u64,
+    /// Dedicated allocations.
+    pub dedicated_count: u64,
+    /// Committed bytes.
+    pub committed_bytes: u64,
+    /// Allocated (rounded) bytes.
+    pub allocated_bytes: u64,
+    /// Requested bytes.
+    pub requested_bytes: u64,
+    /// Live allocations.
+    pub allocation_count: u64,
+}
+
+/// Totals over all heaps.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TotalStats {
+    /// Blocks.
+    pub block_count: u64,
+    /// Dedicated allocations.
+    pub dedicated_count: u64,
+    /// Committed bytes: the sum of live `VkDeviceMemory` sizes.
+    pub committed_bytes: u64,
+    /// Allocated (rounded) bytes.
+    pub allocated_bytes: u64,
+    /// Requested bytes.
+    pub requested_bytes: u64,
+    /// Live allocations.
+    pub allocation_count: u64,
+    /// `vkAllocateMemory` calls made so far.
+    pub allocate_memory_calls: u64,
+    /// requested / committed, 0 when nothing is committed.
+    pub efficiency: f64,
+}
+
+/// Everything [`crate::Allocator::stats`] reports.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AllocatorStats {
+    /// Totals.
+    pub total: TotalStats,
+    /// Per heap.
+    pub heaps: Vec<HeapStats>,
+    /// Per memory type.
+    pub memory_types: Vec<MemoryTypeStats>,
+}
+
+impl AllocatorStats {
+    pub(crate) fn from_parts(heaps: Vec<HeapStats>, memory_types: Vec<MemoryTypeStats>, calls: u64) -> Self {
+        let mut total = TotalStats { allocate_memory_calls: calls, ..TotalStats::default() };
+        for h in &heaps {
+            total.block_count += h.block_count;
+            total.dedicated_count += h.dedicated_count;
+            total.committed_bytes += h.committed_bytes;
+            total.allocated_bytes += h.allocated_bytes;
+            total.requested_bytes += h.requested_bytes;
+            total.allocation_count += h.allocation_count;
+        }
+        if total.committed_bytes > 0 {
+            total.efficiency = total.requested_bytes as f64 / total.committed_bytes as f64;
+        }
+        Self { total, heaps, memory_types }
+    }
+
+    /// Committed bytes: the sum of live `VkDeviceMemory` sizes.
+    pub fn committed_bytes(&self) -> u64 {
+        self.total.committed_bytes
+    }
+
+    /// Allocated (rounded) bytes.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.total.allocated_bytes
+    }
+
+    /// JSON text of these statistics.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("stats serialize")
+    }
+}
+
+/// A live allocation, as the leak report lists it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LeakedAllocation {
+    /// The allocation's name, if it had one.
+    pub name: Option<String>,
+    /// Requested size in bytes.
+    pub size: u64,
+    /// Memory type index.
+    pub memory_type_index: u32,
+    /// Offset in its `VkDeviceMemory`.
+    pub offset: u64,
+    /// Whether it owned its `VkDeviceMemory`.
+    pub dedicated: bool,
+}
+
+/// Whether a range of a block is in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum RangeKind {
+    /// Handed out.
+    Allocated,
+    /// Free buddy block.
+    Free,
+}
+
+/// One range of a block map.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RangeMap {
+    /// Offset in the block.
+    pub offset: u64,
+    /// Size in bytes (kept size for allocations).
+    pub size: u64,
+    /// Requested size (0 for free ranges).
+    pub requested: u64,
+    /// Allocated or free.
+    pub kind: RangeKind,
+    /// The allocation's name.
+    pub name: Option<String>,
+}
+
+/// The layout of one `VkDeviceMemory`: every allocated and free range.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BlockMap {
+    /// Memory type index.
+    pub memory_type_index: u32,
+    /// `"any"`, `"linear"`, `"optimal"` or `"dedicated"`.
+    pub class: &'static str,
+    /// True for a dedicated allocation.
+    pub dedicated: bool,
+    /// Size of the memory object.
+    pub size: u64,
+    /// Ranges in offset order, tiling the block.
+    pub ranges: Vec<RangeMap>,
+}

@@ -1,0 +1,516 @@
+//! The allocator over the fake device: selection on every real layout,
+//! fallback, growth, dedicated allocations, hysteresis, granularity, budget,
+//! bad input, fault injection with leak checks, and threads.
+
+use std::sync::Arc;
+
+use ash::vk;
+use mem_core::device::DeviceError;
+use mem_core::fake::{FakeDevice, RangeOp};
+use mem_core::{
+    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
+    Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// A device shared between the allocator (which owns a `Box<dyn MemoryDevice>`)
+/// and the test (which inspects it).
+struct Shared(Arc<FakeDevice>);
+
+impl MemoryDevice for Shared {
+    fn properties(&self) -> &mem_core::DeviceMemoryProperties {
+        self.0.properties()
+    }
+    unsafe fn allocate_memory(
+        &self,
+        r: &mem_core::device::MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, DeviceError> {
+        // SAFETY: forwarded.
+        unsafe { self.0.allocate_memory(r) }
+    }
+    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
+        // SAFETY: forwarded.
+        unsafe { self.0.free_memory(m) }
+    }
+    unsafe fn map_memory(&self, m: vk::DeviceMemory, s: u64) -> Result<std::ptr::NonNull<u8>, DeviceError> {
+        // SAFETY: forwarded.
+        unsafe { self.0.map_memory(m, s) }
+    }
+    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
+        // SAFETY: forwarded.
+        unsafe { self.0.unmap_memory(m) }
+    }
+    unsafe fn flush_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), DeviceError> {
+        // SAFETY: forwarded.
+        unsafe { self.0.flush_ranges(r) }
+    }
+    unsafe fn invalidate_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), DeviceError> {
+        // SAFETY: forwarded.
+        unsafe { self.0.invalidate_ranges(r) }
+    }
+    fn heap_budgets(&self) -> Option<smallvec::SmallVec<[mem_core::device::HeapBudget; 4]>> {
+        self.0.heap_budgets()
+    }
+}
+
+fn setup(name: &str) -> (Arc<FakeDevice>, Allocator) {
+    setup_with(name, AllocatorConfig::default())
+}
+
+fn setup_with(name: &str, config: AllocatorConfig) -> (Arc<FakeDevice>, Allocator) {
+    let fake = Arc::new(FakeDevice::builtin(name).unwrap_or_else(|| panic!("no table {name}")));
+    let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), config);
+    (fake, alloc)
+}
+
+fn req(size: u64, usage: MemoryUsage) -> AllocationDesc<'static> {
+    AllocationDesc::new(
+        vk::MemoryRequirements { size, alignment: 256, memory_type_bits: u32::MAX },
+        usage,
+    )
+}
+
+/// Expected first choice per usage (GpuOnly, Upload, Dynamic, Readback) on
+/// every shipped table, written out by hand from the tables' flags.
+const EXPECTED: &[(&str, [u32; 4])] = &[
+    // type 0 DL; 4/5 DL|HV|HC; 6 DL|HV|HC|cached; 3 DL|HV|cached (non-coherent)
+    ("adreno-750-android", [0, 4, 4, 6]),
+    // 0 DL; 1 HV|HC sysram; 2 DL|HV|HC (256 MiB BAR); 3 HV|HC|cached
+    ("amd-rx6600-no-rebar", [0, 1, 2, 3]),
+    // 0 DL; 2 HV|HC sysram; 3 DL|HV|HC (ReBAR); 5 HV|HC|cached
+    ("amd-rx7800xt-radv-rebar", [0, 2, 3, 5]),
+    // 0 DL; 1 DL|HV|HC|cached (UMA)
+    ("apple-m2-moltenvk", [0, 1, 1, 1]),
+    // 0 DL; 1 DL|HV|HC; 2 DL|HV|HC|cached
+    ("intel-adl-gt2-mesa-uma", [0, 1, 1, 2]),
+    // 0 DL; 1 HV|HC|cached sysram; 2 DL|HV|HC
+    ("intel-arc-a770-mesa", [0, 1, 2, 1]),
+    ("lavapipe-mesa-22.3", [0, 0, 0, 0]),
+    // 0 DL|HV|HC; 1 DL|HV|cached non-coherent
+    ("mali-g715-android", [0, 0, 0, 1]),
+    ("nvidia-h100", [1, 2, 4, 3]),
+    // 7 DL; 8 HV|HC; 9 HV|HC|cached; 10 DL|HV|HC (246 MiB BAR)
+    ("nvidia-rtx3060ti-linux-no-rebar", [7, 8, 10, 9]),
+];
+
+#[test]
+fn selection_on_every_table() {
+    assert_eq!(EXPECTED.len(), mem_core::fake::DEVICE_TABLES.len());
+    for (name, expected) in EXPECTED {
+        let (fake, alloc) = setup(name);
+        for (usage, want) in MemoryUsage::ALL.iter().zip(expected) {
+            let a = alloc.allocate(&req(4096, *usage)).unwrap();
+            assert_eq!(a.memory_type_index(), *want, "{name} {usage:?}");
+            let host_visible = fake.properties().type_has(*want, vk::MemoryPropertyFlags::HOST_VISIBLE);
+            assert_eq!(a.mapped_ptr().is_some(), host_visible, "{name} {usage:?} mapping");
+            alloc.free(a).unwrap();
+        }
+        alloc.validate().unwrap();
+    }
+}
+
+#[test]
+fn memory_type_bits_restrict_choice() {
+    let (_fake, alloc) = setup("nvidia-h100");
+    // Without type 4, Dynamic falls to host-visible system memory (type 2).
+    let mut d = req(4096, MemoryUsage::Dynamic);
+    d.memory_type_bits = !(1 << 4);
+    let a = alloc.allocate(&d).unwrap();
+    assert_eq!(a.memory_type_index(), 2);
+    alloc.free(a).unwrap();
+}
+
+#[test]
+fn rx6600_dynamic_falls_back_when_bar_heap_is_full() {
+    let (fake, alloc) = setup("amd-rx6600-no-rebar");
+    // The 256 MiB BAR heap (heap 2): leave room for only 8 MiB.
+    fake.set_heap_capacity(2, 8 * MIB);
+    let mut live = Vec::new();
+    let mut types = Vec::new();
+    for _ in 0..8 {
+        let a = alloc.allocate(&req(2 * MIB, MemoryUsage::Dynamic)).unwrap();
+        types.push(a.memory_type_index());
+        live.push(a);
+    }
+    assert_eq!(types[0], 2, "first Dynamic allocations use the BAR heap");
+    assert_eq!(*types.last().unwrap(), 1, "then host-visible system memory: {types:?}");
+    alloc.validate().unwrap();
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn h100_gpu_only_falls_back_to_system_memory_when_vram_is_full() {
+    let (fake, alloc) = setup("nvidia-h100");
+    fake.set_heap_capacity(0, 64 * MIB);
+    let mut live = Vec::new();
+    for _ in 0..6 {
+        live.push(alloc.allocate(&req(20 * MIB, MemoryUsage::GpuOnly)).unwrap());
+    }
+    let types: Vec<u32> = live.iter().map(Allocation::memory_type_index).collect();
+    assert_eq!(types[0], 1);
+    assert!(types.contains(&0), "falls back to type 0 (system memory): {types:?}");
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+    alloc.validate().unwrap();
+}
+
+#[test]
+fn within_budget_fails_instead_of_exceeding() {
+    let (fake, alloc) = setup("nvidia-h100");
+    fake.set_heap_capacity(0, 16 * MIB); // budget = capacity on the fake
+    fake.set_heap_capacity(1, 16 * MIB);
+    let d = req(32 * MIB, MemoryUsage::GpuOnly).flags(AllocationFlags::WITHIN_BUDGET);
+    match alloc.allocate(&d) {
+        Err(AllocError::OutOfDeviceMemory { tried, .. }) => assert_ne!(tried, 0),
+        other => panic!("expected out of memory, got {other:?}"),
+    }
+    alloc.validate().unwrap();
+}
+
+#[test]
+fn heap_size_limit_caps_and_escalates() {
+    let config = AllocatorConfig { heap_size_limits: vec![Some(64 * MIB)], ..Default::default() };
+    let (_fake, alloc) = setup_with("nvidia-h100", config);
+    let mut live = Vec::new();
+    let mut last_err = None;
+    for _ in 0..200 {
+        match alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)) {
+            Ok(a) => live.push(a),
+            Err(e) => {
+                last_err = Some(e);
+                break;
+            }
+        }
+    }
+    // 64 MiB of heap 0, then the other heap (96 GiB) takes over: no error.
+    assert!(last_err.is_none(), "{last_err:?}");
+    let stats = alloc.stats();
+    assert!(stats.heaps[0].committed_bytes <= 64 * MIB);
+    assert!(stats.heaps[1].committed_bytes > 0);
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn small_first_blocks_then_preferred_size() {
+    let (fake, alloc) = setup("nvidia-h100");
+    let mut live = Vec::new();
+    // Fill 32 + 64 + 128 + 256 MiB blocks with 8 MiB allocations.
+    for _ in 0..(480 / 8 + 1) {
+        live.push(alloc.allocate(&req(8 * MIB, MemoryUsage::GpuOnly)).unwrap());
+    }
+    let sizes: Vec<u64> = fake.allocate_log().iter().map(|&(_, s)| s / MIB).collect();
+    assert_eq!(sizes, vec![32, 64, 128, 256, 256]);
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+    // Hysteresis: one empty block stays.
+    assert_eq!(fake.live_memory_objects(), 1);
+    alloc.validate().unwrap();
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+}
+
+#[test]
+fn small_heaps_use_an_eighth() {
+    let (_fake, alloc) = setup("amd-rx6600-no-rebar");
+    assert_eq!(alloc.preferred_block_size(2), 32 * MIB); // 256 MiB heap / 8
+    assert_eq!(alloc.preferred_block_size(0), 256 * MIB);
+}
+
+#[test]
+fn dedicated_when_large_required_or_preferred() {
+    let (fake, alloc) = setup("nvidia-h100");
+    let big = alloc.allocate(&req(200 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert!(big.is_dedicated());
+    assert_eq!(fake.allocate_log().last().unwrap().1, 200 * MIB);
+    let small = alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None))).unwrap();
+    assert!(small.is_dedicated());
+    let pref = alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Preferred(None))).unwrap();
+    assert!(pref.is_dedicated());
+    let normal = alloc.allocate(&req(4096, MemoryUsage::GpuOnly)).unwrap();
+    assert!(!normal.is_dedicated());
+    let s = alloc.stats();
+    assert_eq!(s.total.dedicated_count, 3);
+    for a in [big, small, pref, normal] {
+        alloc.free(a).unwrap();
+    }
+    alloc.validate().unwrap();
+    assert_eq!(fake.live_memory_objects(), 1); // the kept empty block
+}
+
+#[test]
+fn granularity_separates_linear_and_optimal_on_nvidia() {
+    let (_fake, alloc) = setup("nvidia-h100"); // bufferImageGranularity 1024 > 256
+    assert!(alloc.separates_resource_classes());
+    let lin = alloc.allocate(&req(300, MemoryUsage::GpuOnly)).unwrap();
+    let opt = alloc.allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal)).unwrap();
+    assert_ne!(lin.memory(), opt.memory());
+    alloc.free(lin).unwrap();
+    alloc.free(opt).unwrap();
+    let (_fake, alloc) = setup("lavapipe-mesa-22.3"); // 64 <= 256
+    assert!(!alloc.separates_resource_classes());
+    let lin = alloc.allocate(&req(300, MemoryUsage::GpuOnly)).unwrap();
+    let opt = alloc.allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal)).unwrap();
+    assert_eq!(lin.memory(), opt.memory());
+    // Naturally aligned to the minimum block: never within one 64-byte page.
+    assert!(lin.offset().abs_diff(opt.offset()) >= 256);
+    alloc.free(lin).unwrap();
+    alloc.free(opt).unwrap();
+}
+
+#[test]
+fn mali_readback_flushes_and_invalidates_whole_atoms() {
+    let (fake, alloc) = setup("mali-g715-android");
+    let mut live = Vec::new();
+    for (i, size) in [100u64, 64, 1000, 4097, 65536, 3].into_iter().enumerate() {
+        let mut a = alloc.allocate(&req(size, MemoryUsage::Readback)).unwrap();
+        assert_eq!(a.memory_type_index(), 1);
+        assert!(!a.is_coherent());
+        let data: Vec<u8> = (0..size).map(|b| (b as u8).wrapping_mul(7).wrapping_add(i as u8)).collect();
+        alloc.write(&mut a, 0, &data).unwrap();
+        let mut back = vec![0u8; data.len()];
+        alloc.read(&a, 0, &mut back).unwrap();
+        assert_eq!(back, data);
+        // Odd sub-ranges too.
+        alloc.flush(&a, size / 3, size - size / 3).unwrap();
+        alloc.invalidate(&a, 1, size - 1).unwrap();
+        live.push(a);
+    }
+    let log = fake.range_log();
+    assert!(log.iter().any(|op| matches!(op, RangeOp::Flush(_))));
+    assert!(log.iter().any(|op| matches!(op, RangeOp::Invalidate(_))));
+    assert_eq!(fake.range_violations(), Vec::<String>::new());
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn bad_input_is_a_typed_error_and_changes_nothing() {
+    let (fake, alloc) = setup("mali-g715-android");
+    let keep = alloc.allocate(&req(4096, MemoryUsage::GpuOnly)).unwrap();
+    let before = alloc.stats();
+    let calls = fake.allocate_calls();
+
+    assert_eq!(alloc.allocate(&req(0, MemoryUsage::GpuOnly)).unwrap_err(), AllocError::ZeroSize);
+    let mut d = req(64, MemoryUsage::GpuOnly);
+    d.alignment = 48;
+    assert_eq!(alloc.allocate(&d).unwrap_err(), AllocError::AlignmentNotPowerOfTwo { alignment: 48 });
+    let mut d = req(64, MemoryUsage::GpuOnly);
+    d.memory_type_bits = 1 << 2; // lazily allocated only
+    assert!(matches!(alloc.allocate(&d), Err(AllocError::NoCompatibleMemoryType { memory_type_bits: 4, .. })));
+    d.memory_type_bits = 0;
+    assert!(matches!(alloc.allocate(&d), Err(AllocError::NoCompatibleMemoryType { .. })));
+    let huge = req(20_000 * MIB, MemoryUsage::GpuOnly);
+    assert!(matches!(alloc.allocate(&huge), Err(AllocError::ExceedsHeap { size, .. }) if size == 20_000 * MIB));
+    let e = alloc.allocate(&huge).unwrap_err().to_string();
+    assert!(e.contains("20971520000"), "message names the size: {e}");
+
+    let (_f2, other) = setup("mali-g715-android");
+    let foreign = other.allocate(&req(64, MemoryUsage::GpuOnly)).unwrap();
+    assert!(matches!(alloc.free(foreign), Err(AllocError::ForeignAllocation { .. })));
+
+    let mut host = alloc.allocate(&req(64, MemoryUsage::Upload)).unwrap();
+    assert!(matches!(alloc.write(&mut host, 60, &[0; 8]), Err(AllocError::OutOfBounds { offset: 60, size: 8, .. })));
+    alloc.free(host).unwrap();
+
+    // Container capacity (host_metadata_bytes) may stay grown; all else is equal.
+    let strip = |mut s: mem_core::AllocatorStats| {
+        s.memory_types.iter_mut().for_each(|t| t.host_metadata_bytes = 0);
+        s
+    };
+    assert_eq!(strip(alloc.stats()), strip(before));
+    assert_eq!(fake.allocate_calls(), calls);
+    alloc.validate().unwrap();
+    alloc.free(keep).unwrap();
+}
+
+#[test]
+fn gpu_only_host_access_is_refused() {
+    let (_fake, alloc) = setup("nvidia-h100");
+    let mut a = alloc.allocate(&req(64, MemoryUsage::GpuOnly)).unwrap();
+    assert!(matches!(alloc.write(&mut a, 0, &[1]), Err(AllocError::NotHostVisible { memory_type_index: 1 })));
+    alloc.free(a).unwrap();
+}
+
+#[test]
+fn max_allocation_size_is_enforced() {
+    let fake = Arc::new(FakeDevice::builtin("nvidia-h100").unwrap().with_properties(|p| {
+        p.max_memory_allocation_size = 64 * MIB;
+    }));
+    let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
+    assert_eq!(
+        alloc.allocate(&req(65 * MIB, MemoryUsage::GpuOnly)).unwrap_err(),
+        AllocError::ExceedsMaxAllocationSize { size: 65 * MIB, max: 64 * MIB }
+    );
+}
+
+/// A realistic mix: small, medium, dedicated, host-visible.
+fn scenario(alloc: &Allocator, live: &mut Vec<Allocation>) -> Result<(), AllocError> {
+    let plan: &[(u64, MemoryUsage)] = &[
+        (4096, MemoryUsage::GpuOnly),
+        (300 * 1024, MemoryUsage::Upload),
+        (40 * MIB, MemoryUsage::GpuOnly),
+        (200 * MIB, MemoryUsage::GpuOnly),
+        (1000, MemoryUsage::Dynamic),
+        (64 * MIB, MemoryUsage::Readback),
+        (16 * MIB, MemoryUsage::Upload),
+        (7, MemoryUsage::Readback),
+    ];
+    for &(size, usage) in plan {
+        let mut a = alloc.allocate(&req(size, usage))?;
+        if a.mapped_ptr().is_some() {
+            alloc.write(&mut a, 0, &[0xAB; 7])?;
+        }
+        live.push(a);
+    }
+    Ok(())
+}
+
+#[test]
+fn fault_injection_sweep_allocate_and_map() {
+    for table in ["nvidia-h100", "mali-g715-android", "amd-rx6600-no-rebar"] {
+        for fail_map in [false, true] {
+            for n in 1..=12 {
+                let (fake, alloc) = setup(table);
+                if fail_map {
+                    fake.fail_map_at(n);
+                } else {
+                    fake.fail_allocate_at(n, DeviceError::OutOfHostMemory);
+                }
+                let mut live = Vec::new();
+                let result = scenario(&alloc, &mut live);
+                if let Err(e) = &result {
+                    assert!(
+                        matches!(e, AllocError::OutOfHostMemory | AllocError::Device(DeviceError::MemoryMapFailed)),
+                        "{table} n={n}: {e:?}"
+                    );
+                }
+                alloc.validate().unwrap_or_else(|e| panic!("{table} n={n}: {e}"));
+                // The next request works.
+                let a = alloc.allocate(&req(4096, MemoryUsage::Upload)).unwrap();
+                live.push(a);
+                for a in live {
+                    alloc.free(a).unwrap();
+                }
+                alloc.validate().unwrap();
+                drop(alloc);
+                assert_eq!(fake.live_memory_objects(), 0, "{table} n={n}: leaked memory");
+                assert_eq!(fake.heap_used().iter().sum::<u64>(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn out_of_device_memory_in_every_type_is_typed() {
+    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    fake.set_heap_capacity(0, 40 * MIB);
+    let mut live = Vec::new();
+    let err = loop {
+        match alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)) {
+            Ok(a) => live.push(a),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(err, AllocError::OutOfDeviceMemory { tried: 1, .. }), "{err:?}");
+    assert!(live.len() >= 10, "used most of the heap: {}", live.len());
+    alloc.validate().unwrap();
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn too_many_objects_is_typed() {
+    let fake = Arc::new(FakeDevice::builtin("amd-rx6600-no-rebar").unwrap().with_properties(|p| {
+        p.max_memory_allocation_count = 3;
+    }));
+    let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
+    let mut live = Vec::new();
+    let err = loop {
+        match alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None))) {
+            Ok(a) => live.push(a),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err, AllocError::TooManyObjects { count: 3, max: 3 });
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn leak_report_and_json() {
+    let (_fake, alloc) = setup("nvidia-h100");
+    let a = alloc.allocate(&req(1000, MemoryUsage::Upload).name("vertex buffer")).unwrap();
+    let b = alloc.allocate(&req(200 * MIB, MemoryUsage::GpuOnly).name("big texture")).unwrap();
+    let leaks = alloc.leak_report();
+    assert_eq!(leaks.len(), 2);
+    assert!(leaks.iter().any(|l| l.name.as_deref() == Some("vertex buffer") && l.size == 1000));
+    assert!(leaks.iter().any(|l| l.name.as_deref() == Some("big texture") && l.dedicated));
+    let json: serde_json::Value = serde_json::from_str(&alloc.dump_json(true)).unwrap();
+    assert_eq!(json["stats"]["total"]["allocation_count"], 2);
+    assert_eq!(json["stats"]["total"]["requested_bytes"], 1000 + 200 * MIB);
+    let blocks = json["blocks"].as_array().unwrap();
+    assert!(blocks.iter().any(|b| b["ranges"].as_array().unwrap().iter().any(|r| r["name"] == "vertex buffer")));
+    let s = alloc.stats();
+    assert_eq!(s.committed_bytes(), 32 * MIB + 200 * MIB);
+    assert!(s.memory_types[2].largest_free_block >= 16 * MIB);
+    assert!(!s.memory_types[2].free_block_histogram.is_empty());
+    alloc.free(a).unwrap();
+    alloc.free(b).unwrap();
+    assert!(alloc.leak_report().is_empty());
+}
+
+#[test]
+fn eight_threads_allocate_and_free() {
+    let (fake, alloc) = setup("nvidia-h100");
+    let alloc = Arc::new(alloc);
+    let handles: Vec<_> = (0..8u64)
+        .map(|t| {
+            let alloc = alloc.clone();
+            std::thread::spawn(move || {
+                let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+                let mut live: Vec<Allocation> = Vec::new();
+                for _ in 0..4000 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    if live.len() > 64 || (rng % 3 == 0 && !live.is_empty()) {
+                        let i = (rng >> 8) as usize % live.len();
+                        alloc.free(live.swap_remove(i)).unwrap();
+                    } else {
+                        let size = 256 << (rng >> 20) % 10;
+                        let usage = MemoryUsage::ALL[(rng >> 40) as usize % 4];
+                        let mut a = alloc.allocate(&req(size, usage)).unwrap();
+                        if a.mapped_ptr().is_some() {
+                            let pattern = vec![t as u8; size as usize];
+                            alloc.write(&mut a, 0, &pattern).unwrap();
+                            let mut back = vec![0; size as usize];
+                            alloc.read(&a, 0, &mut back).unwrap();
+                            assert_eq!(back, pattern, "another thread overwrote this allocation");
+                        }
+                        live.push(a);
+                    }
+                }
+                for a in live {
+                    alloc.free(a).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    alloc.validate().unwrap();
+    assert_eq!(alloc.stats().total.allocation_count, 0);
+    drop(alloc);
+    assert_eq!(fake.live_memory_objects(), 0);
+}
