@@ -1,0 +1,1123 @@
+//! The staging belt: a state machine over one persistently mapped ring.
+//!
+//! # Call order
+//! ```text
+//!   new ──► upload_buffer / upload_image  (any number; each returns a Ticket)
+//!             │   data is copied into the ring now; copies are recorded into
+//!             │   the open batch's command buffer
+//!             ▼
+//!           flush()  ──► the open batch is submitted on the transfer queue and
+//!             │          signals the belt's timeline semaphore with its value
+//!             ▼
+//!           engine: wait for the ticket (is_complete / wait, or a GPU-side
+//!           semaphore wait on ticket.semaphore_wait()), then, when the belt's
+//!           queue family differs from the destination family, record the
+//!           acquire barriers from take_acquire_barriers(ticket) on its own queue
+//! ```
+//! Uploads recorded but not flushed are not on the GPU: a ticket completes
+//! only after the batch holding it is submitted (explicitly with `flush`, or
+//! implicitly when the ring fills or a large upload streams).
+//!
+//! # Ring
+//! Reservations are contiguous and aligned for the copy (16 bytes for buffer
+//! copies, the planner's alignment for image copies); the ring wraps to 0
+//! when its end is too short. Each reservation belongs to the open batch; a
+//! batch's space returns when the timeline semaphore passes its value. A full
+//! ring submits the open batch, then waits for the oldest one, with a
+//! timeout: a lost device surfaces as an error, not a hang.
+//!
+//! # Large uploads
+//! Data larger than a chunk ([`StagingBeltDesc::chunk_size`]) streams through
+//! the ring: each chunk is copied into the ring and submitted at once, so the
+//! GPU copy of chunk i overlaps the memcpy of chunk i+1. Chunks of at least
+//! [`StagingBeltDesc::parallel_copy_threshold`] bytes are copied into the ring
+//! by several threads.
+//!
+//! # Queues and ownership
+//! The belt submits on the queue it is given ([`SharedQueue`]), taking the
+//! queue's lock around `vkQueueSubmit` (the engine shares the same lock for its
+//! own submits on that queue, since `VkQueue` submission is externally
+//! synchronized). When that queue's family differs from the destination
+//! family and a resource uses `EXCLUSIVE` sharing, the belt records the
+//! release barrier (with an image's transition to its final layout) and keeps
+//! the matching acquire barrier for the engine
+//! ([`StagingBelt::take_acquire_barriers`], [`AcquireBarriers::record`]).
+//!
+//! # Direct path
+//! When the destination buffer is host-visible (UMA, ReBAR) and staging is not
+//! forced, `upload_buffer` writes it through its mapping and returns a ticket
+//! that is already complete.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+use ash::vk::Handle;
+use mem_core::MemoryUsage;
+use mem_resources::{Buffer, BufferDesc, Image, ResourceError, ResourceManager, Sharing};
+use parking_lot::Mutex;
+
+use crate::plan::{plan_image_upload, CopyLimits, ImageLayout, PlanError};
+use crate::ring::Ring;
+
+static NEXT_BELT_ID: AtomicU64 = AtomicU64::new(1);
+
+const MIB: u64 = 1 << 20;
+
+/// A queue and the lock that serializes submissions to it.
+#[derive(Clone, Debug)]
+pub struct SharedQueue {
+    /// Queue family index.
+    pub family: u32,
+    /// The queue.
+    pub queue: vk::Queue,
+    /// Held around every `vkQueueSubmit` the belt makes; the engine holds the
+    /// same lock for its own submissions to this queue.
+    pub lock: Arc<Mutex<()>>,
+}
+
+/// Configuration of a [`StagingBelt`]. See [`Default`] for the defaults.
+#[derive(Clone, Debug)]
+pub struct StagingBeltDesc {
+    /// Ring size in bytes. Default 64 MiB; at least 64 KiB.
+    pub ring_size: u64,
+    /// Largest piece of one upload copied and submitted at once. Default:
+    /// ring_size / 4; raised to at least 4 KiB, lowered to at most ring_size / 2.
+    pub chunk_size: u64,
+    /// The open batch is submitted once it holds this many bytes, so the GPU
+    /// starts copying while the CPU fills more. Default ring_size / 4.
+    pub auto_submit_bytes: u64,
+    /// Chunks at least this large are copied into the ring by several threads.
+    /// Default 4 MiB.
+    pub parallel_copy_threshold: u64,
+    /// Threads for those copies (1 disables). Default: available parallelism,
+    /// at most 8.
+    pub copy_threads: usize,
+    /// Stage even when the destination is host-visible. Default false.
+    pub force_staging: bool,
+    /// Longest wait for ring space or a ticket before
+    /// [`StagingError::Timeout`]. Default 10 s.
+    pub wait_timeout: Duration,
+}
+
+impl Default for StagingBeltDesc {
+    fn default() -> Self {
+        let ring_size = 64 * MIB;
+        Self {
+            ring_size,
+            chunk_size: ring_size / 4,
+            auto_submit_bytes: ring_size / 4,
+            parallel_copy_threshold: 4 * MIB,
+            copy_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            force_staging: false,
+            wait_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl StagingBeltDesc {
+    /// Default configuration with a ring of `ring_size` bytes (chunk and
+    /// auto-submit sizes follow it).
+    pub fn with_ring_size(ring_size: u64) -> Self {
+        Self { ring_size, chunk_size: ring_size / 4, auto_submit_bytes: ring_size / 4, ..Self::default() }
+    }
+}
+
+/// A point on a belt's timeline: the upload is on the GPU once the belt's
+/// semaphore reaches `value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[must_use]
+pub struct Ticket {
+    belt: u64,
+    value: u64,
+}
+
+impl Ticket {
+    /// The timeline value to wait for on [`StagingBelt::semaphore`].
+    pub fn value(&self) -> u64 {
+        self.value
+    }
+}
+
+/// Why an upload failed. Every variant names the values; the belt stays
+/// usable and nothing is half-recorded, except after [`StagingError::DeviceLost`]
+/// or a failed submit, which are sticky.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StagingError {
+    /// An upload of zero bytes.
+    #[error("upload of zero bytes")]
+    EmptyData,
+    /// The range reaches past the destination.
+    #[error("upload of {len} bytes at offset {offset} does not fit a buffer of {size} bytes")]
+    OutOfRange {
+        /// Destination offset.
+        offset: u64,
+        /// Data length.
+        len: u64,
+        /// Destination size.
+        size: u64,
+    },
+    /// The destination lacks `TRANSFER_DST` usage.
+    #[error("destination {name:?} lacks TRANSFER_DST usage (has {usage})")]
+    MissingTransferDst {
+        /// The resource's name.
+        name: Option<String>,
+        /// Its usage flags, as text.
+        usage: String,
+    },
+    /// The image upload cannot be planned (format, data size, layout).
+    #[error("image upload: {0}")]
+    Plan(#[from] PlanError),
+    /// A ticket of another belt.
+    #[error("ticket belongs to belt #{ticket_belt}, not to this belt (#{belt})")]
+    ForeignTicket {
+        /// The ticket's belt.
+        ticket_belt: u64,
+        /// This belt.
+        belt: u64,
+    },
+    /// Waiting took longer than the configured timeout.
+    #[error("waited {waited:?} for timeline value {value} (completed: {completed})")]
+    Timeout {
+        /// The value waited for.
+        value: u64,
+        /// The value reached.
+        completed: u64,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The device was lost; the belt cannot continue.
+    #[error("the device was lost")]
+    DeviceLost,
+    /// A Vulkan call failed.
+    #[error("{call} failed: {result:?}")]
+    Vulkan {
+        /// The call.
+        call: &'static str,
+        /// Its result.
+        result: vk::Result,
+    },
+    /// Creating the ring buffer failed.
+    #[error("creating the staging ring: {0}")]
+    Resource(#[from] ResourceError),
+    /// A configuration value is out of range.
+    #[error("invalid belt configuration: {0}")]
+    InvalidConfig(String),
+}
+
+impl StagingError {
+    fn vulkan(call: &'static str, result: vk::Result) -> Self {
+        if result == vk::Result::ERROR_DEVICE_LOST {
+            Self::DeviceLost
+        } else {
+            Self::Vulkan { call, result }
+        }
+    }
+
+    fn sticky_copy(&self) -> Self {
+        match self {
+            Self::DeviceLost => Self::DeviceLost,
+            Self::Vulkan { call, result } => Self::Vulkan { call, result: *result },
+            other => Self::InvalidConfig(format!("belt unusable after an earlier error: {other}")),
+        }
+    }
+}
+
+/// Counters of a belt, for insight.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StagingStats {
+    /// Bytes copied through the ring.
+    pub bytes_staged: u64,
+    /// Bytes written directly into host-visible destinations.
+    pub bytes_direct: u64,
+    /// Upload calls that succeeded.
+    pub uploads: u64,
+    /// Batches submitted.
+    pub batches_submitted: u64,
+    /// Batches submitted and not yet known complete.
+    pub batches_in_flight: usize,
+    /// Ring bytes in use now.
+    pub ring_used: u64,
+    /// Highest ring occupancy seen, in bytes.
+    pub ring_high_water: u64,
+    /// Ring size.
+    pub ring_size: u64,
+    /// Time spent waiting for ring space or tickets.
+    pub wait_time: Duration,
+    /// Copy commands recorded.
+    pub copy_commands: u64,
+}
+
+/// Acquire barriers the engine records on its own queue (the destination
+/// family) after waiting for the ticket, to complete queue-family ownership
+/// transfers the belt released.
+#[derive(Clone, Debug, Default)]
+pub struct AcquireBarriers {
+    /// Buffer barriers (`srcQueueFamilyIndex` = belt's family).
+    pub buffers: Vec<vk::BufferMemoryBarrier<'static>>,
+    /// Image barriers, with the same layout transition as the release.
+    pub images: Vec<vk::ImageMemoryBarrier<'static>>,
+    /// Semaphore and value to wait for before executing them.
+    pub wait: Option<(vk::Semaphore, u64)>,
+}
+
+impl AcquireBarriers {
+    /// True when there is nothing to acquire.
+    pub fn is_empty(&self) -> bool {
+        self.buffers.is_empty() && self.images.is_empty()
+    }
+
+    /// Records the barriers into `cmd` with the engine's destination stage and
+    /// access (e.g. `VERTEX_INPUT` + `VERTEX_ATTRIBUTE_READ`, or
+    /// `FRAGMENT_SHADER` + `SHADER_READ`).
+    ///
+    /// # Safety
+    /// - `cmd` is a command buffer of `device` in the recording state, from a
+    ///   pool of the destination queue family;
+    /// - the submission that executes it waits for [`Self::wait`] first.
+    pub unsafe fn record(
+        &self,
+        device: &ash::Device,
+        cmd: vk::CommandBuffer,
+        dst_stage: vk::PipelineStageFlags,
+        dst_access: vk::AccessFlags,
+    ) {
+        if self.is_empty() {
+            return;
+        }
+        let buffers: Vec<_> = self.buffers.iter().map(|b| b.dst_access_mask(dst_access)).collect();
+        let images: Vec<_> = self.images.iter().map(|b| b.dst_access_mask(dst_access)).collect();
+        // SAFETY: the caller guarantees `cmd` is recording on the destination
+        // family; the barriers name resources the belt released to it.
+        unsafe {
+            device.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                dst_stage,
+                vk::DependencyFlags::empty(),
+                &[],
+                &buffers,
+                &images,
+            )
+        }
+    }
+}
+
+struct OpenBatch {
+    cmd: vk::CommandBuffer,
+    value: u64,
+    bytes: u64,
+    has_work: bool,
+    /// Per destination buffer: the envelope [start, end) written in this
+    /// batch, to detect overlapping writes that need a barrier.
+    envelopes: Vec<(vk::Buffer, u64, u64)>,
+    end_buffer_barriers: Vec<vk::BufferMemoryBarrier<'static>>,
+    end_image_barriers: Vec<vk::ImageMemoryBarrier<'static>>,
+}
+
+/// The ring-buffered staging belt. See the module docs for its call order.
+///
+/// `Send`, used through `&mut self` by one thread at a time; wrap it in a
+/// mutex to share it.
+pub struct StagingBelt {
+    id: u64,
+    resources: Arc<ResourceManager>,
+    device: ash::Device,
+    desc: StagingBeltDesc,
+    queue: SharedQueue,
+    destination_family: u32,
+    limits: CopyLimits,
+    ring_buffer: Option<Buffer>,
+    ring_ptr: RingPtr,
+    ring_coherent: bool,
+    ring: Ring,
+    semaphore: vk::Semaphore,
+    pool: vk::CommandPool,
+    free_cmds: Vec<vk::CommandBuffer>,
+    open: Option<OpenBatch>,
+    next_value: u64,
+    in_flight: VecDeque<(u64, vk::CommandBuffer)>,
+    completed: u64,
+    acquires: Vec<(u64, AcquireBarriers)>,
+    sticky: Option<StagingError>,
+    stats: StagingStats,
+}
+
+#[derive(Clone, Copy)]
+struct RingPtr(*mut u8);
+
+// SAFETY: the pointer is the ring buffer's persistent mapping, owned by the
+// belt; it is only dereferenced through `&mut StagingBelt` (or by copy threads
+// that the belt joins before returning), so moving the belt between threads is
+// sound.
+unsafe impl Send for RingPtr {}
+// SAFETY: shared only with scoped copy threads writing disjoint ranges.
+unsafe impl Sync for RingPtr {}
+
+/// Copies `src` into `dst` with up to `threads` threads (scoped; joined
+/// before returning).
+fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
+    debug_assert_eq!(dst.len(), src.len());
+    if threads <= 1 || src.len() < (1 << 20) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    // Pieces of at least 1 MiB, 64-byte aligned boundaries.
+    let piece = src.len().div_ceil(threads).next_multiple_of(64).max(1 << 20);
+    std::thread::scope(|s| {
+        let mut pieces = dst.chunks_mut(piece).zip(src.chunks(piece));
+        let first = pieces.next();
+        for (d, sr) in pieces {
+            s.spawn(move || d.copy_from_slice(sr));
+        }
+        if let Some((d, sr)) = first {
+            d.copy_from_slice(sr);
+        }
+    });
+}
+
+/// Reads the copy limits of `physical_device` for queue family `family`.
+///
+/// # Safety
+/// - `physical_device` belongs to `instance`, which is alive.
+pub unsafe fn query_copy_limits(
+    instance: &ash::Instance,
+    physical_device: vk::PhysicalDevice,
+    family: u32,
+) -> CopyLimits {
+    // SAFETY: forwarded from the contract.
+    let props = unsafe { instance.get_physical_device_properties(physical_device) };
+    // SAFETY: as above.
+    let families = unsafe { instance.get_physical_device_queue_family_properties(physical_device) };
+    CopyLimits {
+        optimal_buffer_copy_offset_alignment: props.limits.optimal_buffer_copy_offset_alignment.max(1),
+        optimal_buffer_copy_row_pitch_alignment: props.limits.optimal_buffer_copy_row_pitch_alignment.max(1),
+        min_image_transfer_granularity: families
+            .get(family as usize)
+            .map_or(vk::Extent3D { width: 1, height: 1, depth: 1 }, |f| f.min_image_transfer_granularity),
+    }
+}
+
+impl StagingBelt {
+    /// Creates a belt with its ring (an `Upload` buffer of `desc.ring_size`
+    /// bytes), a timeline semaphore and a command pool on `queue.family`.
+    /// `destination_family` is the family that will use the uploaded
+    /// resources (the engine's graphics family).
+    ///
+    /// # Safety
+    /// - `instance` and `physical_device` are the ones `resources` was created
+    ///   with, alive;
+    /// - `queue` is a queue of `resources`' device of family `queue.family`,
+    ///   which supports transfer, and every other submitter of that queue
+    ///   holds `queue.lock` while submitting;
+    /// - the device has the `timelineSemaphore` feature enabled.
+    pub unsafe fn new(
+        resources: Arc<ResourceManager>,
+        instance: &ash::Instance,
+        physical_device: vk::PhysicalDevice,
+        queue: SharedQueue,
+        destination_family: u32,
+        desc: StagingBeltDesc,
+    ) -> Result<Self, StagingError> {
+        if desc.ring_size < 64 * 1024 {
+            return Err(StagingError::InvalidConfig(format!("ring_size {} < 64 KiB", desc.ring_size)));
+        }
+        let mut desc = desc;
+        desc.chunk_size = desc.chunk_size.max(4096).min(desc.ring_size / 2);
+        desc.auto_submit_bytes = desc.auto_submit_bytes.clamp(1, desc.ring_size);
+        // SAFETY: forwarded from this function's contract.
+        let limits = unsafe { query_copy_limits(instance, physical_device, queue.family) };
+        let device = resources.device().clone();
+        let ring_buffer = resources.create_buffer(
+            &BufferDesc::new(desc.ring_size, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUsage::Upload)
+                .name("gpumem staging ring"),
+        )?;
+        let ring_ptr = match ring_buffer.allocation().mapped_ptr() {
+            Some(p) => RingPtr(p.as_ptr()),
+            None => {
+                // SAFETY: just created, never used by the GPU.
+                let _ = unsafe { resources.destroy_buffer(ring_buffer) };
+                return Err(StagingError::InvalidConfig("Upload memory is not host-visible".into()));
+            }
+        };
+        let ring_coherent = ring_buffer.allocation().is_coherent();
+        let mut type_info =
+            vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE).initial_value(0);
+        let sem_info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
+        // SAFETY: the device is valid; timeline semaphores are enabled (contract).
+        let semaphore = match unsafe { device.create_semaphore(&sem_info, None) } {
+            Ok(s) => s,
+            Err(e) => {
+                // SAFETY: the ring was never used by the GPU.
+                let _ = unsafe { resources.destroy_buffer(ring_buffer) };
+                return Err(StagingError::vulkan("vkCreateSemaphore", e));
+            }
+        };
+        let pool_info = vk::CommandPoolCreateInfo::default()
+            .queue_family_index(queue.family)
+            .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER | vk::CommandPoolCreateFlags::TRANSIENT);
+        // SAFETY: valid device and family (contract).
+        let pool = match unsafe { device.create_command_pool(&pool_info, None) } {
+            Ok(p) => p,
+            Err(e) => {
+                // SAFETY: neither was used by the GPU.
+                unsafe {
+                    device.destroy_semaphore(semaphore, None);
+                    let _ = resources.destroy_buffer(ring_buffer);
+                }
+                return Err(StagingError::vulkan("vkCreateCommandPool", e));
+            }
+        };
+        let ring = Ring::new(desc.ring_size);
+        let stats = StagingStats { ring_size: desc.ring_size, ..StagingStats::default() };
+        Ok(Self {
+            id: NEXT_BELT_ID.fetch_add(1, Ordering::Relaxed),
+            resources,
+            device,
+            desc,
+            queue,
+            destination_family,
+            limits,
+            ring_buffer: Some(ring_buffer),
+            ring_ptr,
+            ring_coherent,
+            ring,
+            semaphore,
+            pool,
+            free_cmds: Vec::new(),
+            open: None,
+            next_value: 1,
+            in_flight: VecDeque::new(),
+            completed: 0,
+            acquires: Vec::new(),
+            sticky: None,
+            stats,
+        })
+    }
+
+    /// The belt's timeline semaphore: a ticket is complete when it reaches
+    /// the ticket's value.
+    pub fn semaphore(&self) -> vk::Semaphore {
+        self.semaphore
+    }
+
+    /// The queue family the belt copies on.
+    pub fn queue_family(&self) -> u32 {
+        self.queue.family
+    }
+
+    /// True when uploads to `EXCLUSIVE` resources need an ownership transfer.
+    pub fn transfers_ownership(&self) -> bool {
+        self.queue.family != self.destination_family
+    }
+
+    /// The copy limits in force (from the device and the belt's family).
+    pub fn copy_limits(&self) -> &CopyLimits {
+        &self.limits
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StagingStats {
+        StagingStats {
+            batches_in_flight: self.in_flight.len(),
+            ring_used: self.ring.used(),
+            ring_high_water: self.ring.high_water_mark(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The `(semaphore, value)` a GPU-side wait for `ticket` uses.
+    pub fn semaphore_wait(&self, ticket: Ticket) -> (vk::Semaphore, u64) {
+        (self.semaphore, ticket.value)
+    }
+
+    fn check_usable(&self) -> Result<(), StagingError> {
+        match &self.sticky {
+            Some(e) => Err(e.sticky_copy()),
+            None => Ok(()),
+        }
+    }
+
+    fn check_ticket(&self, ticket: Ticket) -> Result<(), StagingError> {
+        if ticket.belt != self.id {
+            return Err(StagingError::ForeignTicket { ticket_belt: ticket.belt, belt: self.id });
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, e: StagingError) -> StagingError {
+        self.sticky = Some(e.sticky_copy());
+        e
+    }
+
+    fn poll_completed(&mut self) -> Result<u64, StagingError> {
+        // SAFETY: the semaphore is the belt's own, alive.
+        let value = unsafe { self.device.get_semaphore_counter_value(self.semaphore) }
+            .map_err(|e| StagingError::vulkan("vkGetSemaphoreCounterValue", e))?;
+        self.retire_until(value);
+        Ok(value)
+    }
+
+    fn retire_until(&mut self, value: u64) {
+        self.completed = self.completed.max(value);
+        self.ring.release_until(value);
+        while let Some(&(v, cmd)) = self.in_flight.front() {
+            if v > value {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.free_cmds.push(cmd);
+        }
+    }
+
+    /// True when the ticket's uploads have reached the GPU memory.
+    pub fn is_complete(&mut self, ticket: Ticket) -> Result<bool, StagingError> {
+        self.check_ticket(ticket)?;
+        if ticket.value <= self.completed {
+            return Ok(true);
+        }
+        self.check_usable()?;
+        let v = self.poll_completed().map_err(|e| self.fail(e))?;
+        Ok(ticket.value <= v)
+    }
+
+    /// Waits until the ticket completes, submitting its batch first if it is
+    /// still open. Fails with [`StagingError::Timeout`] after the configured
+    /// timeout.
+    pub fn wait(&mut self, ticket: Ticket) -> Result<(), StagingError> {
+        self.check_ticket(ticket)?;
+        if ticket.value <= self.completed {
+            return Ok(());
+        }
+        self.check_usable()?;
+        if self.open.as_ref().is_some_and(|b| b.value <= ticket.value) {
+            self.submit_open()?;
+        }
+        self.wait_value(ticket.value)
+    }
+
+    fn wait_value(&mut self, value: u64) -> Result<(), StagingError> {
+        let start = Instant::now();
+        let semaphores = [self.semaphore];
+        let values = [value];
+        let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
+        let timeout = self.desc.wait_timeout.as_nanos().min(u64::MAX as u128) as u64;
+        // SAFETY: the semaphore is alive; the value was (or will be) signaled
+        // by a batch already submitted.
+        let result = unsafe { self.device.wait_semaphores(&info, timeout) };
+        self.stats.wait_time += start.elapsed();
+        match result {
+            Ok(()) => {
+                self.retire_until(value);
+                Ok(())
+            }
+            Err(vk::Result::TIMEOUT) => {
+                let completed = self.poll_completed().unwrap_or(self.completed);
+                Err(StagingError::Timeout { value, completed, waited: start.elapsed() })
+            }
+            Err(e) => Err(self.fail(StagingError::vulkan("vkWaitSemaphores", e))),
+        }
+    }
+
+    /// Submits the open batch (if it holds anything) and returns a ticket
+    /// that completes when every upload made so far is on the GPU.
+    pub fn flush(&mut self) -> Result<Ticket, StagingError> {
+        self.check_usable()?;
+        if self.open.as_ref().is_some_and(|b| b.has_work) {
+            self.submit_open()?;
+        }
+        Ok(Ticket { belt: self.id, value: self.next_value - 1 })
+    }
+
+    /// Submits everything and waits until the GPU has finished all of it.
+    pub fn finish(&mut self) -> Result<(), StagingError> {
+        let t = self.flush()?;
+        self.wait(t)
+    }
+
+    /// Removes and returns the acquire barriers of every upload whose ticket
+    /// is at most `ticket`, merged, with the semaphore wait they need.
+    pub fn take_acquire_barriers(&mut self, ticket: Ticket) -> Result<AcquireBarriers, StagingError> {
+        self.check_ticket(ticket)?;
+        let mut out = AcquireBarriers::default();
+        let mut max_value = 0;
+        self.acquires.retain_mut(|(value, barriers)| {
+            if *value <= ticket.value {
+                max_value = max_value.max(*value);
+                out.buffers.append(&mut barriers.buffers);
+                out.images.append(&mut barriers.images);
+                false
+            } else {
+                true
+            }
+        });
+        if !out.is_empty() {
+            out.wait = Some((self.semaphore, max_value));
+        }
+        Ok(out)
+    }
+
+    fn open_batch(&mut self) -> Result<&mut OpenBatch, StagingError> {
+        if self.open.is_none() {
+            let cmd = match self.free_cmds.pop() {
+                Some(c) => c,
+                None => {
+                    let info = vk::CommandBufferAllocateInfo::default()
+                        .command_pool(self.pool)
+                        .level(vk::CommandBufferLevel::PRIMARY)
+                        .command_buffer_count(1);
+                    // SAFETY: the pool is the belt's own.
+                    unsafe { self.device.allocate_command_buffers(&info) }
+                        .map_err(|e| StagingError::vulkan("vkAllocateCommandBuffers", e))?[0]
+                }
+            };
+            let begin = vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+            // SAFETY: `cmd` is not in use (fresh, or its batch completed);
+            // `begin_command_buffer` implicitly resets it (pool has
+            // RESET_COMMAND_BUFFER).
+            if let Err(e) = unsafe { self.device.begin_command_buffer(cmd, &begin) } {
+                self.free_cmds.push(cmd);
+                return Err(StagingError::vulkan("vkBeginCommandBuffer", e));
+            }
+            // Order this batch's transfer writes after earlier batches' on the
+            // same queue (uploads may rewrite what an earlier batch wrote).
+            let barrier = vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE | vk::AccessFlags::TRANSFER_READ);
+            // SAFETY: `cmd` is recording.
+            unsafe {
+                self.device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[barrier],
+                    &[],
+                    &[],
+                )
+            };
+            self.open = Some(OpenBatch {
+                cmd,
+                value: self.next_value,
+                bytes: 0,
+                has_work: false,
+                envelopes: Vec::new(),
+                end_buffer_barriers: Vec::new(),
+                end_image_barriers: Vec::new(),
+            });
+        }
+        Ok(self.open.as_mut().expect("just opened"))
+    }
+
+    /// Ends and submits the open batch, signaling its timeline value.
+    fn submit_open(&mut self) -> Result<(), StagingError> {
+        let Some(batch) = self.open.take() else { return Ok(()) };
+        let cmd = batch.cmd;
+        if !batch.end_buffer_barriers.is_empty() || !batch.end_image_barriers.is_empty() {
+            // SAFETY: `cmd` is recording; the barriers name live resources.
+            unsafe {
+                self.device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &batch.end_buffer_barriers,
+                    &batch.end_image_barriers,
+                )
+            };
+        }
+        // SAFETY: `cmd` is recording.
+        if let Err(e) = unsafe { self.device.end_command_buffer(cmd) } {
+            return Err(self.fail(StagingError::vulkan("vkEndCommandBuffer", e)));
+        }
+        if !self.ring_coherent && batch.bytes > 0 {
+            // Non-coherent Upload memory: flush the whole ring (simple and
+            // rare: Upload prefers coherent types on every known device).
+            let ring = self.ring_buffer.as_ref().expect("ring lives");
+            self.resources
+                .allocator()
+                .flush(ring.allocation(), 0, self.desc.ring_size)
+                .map_err(|e| self.fail(StagingError::InvalidConfig(e.to_string())))?;
+        }
+        let signal = [self.semaphore];
+        let values = [batch.value];
+        let cmds = [cmd];
+        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+        let submit = vk::SubmitInfo::default()
+            .command_buffers(&cmds)
+            .signal_semaphores(&signal)
+            .push_next(&mut timeline);
+        let result = {
+            let _guard = self.queue.lock.lock();
+            // SAFETY: the queue belongs to the device, its lock is held (the
+            // engine honours it per `new`'s contract); the command buffer is
+            // executable and not pending.
+            unsafe { self.device.queue_submit(self.queue.queue, &[submit], vk::Fence::null()) }
+        };
+        if let Err(e) = result {
+            return Err(self.fail(StagingError::vulkan("vkQueueSubmit", e)));
+        }
+        self.ring.close_batch(batch.value);
+        self.in_flight.push_back((batch.value, cmd));
+        self.next_value += 1;
+        self.stats.batches_submitted += 1;
+        Ok(())
+    }
+
+    /// Reserves ring space for the open batch, submitting and waiting for old
+    /// batches as needed.
+    fn reserve(&mut self, len: u64, align: u64) -> Result<u64, StagingError> {
+        loop {
+            self.open_batch()?;
+            if let Some(offset) = self.ring.reserve(len, align) {
+                return Ok(offset);
+            }
+            // Full: submit what is pending, then wait for the oldest batch.
+            if self.open.as_ref().is_some_and(|b| b.has_work) {
+                self.submit_open()?;
+            } else if let Some(b) = self.open.take() {
+                // An empty open batch holds no ring space; recycle it after
+                // ending it, so the next open starts a fresh one.
+                // SAFETY: `b.cmd` is recording and never submitted.
+                unsafe {
+                    let _ = self.device.end_command_buffer(b.cmd);
+                }
+                self.free_cmds.push(b.cmd);
+            }
+            let completed = self.poll_completed().map_err(|e| self.fail(e))?;
+            if let Some(oldest) = self.ring.oldest_batch() {
+                if oldest > completed {
+                    self.wait_value(oldest)?;
+                }
+            } else if self.ring.used() > 0 {
+                unreachable!("ring space held without a closed batch");
+            }
+        }
+    }
+
+    fn ring_slice(&mut self, offset: u64, len: u64) -> &mut [u8] {
+        debug_assert!(offset + len <= self.desc.ring_size);
+        // SAFETY: the ring is mapped for `ring_size` bytes for the belt's
+        // life; [offset, offset+len) was just reserved, so the GPU is not
+        // reading it (its previous batch completed) and no other slice of it
+        // is alive; `&mut self` makes this access exclusive.
+        unsafe { std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize) }
+    }
+
+    fn note_write(&mut self, dst: vk::Buffer, start: u64, end: u64) {
+        let device = self.device.clone();
+        let batch = self.open.as_mut().expect("open batch");
+        let overlaps = match batch.envelopes.iter_mut().find(|e| e.0 == dst) {
+            Some(e) if start >= e.2 || end <= e.1 => {
+                e.1 = e.1.min(start);
+                e.2 = e.2.max(end);
+                // Extending the envelope can swallow a gap; later writes into
+                // that gap are then treated as overlapping (conservative).
+                false
+            }
+            Some(_) => true,
+            None => {
+                batch.envelopes.push((dst, start, end));
+                false
+            }
+        };
+        if overlaps {
+            let barrier = vk::MemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE);
+            // SAFETY: the batch's command buffer is recording.
+            unsafe {
+                device.cmd_pipeline_barrier(
+                    batch.cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[barrier],
+                    &[],
+                    &[],
+                )
+            };
+            batch.envelopes.clear();
+            batch.envelopes.push((dst, start, end));
+        }
+    }
+
+    fn needs_release(&self, sharing: &Sharing) -> bool {
+        self.transfers_ownership() && matches!(sharing, Sharing::Exclusive)
+    }
+
+    /// Uploads `data` into `dst` at `dst_offset`.
+    ///
+    /// Host-visible destinations are written directly (unless staging is
+    /// forced) and the returned ticket is already complete. Otherwise the data
+    /// is copied into the ring now (the slice may be reused as soon as this
+    /// returns) and the GPU copy completes with the ticket. The destination
+    /// range must not be in use by the GPU until the ticket completes.
+    #[doc(alias = "vkCmdCopyBuffer")]
+    pub fn upload_buffer(&mut self, dst: &Buffer, dst_offset: u64, data: &[u8]) -> Result<Ticket, StagingError> {
+        self.check_usable()?;
+        let len = data.len() as u64;
+        if len == 0 {
+            return Err(StagingError::EmptyData);
+        }
+        let size = dst.size();
+        if dst_offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(StagingError::OutOfRange { offset: dst_offset, len, size });
+        }
+        let direct = !self.desc.force_staging && dst.allocation().mapped_ptr().is_some();
+        if direct {
+            return self.upload_direct(dst, dst_offset, data);
+        }
+        if !dst.desc().usage.contains(vk::BufferUsageFlags::TRANSFER_DST) {
+            return Err(StagingError::MissingTransferDst {
+                name: dst.desc().name.clone(),
+                usage: format!("{:?}", dst.desc().usage),
+            });
+        }
+        let chunk = self.desc.chunk_size;
+        let release = self.needs_release(&dst.desc().sharing);
+        let mut done = 0u64;
+        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
+        while done < len {
+            let piece = (len - done).min(chunk);
+            let offset = self.reserve(piece, 16)?;
+            let threads = if piece >= self.desc.parallel_copy_threshold { self.desc.copy_threads } else { 1 };
+            let src = &data[done as usize..(done + piece) as usize];
+            parallel_copy(self.ring_slice(offset, piece), src, threads);
+            let dst_start = dst_offset + done;
+            self.note_write(dst.handle(), dst_start, dst_start + piece);
+            let batch = self.open.as_mut().expect("reserve opened a batch");
+            let region = vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece };
+            // SAFETY: the batch's command buffer is recording; the ring range
+            // was reserved for this batch; the destination range is inside the
+            // buffer (checked) which has TRANSFER_DST usage (checked).
+            unsafe { self.device.cmd_copy_buffer(batch.cmd, ring_handle, dst.handle(), &[region]) };
+            batch.has_work = true;
+            batch.bytes += piece;
+            self.stats.copy_commands += 1;
+            self.stats.bytes_staged += piece;
+            done += piece;
+            let last = done == len;
+            if last && release {
+                let release = vk::BufferMemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                    .dst_access_mask(vk::AccessFlags::empty())
+                    .src_queue_family_index(self.queue.family)
+                    .dst_queue_family_index(self.destination_family)
+                    .buffer(dst.handle())
+                    .offset(dst_offset)
+                    .size(len);
+                let value = batch.value;
+                batch.end_buffer_barriers.push(release);
+                self.push_acquire(value, |a| a.buffers.push(release));
+            }
+            // Stream: submit chunks of a large upload at once so the GPU copy
+            // overlaps the next memcpy; submit big batches early too.
+            let batch_bytes = self.open.as_ref().map_or(0, |b| b.bytes);
+            if (!last && piece == chunk) || batch_bytes >= self.desc.auto_submit_bytes {
+                self.submit_open()?;
+            }
+        }
+        self.stats.uploads += 1;
+        Ok(Ticket { belt: self.id, value: self.current_value() })
+    }
+
+    /// The value of the batch that holds the latest upload.
+    fn current_value(&self) -> u64 {
+        self.open.as_ref().map_or(self.next_value - 1, |b| b.value)
+    }
+
+    fn push_acquire(&mut self, value: u64, add: impl FnOnce(&mut AcquireBarriers)) {
+        match self.acquires.last_mut() {
+            Some((v, a)) if *v == value => add(a),
+            _ => {
+                let mut a = AcquireBarriers::default();
+                add(&mut a);
+                self.acquires.push((value, a));
+            }
+        }
+    }
+
+    fn upload_direct(&mut self, dst: &Buffer, dst_offset: u64, data: &[u8]) -> Result<Ticket, StagingError> {
+        let ptr = dst.allocation().mapped_ptr().expect("checked host-visible");
+        let len = data.len();
+        // SAFETY: the destination is persistently mapped for its whole size
+        // and [dst_offset, dst_offset+len) is inside it (checked by the
+        // caller); the caller guarantees the GPU is not using the range; the
+        // belt writes only through this call, which holds `&mut self`.
+        let dst_slice = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len) };
+        let threads =
+            if data.len() as u64 >= self.desc.parallel_copy_threshold { self.desc.copy_threads } else { 1 };
+        parallel_copy(dst_slice, data, threads);
+        if !dst.allocation().is_coherent() {
+            self.resources
+                .allocator()
+                .flush(dst.allocation(), dst_offset, len as u64)
+                .map_err(|e| StagingError::InvalidConfig(e.to_string()))?;
+        }
+        self.stats.bytes_direct += len as u64;
+        self.stats.uploads += 1;
+        // Host writes are visible to every later queue submission: complete.
+        Ok(Ticket { belt: self.id, value: 0 })
+    }
+
+    /// Uploads every mip level and array layer of `dst` from `data` (laid out
+    /// as [`crate::plan`] describes: level-major, tightly packed) and leaves
+    /// the image in `final_layout`. The image's previous contents are
+    /// discarded (the upload starts from `UNDEFINED`).
+    #[doc(alias = "vkCmdCopyBufferToImage")]
+    pub fn upload_image(
+        &mut self,
+        dst: &Image,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
+        self.check_usable()?;
+        let desc = dst.desc();
+        if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
+            return Err(StagingError::MissingTransferDst { name: desc.name.clone(), usage: format!("{:?}", desc.usage) });
+        }
+        if data.is_empty() {
+            return Err(StagingError::EmptyData);
+        }
+        let layout = ImageLayout {
+            format: desc.format,
+            image_type: desc.kind.image_type(),
+            extent: desc.extent,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
+            aspect: None,
+        };
+        let plan = plan_image_upload(&layout, data.len() as u64, &self.limits, self.desc.chunk_size)?;
+        let aspect = desc.aspect();
+        let range = vk::ImageSubresourceRange {
+            aspect_mask: aspect,
+            base_mip_level: 0,
+            level_count: desc.mip_levels,
+            base_array_layer: 0,
+            layer_count: desc.array_layers,
+        };
+        let to_dst = vk::ImageMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::empty())
+            .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .old_layout(vk::ImageLayout::UNDEFINED)
+            .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(dst.handle())
+            .subresource_range(range);
+        let cmd = self.open_batch()?.cmd;
+        // SAFETY: `cmd` is recording; the image is alive.
+        unsafe {
+            self.device.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::TOP_OF_PIPE,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                &[to_dst],
+            )
+        };
+        self.open.as_mut().expect("opened").has_work = true;
+        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
+        for copy in &plan.copies {
+            let offset = self.reserve(copy.staging_size, plan.staging_alignment)?;
+            let slice = self.ring_slice(offset, copy.staging_size);
+            copy.write_into(data, slice);
+            let mut region = copy.region;
+            region.buffer_offset += offset;
+            let batch = self.open.as_mut().expect("reserve opened a batch");
+            // SAFETY: recording; ring range reserved for this batch; the
+            // region was planned inside the image's subresources; the image
+            // is in TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
+            // previous batch on the same queue).
+            unsafe {
+                self.device.cmd_copy_buffer_to_image(
+                    batch.cmd,
+                    ring_handle,
+                    dst.handle(),
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    &[region],
+                )
+            };
+            batch.has_work = true;
+            batch.bytes += copy.staging_size;
+            self.stats.copy_commands += 1;
+            self.stats.bytes_staged += copy.staging_size;
+            if batch.bytes >= self.desc.auto_submit_bytes {
+                self.submit_open()?;
+            }
+        }
+        let release = self.needs_release(&desc.sharing);
+        let (src_family, dst_family) = if release {
+            (self.queue.family, self.destination_family)
+        } else {
+            (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED)
+        };
+        let to_final = vk::ImageMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::empty())
+            .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+            .new_layout(final_layout)
+            .src_queue_family_index(src_family)
+            .dst_queue_family_index(dst_family)
+            .image(dst.handle())
+            .subresource_range(range);
+        let batch = self.open_batch()?;
+        batch.end_image_barriers.push(to_final);
+        batch.has_work = true;
+        let value = batch.value;
+        if release {
+            self.push_acquire(value, |a| a.images.push(to_final));
+        }
+        self.stats.uploads += 1;
+        Ok(Ticket { belt: self.id, value })
+    }
+
+    /// Identifier of this belt (tickets carry it).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Raw handle of the ring buffer (for debugging tools).
+    pub fn ring_buffer_handle(&self) -> u64 {
+        self.ring_buffer.as_ref().map_or(0, |b| b.handle().as_raw())
+    }
+}
+
+impl Drop for StagingBelt {
+    fn drop(&mut self) {
+        // Submit nothing new: an open batch is abandoned (its command buffer
+        // is freed with the pool). Wait for what is in flight so the ring and
+        // command buffers are idle before they are destroyed.
+        if let Some(last) = self.in_flight.back().map(|b| b.0) {
+            if self.sticky.is_none() {
+                let _ = self.wait_value(last);
+            } else {
+                // After device loss, waiting can fail; idle the queue instead.
+                let _guard = self.queue.lock.lock();
+                // SAFETY: the queue belongs to the device; its lock is held.
+                let _ = unsafe { self.device.queue_wait_idle(self.queue.queue) };
+            }
+        }
+        if let Some(b) = self.open.take() {
+            // SAFETY: recording, never submitted; ended so the pool can be
+            // destroyed cleanly.
+            let _ = unsafe { self.device.end_command_buffer(b.cmd) };
+        }
+        // SAFETY: nothing the belt submitted is pending any more (waited
+        // above), so the pool, semaphore and ring are idle.
+        unsafe {
+            self.device.destroy_command_pool(self.pool, None);
+            self.device.destroy_semaphore(self.semaphore, None);
+            if let Some(ring) = self.ring_buffer.take() {
+                let _ = self.resources.destroy_buffer(ring);
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The ring's space accounting, apart from any Vulkan object: contiguous
+//! reservations in FIFO order, grouped into batches that are released in the
+//! order they were closed.
+//!
+//! ```text
+//!  0                tail              head               size
+//!  |  free (wrapped) |#### in flight ####|      free        |
+//! ```
+//! A reservation is contiguous: when the space between `head` and the end is
+//! too short, the ring wraps to 0 and the skipped tail end is charged to the
+//! batch that wrapped, so releasing batches in order gives back exactly what
+//! they took.
+
+#![deny(unsafe_code)]
+
+use std::collections::VecDeque;
+
+/// Space accounting of a ring of `size` bytes.
+#[derive(Debug, Clone)]
+pub struct Ring {
+    size: u64,
+    head: u64,
+    tail: u64,
+    used: u64,
+    /// Bytes charged to the open (not yet closed) batch.
+    open_bytes: u64,
+    /// Closed batches: (id, head after the batch, bytes charged).
+    closed: VecDeque<(u64, u64, u64)>,
+    high_water: u64,
+}
+
+impl Ring {
+    /// An empty ring of `size` bytes.
+    pub fn new(size: u64) -> Self {
+        Self { size, head: 0, tail: 0, used: 0, open_bytes: 0, closed: VecDeque::new(), high_water: 0 }
+    }
+
+    /// Capacity in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes reserved and not yet released (padding and wrap waste included).
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Highest [`Self::used`] seen.
+    pub fn high_water_mark(&self) -> u64 {
+        self.high_water
+    }
+
+    /// Number of closed batches not yet released.
+    pub fn closed_batches(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// Reserves `len` contiguous bytes aligned to `align` (a power of two) for
+    /// the open batch; `None` when they do not fit now.
+    pub fn reserve(&mut self, len: u64, align: u64) -> Option<u64> {
+        debug_assert!(align.is_power_of_two());
+        if len == 0 || len > self.size {
+            return None;
+        }
+        if self.used == 0 {
+            // Empty: restart at 0 for the longest contiguous run.
+            self.head = 0;
+            self.tail = 0;
+        }
+        let start = self.head.checked_add(align - 1)? & !(align - 1);
+        let (offset, new_head) = if self.head >= self.tail && !(self.used > 0 && self.head == self.tail) {
+            // Free: [head, size) and [0, tail).
+            if start.checked_add(len)? <= self.size {
+                (start, start + len)
+            } else if len <= self.tail {
+                (0, len)
+            } else {
+                return None;
+            }
+        } else {
+            // Wrapped: free is [head, tail).
+            if start.checked_add(len)? <= self.tail {
+                (start, start + len)
+            } else {
+                return None;
+            }
+        };
+        let charged = if offset == 0 && self.head != 0 {
+            (self.size - self.head) + len
+        } else {
+            new_head - self.head
+        };
+        self.head = new_head;
+        self.used += charged;
+        self.open_bytes += charged;
+        self.high_water = self.high_water.max(self.used);
+        Some(offset)
+    }
+
+    /// Closes the open batch under `id` (e.g. its timeline value). A batch
+    /// with no reservation is still recorded (it releases nothing).
+    pub fn close_batch(&mut self, id: u64) {
+        self.closed.push_back((id, self.head, self.open_bytes));
+        self.open_bytes = 0;
+    }
+
+    /// Id of the oldest closed batch, if any.
+    pub fn oldest_batch(&self) -> Option<u64> {
+        self.closed.front().map(|b| b.0)
+    }
+
+    /// Releases every closed batch whose id is `<= completed`, oldest first.
+    /// Returns how many were released.
+    pub fn release_until(&mut self, completed: u64) -> usize {
+        let mut n = 0;
+        while let Some(&(id, end, bytes)) = self.closed.front() {
+            if id > completed {
+                break;
+            }
+            self.closed.pop_front();
+            self.tail = end;
+            self.used -= bytes;
+            n += 1;
+        }
+        n
+    }
+
+    /// True when the open batch holds reservations.
+    pub fn open_batch_is_empty(&self) -> bool {
+        self.open_bytes == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserves_wraps_and_releases_in_order() {
+        let mut r = Ring::new(1000);
+        assert_eq!(r.reserve(400, 1), Some(0));
+        r.close_batch(1);
+        assert_eq!(r.reserve(400, 1), Some(400));
+        r.close_batch(2);
+        // 200 left at the end, too short for 300: must wait for batch 1.
+        assert_eq!(r.reserve(300, 1), None);
+        assert_eq!(r.release_until(1), 1);
+        // Now wraps to 0 (the 200-byte tail end is charged to this batch).
+        assert_eq!(r.reserve(300, 1), Some(0));
+        assert_eq!(r.used(), 400 + 200 + 300);
+        r.close_batch(3);
+        assert_eq!(r.reserve(150, 1), None, "only [300, 400) free");
+        assert_eq!(r.reserve(100, 1), Some(300));
+        r.close_batch(4);
+        assert_eq!(r.release_until(4), 3);
+        assert_eq!(r.used(), 0);
+        assert_eq!(r.high_water_mark(), 1000);
+    }
+
+    #[test]
+    fn alignment_and_limits() {
+        let mut r = Ring::new(1024);
+        assert_eq!(r.reserve(0, 4), None);
+        assert_eq!(r.reserve(2000, 4), None);
+        assert_eq!(r.reserve(3, 4), Some(0));
+        assert_eq!(r.reserve(3, 256), Some(256));
+        assert_eq!(r.used(), 259);
+        r.close_batch(7);
+        r.release_until(6);
+        assert_eq!(r.used(), 259);
+        r.release_until(7);
+        assert_eq!(r.used(), 0);
+    }
+
+    #[test]
+    fn full_ring_is_not_mistaken_for_empty() {
+        let mut r = Ring::new(256);
+        assert_eq!(r.reserve(256, 1), Some(0));
+        assert_eq!(r.reserve(1, 1), None);
+        r.close_batch(1);
+        assert_eq!(r.reserve(1, 1), None);
+        r.release_until(1);
+        assert_eq!(r.reserve(256, 1), Some(0));
+    }
+
+    #[test]
+    fn random_programs_never_overlap_live_space() {
+        // A model check: live reservations (per batch) never overlap, and the
+        // accounting returns to zero.
+        let mut rng = 0x1234_5678_9abc_def0u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        for size in [64u64, 1000, 4096] {
+            let mut r = Ring::new(size);
+            let mut live: VecDeque<(u64, Vec<(u64, u64)>)> = VecDeque::new();
+            let mut open: Vec<(u64, u64)> = Vec::new();
+            let mut id = 0;
+            for _ in 0..20_000 {
+                let op = next() % 10;
+                if op < 6 {
+                    let len = 1 + next() % (size / 3);
+                    let align = 1 << (next() % 5);
+                    if let Some(off) = r.reserve(len, align) {
+                        assert_eq!(off % align, 0);
+                        assert!(off + len <= size);
+                        for (_, ranges) in &live {
+                            for &(o, l) in ranges {
+                                assert!(off + len <= o || o + l <= off, "overlap");
+                            }
+                        }
+                        for &(o, l) in &open {
+                            assert!(off + len <= o || o + l <= off, "overlap in batch");
+                        }
+                        open.push((off, len));
+                    }
+                } else if op < 8 {
+                    id += 1;
+                    r.close_batch(id);
+                    live.push_back((id, std::mem::take(&mut open)));
+                } else if let Some(&(first, _)) = live.front() {
+                    r.release_until(first);
+                    live.pop_front();
+                }
+            }
+            id += 1;
+            r.close_batch(id);
+            r.release_until(id);
+            assert_eq!(r.used(), 0);
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! The staging belt on real Vulkan (lavapipe), under validation with
+//! synchronization validation: every test ends with `ctx.finish()`, which
+//! fails on any warning or error message.
+
+use std::sync::Arc;
+
+use ash::vk;
+use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use mem_resources::{
+    Buffer, BufferDesc, Image, ImageDesc, ImageKind, ResourceManager, ResourceManagerDesc,
+};
+use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc, StagingError};
+use mem_staging::plan::{expected_data_size, ImageLayout};
+use mem_testkit::TestContext;
+use parking_lot::Mutex;
+
+const MIB: u64 = 1 << 20;
+
+struct Setup {
+    belt: Option<StagingBelt>,
+    resources: Option<Arc<ResourceManager>>,
+    allocator: Option<Arc<Allocator>>,
+    ctx: Option<TestContext>,
+    family: u32,
+}
+
+impl Setup {
+    fn new(desc: StagingBeltDesc) -> Self {
+        let ctx = TestContext::new();
+        // SAFETY: the context's handles are valid and outlive the allocator
+        // (dropped first in `finish`).
+        let allocator = Arc::new(
+            unsafe {
+                Allocator::new(AllocatorDesc {
+                    instance: ctx.instance(),
+                    physical_device: ctx.physical_device(),
+                    device: ctx.device(),
+                    memory_budget: false,
+                    allocation_callbacks: None,
+                    config: AllocatorConfig::default(),
+                })
+            }
+            .unwrap(),
+        );
+        // SAFETY: as above.
+        let resources = Arc::new(unsafe {
+            ResourceManager::new(ResourceManagerDesc {
+                instance: ctx.instance(),
+                physical_device: ctx.physical_device(),
+                device: ctx.device(),
+                allocator: allocator.clone(),
+                debug_utils: ctx.debug_utils().cloned(),
+                allocation_callbacks: None,
+            })
+        });
+        let (family, queue) = ctx.transfer_queue();
+        let shared = SharedQueue { family, queue, lock: Arc::new(Mutex::new(())) };
+        // SAFETY: handles from the context; tests submit on this queue only
+        // from this thread.
+        let belt = unsafe {
+            StagingBelt::new(resources.clone(), ctx.instance(), ctx.physical_device(), shared, family, desc)
+        }
+        .unwrap();
+        Self { belt: Some(belt), resources: Some(resources), allocator: Some(allocator), ctx: Some(ctx), family }
+    }
+
+    fn belt(&mut self) -> &mut StagingBelt {
+        self.belt.as_mut().unwrap()
+    }
+
+    fn res(&self) -> &ResourceManager {
+        self.resources.as_ref().unwrap()
+    }
+
+    fn ctx(&self) -> &TestContext {
+        self.ctx.as_ref().unwrap()
+    }
+
+    fn device_buffer(&self, size: u64) -> Buffer {
+        self.res()
+            .create_buffer(
+                &BufferDesc::new(
+                    size,
+                    vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
+                    MemoryUsage::GpuOnly,
+                )
+                .name(format!("dst {size}")),
+            )
+            .unwrap()
+    }
+
+    /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
+    fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
+        let size = src.size();
+        let readback = self.res().create_buffer(&BufferDesc::readback(size)).unwrap();
+        let device = self.ctx().device().clone();
+        self.ctx().one_shot(self.family, |cmd| {
+            // SAFETY: recording; both buffers alive; a memory barrier orders
+            // this copy after the belt's earlier writes on this queue.
+            unsafe {
+                transfer_barrier(&device, cmd);
+                device.cmd_copy_buffer(
+                    cmd,
+                    src.handle(),
+                    readback.handle(),
+                    &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size }],
+                );
+            }
+        });
+        let mut out = vec![0u8; size as usize];
+        self.res().read_buffer(&readback, 0, &mut out).unwrap();
+        // SAFETY: the one-shot waited for the copy.
+        unsafe { self.res().destroy_buffer(readback) }.unwrap();
+        out
+    }
+
+    /// Copies every mip and layer of `image` (in TRANSFER_SRC_OPTIMAL) back
+    /// in the upload layout (level-major, tightly packed).
+    fn read_image(&self, image: &Image, bytes_per_texel: u64) -> Vec<u8> {
+        let d = image.desc();
+        let total = expected_data_size(&layout_of(d)).unwrap();
+        let readback = self.res().create_buffer(&BufferDesc::readback(total)).unwrap();
+        let device = self.ctx().device().clone();
+        let mut regions = Vec::new();
+        let mut offset = 0;
+        for level in 0..d.mip_levels {
+            let w = (d.extent.width >> level).max(1);
+            let h = (d.extent.height >> level).max(1);
+            let depth = (d.extent.depth >> level).max(1);
+            regions.push(vk::BufferImageCopy {
+                buffer_offset: offset,
+                buffer_row_length: 0,
+                buffer_image_height: 0,
+                image_subresource: vk::ImageSubresourceLayers {
+                    aspect_mask: vk::ImageAspectFlags::COLOR,
+                    mip_level: level,
+                    base_array_layer: 0,
+                    layer_count: d.array_layers,
+                },
+                image_offset: vk::Offset3D::default(),
+                image_extent: vk::Extent3D { width: w, height: h, depth },
+            });
+            offset += u64::from(w * h * depth) * bytes_per_texel * u64::from(d.array_layers);
+        }
+        assert_eq!(offset, total);
+        self.ctx().one_shot(self.family, |cmd| {
+            // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL (the upload's
+            // final layout); the barrier orders after the belt's writes.
+            unsafe {
+                transfer_barrier(&device, cmd);
+                device.cmd_copy_image_to_buffer(
+                    cmd,
+                    image.handle(),
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    readback.handle(),
+                    &regions,
+                );
+            }
+        });
+        let mut out = vec![0u8; total as usize];
+        self.res().read_buffer(&readback, 0, &mut out).unwrap();
+        // SAFETY: waited.
+        unsafe { self.res().destroy_buffer(readback) }.unwrap();
+        out
+    }
+
+    fn destroy(&self, b: Buffer) {
+        // SAFETY: callers wait for their uploads before destroying.
+        unsafe { self.res().destroy_buffer(b) }.unwrap();
+    }
+
+    fn finish(mut self) {
+        if let Some(mut belt) = self.belt.take() {
+            belt.finish().unwrap();
+        }
+        self.resources.take();
+        let allocator = self.allocator.take().unwrap();
+        assert!(allocator.leak_report().is_empty(), "leaks: {:?}", allocator.leak_report());
+        drop(allocator);
+        self.ctx.take().unwrap().finish();
+    }
+}
+
+fn layout_of(d: &ImageDesc) -> ImageLayout {
+    ImageLayout {
+        format: d.format,
+        image_type: d.kind.image_type(),
+        extent: d.extent,
+        mip_levels: d.mip_levels,
+        array_layers: d.array_layers,
+        aspect: None,
+    }
+}
+
+/// # Safety
+/// `cmd` is recording on `device`.
+unsafe fn transfer_barrier(device: &ash::Device, cmd: vk::CommandBuffer) {
+    let barrier = vk::MemoryBarrier::default()
+        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+        .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE);
+    // SAFETY: forwarded.
+    unsafe {
+        device.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::DependencyFlags::empty(),
+            &[barrier],
+            &[],
+            &[],
+        )
+    }
+}
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn staged(ring: u64) -> StagingBeltDesc {
+    StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(ring) }
+}
+
+#[test]
+fn buffers_from_one_byte_to_larger_than_the_ring() {
+    let mut s = Setup::new(staged(8 * MIB));
+    for (i, size) in [1u64, 3, 4, 255, 4096, 65_537, MIB + 17, 5 * MIB, 20 * MIB].into_iter().enumerate() {
+        let dst = s.device_buffer(size);
+        let data = pattern(size as usize, i as u64);
+        let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
+        s.belt().wait(t).unwrap();
+        assert!(s.belt().is_complete(t).unwrap());
+        assert!(s.read_buffer(&dst) == data, "size {size}: mismatch");
+        s.destroy(dst);
+    }
+    let st = s.belt().stats();
+    assert!(st.bytes_staged > 26 * MIB);
+    assert_eq!(st.bytes_direct, 0);
+    assert!(st.ring_high_water <= 8 * MIB);
+    s.finish();
+}
+
+#[test]
+fn a_256_mib_buffer_streams_through_a_64_mib_ring() {
+    let mut s = Setup::new(staged(64 * MIB));
+    let size = 256 * MIB;
+    let dst = s.device_buffer(size);
+    let data = pattern(size as usize, 99);
+    let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
+    s.belt().wait(t).unwrap();
+    assert!(s.read_buffer(&dst) == data);
+    assert!(s.belt().stats().batches_submitted >= 16, "streamed in chunks");
+    s.destroy(dst);
+    s.finish();
+}
+
+#[test]
+fn offsets_inside_a_buffer_and_overlapping_rewrites() {
+    let mut s = Setup::new(staged(MIB));
+    let dst = s.device_buffer(10_000);
+    let mut model = vec![0u8; 10_000];
+    let zero = vec![0u8; 10_000];
+    let _ = s.belt().upload_buffer(&dst, 0, &zero).unwrap();
+    for (i, (off, len)) in [(0u64, 100usize), (50, 100), (9_000, 1_000), (4_000, 3_000), (4_500, 10)].into_iter().enumerate() {
+        let data = pattern(len, 1000 + i as u64);
+        model[off as usize..off as usize + len].copy_from_slice(&data);
+        let _ = s.belt().upload_buffer(&dst, off, &data).unwrap();
+    }
+    s.belt().finish().unwrap();
+    assert!(s.read_buffer(&dst) == model, "later uploads win, in order");
+    s.destroy(dst);
+    s.finish();
+}
+
+#[test]
+fn ten_thousand_small_uploads_share_one_submit() {
+    let mut s = Setup::new(staged(64 * MIB));
+    let big = s.device_buffer(10_000 * 256);
+    let mut model = vec![0u8; 10_000 * 256];
+    for i in 0..10_000u64 {
+        let data = pattern(256, i);
+        model[(i * 256) as usize..((i + 1) * 256) as usize].copy_from_slice(&data);
+        let _ = s.belt().upload_buffer(&big, i * 256, &data).unwrap();
+    }
+    let before = s.belt().stats().batches_submitted;
+    assert_eq!(before, 0, "nothing submitted before flush");
+    let t = s.belt().flush().unwrap();
+    s.belt().wait(t).unwrap();
+    let st = s.belt().stats();
+    assert_eq!(st.batches_submitted, 1);
+    assert_eq!(st.uploads, 10_000);
+    assert!(s.read_buffer(&big) == model);
+    s.destroy(big);
+    s.finish();
+}
+
+#[test]
+fn tiny_ring_wraps_under_pressure() {
+    let mut s = Setup::new(staged(64 * 1024));
+    let mut bufs = Vec::new();
+    let mut models = Vec::new();
+    for i in 0..12u64 {
+        bufs.push(s.device_buffer(300_000));
+        models.push(vec![0u8; 300_000]);
+        let _ = i;
+    }
+    let mut rng = 7u64;
+    for step in 0..400u64 {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let b = (rng % 12) as usize;
+        let len = 1 + (rng >> 8) % 40_000;
+        let off = (rng >> 24) % (300_000 - len);
+        let data = pattern(len as usize, step);
+        models[b][off as usize..(off + len) as usize].copy_from_slice(&data);
+        let _ = s.belt().upload_buffer(&bufs[b], off, &data).unwrap();
+    }
+    s.belt().finish().unwrap();
+    let st = s.belt().stats();
+    assert!(st.batches_submitted > 20, "the 64 KiB ring forced many submits: {st:?}");
+    assert!(st.ring_high_water <= 64 * 1024);
+    for (b, m) in bufs.into_iter().zip(models) {
+        assert!(s.read_buffer(&b) == m);
+        s.destroy(b);
+    }
+    s.finish();
+}
+
+#[test]
+fn direct_path_writes_host_visible_memory() {
+    // lavapipe's only memory type is host-visible: no copy is recorded.
+    let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
+    let dst = s.device_buffer(100_000);
+    let data = pattern(100_000, 5);
+    let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
+    assert!(s.belt().is_complete(t).unwrap(), "direct writes complete at once");
+    let st = s.belt().stats();
+    assert_eq!(st.bytes_direct, 100_000);
+    assert_eq!(st.copy_commands, 0);
+    assert!(s.read_buffer(&dst) == data);
+    s.destroy(dst);
+    s.finish();
+}
+
+fn texture(s: &Setup, desc: ImageDesc) -> Image {
+    s.res()
+        .create_image(
+            &desc.usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::SAMPLED),
+        )
+        .unwrap()
+}
+
+#[test]
+fn textures_with_full_mip_chains_arrays_and_3d() {
+    let mut s = Setup::new(staged(MIB));
+    let cases = [
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 300, 200, 9),
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 1024, 1024, 11),
+        ImageDesc::texture_2d_array(vk::Format::R8G8B8A8_UNORM, 64, 32, 4, 7),
+        ImageDesc::texture_3d(vk::Format::R8G8B8A8_UNORM, 40, 30, 20, 6),
+        ImageDesc::texture_1d(vk::Format::R8G8B8A8_UNORM, 777, 10),
+        ImageDesc::cube(vk::Format::R8G8B8A8_UNORM, 64, 7),
+    ];
+    for (i, desc) in cases.into_iter().enumerate() {
+        let img = texture(&s, desc);
+        let len = expected_data_size(&layout_of(img.desc())).unwrap();
+        let data = pattern(len as usize, 77 + i as u64);
+        let t = s.belt().upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap();
+        s.belt().wait(t).unwrap();
+        let back = s.read_image(&img, 4);
+        assert!(back == data, "case {i} {:?}: mip data differs", img.desc().kind);
+        // SAFETY: waited.
+        unsafe { s.res().destroy_image(img) }.unwrap();
+    }
+    s.finish();
+}
+
+#[test]
+fn block_compressed_textures_when_supported() {
+    let mut s = Setup::new(staged(MIB));
+    for format in [vk::Format::BC1_RGBA_UNORM_BLOCK, vk::Format::BC7_UNORM_BLOCK] {
+        let feats = s.res().format_features(format, vk::ImageTiling::OPTIMAL);
+        if !feats.contains(vk::FormatFeatureFlags::TRANSFER_DST) {
+            eprintln!("note: lavapipe does not support {format:?} for transfer; skipped");
+            continue;
+        }
+        let img = texture(&s, ImageDesc::texture_2d(format, 128, 64, 8));
+        let len = expected_data_size(&layout_of(img.desc())).unwrap();
+        let data = pattern(len as usize, 3);
+        let t = s.belt().upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap();
+        s.belt().wait(t).unwrap();
+        // Read back block by block: copy each level into a buffer.
+        let readback = s.res().create_buffer(&BufferDesc::readback(len)).unwrap();
+        let device = s.ctx().device().clone();
+        let block = if format == vk::Format::BC1_RGBA_UNORM_BLOCK { 8 } else { 16 };
+        let mut regions = Vec::new();
+        let mut off = 0;
+        for level in 0..8u32 {
+            let w = (128u32 >> level).max(1);
+            let h = (64u32 >> level).max(1);
+            regions.push(vk::BufferImageCopy {
+                buffer_offset: off,
+                buffer_row_length: 0,
+                buffer_image_height: 0,
+                image_subresource: vk::ImageSubresourceLayers {
+                    aspect_mask: vk::ImageAspectFlags::COLOR,
+                    mip_level: level,
+                    base_array_layer: 0,
+                    layer_count: 1,
+                },
+                image_offset: vk::Offset3D::default(),
+                image_extent: vk::Extent3D { width: w, height: h, depth: 1 },
+            });
+            off += u64::from(w.div_ceil(4) * h.div_ceil(4)) * block;
+        }
+        assert_eq!(off, len);
+        s.ctx().one_shot(s.family, |cmd| {
+            // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL.
+            unsafe {
+                transfer_barrier(&device, cmd);
+                device.cmd_copy_image_to_buffer(cmd, img.handle(), vk::ImageLayout::TRANSFER_SRC_OPTIMAL, readback.handle(), &regions);
+            }
+        });
+        let mut back = vec![0u8; len as usize];
+        s.res().read_buffer(&readback, 0, &mut back).unwrap();
+        assert!(back == data, "{format:?} blocks differ");
+        // SAFETY: waited.
+        unsafe {
+            s.res().destroy_buffer(readback).unwrap();
+            s.res().destroy_image(img).unwrap();
+        }
+    }
+    s.finish();
+}
+
+#[test]
+fn bad_input_is_typed_and_the_belt_stays_usable() {
+    let mut s = Setup::new(staged(MIB));
+    let dst = s.device_buffer(1000);
+    assert!(matches!(s.belt().upload_buffer(&dst, 0, &[]), Err(StagingError::EmptyData)));
+    let e = s.belt().upload_buffer(&dst, 990, &[0; 20]).unwrap_err();
+    assert!(matches!(e, StagingError::OutOfRange { offset: 990, len: 20, size: 1000 }), "{e}");
+    assert!(e.to_string().contains("990") && e.to_string().contains("1000"));
+    assert!(matches!(s.belt().upload_buffer(&dst, u64::MAX, &[0; 2]), Err(StagingError::OutOfRange { .. })));
+    let no_dst = s
+        .res()
+        .create_buffer(&BufferDesc::new(64, vk::BufferUsageFlags::VERTEX_BUFFER, MemoryUsage::GpuOnly).name("vb"))
+        .unwrap();
+    let e = s.belt().upload_buffer(&no_dst, 0, &[1; 8]).unwrap_err();
+    assert!(matches!(&e, StagingError::MissingTransferDst { name: Some(n), .. } if n == "vb"), "{e}");
+    let img = texture(&s, ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 16, 16, 5));
+    let e = s.belt().upload_image(&img, &[0; 100], vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap_err();
+    assert!(matches!(e, StagingError::Plan(_)), "{e}");
+    assert!(e.to_string().contains("100"), "{e}");
+    // A ticket of another belt.
+    let mut other = Setup::new(staged(MIB));
+    let t_other = other.belt().flush().unwrap();
+    assert!(matches!(s.belt().wait(t_other), Err(StagingError::ForeignTicket { .. })));
+    other.finish();
+    // Nothing was recorded: the belt still works and nothing is pending.
+    assert_eq!(s.belt().stats().copy_commands, 0);
+    let data = pattern(1000, 1);
+    let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
+    s.belt().wait(t).unwrap();
+    assert!(s.read_buffer(&dst) == data);
+    // SAFETY: idle.
+    unsafe {
+        s.res().destroy_image(img).unwrap();
+        s.res().destroy_buffer(no_dst).unwrap();
+    }
+    s.destroy(dst);
+    s.finish();
+}
+
+#[test]
+fn same_family_needs_no_acquire_barriers() {
+    let mut s = Setup::new(staged(MIB));
+    assert!(!s.belt().transfers_ownership());
+    let dst = s.device_buffer(4096);
+    let t = s.belt().upload_buffer(&dst, 0, &[7; 4096]).unwrap();
+    let acq = s.belt().take_acquire_barriers(t).unwrap();
+    assert!(acq.is_empty());
+    s.belt().wait(t).unwrap();
+    s.destroy(dst);
+    s.finish();
+}
+
+#[test]
+fn image_kinds_match_plan_types() {
+    assert_eq!(ImageKind::D3.image_type(), vk::ImageType::TYPE_3D);
+}
