@@ -118,7 +118,11 @@ impl Ring {
                 break;
             }
             self.closed.pop_front();
-            self.tail = end;
+            // An empty batch's end mark may predate a reset of the ring to 0
+            // (reset happens when nothing is used): it must not move the tail.
+            if bytes > 0 {
+                self.tail = end;
+            }
             self.used -= bytes;
             n += 1;
         }
@@ -155,6 +159,20 @@ mod tests {
         assert_eq!(r.release_until(4), 3);
         assert_eq!(r.used(), 0);
         assert_eq!(r.high_water_mark(), 1000);
+    }
+
+    #[test]
+    fn empty_batch_after_reset_does_not_free_live_space() {
+        let mut r = Ring::new(1000);
+        assert_eq!(r.reserve(50, 1), Some(0));
+        r.close_batch(1);
+        r.release_until(1);
+        r.close_batch(2); // empty, end mark 50
+        assert_eq!(r.reserve(900, 1), Some(0)); // ring reset to 0
+        r.release_until(2);
+        // [0, 900) is live: only [900, 1000) is free.
+        assert_eq!(r.reserve(150, 1), None);
+        assert_eq!(r.reserve(100, 1), Some(900));
     }
 
     #[test]
