@@ -1,1 +1,1015 @@
-//! Tracking host allocator (in progress).
+//! A tracking host allocator: `vk::AllocationCallbacks` that allocate from
+//! Rust's global allocator, honour the requested alignment, and count bytes
+//! and calls per `VkSystemAllocationScope`.
+//!
+//! An engine hands [`TrackingHostAllocator::callbacks`] to `vkCreateInstance`,
+//! `vkCreateDevice` (and to gpumem, which passes them to every Vulkan call it
+//! makes) to see how much host memory the driver, the loader and the layers
+//! take, and in which scope. [`TrackingHostAllocator::stats`] returns a
+//! plain-data, serde-serializable snapshot.
+//!
+//! ```no_run
+//! use ash::vk;
+//! use mem_core::host::TrackingHostAllocator;
+//!
+//! # fn demo(entry: &ash::Entry, create_info: &vk::InstanceCreateInfo<'_>) -> ash::prelude::VkResult<()> {
+//! let tracker = TrackingHostAllocator::new();
+//! let callbacks = tracker.callbacks();
+//! // SAFETY: `tracker` (an Arc) outlives the instance: it is destroyed first.
+//! let instance = unsafe { entry.create_instance(create_info, Some(&callbacks))? };
+//! println!("instance scope: {} bytes", tracker.stats().instance.live_bytes);
+//! // SAFETY: created above with the same callbacks; no child objects left.
+//! unsafe { instance.destroy_instance(Some(&callbacks)) };
+//! assert_eq!(tracker.stats().total.live_bytes, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! # Lifetime of the callbacks
+//!
+//! `pUserData` points at the [`TrackingHostAllocator`], which [`new`]
+//! returns inside an [`Arc`] so its address never changes. Vulkan keeps
+//! calling the callbacks until the last object created with them is
+//! destroyed, which the borrow checker cannot see: keep a clone of the `Arc`
+//! alive (e.g. next to the `ash::Instance`) until then. Passing the callbacks
+//! to Vulkan is already an `unsafe` call; that promise is part of it.
+//!
+//! # Layout of an allocation
+//!
+//! The spec's `pfnFree` and `pfnReallocation` receive only the pointer, but
+//! Rust's allocator needs the original [`Layout`] back, and the counters need
+//! the scope. So every block starts with `max(alignment, 16)` bytes of which
+//! the last 16 hold a header (size, alignment, scope); the pointer handed to
+//! Vulkan follows it and is therefore aligned to the requested alignment.
+//! Overhead: 16 bytes for alignments up to 16, `alignment` bytes above.
+//!
+//! # Rules from the spec
+//!
+//! (<https://registry.khronos.org/vulkan/specs/1.3/html/chap11.html#memory-host>)
+//!
+//! - Failure returns `NULL` (the driver then reports
+//!   `VK_ERROR_OUT_OF_HOST_MEMORY`); the callbacks never panic or unwind:
+//!   every step is a checked computation or a call to [`std::alloc`], which
+//!   reports failure by returning null.
+//! - `pfnReallocation` with `pOriginal == NULL` allocates; with `size == 0`
+//!   frees and returns `NULL`; otherwise keeps `min(old, new)` bytes, and on
+//!   failure leaves the original untouched.
+//! - `pfnFree(NULL)` does nothing.
+//! - The callbacks may be called from several threads at once: all state is
+//!   atomics.
+//!
+//! An alignment that is not a power of two is a driver bug; the allocation
+//! then fails (returns `NULL`) and counts as failed. An alignment of 0 is
+//! treated as 1.
+//!
+//! [`new`]: TrackingHostAllocator::new
+
+use std::alloc::Layout;
+use std::ffi::c_void;
+use std::fmt;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use ash::vk;
+use serde::Serialize;
+
+/// Counters are statistics, not synchronization: nothing is ordered by them.
+const RELAXED: Ordering = Ordering::Relaxed;
+
+/// Number of counter buckets: the five scopes of Vulkan 1.3, plus one for
+/// values the spec does not define (a driver from the future, or a bug).
+const BUCKETS: usize = 6;
+const UNKNOWN_BUCKET: usize = 5;
+
+fn bucket(scope: vk::SystemAllocationScope) -> usize {
+    match scope {
+        vk::SystemAllocationScope::COMMAND => 0,
+        vk::SystemAllocationScope::OBJECT => 1,
+        vk::SystemAllocationScope::CACHE => 2,
+        vk::SystemAllocationScope::DEVICE => 3,
+        vk::SystemAllocationScope::INSTANCE => 4,
+        _ => UNKNOWN_BUCKET,
+    }
+}
+
+/// Bookkeeping stored right before each pointer handed to Vulkan.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Header {
+    /// Size requested by Vulkan, in bytes.
+    size: usize,
+    /// log2 of the requested alignment.
+    align_log2: u32,
+    /// Counter bucket of the scope it was (re)allocated in.
+    bucket: u32,
+}
+
+/// Space reserved for the header: a power of two (16 on 64-bit and 32-bit
+/// targets), so the header stays aligned below any power-of-two alignment.
+const HEADER_SPACE: usize = std::mem::size_of::<Header>().next_power_of_two();
+
+/// Where the user pointer sits from the start of the block, and the block's
+/// alignment: `max(alignment, HEADER_SPACE)`, both powers of two.
+fn prefix(align: usize) -> usize {
+    align.max(HEADER_SPACE)
+}
+
+/// The layout of a block holding `size` bytes at alignment `align`, or
+/// `None` if it overflows. `align` must be a power of two.
+fn block_layout(size: usize, align: usize) -> Option<Layout> {
+    let prefix = prefix(align);
+    Layout::from_size_align(prefix.checked_add(size)?, prefix).ok()
+}
+
+/// Normalizes Vulkan's alignment argument: 0 means 1; other values must be
+/// powers of two.
+fn checked_align(alignment: usize) -> Option<usize> {
+    match alignment {
+        0 => Some(1),
+        a if a.is_power_of_two() => Some(a),
+        _ => None,
+    }
+}
+
+/// Allocates a block for `size` bytes at `align` and writes its header;
+/// returns the user pointer, or `None` when the layout overflows or the
+/// global allocator fails.
+fn raw_allocate(size: usize, align: usize, bucket: usize) -> Option<NonNull<u8>> {
+    let layout = block_layout(size, align)?;
+    // SAFETY: the layout's size is at least HEADER_SPACE > 0.
+    let base = NonNull::new(unsafe { std::alloc::alloc(layout) })?;
+    // SAFETY: the block holds prefix(align) + size bytes, so user (at the
+    // prefix) and the header (HEADER_SPACE bytes before it) are inside it;
+    // both offsets are multiples of HEADER_SPACE from a base aligned to at
+    // least HEADER_SPACE >= align_of::<Header>().
+    unsafe { Some(write_header(base, size, align, bucket)) }
+}
+
+/// Writes the header of the block at `base` and returns its user pointer.
+///
+/// # Safety
+///
+/// - `base` is the start of a live block with `block_layout(size, align)`.
+unsafe fn write_header(base: NonNull<u8>, size: usize, align: usize, bucket: usize) -> NonNull<u8> {
+    // SAFETY: the prefix lies within the block (caller's contract).
+    let user = unsafe { base.add(prefix(align)) };
+    let header = Header {
+        size,
+        align_log2: align.trailing_zeros(),
+        bucket: bucket as u32,
+    };
+    // SAFETY: the header slot is inside the block's prefix and aligned (see raw_allocate).
+    unsafe { user.sub(HEADER_SPACE).cast::<Header>().write(header) };
+    user
+}
+
+/// Reads the header of a user pointer and returns it with the block's base
+/// and layout.
+///
+/// # Safety
+///
+/// - `user` was returned by [`raw_allocate`] or [`raw_reallocate`] and not
+///   freed since.
+unsafe fn read_block(user: NonNull<u8>) -> (Header, NonNull<u8>, Layout) {
+    // SAFETY: the header slot precedes every user pointer (caller's contract).
+    let header = unsafe { user.sub(HEADER_SPACE).cast::<Header>().read() };
+    let align = 1usize << header.align_log2;
+    // SAFETY: the prefix precedes the user pointer in the same block.
+    let base = unsafe { user.sub(prefix(align)) };
+    // SAFETY: this exact layout was validated when the block was made.
+    let layout =
+        unsafe { Layout::from_size_align_unchecked(prefix(align) + header.size, prefix(align)) };
+    (header, base, layout)
+}
+
+/// Frees the block of `user`; returns its header.
+///
+/// # Safety
+///
+/// - as [`read_block`]; `user` is not used afterwards.
+unsafe fn raw_free(user: NonNull<u8>) -> Header {
+    // SAFETY: caller's contract.
+    let (header, base, layout) = unsafe { read_block(user) };
+    // SAFETY: base/layout are the block's own allocation.
+    unsafe { std::alloc::dealloc(base.as_ptr(), layout) };
+    header
+}
+
+/// Resizes the block of `user` to `size` bytes at `align`, keeping
+/// `min(old, new)` bytes; returns the new user pointer and the old header,
+/// or `None` with the original block untouched.
+///
+/// # Safety
+///
+/// - as [`read_block`]; on success `user` is not used afterwards.
+unsafe fn raw_reallocate(
+    user: NonNull<u8>,
+    size: usize,
+    align: usize,
+    bucket: usize,
+) -> Option<(NonNull<u8>, Header)> {
+    // SAFETY: caller's contract.
+    let (old, base, old_layout) = unsafe { read_block(user) };
+    let new_layout = block_layout(size, align)?;
+    if new_layout.align() == old_layout.align() {
+        // Same prefix: std::alloc::realloc keeps header and data in place
+        // relative to the base, and leaves the block intact on failure.
+        // SAFETY: base/old_layout describe the live block; the new size is
+        // non-zero and fits isize (checked by block_layout).
+        let new_base = NonNull::new(unsafe {
+            std::alloc::realloc(base.as_ptr(), old_layout, new_layout.size())
+        })?;
+        // SAFETY: new_base is a live block with block_layout(size, align)
+        // (same alignment, new size).
+        let new_user = unsafe { write_header(new_base, size, align, bucket) };
+        return Some((new_user, old));
+    }
+    // Different alignment: new block, copy, free the old one.
+    let new_user = raw_allocate(size, align, bucket)?;
+    // SAFETY: both blocks are live and distinct; each holds at least
+    // min(old.size, size) bytes at its user pointer.
+    unsafe { ptr::copy_nonoverlapping(user.as_ptr(), new_user.as_ptr(), old.size.min(size)) };
+    // SAFETY: base/old_layout describe the old block, not used afterwards.
+    unsafe { std::alloc::dealloc(base.as_ptr(), old_layout) };
+    Some((new_user, old))
+}
+
+/// Live counters of one bucket.
+#[derive(Default)]
+struct ScopeCounters {
+    live_bytes: AtomicU64,
+    peak_bytes: AtomicU64,
+    live_allocations: AtomicU64,
+    allocation_calls: AtomicU64,
+    reallocation_calls: AtomicU64,
+    free_calls: AtomicU64,
+    failed_calls: AtomicU64,
+    internal_live_bytes: AtomicU64,
+    internal_peak_bytes: AtomicU64,
+    internal_allocation_calls: AtomicU64,
+    internal_free_calls: AtomicU64,
+}
+
+impl ScopeCounters {
+    fn snapshot(&self) -> ScopeStats {
+        ScopeStats {
+            live_bytes: self.live_bytes.load(RELAXED),
+            peak_bytes: self.peak_bytes.load(RELAXED),
+            live_allocations: self.live_allocations.load(RELAXED),
+            allocation_calls: self.allocation_calls.load(RELAXED),
+            reallocation_calls: self.reallocation_calls.load(RELAXED),
+            free_calls: self.free_calls.load(RELAXED),
+            failed_calls: self.failed_calls.load(RELAXED),
+            internal_live_bytes: self.internal_live_bytes.load(RELAXED),
+            internal_peak_bytes: self.internal_peak_bytes.load(RELAXED),
+            internal_allocation_calls: self.internal_allocation_calls.load(RELAXED),
+            internal_free_calls: self.internal_free_calls.load(RELAXED),
+        }
+    }
+}
+
+/// Adds `bytes` to `live` and raises `peak` to the result.
+fn grow(live: &AtomicU64, peak: &AtomicU64, bytes: u64) {
+    let now = live.fetch_add(bytes, RELAXED).wrapping_add(bytes);
+    peak.fetch_max(now, RELAXED);
+}
+
+/// Subtracts `bytes` from `live`, saturating at zero (internal-free
+/// notifications come from the driver; a bogus one must not wrap around).
+fn shrink(live: &AtomicU64, bytes: u64) {
+    let _ = live.fetch_update(RELAXED, RELAXED, |v| Some(v.saturating_sub(bytes)));
+}
+
+/// Host allocation counters for one `VkSystemAllocationScope` (or the
+/// totals). Bytes are the sizes Vulkan asked for, without this allocator's
+/// header overhead.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct ScopeStats {
+    /// Bytes currently allocated through the callbacks.
+    pub live_bytes: u64,
+    /// Highest `live_bytes` seen (since creation or
+    /// [`TrackingHostAllocator::reset_peaks`]). For the totals this is the
+    /// peak of the sum, not the sum of the scopes' peaks.
+    pub peak_bytes: u64,
+    /// Allocations currently live.
+    pub live_allocations: u64,
+    /// `pfnAllocation` calls.
+    pub allocation_calls: u64,
+    /// `pfnReallocation` calls (including those with a null original or
+    /// size 0, which allocate or free).
+    pub reallocation_calls: u64,
+    /// `pfnFree` calls with a non-null pointer, counted in the scope the
+    /// memory was allocated in (`pfnFree` has no scope argument).
+    pub free_calls: u64,
+    /// `pfnAllocation`/`pfnReallocation` calls that returned `NULL` because
+    /// of a failure (out of memory, overflow, invalid alignment).
+    pub failed_calls: u64,
+    /// Bytes the implementation reports as allocated internally, outside the
+    /// callbacks (`pfnInternalAllocation` minus `pfnInternalFree`; e.g.
+    /// executable memory for shaders).
+    pub internal_live_bytes: u64,
+    /// Highest `internal_live_bytes` seen.
+    pub internal_peak_bytes: u64,
+    /// `pfnInternalAllocation` notifications.
+    pub internal_allocation_calls: u64,
+    /// `pfnInternalFree` notifications.
+    pub internal_free_calls: u64,
+}
+
+/// A snapshot of a [`TrackingHostAllocator`]'s counters, per scope and in
+/// total. Plain data; serializes with serde (e.g. into the allocator's JSON
+/// report).
+///
+/// Each counter is read atomically but the snapshot as a whole is not: taken
+/// while other threads call into Vulkan, fields may be from slightly
+/// different moments.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct HostAllocationStats {
+    /// `VK_SYSTEM_ALLOCATION_SCOPE_COMMAND`: lives for one Vulkan command.
+    pub command: ScopeStats,
+    /// `VK_SYSTEM_ALLOCATION_SCOPE_OBJECT`: lives as long as a Vulkan object.
+    pub object: ScopeStats,
+    /// `VK_SYSTEM_ALLOCATION_SCOPE_CACHE`: pipeline caches and the like.
+    pub cache: ScopeStats,
+    /// `VK_SYSTEM_ALLOCATION_SCOPE_DEVICE`: lives as long as the device.
+    pub device: ScopeStats,
+    /// `VK_SYSTEM_ALLOCATION_SCOPE_INSTANCE`: lives as long as the instance.
+    pub instance: ScopeStats,
+    /// Scope values Vulkan 1.3 does not define; should stay zero.
+    pub unknown_scope: ScopeStats,
+    /// All scopes together (peaks are peaks of the sum).
+    pub total: ScopeStats,
+    /// `pfnFree` calls with `NULL` (valid, and no-ops; they have no scope).
+    pub null_free_calls: u64,
+}
+
+impl HostAllocationStats {
+    /// The counters of `scope` (unknown values give [`Self::unknown_scope`]).
+    pub fn scope(&self, scope: vk::SystemAllocationScope) -> &ScopeStats {
+        match bucket(scope) {
+            0 => &self.command,
+            1 => &self.object,
+            2 => &self.cache,
+            3 => &self.device,
+            4 => &self.instance,
+            _ => &self.unknown_scope,
+        }
+    }
+}
+
+/// `vk::AllocationCallbacks` backed by Rust's global allocator that count
+/// bytes and calls per `VkSystemAllocationScope`. See the [module
+/// docs](self) for the lifetime rule and the block layout.
+pub struct TrackingHostAllocator {
+    scopes: [ScopeCounters; BUCKETS],
+    total_live_bytes: AtomicU64,
+    total_peak_bytes: AtomicU64,
+    total_internal_live_bytes: AtomicU64,
+    total_internal_peak_bytes: AtomicU64,
+    null_free_calls: AtomicU64,
+}
+
+impl fmt::Debug for TrackingHostAllocator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TrackingHostAllocator")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl TrackingHostAllocator {
+    /// A tracker with all counters at zero, in an [`Arc`] so the address
+    /// that `pUserData` holds stays fixed.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            scopes: Default::default(),
+            total_live_bytes: AtomicU64::new(0),
+            total_peak_bytes: AtomicU64::new(0),
+            total_internal_live_bytes: AtomicU64::new(0),
+            total_internal_peak_bytes: AtomicU64::new(0),
+            null_free_calls: AtomicU64::new(0),
+        })
+    }
+
+    /// The callbacks to pass to Vulkan; `pUserData` points at `self`.
+    ///
+    /// The returned value borrows `self`, but Vulkan uses the callbacks until
+    /// the last object created with them is destroyed: keep `self` alive
+    /// until then (see the [module docs](self)). Objects must be destroyed
+    /// with callbacks from the same tracker.
+    #[doc(alias = "VkAllocationCallbacks")]
+    pub fn callbacks(&self) -> vk::AllocationCallbacks<'_> {
+        vk::AllocationCallbacks::default()
+            .user_data(self as *const Self as *mut c_void)
+            .pfn_allocation(Some(allocation))
+            .pfn_reallocation(Some(reallocation))
+            .pfn_free(Some(free))
+            .pfn_internal_allocation(Some(internal_allocation))
+            .pfn_internal_free(Some(internal_free))
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> HostAllocationStats {
+        let mut total = ScopeStats::default();
+        let snaps: [ScopeStats; BUCKETS] = std::array::from_fn(|i| self.scopes[i].snapshot());
+        for s in &snaps {
+            total.live_bytes += s.live_bytes;
+            total.live_allocations += s.live_allocations;
+            total.allocation_calls += s.allocation_calls;
+            total.reallocation_calls += s.reallocation_calls;
+            total.free_calls += s.free_calls;
+            total.failed_calls += s.failed_calls;
+            total.internal_live_bytes += s.internal_live_bytes;
+            total.internal_allocation_calls += s.internal_allocation_calls;
+            total.internal_free_calls += s.internal_free_calls;
+        }
+        total.peak_bytes = self.total_peak_bytes.load(RELAXED);
+        total.internal_peak_bytes = self.total_internal_peak_bytes.load(RELAXED);
+        let [command, object, cache, device, instance, unknown_scope] = snaps;
+        HostAllocationStats {
+            command,
+            object,
+            cache,
+            device,
+            instance,
+            unknown_scope,
+            total,
+            null_free_calls: self.null_free_calls.load(RELAXED),
+        }
+    }
+
+    /// Lowers every peak to the current live value, to measure the peak of
+    /// one phase (e.g. device creation) on its own.
+    pub fn reset_peaks(&self) {
+        for s in &self.scopes {
+            s.peak_bytes.store(s.live_bytes.load(RELAXED), RELAXED);
+            s.internal_peak_bytes
+                .store(s.internal_live_bytes.load(RELAXED), RELAXED);
+        }
+        self.total_peak_bytes
+            .store(self.total_live_bytes.load(RELAXED), RELAXED);
+        self.total_internal_peak_bytes
+            .store(self.total_internal_live_bytes.load(RELAXED), RELAXED);
+    }
+
+    fn scope_added(&self, bucket: usize, size: u64) {
+        let s = &self.scopes[bucket];
+        s.live_allocations.fetch_add(1, RELAXED);
+        grow(&s.live_bytes, &s.peak_bytes, size);
+    }
+
+    fn scope_removed(&self, bucket: usize, size: u64) {
+        let s = &self.scopes[bucket];
+        s.live_allocations.fetch_sub(1, RELAXED);
+        s.live_bytes.fetch_sub(size, RELAXED);
+    }
+
+    fn on_allocated(&self, bucket: usize, size: usize) {
+        self.scope_added(bucket, size as u64);
+        grow(&self.total_live_bytes, &self.total_peak_bytes, size as u64);
+    }
+
+    fn on_freed(&self, header: Header) {
+        self.scope_removed(header.bucket as usize, header.size as u64);
+        self.total_live_bytes.fetch_sub(header.size as u64, RELAXED);
+    }
+
+    fn on_reallocated(&self, old: Header, bucket: usize, size: usize) {
+        let (old_size, new_size) = (old.size as u64, size as u64);
+        if old.bucket as usize == bucket {
+            let s = &self.scopes[bucket];
+            if new_size >= old_size {
+                grow(&s.live_bytes, &s.peak_bytes, new_size - old_size);
+            } else {
+                s.live_bytes.fetch_sub(old_size - new_size, RELAXED);
+            }
+        } else {
+            // The block moves to another scope.
+            self.scope_added(bucket, new_size);
+            self.scope_removed(old.bucket as usize, old_size);
+        }
+        // The total only sees the difference, so its peak is not inflated.
+        if new_size >= old_size {
+            grow(
+                &self.total_live_bytes,
+                &self.total_peak_bytes,
+                new_size - old_size,
+            );
+        } else {
+            self.total_live_bytes
+                .fetch_sub(old_size - new_size, RELAXED);
+        }
+    }
+}
+
+/// Turns `pUserData` back into the tracker.
+///
+/// # Safety
+///
+/// - `user_data` is null or came from [`TrackingHostAllocator::callbacks`] on
+///   a tracker that is still alive.
+unsafe fn tracker<'a>(user_data: *mut c_void) -> Option<&'a TrackingHostAllocator> {
+    // SAFETY: null or a live tracker (caller's contract); only shared access.
+    unsafe { (user_data as *const TrackingHostAllocator).as_ref() }
+}
+
+/// `PFN_vkAllocationFunction`.
+///
+/// # Safety
+///
+/// - `user_data` as in [`tracker`].
+unsafe extern "system" fn allocation(
+    user_data: *mut c_void,
+    size: usize,
+    alignment: usize,
+    scope: vk::SystemAllocationScope,
+) -> *mut c_void {
+    // SAFETY: Vulkan passes back the pUserData of `callbacks()` (caller's contract).
+    let Some(t) = (unsafe { tracker(user_data) }) else {
+        return ptr::null_mut();
+    };
+    let b = bucket(scope);
+    t.scopes[b].allocation_calls.fetch_add(1, RELAXED);
+    match checked_align(alignment).and_then(|a| raw_allocate(size, a, b)) {
+        Some(p) => {
+            t.on_allocated(b, size);
+            p.as_ptr().cast()
+        }
+        None => {
+            t.scopes[b].failed_calls.fetch_add(1, RELAXED);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `PFN_vkReallocationFunction`.
+///
+/// # Safety
+///
+/// - `user_data` as in [`tracker`].
+/// - `original` is null or a live pointer from these callbacks (spec).
+unsafe extern "system" fn reallocation(
+    user_data: *mut c_void,
+    original: *mut c_void,
+    size: usize,
+    alignment: usize,
+    scope: vk::SystemAllocationScope,
+) -> *mut c_void {
+    // SAFETY: Vulkan passes back the pUserData of `callbacks()` (caller's contract).
+    let Some(t) = (unsafe { tracker(user_data) }) else {
+        return ptr::null_mut();
+    };
+    let b = bucket(scope);
+    t.scopes[b].reallocation_calls.fetch_add(1, RELAXED);
+    let Some(user) = NonNull::new(original.cast::<u8>()) else {
+        // Spec: a null original behaves like pfnAllocation.
+        return match checked_align(alignment).and_then(|a| raw_allocate(size, a, b)) {
+            Some(p) => {
+                t.on_allocated(b, size);
+                p.as_ptr().cast()
+            }
+            None => {
+                t.scopes[b].failed_calls.fetch_add(1, RELAXED);
+                ptr::null_mut()
+            }
+        };
+    };
+    if size == 0 {
+        // Spec: size 0 behaves like pfnFree(original); the result is NULL.
+        // SAFETY: `original` is a live pointer from these callbacks (spec).
+        let header = unsafe { raw_free(user) };
+        t.on_freed(header);
+        return ptr::null_mut();
+    }
+    let Some(align) = checked_align(alignment) else {
+        t.scopes[b].failed_calls.fetch_add(1, RELAXED);
+        return ptr::null_mut();
+    };
+    // SAFETY: `original` is a live pointer from these callbacks (spec); on
+    // success Vulkan no longer uses it.
+    match unsafe { raw_reallocate(user, size, align, b) } {
+        Some((p, old)) => {
+            t.on_reallocated(old, b, size);
+            p.as_ptr().cast()
+        }
+        None => {
+            // Spec: on failure the original stays valid and untouched.
+            t.scopes[b].failed_calls.fetch_add(1, RELAXED);
+            ptr::null_mut()
+        }
+    }
+}
+
+/// `PFN_vkFreeFunction`.
+///
+/// # Safety
+///
+/// - `user_data` as in [`tracker`].
+/// - `memory` is null or a live pointer from these callbacks (spec).
+unsafe extern "system" fn free(user_data: *mut c_void, memory: *mut c_void) {
+    // SAFETY: Vulkan passes back the pUserData of `callbacks()` (caller's contract).
+    let Some(t) = (unsafe { tracker(user_data) }) else {
+        return;
+    };
+    let Some(user) = NonNull::new(memory.cast::<u8>()) else {
+        t.null_free_calls.fetch_add(1, RELAXED);
+        return;
+    };
+    // SAFETY: `memory` is a live pointer from these callbacks (spec).
+    let header = unsafe { raw_free(user) };
+    t.scopes[header.bucket as usize]
+        .free_calls
+        .fetch_add(1, RELAXED);
+    t.on_freed(header);
+}
+
+/// `PFN_vkInternalAllocationNotification`.
+///
+/// # Safety
+///
+/// - `user_data` as in [`tracker`].
+unsafe extern "system" fn internal_allocation(
+    user_data: *mut c_void,
+    size: usize,
+    _kind: vk::InternalAllocationType,
+    scope: vk::SystemAllocationScope,
+) {
+    // SAFETY: Vulkan passes back the pUserData of `callbacks()` (caller's contract).
+    let Some(t) = (unsafe { tracker(user_data) }) else {
+        return;
+    };
+    let s = &t.scopes[bucket(scope)];
+    s.internal_allocation_calls.fetch_add(1, RELAXED);
+    grow(&s.internal_live_bytes, &s.internal_peak_bytes, size as u64);
+    grow(
+        &t.total_internal_live_bytes,
+        &t.total_internal_peak_bytes,
+        size as u64,
+    );
+}
+
+/// `PFN_vkInternalFreeNotification`.
+///
+/// # Safety
+///
+/// - `user_data` as in [`tracker`].
+unsafe extern "system" fn internal_free(
+    user_data: *mut c_void,
+    size: usize,
+    _kind: vk::InternalAllocationType,
+    scope: vk::SystemAllocationScope,
+) {
+    // SAFETY: Vulkan passes back the pUserData of `callbacks()` (caller's contract).
+    let Some(t) = (unsafe { tracker(user_data) }) else {
+        return;
+    };
+    let s = &t.scopes[bucket(scope)];
+    s.internal_free_calls.fetch_add(1, RELAXED);
+    shrink(&s.internal_live_bytes, size as u64);
+    shrink(&t.total_internal_live_bytes, size as u64);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vk::SystemAllocationScope as Scope;
+
+    /// The callbacks with their function pointers unwrapped, for direct calls.
+    struct Fns {
+        user: *mut c_void,
+        alloc: unsafe extern "system" fn(*mut c_void, usize, usize, Scope) -> *mut c_void,
+        realloc:
+            unsafe extern "system" fn(*mut c_void, *mut c_void, usize, usize, Scope) -> *mut c_void,
+        free: unsafe extern "system" fn(*mut c_void, *mut c_void),
+        ialloc: unsafe extern "system" fn(*mut c_void, usize, vk::InternalAllocationType, Scope),
+        ifree: unsafe extern "system" fn(*mut c_void, usize, vk::InternalAllocationType, Scope),
+    }
+
+    fn fns(t: &TrackingHostAllocator) -> Fns {
+        let cb = t.callbacks();
+        Fns {
+            user: cb.p_user_data,
+            alloc: cb.pfn_allocation.unwrap(),
+            realloc: cb.pfn_reallocation.unwrap(),
+            free: cb.pfn_free.unwrap(),
+            ialloc: cb.pfn_internal_allocation.unwrap(),
+            ifree: cb.pfn_internal_free.unwrap(),
+        }
+    }
+
+    impl Fns {
+        fn alloc(&self, size: usize, align: usize, scope: Scope) -> *mut u8 {
+            // SAFETY: user points at a tracker the test keeps alive.
+            unsafe { (self.alloc)(self.user, size, align, scope) }.cast()
+        }
+        /// # Safety
+        /// - `p` is null or live from these callbacks.
+        unsafe fn realloc(&self, p: *mut u8, size: usize, align: usize, scope: Scope) -> *mut u8 {
+            // SAFETY: caller's contract; user as in `alloc`.
+            unsafe { (self.realloc)(self.user, p.cast(), size, align, scope) }.cast()
+        }
+        /// # Safety
+        /// - `p` is null or live from these callbacks.
+        unsafe fn free(&self, p: *mut u8) {
+            // SAFETY: caller's contract; user as in `alloc`.
+            unsafe { (self.free)(self.user, p.cast()) }
+        }
+    }
+
+    /// Writes a pattern derived from `seed` into `len` bytes at `p`.
+    ///
+    /// # Safety
+    ///
+    /// - `p` is a live block of at least `len` bytes.
+    unsafe fn fill(p: *mut u8, len: usize, seed: u8) {
+        // SAFETY: caller's contract.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(p, len) };
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = seed.wrapping_add(i as u8);
+        }
+    }
+
+    /// Checks the pattern [`fill`] wrote.
+    ///
+    /// # Safety
+    ///
+    /// - `p` is a live block of at least `len` initialized bytes.
+    unsafe fn check(p: *const u8, len: usize, seed: u8) {
+        // SAFETY: caller's contract.
+        let bytes = unsafe { std::slice::from_raw_parts(p, len) };
+        for (i, b) in bytes.iter().enumerate() {
+            assert_eq!(*b, seed.wrapping_add(i as u8), "byte {i}");
+        }
+    }
+
+    #[test]
+    fn header_space_is_sixteen() {
+        assert_eq!(HEADER_SPACE, 16);
+        assert!(std::mem::align_of::<Header>() <= HEADER_SPACE);
+    }
+
+    #[test]
+    fn alignments_1_to_4096() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let mut live = Vec::new();
+        let mut bytes = 0u64;
+        for log2 in 0..=12 {
+            let align = 1usize << log2;
+            for size in [0usize, 1, 3, 16, 100, 4096, 10_000] {
+                let p = f.alloc(size, align, Scope::OBJECT);
+                assert!(!p.is_null());
+                assert_eq!(p as usize % align, 0, "align {align} size {size}");
+                // SAFETY: the block is live and holds at least that many (written) bytes.
+                unsafe { fill(p, size, log2 as u8) };
+                live.push((p, size, log2 as u8));
+                bytes += size as u64;
+            }
+        }
+        let s = t.stats();
+        assert_eq!(s.object.live_bytes, bytes);
+        assert_eq!(s.object.live_allocations, live.len() as u64);
+        assert_eq!(s.object.allocation_calls, live.len() as u64);
+        assert_eq!(s.total.live_bytes, bytes);
+        assert_eq!(s.total.peak_bytes, bytes);
+        for (p, size, seed) in live {
+            // SAFETY: the block is live and holds at least that many (written) bytes.
+            unsafe { check(p, size, seed) };
+            // SAFETY: p is live from these callbacks.
+            unsafe { f.free(p) };
+        }
+        let s = t.stats();
+        assert_eq!(s.total.live_bytes, 0);
+        assert_eq!(s.total.live_allocations, 0);
+        assert_eq!(s.object.free_calls, 91);
+        assert_eq!(s.object.peak_bytes, bytes);
+    }
+
+    #[test]
+    fn realloc_grow_and_shrink_keep_contents() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let p = f.alloc(100, 8, Scope::COMMAND);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { fill(p, 100, 7) };
+        // SAFETY: p is live; replaced by the result.
+        let p = unsafe { f.realloc(p, 10_000, 8, Scope::COMMAND) };
+        assert!(!p.is_null());
+        assert_eq!(p as usize % 8, 0);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 100, 7) };
+        assert_eq!(t.stats().command.live_bytes, 10_000);
+        assert_eq!(t.stats().command.peak_bytes, 10_000);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { fill(p, 10_000, 9) };
+        // SAFETY: p is live; replaced by the result.
+        let p = unsafe { f.realloc(p, 33, 8, Scope::COMMAND) };
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 33, 9) };
+        let s = t.stats();
+        assert_eq!(s.command.live_bytes, 33);
+        assert_eq!(s.command.peak_bytes, 10_000);
+        assert_eq!(s.command.live_allocations, 1);
+        assert_eq!(s.command.reallocation_calls, 2);
+        // SAFETY: p is live.
+        unsafe { f.free(p) };
+        assert_eq!(t.stats().total.live_bytes, 0);
+    }
+
+    #[test]
+    fn realloc_changes_alignment_and_scope() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let p = f.alloc(64, 4, Scope::COMMAND);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { fill(p, 64, 1) };
+        // SAFETY: p is live; replaced by the result.
+        let p = unsafe { f.realloc(p, 200, 4096, Scope::OBJECT) };
+        assert_eq!(p as usize % 4096, 0);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 64, 1) };
+        let s = t.stats();
+        assert_eq!((s.command.live_bytes, s.command.live_allocations), (0, 0));
+        assert_eq!((s.object.live_bytes, s.object.live_allocations), (200, 1));
+        assert_eq!(s.total.live_bytes, 200);
+        assert_eq!(s.total.peak_bytes, 200);
+        // SAFETY: p is live; replaced by the result.
+        let p = unsafe { f.realloc(p, 50, 2, Scope::OBJECT) };
+        assert_eq!(p as usize % 2, 0);
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 50, 1) };
+        // SAFETY: p is live.
+        unsafe { f.free(p) };
+        let s = t.stats();
+        assert_eq!(s.total.live_bytes, 0);
+        assert_eq!(s.total.live_allocations, 0);
+        assert_eq!(s.object.free_calls, 1);
+    }
+
+    #[test]
+    fn realloc_null_allocates_and_zero_frees() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        // SAFETY: null original.
+        let p = unsafe { f.realloc(ptr::null_mut(), 48, 16, Scope::DEVICE) };
+        assert!(!p.is_null());
+        assert_eq!(p as usize % 16, 0);
+        assert_eq!(t.stats().device.live_bytes, 48);
+        // SAFETY: p is live; size 0 frees it.
+        let q = unsafe { f.realloc(p, 0, 16, Scope::DEVICE) };
+        assert!(q.is_null());
+        let s = t.stats();
+        assert_eq!(s.device.live_bytes, 0);
+        assert_eq!(s.device.live_allocations, 0);
+        assert_eq!(s.device.reallocation_calls, 2);
+        assert_eq!(s.device.failed_calls, 0);
+    }
+
+    #[test]
+    fn free_null_is_a_no_op() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        // SAFETY: null is allowed.
+        unsafe { f.free(ptr::null_mut()) };
+        let s = t.stats();
+        assert_eq!(s.null_free_calls, 1);
+        assert_eq!(s.total.free_calls, 0);
+        assert_eq!(s.total.live_bytes, 0);
+    }
+
+    #[test]
+    fn failures_return_null_without_panicking() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        assert!(f.alloc(16, 3, Scope::CACHE).is_null());
+        assert!(f.alloc(usize::MAX, 8, Scope::CACHE).is_null());
+        assert!(f.alloc(isize::MAX as usize, 8, Scope::CACHE).is_null());
+        let p = f.alloc(32, 0, Scope::CACHE); // 0 is treated as 1
+        assert!(!p.is_null());
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { fill(p, 32, 5) };
+        // SAFETY: p is live; the failed realloc leaves it untouched.
+        let q = unsafe { f.realloc(p, usize::MAX - 8, 8, Scope::CACHE) };
+        assert!(q.is_null());
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 32, 5) };
+        // SAFETY: as above.
+        let q = unsafe { f.realloc(p, 64, 6, Scope::CACHE) };
+        assert!(q.is_null());
+        // SAFETY: the block is live and holds at least that many (written) bytes.
+        unsafe { check(p, 32, 5) };
+        let s = t.stats();
+        assert_eq!(s.cache.failed_calls, 5);
+        assert_eq!(s.cache.live_bytes, 32);
+        assert_eq!(s.cache.live_allocations, 1);
+        // SAFETY: p is still live.
+        unsafe { f.free(p) };
+        assert_eq!(t.stats().total.live_bytes, 0);
+    }
+
+    #[test]
+    fn scopes_are_counted_apart_and_peaks_reset() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let scopes = [
+            Scope::COMMAND,
+            Scope::OBJECT,
+            Scope::CACHE,
+            Scope::DEVICE,
+            Scope::INSTANCE,
+            Scope::from_raw(77),
+        ];
+        let ptrs: Vec<_> = scopes
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| f.alloc(10 * (i + 1), 8, s))
+            .collect();
+        let s = t.stats();
+        for (i, &scope) in scopes.iter().enumerate() {
+            assert_eq!(s.scope(scope).live_bytes, 10 * (i as u64 + 1));
+            assert_eq!(s.scope(scope).allocation_calls, 1);
+        }
+        assert_eq!(s.unknown_scope.live_bytes, 60);
+        assert_eq!(s.total.live_bytes, 210);
+        for p in ptrs {
+            // SAFETY: p is live.
+            unsafe { f.free(p) };
+        }
+        assert_eq!(t.stats().total.peak_bytes, 210);
+        t.reset_peaks();
+        let s = t.stats();
+        assert_eq!(s.total.peak_bytes, 0);
+        assert_eq!(s.instance.peak_bytes, 0);
+    }
+
+    #[test]
+    fn internal_notifications() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let exe = vk::InternalAllocationType::EXECUTABLE;
+        // SAFETY: user points at a live tracker.
+        unsafe {
+            (f.ialloc)(f.user, 1000, exe, Scope::OBJECT);
+            (f.ialloc)(f.user, 500, exe, Scope::DEVICE);
+            (f.ifree)(f.user, 1000, exe, Scope::OBJECT);
+            // A bogus free saturates at zero instead of wrapping.
+            (f.ifree)(f.user, 9999, exe, Scope::CACHE);
+        }
+        let s = t.stats();
+        assert_eq!(s.object.internal_allocation_calls, 1);
+        assert_eq!(s.object.internal_free_calls, 1);
+        assert_eq!(s.object.internal_live_bytes, 0);
+        assert_eq!(s.object.internal_peak_bytes, 1000);
+        assert_eq!(s.device.internal_live_bytes, 500);
+        assert_eq!(s.cache.internal_live_bytes, 0);
+        assert_eq!(s.total.internal_live_bytes, 500);
+        assert_eq!(s.total.internal_peak_bytes, 1500);
+        assert_eq!(s.total.live_bytes, 0);
+    }
+
+    #[test]
+    fn concurrent_use_balances() {
+        let t = TrackingHostAllocator::new();
+        std::thread::scope(|scope| {
+            for thread in 0..4u8 {
+                let t = &t;
+                scope.spawn(move || {
+                    let f = fns(t);
+                    for round in 0..500usize {
+                        let size = 1 + (round * 37 + thread as usize) % 300;
+                        let align = 1 << (round % 8);
+                        let p = f.alloc(size, align, Scope::OBJECT);
+                        // SAFETY: the block is live and holds at least that many (written) bytes.
+                        unsafe { fill(p, size, thread) };
+                        // SAFETY: p is live; replaced by the result.
+                        let p = unsafe { f.realloc(p, size * 2, align, Scope::OBJECT) };
+                        // SAFETY: the block is live and holds at least that many (written) bytes.
+                        unsafe { check(p, size, thread) };
+                        // SAFETY: p is live.
+                        unsafe { f.free(p) };
+                    }
+                });
+            }
+        });
+        let s = t.stats();
+        assert_eq!(s.total.live_bytes, 0);
+        assert_eq!(s.total.live_allocations, 0);
+        assert_eq!(s.object.allocation_calls, 2000);
+        assert_eq!(s.object.reallocation_calls, 2000);
+        assert_eq!(s.object.free_calls, 2000);
+    }
+
+    #[test]
+    fn stats_serialize() {
+        let t = TrackingHostAllocator::new();
+        let f = fns(&t);
+        let p = f.alloc(8, 8, Scope::INSTANCE);
+        let json = serde_json::to_value(t.stats()).unwrap();
+        assert_eq!(json["instance"]["live_bytes"], 8);
+        assert_eq!(json["total"]["live_allocations"], 1);
+        // SAFETY: p is live.
+        unsafe { f.free(p) };
+    }
+}

@@ -58,10 +58,7 @@ impl fmt::Debug for TestContextBuilder {
             .field("api_version", &version_string(self.api_version))
             .field("wanted_extensions", &self.wanted_extensions)
             .field("validation", &self.validation)
-            .field(
-                "allocation_callbacks",
-                &self.allocation_callbacks.is_some(),
-            )
+            .field("allocation_callbacks", &self.allocation_callbacks.is_some())
             .field("device_type", &self.device_type)
             .field("device_index", &self.device_index)
             .finish()
@@ -396,8 +393,9 @@ impl TestContextBuilder {
 
         // Device extensions: wanted ∩ supported, plus 1.3-core dependencies on 1.2.
         // SAFETY: handle from this instance.
-        let device_exts = unsafe { instance.enumerate_device_extension_properties(physical_device) }
-            .unwrap_or_else(|e| panic!("vkEnumerateDeviceExtensionProperties failed: {e}"));
+        let device_exts =
+            unsafe { instance.enumerate_device_extension_properties(physical_device) }
+                .unwrap_or_else(|e| panic!("vkEnumerateDeviceExtensionProperties failed: {e}"));
         let device_has = |name: &CStr| {
             device_exts
                 .iter()
@@ -464,7 +462,9 @@ impl TestContextBuilder {
             .filter(|(_, p)| {
                 p.queue_count > 0
                     && p.queue_flags.intersects(
-                        vk::QueueFlags::TRANSFER | vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE,
+                        vk::QueueFlags::TRANSFER
+                            | vk::QueueFlags::GRAPHICS
+                            | vk::QueueFlags::COMPUTE,
                     )
             })
             .map(|(i, p)| (i as u32, *p))
@@ -715,7 +715,10 @@ impl TestContext {
 
     /// The enabled device extensions.
     pub fn enabled_extensions(&self) -> Vec<&CStr> {
-        self.enabled_extensions.iter().map(|e| e.as_c_str()).collect()
+        self.enabled_extensions
+            .iter()
+            .map(|e| e.as_c_str())
+            .collect()
     }
 
     /// The enabled optional features.

@@ -50,18 +50,27 @@
 //! VALIDATION or PERFORMANCE, and GENERAL messages at ERROR severity.
 //! Printed to stderr but not counted: GENERAL messages at WARNING severity.
 //!
-//! Why: GENERAL messages come from the loader, not from the validation of
-//! our calls. On Debian 12 with mesa-vulkan-drivers installed, the loader
-//! reads the intel, intel_hasvk, radeon and lvp ICD manifests; drivers for
-//! absent hardware report `VK_ERROR_INCOMPATIBLE_DRIVER`, and the loader
-//! LOADER_NOISE_PLACEHOLDER
-//! Counting them would fail every test on a
-//! machine that merely has extra drivers installed, while hiding them by
-//! restricting the ICD list (`VK_DRIVER_FILES`) only works under `cargo`
-//! (`[env]` in `.cargo/config.toml` does not reach binaries run directly) and
-//! would break the lent NVIDIA machine's driver. Everything the layer says
-//! about our calls is VALIDATION or PERFORMANCE typed, so nothing real is
-//! lost; a loader *error* still counts.
+//! Why: GENERAL-typed messages come from the loader (and drivers) about the
+//! machine's setup, not from validation of our calls; everything the layer
+//! says about our calls is VALIDATION or PERFORMANCE typed, so the filter
+//! hides nothing real, and a loader *error* still counts.
+//!
+//! What was measured (Debian 12: loader 1.3.239, Mesa 22.3.6, validation
+//! layer 1.3.239; `/usr/share/vulkan/icd.d` holds the intel, intel_hasvk,
+//! radeon and lvp ICDs; no GPU): with a messenger for every severity, one
+//! instance gets about 100 INFO/VERBOSE GENERAL loader messages (manifest
+//! search, ICD and layer loading) and **no** WARNING or ERROR; the ICDs for
+//! absent hardware drop out silently. The only loader warning on this machine
+//! ("Unable to resolve symbol \"\" in implicit layer library
+//! libVkLayer_MESA_device_select.so") is printed during
+//! `vkEnumerateInstanceLayerProperties`, before any messenger exists, and
+//! only with `VK_LOADER_DEBUG=warn`. So no ICD restriction is needed, and
+//! the workspace sets no `VK_DRIVER_FILES` (which, through `[env]` in
+//! `.cargo/config.toml`, would only reach `cargo test`/`cargo run`, not
+//! binaries run directly, and would hide the NVIDIA driver on the lent GPU
+//! machine). The GENERAL-warning exemption is kept for machines whose loader
+//! or drivers do warn (other distributions, driver manifests left behind),
+//! where it would otherwise fail every test for reasons outside gpumem.
 //!
 //! Set `GPUMEM_TEST_VK_VERBOSE=1` ([`VERBOSE_ENV`]) to also print INFO and
 //! VERBOSE messages (never counted).

@@ -90,7 +90,9 @@ fn wrong_call_is_recorded() {
     let messages = ctx.messages();
     assert!(!messages.is_empty(), "size-0 buffer was not reported");
     assert!(
-        messages.iter().any(|m| m.contains("VkBufferCreateInfo-size")),
+        messages
+            .iter()
+            .any(|m| m.contains("VkBufferCreateInfo-size")),
         "{messages:?}"
     );
     assert_eq!(ctx.message_count(), messages.len());
@@ -192,5 +194,35 @@ fn sync_hazard_is_recorded() {
         messages.iter().any(|m| m.contains("SYNC-HAZARD-WRITE")),
         "synchronization validation did not report the hazard: {messages:?}"
     );
+    ctx.finish();
+}
+
+#[test]
+fn api_version_1_2_is_honoured() {
+    let ctx = TestContext::builder()
+        .api_version(vk::API_VERSION_1_2)
+        .build();
+    assert_eq!(ctx.api_version(), vk::API_VERSION_1_2);
+    assert!(!ctx.features().synchronization2);
+    assert!(!ctx.features().maintenance4);
+    ctx.finish();
+}
+
+#[test]
+fn context_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TestContext>();
+    // And usable from several threads at once.
+    let ctx = TestContext::new();
+    let (family, _) = ctx.transfer_queue();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    ctx.one_shot(family, |_cmd| {});
+                }
+            });
+        }
+    });
     ctx.finish();
 }
