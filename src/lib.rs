@@ -1,8 +1,16 @@
 //! gpumem: a Vulkan memory subsystem for game engines.
 //!
 //! This facade re-exports the member crates so an engine needs one dependency:
-//! - [`core`] (`mem-core`): buddy sub-allocation of `VkDeviceMemory` per memory type.
+//! - [`core`] (`mem-core`): buddy sub-allocation of `VkDeviceMemory` per
+//!   memory type, memory-type selection, statistics, the tracking host
+//!   allocator and virtual blocks;
+//! - [`resources`] (`mem-resources`): buffers and images created, bound,
+//!   named and destroyed (now or after a timeline point);
+//! - [`staging`] (`mem-staging`): the ring-buffered staging belt that uploads
+//!   meshes and textures over transfer queues.
 #![deny(unsafe_code)]
 
-pub use mem_core as core;
 pub use ash;
+pub use mem_core as core;
+pub use mem_resources as resources;
+pub use mem_staging as staging;

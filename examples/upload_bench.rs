@@ -1,0 +1,452 @@
+//! Upload throughput, end to end from a `&[u8]` in host memory to
+//! device-local memory, through the staging belt and side by side with a raw
+//! `vkCmdCopyBuffer` / `vkCmdCopyBufferToImage` from a pre-filled staging
+//! buffer on the same queue, in the same run.
+//!
+//! ```text
+//! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
+//!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
+//!     [--validation] [--sweep]
+//! ```
+//! Prints a markdown table: GB/s for raw and belt, and their ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ash::vk;
+use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use gpumem::resources::{Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc};
+use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use gpumem::staging::plan::{expected_data_size, ImageLayout};
+use mem_testkit::TestContext;
+use parking_lot::Mutex;
+
+const MIB: u64 = 1 << 20;
+
+struct Args {
+    size_mib: u64,
+    small_count: u64,
+    small_kib: u64,
+    texture: u32,
+    ring_mib: u64,
+    reps: usize,
+    json: Option<String>,
+    validation: bool,
+    sweep: bool,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        size_mib: 1024,
+        small_count: 65536,
+        small_kib: 16,
+        texture: 4096,
+        ring_mib: 64,
+        reps: 5,
+        json: None,
+        validation: false,
+        sweep: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut num = || it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
+        match flag.as_str() {
+            "--size-mib" => a.size_mib = num(),
+            "--small-count" => a.small_count = num(),
+            "--small-kib" => a.small_kib = num(),
+            "--texture" => a.texture = num() as u32,
+            "--ring-mib" => a.ring_mib = num(),
+            "--reps" => a.reps = num() as usize,
+            "--json" => a.json = it.next(),
+            "--validation" => a.validation = true,
+            "--sweep" => a.sweep = true,
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+struct Rig {
+    ctx: TestContext,
+    allocator: Option<Arc<Allocator>>,
+    resources: Option<Arc<ResourceManager>>,
+    family: u32,
+    queue: vk::Queue,
+    lock: Arc<Mutex<()>>,
+    pool: vk::CommandPool,
+}
+
+impl Rig {
+    fn new(validation: bool) -> Self {
+        let ctx = TestContext::builder()
+            .validation(validation)
+            .want_device_extension(ash::ext::memory_budget::NAME)
+            .build();
+        // SAFETY: the context's handles are valid and outlive the allocator.
+        let allocator = Arc::new(
+            unsafe {
+                Allocator::new(AllocatorDesc {
+                    instance: ctx.instance(),
+                    physical_device: ctx.physical_device(),
+                    device: ctx.device(),
+                    memory_budget: ctx.has_extension(ash::ext::memory_budget::NAME),
+                    allocation_callbacks: None,
+                    config: AllocatorConfig::default(),
+                })
+            }
+            .expect("allocator"),
+        );
+        // SAFETY: as above.
+        let resources = Arc::new(unsafe {
+            ResourceManager::new(ResourceManagerDesc {
+                instance: ctx.instance(),
+                physical_device: ctx.physical_device(),
+                device: ctx.device(),
+                allocator: allocator.clone(),
+                debug_utils: None,
+                allocation_callbacks: None,
+            })
+        });
+        let (family, queue) = ctx.transfer_queue();
+        let info = vk::CommandPoolCreateInfo::default().queue_family_index(family);
+        // SAFETY: valid device and family.
+        let pool = unsafe { ctx.device().create_command_pool(&info, None) }.expect("pool");
+        Self {
+            ctx,
+            allocator: Some(allocator),
+            resources: Some(resources),
+            family,
+            queue,
+            lock: Arc::new(Mutex::new(())),
+            pool,
+        }
+    }
+
+    fn res(&self) -> &Arc<ResourceManager> {
+        self.resources.as_ref().unwrap()
+    }
+
+    /// A belt that always stages (so it is compared with the raw copy even
+    /// where device-local memory is host-visible, as on lavapipe).
+    fn belt(&self, ring: u64) -> StagingBelt {
+        self.belt_with(StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(ring) })
+    }
+
+    fn belt_with(&self, desc: StagingBeltDesc) -> StagingBelt {
+        let shared = SharedQueue { family: self.family, queue: self.queue, lock: self.lock.clone() };
+        let dst_family = self.ctx.graphics_queue().0;
+        // SAFETY: handles from the context; this program submits to the
+        // queue only under `lock`.
+        unsafe {
+            StagingBelt::new(
+                self.res().clone(),
+                self.ctx.instance(),
+                self.ctx.physical_device(),
+                shared,
+                dst_family,
+                desc,
+            )
+        }
+        .expect("belt")
+    }
+
+    /// Records with `f`, submits on the transfer queue, waits; returns the
+    /// time from submit to completion.
+    fn submit_timed(&self, f: impl FnOnce(vk::CommandBuffer)) -> Duration {
+        let d = self.ctx.device();
+        let info = vk::CommandBufferAllocateInfo::default().command_pool(self.pool).command_buffer_count(1);
+        // SAFETY: the pool is ours; everything below is used on this thread.
+        unsafe {
+            let cmd = d.allocate_command_buffers(&info).unwrap()[0];
+            d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()).unwrap();
+            f(cmd);
+            d.end_command_buffer(cmd).unwrap();
+            let fence = d.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
+            let cmds = [cmd];
+            let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+            let start = Instant::now();
+            {
+                let _g = self.lock.lock();
+                d.queue_submit(self.queue, &[submit], fence).unwrap();
+            }
+            d.wait_for_fences(&[fence], true, u64::MAX).unwrap();
+            let t = start.elapsed();
+            d.destroy_fence(fence, None);
+            d.free_command_buffers(self.pool, &cmds);
+            t
+        }
+    }
+
+    fn gpu_buffer(&self, size: u64, memory: MemoryUsage) -> Buffer {
+        self.res()
+            .create_buffer(&BufferDesc::new(size, vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER, memory))
+            .expect("destination buffer")
+    }
+
+    fn staging(&self, size: u64, fill: u8) -> Buffer {
+        let b = self.res().create_buffer(&BufferDesc::staging(size)).expect("staging");
+        let p = b.allocation().mapped_ptr().expect("mapped");
+        // SAFETY: the staging buffer is mapped for `size` bytes and unused.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), fill, size as usize) };
+        b
+    }
+
+    fn destroy(&self, b: Buffer) {
+        // SAFETY: every submission using it was waited for.
+        unsafe { self.res().destroy_buffer(b) }.unwrap();
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        // SAFETY: all work was waited for.
+        unsafe {
+            let _ = self.ctx.device().device_wait_idle();
+            self.ctx.device().destroy_command_pool(self.pool, None);
+        }
+        self.resources.take();
+        self.allocator.take();
+    }
+}
+
+fn gbps(bytes: u64, t: Duration) -> f64 {
+    bytes as f64 / t.as_secs_f64() / 1e9
+}
+
+fn best(reps: usize, mut f: impl FnMut() -> Duration) -> Duration {
+    (0..reps.max(1)).map(|_| f()).min().unwrap()
+}
+
+struct Row {
+    case: String,
+    bytes: u64,
+    raw: Duration,
+    belt: Duration,
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    for (i, c) in v.chunks_mut(8).enumerate() {
+        let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
+        c.copy_from_slice(&x[..c.len()]);
+    }
+    v
+}
+
+fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> Row {
+    let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
+    let staging = rig.staging(size, 0x5A);
+    let d = rig.ctx.device().clone();
+    let raw = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            let region = 64 * MIB;
+            let regions: Vec<vk::BufferCopy> = (0..size.div_ceil(region))
+                .map(|i| vk::BufferCopy { src_offset: i * region, dst_offset: i * region, size: region.min(size - i * region) })
+                .collect();
+            // SAFETY: recording; both buffers alive and large enough.
+            unsafe { d.cmd_copy_buffer(cmd, staging.handle(), dst.handle(), &regions) };
+        })
+    });
+    rig.destroy(staging);
+    let data = pattern(size as usize);
+    let mut belt = rig.belt(ring);
+    let belt_t = best(args.reps, || {
+        let start = Instant::now();
+        let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+        belt.finish().unwrap();
+        start.elapsed()
+    });
+    drop(belt);
+    rig.destroy(dst);
+    Row { case: format!("{} MiB buffer (ring {} MiB)", size / MIB, ring / MIB), bytes: size, raw, belt: belt_t }
+}
+
+fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
+    // Dynamic memory: device-local + host-visible where the device has it.
+    let dst = rig.gpu_buffer(size, MemoryUsage::Dynamic);
+    let ty = dst.allocation().memory_type_index();
+    let flags = rig.allocator.as_ref().unwrap().memory_properties().memory_types[ty as usize].flags;
+    if !flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE) {
+        rig.destroy(dst);
+        return None;
+    }
+    let data = pattern(size as usize);
+    let mut belt = rig.belt_with(StagingBeltDesc::with_ring_size(64 * MIB));
+    let t = best(args.reps, || {
+        let start = Instant::now();
+        let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+        start.elapsed()
+    });
+    drop(belt);
+    rig.destroy(dst);
+    Some((t, ty))
+}
+
+fn bench_small(rig: &Rig, args: &Args, ring: u64) -> Row {
+    let each = args.small_kib * 1024;
+    let count = args.small_count;
+    let total = each * count;
+    let dst = rig.gpu_buffer(total, MemoryUsage::GpuOnly);
+    let staging = rig.staging(total, 0x33);
+    let d = rig.ctx.device().clone();
+    let regions: Vec<vk::BufferCopy> =
+        (0..count).map(|i| vk::BufferCopy { src_offset: i * each, dst_offset: i * each, size: each }).collect();
+    let raw = best(args.reps, || {
+        // SAFETY: recording; both buffers alive and large enough.
+        rig.submit_timed(|cmd| unsafe { d.cmd_copy_buffer(cmd, staging.handle(), dst.handle(), &regions) })
+    });
+    rig.destroy(staging);
+    let pieces: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; each as usize]).collect();
+    let mut belt = rig.belt(ring);
+    let belt_t = best(args.reps, || {
+        let start = Instant::now();
+        for (i, p) in pieces.iter().enumerate() {
+            let _ = belt.upload_buffer(&dst, i as u64 * each, p).unwrap();
+        }
+        belt.finish().unwrap();
+        start.elapsed()
+    });
+    drop(belt);
+    rig.destroy(dst);
+    Row { case: format!("{count} x {} KiB buffers", args.small_kib), bytes: total, raw, belt: belt_t }
+}
+
+fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
+    let n = args.texture;
+    let desc = ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, n, n, 32 - n.leading_zeros())
+        .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED);
+    let img: Image = rig.res().create_image(&desc).expect("texture");
+    let layout = ImageLayout {
+        format: desc.format,
+        image_type: vk::ImageType::TYPE_2D,
+        extent: desc.extent,
+        mip_levels: desc.mip_levels,
+        array_layers: 1,
+        aspect: None,
+    };
+    let total = expected_data_size(&layout).unwrap();
+    let staging = rig.staging(total, 0x77);
+    let d = rig.ctx.device().clone();
+    let mut regions = Vec::new();
+    let mut off = 0;
+    for level in 0..desc.mip_levels {
+        let s = (n >> level).max(1);
+        regions.push(vk::BufferImageCopy {
+            buffer_offset: off,
+            image_subresource: vk::ImageSubresourceLayers {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                mip_level: level,
+                base_array_layer: 0,
+                layer_count: 1,
+            },
+            image_extent: vk::Extent3D { width: s, height: s, depth: 1 },
+            ..Default::default()
+        });
+        off += u64::from(s) * u64::from(s) * 4;
+    }
+    let range = img.full_subresource_range();
+    let raw = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            let to_dst = vk::ImageMemoryBarrier::default()
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .old_layout(vk::ImageLayout::UNDEFINED)
+                .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .image(img.handle())
+                .subresource_range(range);
+            // SAFETY: recording; image and staging alive.
+            unsafe {
+                d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, vk::PipelineStageFlags::TRANSFER, vk::DependencyFlags::empty(), &[], &[], &[to_dst]);
+                d.cmd_copy_buffer_to_image(cmd, staging.handle(), img.handle(), vk::ImageLayout::TRANSFER_DST_OPTIMAL, &regions);
+            }
+        })
+    });
+    rig.destroy(staging);
+    let data = pattern(total as usize);
+    let mut belt = rig.belt(ring);
+    let belt_t = best(args.reps, || {
+        let start = Instant::now();
+        let _ = belt.upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL).unwrap();
+        belt.finish().unwrap();
+        start.elapsed()
+    });
+    drop(belt);
+    // SAFETY: idle.
+    unsafe { rig.res().destroy_image(img) }.unwrap();
+    Row { case: format!("{n}x{n} RGBA8 texture + {} mips", desc.mip_levels - 1), bytes: total, raw, belt: belt_t }
+}
+
+fn main() {
+    let args = parse_args();
+    let rig = Rig::new(args.validation);
+    let props = rig.ctx.properties();
+    // SAFETY: the name is a NUL-terminated string from the driver.
+    let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
+    let families = rig.ctx.queue_families();
+    let fam_flags = families.iter().find(|(i, _)| *i == rig.family).map(|(_, p)| p.queue_flags).unwrap();
+    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads", rig.family,
+        std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let ring = args.ring_mib * MIB;
+    let mut rows = Vec::new();
+    rows.push(bench_big(&rig, &args, args.size_mib * MIB, ring));
+    rows.push(bench_small(&rig, &args, ring));
+    rows.push(bench_texture(&rig, &args, ring));
+    let direct = bench_direct(&rig, &args, args.size_mib * MIB);
+    println!();
+    println!("| upload | bytes | raw vkCmdCopy* GB/s | gpumem belt GB/s | belt / raw |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let raw = gbps(r.bytes, r.raw);
+        let belt = gbps(r.bytes, r.belt);
+        println!("| {} | {} | {:.2} | {:.2} | {:.0}% |", r.case, r.bytes, raw, belt, belt / raw * 100.0);
+    }
+    if let Some((t, ty)) = direct {
+        println!(
+            "| {} MiB buffer, direct write to host-visible VRAM (type {ty}) | {} | - | {:.2} | - |",
+            args.size_mib,
+            args.size_mib * MIB,
+            gbps(args.size_mib * MIB, t)
+        );
+    }
+    let mut sweep_rows = Vec::new();
+    if args.sweep {
+        println!();
+        println!("| upload size | ring | belt GB/s |");
+        println!("|---:|---:|---:|");
+        for ring_mib in [16u64, 64, 256] {
+            for size in [4 * 1024u64, 64 * 1024, MIB, 16 * MIB, 256 * MIB, args.size_mib * MIB] {
+                if size > args.size_mib * MIB {
+                    continue;
+                }
+                let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
+                let data = pattern(size as usize);
+                let mut belt = rig.belt(ring_mib * MIB);
+                let reps = if size < MIB { 200 } else { args.reps };
+                let t = best(reps, || {
+                    let start = Instant::now();
+                    let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+                    belt.finish().unwrap();
+                    start.elapsed()
+                });
+                drop(belt);
+                rig.destroy(dst);
+                println!("| {size} | {ring_mib} MiB | {:.2} |", gbps(size, t));
+                sweep_rows.push(format!("{{\"size\":{size},\"ring_mib\":{ring_mib},\"gbps\":{:.3}}}", gbps(size, t)));
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{{\"case\":\"{}\",\"bytes\":{},\"raw_gbps\":{:.3},\"belt_gbps\":{:.3}}}", r.case, r.bytes, gbps(r.bytes, r.raw), gbps(r.bytes, r.belt)))
+            .collect();
+        let direct_json = direct.map_or("null".into(), |(t, ty)| format!("{{\"memory_type\":{ty},\"gbps\":{:.3}}}", gbps(args.size_mib * MIB, t)));
+        std::fs::write(path, format!("{{\"device\":\"{name}\",\"rows\":[{}],\"direct\":{direct_json},\"sweep\":[{}]}}\n", items.join(","), sweep_rows.join(","))).unwrap();
+    }
+    let messages = rig.ctx.message_count();
+    drop(rig);
+    if args.validation {
+        println!("validation messages: {messages}");
+    }
+}
