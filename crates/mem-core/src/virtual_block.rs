@@ -145,11 +145,14 @@ impl VirtualBlock {
         self.buddy.is_empty()
     }
 
-    /// Allocates `size` bytes aligned to `alignment` (a power of two; 0 means
-    /// 1). Errors as [`BuddyBlock::allocate`]; on error the block is unchanged.
+    /// Allocates `size` bytes aligned to `alignment` (a power of two, or 0
+    /// for none). Errors as [`BuddyBlock::allocate`]; on error the block is
+    /// unchanged.
     #[inline]
     pub fn allocate(&mut self, size: u64, alignment: u64) -> Result<VirtualAllocation, BuddyError> {
-        let offset = self.buddy.allocate(size, alignment, VirtualMeta { size, user_data: 0 })?;
+        let offset = self
+            .buddy
+            .allocate(size, alignment, VirtualMeta { size, user_data: 0 })?;
         self.requested += size;
         Ok(VirtualAllocation {
             offset,
@@ -171,12 +174,18 @@ impl VirtualBlock {
     }
 
     /// Sets the caller's value of an allocation (0 until set).
-    pub fn set_user_data(&mut self, allocation: &VirtualAllocation, user_data: u64) -> Result<(), BuddyError> {
+    pub fn set_user_data(
+        &mut self,
+        allocation: &VirtualAllocation,
+        user_data: u64,
+    ) -> Result<(), BuddyError> {
         self.check(allocation)?;
         let meta = self
             .buddy
             .get_mut(allocation.offset)
-            .ok_or(BuddyError::UnknownOffset { offset: allocation.offset })?;
+            .ok_or(BuddyError::UnknownOffset {
+                offset: allocation.offset,
+            })?;
         meta.user_data = user_data;
         Ok(())
     }
@@ -187,7 +196,9 @@ impl VirtualBlock {
         self.buddy
             .get(allocation.offset)
             .map(|(_, meta)| meta.user_data)
-            .ok_or(BuddyError::UnknownOffset { offset: allocation.offset })
+            .ok_or(BuddyError::UnknownOffset {
+                offset: allocation.offset,
+            })
     }
 
     /// Sizes and counts, O(1).
@@ -282,9 +293,15 @@ mod tests {
         let x = b.allocate(10, 0).unwrap();
         assert_eq!(
             a.user_data(&x),
-            Err(BuddyError::ForeignAllocation { block_id: a.id(), allocation_block_id: b.id() })
+            Err(BuddyError::ForeignAllocation {
+                block_id: a.id(),
+                allocation_block_id: b.id()
+            })
         );
-        assert!(matches!(a.free(x), Err(BuddyError::ForeignAllocation { .. })));
+        assert!(matches!(
+            a.free(x),
+            Err(BuddyError::ForeignAllocation { .. })
+        ));
         assert_eq!(b.stats().allocation_count, 1);
         let old_id = a.id();
         let stale = a.allocate(10, 0).unwrap();
@@ -292,7 +309,10 @@ mod tests {
         assert_ne!(a.id(), old_id);
         let fresh = a.allocate(10, 0).unwrap();
         assert_eq!(fresh.offset(), stale.offset());
-        assert!(matches!(a.free(stale), Err(BuddyError::ForeignAllocation { .. })));
+        assert!(matches!(
+            a.free(stale),
+            Err(BuddyError::ForeignAllocation { .. })
+        ));
         a.set_user_data(&fresh, 5).unwrap();
         assert_eq!(a.live().collect::<Vec<_>>(), [(0, 10, 5)]);
         a.free(fresh).unwrap();

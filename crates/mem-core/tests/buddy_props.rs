@@ -24,7 +24,10 @@ enum Size {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Alloc { size: Size, alignment: u64 },
+    Alloc {
+        size: Size,
+        alignment: u64,
+    },
     Free(Index),
     /// Free an offset that is not the start of a live allocation.
     FreeBogus(Index),
@@ -58,8 +61,9 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 
 /// `(block_log2, min_log2)` with `min_block` in {1, 64, 256, 4096}.
 fn config_strategy() -> impl Strategy<Value = (u32, u32)> {
-    prop_oneof![Just(0u32), Just(6), Just(8), Just(12)]
-        .prop_flat_map(|min_log2| (min_log2.max(4)..=24).prop_map(move |block_log2| (block_log2, min_log2)))
+    prop_oneof![Just(0u32), Just(6), Just(8), Just(12)].prop_flat_map(|min_log2| {
+        (min_log2.max(4)..=24).prop_map(move |block_log2| (block_log2, min_log2))
+    })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -93,10 +97,16 @@ fn check_model(block: &BuddyBlock<u64>, model: &[Live]) -> Result<(), TestCaseEr
         prop_assert!(pair[0].0 + pair[0].1 <= pair[1].0, "overlap: {:?}", pair);
     }
     prop_assert_eq!(block.allocation_count(), model.len());
-    prop_assert_eq!(block.allocated_bytes(), model.iter().map(|l| l.kept).sum::<u64>());
+    prop_assert_eq!(
+        block.allocated_bytes(),
+        model.iter().map(|l| l.kept).sum::<u64>()
+    );
     prop_assert_eq!(block.allocated_bytes() + block.free_bytes(), block.size());
     prop_assert_eq!(block.is_empty(), model.is_empty());
-    let histogram_bytes: u64 = block.free_histogram().map(|(size, n)| size * n as u64).sum();
+    let histogram_bytes: u64 = block
+        .free_histogram()
+        .map(|(size, n)| size * n as u64)
+        .sum();
     prop_assert_eq!(histogram_bytes, block.free_bytes());
     Ok(())
 }
@@ -109,7 +119,10 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
     let mut next_id = 0u64;
     for op in ops {
         match op {
-            Op::Alloc { size: spec, alignment } => {
+            Op::Alloc {
+                size: spec,
+                alignment,
+            } => {
                 let req = match *spec {
                     Size::Small(s) => s,
                     Size::Fraction(f) => (size * u64::from(f) / 65536).max(1),
@@ -124,7 +137,12 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
                         prop_assert_eq!(offset % alignment.max(1), 0);
                         let (kept, &id) = block.get(offset).unwrap();
                         prop_assert_eq!(id, next_id);
-                        prop_assert!(kept >= req && kept - req < min_block, "kept {} for {}", kept, req);
+                        prop_assert!(
+                            kept >= req && kept - req < min_block,
+                            "kept {} for {}",
+                            kept,
+                            req
+                        );
                         prop_assert_eq!(kept % min_block, 0);
                         prop_assert!(offset + kept <= size);
                         model.push(Live {
@@ -136,7 +154,13 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
                         next_id += 1;
                     }
                     Err(err) => {
-                        prop_assert!(!predicted, "can_allocate said yes to {} @ {}: {}", req, alignment, err);
+                        prop_assert!(
+                            !predicted,
+                            "can_allocate said yes to {} @ {}: {}",
+                            req,
+                            alignment,
+                            err
+                        );
                         prop_assert_eq!(snapshot(&block), before);
                         let align = alignment.max(1);
                         match err {
@@ -176,7 +200,10 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
                     _ => size,
                 };
                 let before = snapshot(&block);
-                prop_assert_eq!(block.free(offset), Err(BuddyError::UnknownOffset { offset }));
+                prop_assert_eq!(
+                    block.free(offset),
+                    Err(BuddyError::UnknownOffset { offset })
+                );
                 prop_assert_eq!(snapshot(&block), before);
             }
         }
