@@ -33,6 +33,9 @@ struct Args {
     json: Option<String>,
     validation: bool,
     sweep: bool,
+    tune: bool,
+    threads: Option<usize>,
+    chunk_mib: Option<u64>,
 }
 
 fn parse_args() -> Args {
@@ -46,6 +49,9 @@ fn parse_args() -> Args {
         json: None,
         validation: false,
         sweep: false,
+        tune: false,
+        threads: None,
+        chunk_mib: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -60,6 +66,9 @@ fn parse_args() -> Args {
             "--json" => a.json = it.next(),
             "--validation" => a.validation = true,
             "--sweep" => a.sweep = true,
+            "--tune" => a.tune = true,
+            "--threads" => a.threads = Some(num() as usize),
+            "--chunk-mib" => a.chunk_mib = Some(num()),
             other => panic!("unknown flag {other}"),
         }
     }
@@ -74,10 +83,12 @@ struct Rig {
     queue: vk::Queue,
     lock: Arc<Mutex<()>>,
     pool: vk::CommandPool,
+    threads: Option<usize>,
+    chunk: Option<u64>,
 }
 
 impl Rig {
-    fn new(validation: bool) -> Self {
+    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>) -> Self {
         let ctx = TestContext::builder()
             .validation(validation)
             .want_device_extension(ash::ext::memory_budget::NAME)
@@ -119,6 +130,8 @@ impl Rig {
             queue,
             lock: Arc::new(Mutex::new(())),
             pool,
+            threads,
+            chunk,
         }
     }
 
@@ -132,7 +145,14 @@ impl Rig {
         self.belt_with(StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(ring) })
     }
 
-    fn belt_with(&self, desc: StagingBeltDesc) -> StagingBelt {
+    fn belt_with(&self, mut desc: StagingBeltDesc) -> StagingBelt {
+        if let Some(t) = self.threads {
+            desc.copy_threads = t;
+        }
+        if let Some(c) = self.chunk {
+            desc.chunk_size = c;
+            desc.auto_submit_bytes = c;
+        }
         let shared = SharedQueue { family: self.family, queue: self.queue, lock: self.lock.clone() };
         let dst_family = self.ctx.graphics_queue().0;
         // SAFETY: handles from the context; this program submits to the
@@ -379,7 +399,7 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
 
 fn main() {
     let args = parse_args();
-    let rig = Rig::new(args.validation);
+    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB));
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
     let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
@@ -408,6 +428,36 @@ fn main() {
             args.size_mib * MIB,
             gbps(args.size_mib * MIB, t)
         );
+    }
+    if args.tune {
+        let size = args.size_mib * MIB;
+        let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
+        let data = pattern(size as usize);
+        println!();
+        println!("| copy threads | chunk | ring | belt GB/s ({} MiB) |", args.size_mib);
+        println!("|---:|---:|---:|---:|");
+        for threads in [1usize, 4, 8, 16] {
+            for chunk_mib in [4u64, 16, 64] {
+                let ring = 4 * chunk_mib * MIB;
+                let desc = StagingBeltDesc {
+                    force_staging: true,
+                    copy_threads: threads,
+                    chunk_size: chunk_mib * MIB,
+                    auto_submit_bytes: chunk_mib * MIB,
+                    ..StagingBeltDesc::with_ring_size(ring)
+                };
+                let mut belt = rig.belt_with(desc);
+                let t = best(args.reps, || {
+                    let start = Instant::now();
+                    let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+                    belt.finish().unwrap();
+                    start.elapsed()
+                });
+                drop(belt);
+                println!("| {threads} | {chunk_mib} MiB | {} MiB | {:.2} |", ring / MIB, gbps(size, t));
+            }
+        }
+        rig.destroy(dst);
     }
     let mut sweep_rows = Vec::new();
     if args.sweep {

@@ -13,14 +13,15 @@
 //! `2^k >= max(kept, alignment)`. Blocks are naturally aligned (a block of
 //! order `k` starts at a multiple of `2^k`), so any alignment up to `2^k` is
 //! honoured without padding. The allocator finds the smallest non-empty free
-//! order `>= k` with one bit scan over a `u64` mask of non-empty orders, pops
-//! a block of that order, and then *trims the tail*: it keeps
-//! `[off, off + kept)` and gives the rest of the popped block straight back to
-//! the free lists. That rest decomposes into naturally aligned power-of-two
-//! buddies: walking up from `p = kept`, each piece is `lowbit(p)` bytes long,
-//! which covers both the halves a classic buddy would split off and the unused
-//! tail of the order-`k` block. Waste per allocation is therefore below
-//! `min_block`, instead of up to half the allocation for a plain buddy.
+//! order `>= k` with one bit scan over a `u64` mask of non-empty orders, takes
+//! the lowest-addressed free block of that order, and then *trims the tail*:
+//! it keeps `[off, off + kept)` and gives the rest of the taken block straight
+//! back as free blocks. That rest decomposes into naturally aligned
+//! power-of-two buddies: walking up from `p = kept`, each piece is `lowbit(p)`
+//! bytes long, which covers both the halves a classic buddy would split off
+//! and the unused tail of the order-`k` block. Waste per allocation is
+//! therefore below `min_block`, instead of up to half the allocation for a
+//! plain buddy.
 //!
 //! # Free
 //!
@@ -30,34 +31,54 @@
 //! common case, where every trimmed tail piece is still free, is one walk up
 //! the orders starting from the smallest kept piece: a right-child step merges
 //! with the next kept piece for free, a left-child step takes the next tail
-//! piece off its free list. Once the walk covers the whole kept range it goes
-//! on as an ordinary buddy coalesce. If a tail piece has been allocated since,
-//! the walk stops there and the remaining kept pieces are pushed as they are
-//! (none of them can coalesce: each one's right buddy is partly in use). This
-//! takes every tail piece back with a single hash lookup each, with no
-//! separate "are they all free?" pass.
+//! piece out of its bitmap (one bit test and clear). Once the walk covers the
+//! whole kept range it goes on as an ordinary buddy coalesce. If a tail piece
+//! has been allocated since, the walk stops there and the remaining kept
+//! pieces are freed as they are (none of them can coalesce: each one's right
+//! buddy is partly in use).
+//!
+//! # Free blocks: per-order bitmaps
+//!
+//! Order `r` (blocks of `2^r` minimum blocks) has one bit per `2^r`-aligned
+//! slot of the block; a set bit is a free buddy block of exactly that order.
+//! Above each order's bitmap sit summary levels (bit `i` of level `l + 1` is
+//! set iff word `i` of level `l` is non-zero) up to a single top word, so the
+//! lowest free block of an order is found with one `trailing_zeros` per level
+//! (at most [`MAX_UNITS_LOG2`]` / 6` rounded up, 4 for a 256 MiB block at
+//! 256 bytes), and setting or clearing a bit touches the levels above only
+//! when a word turns zero or non-zero. A `u64` mask of non-empty orders (bit
+//! `r` set iff the top word of order `r` is non-zero) picks the order.
+//! Taking the *lowest* free block keeps live allocations packed towards the
+//! start of the block, so the end drains and coalesces: on a small-churn
+//! trace (256 B..64 KiB, random frees) a LIFO free list saturated near 47%
+//! fill of a 256 MiB block with 8% of requests failing, where lowest-address
+//! allocation reaches 62% with none failing.
+//!
+//! An allocate/free pair costs one hash operation each way (the map of live
+//! allocations, `unit offset -> (kept units, payload)`) and a handful of bit
+//! operations; the previous design (per-order free stacks plus a hash index
+//! of the free blocks) needed about 11 hash operations per pair. See
+//! `benches/buddy.rs` and the figures below.
 //!
 //! # Host metadata
 //!
-//! Metadata does not grow with the block size, only with the number of free
-//! blocks and live allocations (and `log2(size / min_block)`): per order, 16
-//! `Vec<u32>` stacks of free blocks by address bucket; one hash index from
-//! `(offset, order)` to the position in its stack, so any free buddy is
-//! removed in O(1) by `swap_remove` plus one index fix-up; and one hash map of
-//! live allocations. Offsets and sizes are stored in units of `min_block` as
-//! `u32`, which halves the tables; this caps a block at 2^31 minimum blocks.
-//! A 256 MiB block with a 256-byte minimum costs about 8 KiB empty, and
-//! 110-150 bytes per live allocation under small churn (there are about two
-//! free blocks per live allocation). Every operation is
-//! O(log(size / min_block)); nothing scans the allocations or the blocks
-//! (except [`BuddyBlock::validate`] and the iterators).
+//! The bitmaps of all orders together hold about 2 bits per minimum block
+//! (plus 1/63 for the summaries): 256 KiB for a 256 MiB block at 256-byte
+//! granularity, 0.1% of the block. They are grown lazily, per order, to the
+//! highest word ever written (in powers of two), and because allocation takes
+//! the lowest address first, a block that is only ever partly used keeps
+//! small bitmaps: a fresh block costs about 4 KiB. The live map costs about
+//! 18 bytes plus the payload per live allocation. The hash-indexed free
+//! stacks this replaced grew with the number of free blocks instead (about
+//! two per live allocation) and measured 1.6-2 MiB for a 256 MiB block with
+//! 14k live allocations under small churn; the bitmaps and live map together
+//! measure about MEASURED_NEW there. To bound the worst case, a block may hold
+//! at most 2^[`MAX_UNITS_LOG2`] minimum blocks (bitmaps of at most 16 MiB);
+//! [`BuddyBlock::new`] refuses more with [`BuddyError::InvalidConfig`].
 //!
-//! # Cost
-//!
-//! An allocate/free pair does about 11 hash-table operations (pop, tail
-//! pieces, live entry; then tail pieces back, fix-ups, the failed buddy probe
-//! that ends coalescing, the final push), and they are most of its cost: see
-//! `benches/buddy.rs` for figures.
+//! Every operation is O(log(size / min_block)); nothing scans the allocations
+//! or the blocks (except [`BuddyBlock::validate`], the iterators and
+//! [`BuddyBlock::clear`]).
 #![deny(unsafe_code)]
 
 use std::collections::HashMap;
@@ -109,9 +130,9 @@ pub enum BuddyError {
         offset: u64,
     },
     /// `BuddyBlock::new` was given sizes that are not powers of two, a
-    /// minimum block larger than the block, or more than 2^31 minimum blocks.
+    /// minimum block larger than the block, or more than 2^26 minimum blocks.
     #[error(
-        "invalid buddy block: size {size} and min_block {min_block} must be powers of two with min_block <= size <= 2^31 * min_block"
+        "invalid buddy block: size {size} and min_block {min_block} must be powers of two with min_block <= size <= 2^26 * min_block"
     )]
     InvalidConfig {
         /// The block size that was passed.
@@ -131,34 +152,34 @@ pub enum BuddyError {
     },
 }
 
-/// Largest `log2(size / min_block)`: keys, positions and offsets in units of
-/// `min_block` then fit in `u32`, which halves the hash tables (and so the
-/// cache misses that dominate every operation) compared with `u64`.
-pub const MAX_UNITS_LOG2: u32 = 31;
+/// Largest `log2(size / min_block)`. The free bitmaps cost about 2 bits per
+/// minimum block when fully grown, so this caps them at 16 MiB (a 64 MiB
+/// block at byte granularity, 16 GiB at 256 bytes); offsets and sizes in
+/// units of `min_block` fit in `u32`.
+pub const MAX_UNITS_LOG2: u32 = 26;
 
-/// `log2` of the number of address buckets per order (see [`BuddyBlock`]).
-const BUCKET_BITS: u32 = 4;
-const BUCKETS: usize = 1 << BUCKET_BITS;
+/// Orders 0..=MAX_UNITS_LOG2, in units of `min_block`.
+const MAX_ORDERS: usize = MAX_UNITS_LOG2 as usize + 1;
 
-/// Key of a free block in the index, in units: `(offset << 1) | 2^order`.
-///
-/// A free block of order `r` starts at a multiple of `2^r`, so `offset << 1`
-/// has its low `r + 1` bits clear and the key's lowest set bit is the order:
-/// the key is unique, and it is below `2^(units_log2 + 1) <= 2^32`.
+/// Most bitmap levels of one order: `ceil(MAX_UNITS_LOG2 / 6)`, each level
+/// resolving 6 bits of the slot number.
+const MAX_LEVELS: usize = MAX_UNITS_LOG2.div_ceil(6) as usize;
+
+/// Number of bitmap levels of an order whose slot numbers have `slot_bits`
+/// bits: enough that the top level is a single word.
 #[inline(always)]
-fn key(unit_offset: u32, order: u32) -> u32 {
-    (unit_offset << 1) | (1u32 << order)
+fn level_count(slot_bits: u32) -> usize {
+    slot_bits.div_ceil(6).max(1) as usize
 }
 
-/// Hasher of the `u32` keys of both maps: one multiply (Fibonacci hashing).
+/// Hasher of the `u32` keys of the live map: one multiply (Fibonacci
+/// hashing).
 ///
-/// The keys are internal (offsets and buddy-tree node numbers chosen by the
-/// allocator, not by callers), so a keyed hash buys nothing, and this one
-/// measured 3-18% faster per allocate and per free than `ahash` on churn
-/// traces of 3k-20k live allocations (interleaved runs on an idle machine).
-/// hashbrown takes bucket bits from the low end of the hash and its
-/// 7-bit tag from the top; the rotation puts the product's well-mixed high
-/// half at the low end.
+/// The keys are unit offsets chosen by the allocator, not by callers, so a
+/// keyed hash buys nothing, and this one measured 3-18% faster per allocate
+/// and per free than `ahash` on churn traces. hashbrown takes bucket bits from
+/// the low end of the hash and its 7-bit tag from the top; the rotation puts
+/// the product's well-mixed high half at the low end.
 #[derive(Clone, Copy, Default)]
 struct KeyHasher(u64);
 
@@ -197,17 +218,26 @@ impl BuildHasher for BuildKeyHasher {
     }
 }
 
+/// Positions of the set bits of a word, lowest first.
+fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if word == 0 {
+            return None;
+        }
+        let bit = word.trailing_zeros() as usize;
+        word &= word - 1;
+        Some(bit)
+    })
+}
+
 /// A power-of-two buddy allocator with tail trimming over `[0, size)`.
 ///
 /// Each live allocation carries a payload `T` (use `()` for none). See the
 /// [module docs](self) for the algorithm.
 ///
-/// Within an order, free blocks sit in 16 stacks by address (each a sixteenth
-/// of the block), and allocation takes from the lowest non-empty one. This
-/// keeps live allocations packed towards the start of the block, so the end
-/// drains and coalesces: on a small-churn trace (256 B..64 KiB, random frees)
-/// a plain LIFO free list saturates near 47% fill of a 256 MiB block with
-/// 8% of requests failing, where address buckets reach 62% with none failing.
+/// Within an order, allocation takes the free block with the lowest address.
+/// This keeps live allocations packed towards the start of the block, so the
+/// end drains and coalesces (and the lazily grown bitmaps stay small).
 ///
 /// ```
 /// use mem_core::buddy::BuddyBlock;
@@ -233,17 +263,19 @@ pub struct BuddyBlock<T = ()> {
     min_log2: u32,
     /// `log2(size / min_block)`, the highest order in units.
     units_log2: u32,
-    /// `unit_offset >> bucket_shift` is the address bucket.
-    bucket_shift: u32,
-    /// Bit `r` is set iff order `r` (in units) has a free block.
+    /// Bit `r` is set iff order `r` (in units) has a free block, i.e. iff the
+    /// top word of its bitmap is non-zero.
     non_empty: u64,
-    /// Bit `b` of `bucket_masks[r]` is set iff stack `(r, b)` is non-empty.
-    bucket_masks: Vec<u32>,
-    /// Unit offsets of the free blocks, stack `(r << BUCKET_BITS) | b` for
-    /// order `r` and address bucket `b`.
-    stacks: Vec<Vec<u32>>,
-    /// `key(unit_offset, r)` -> position of the free block in its stack.
-    index: HashMap<u32, u32, BuildKeyHasher>,
+    /// Free bitmaps: `levels[r * MAX_LEVELS + l]` is level `l` of order `r`.
+    /// Level 0 has bit `s` set iff the block of order `r` at unit offset
+    /// `s << r` is free; bit `i` of level `l + 1` is set iff word `i` of
+    /// level `l` is non-zero; the top level (`level_count(units_log2 - r) -
+    /// 1`) is one word. Level 0 is grown lazily to the highest word written
+    /// (a power of two of words, at most the full size), and each level above
+    /// to `ceil(len / 64)` of the one below; words past the end are zero.
+    levels: Vec<Vec<u64>>,
+    /// Number of free blocks of each order.
+    counts: [u32; MAX_ORDERS],
     /// Unit offset -> (kept units, payload) of each live allocation.
     live: HashMap<u32, (u32, T), BuildKeyHasher>,
     /// Sum of the kept sizes of the live allocations, in bytes.
@@ -270,11 +302,12 @@ impl<T> BuddyBlock<T> {
     /// `min_block` bytes.
     ///
     /// Both must be powers of two with `1 <= min_block <= size` and
-    /// `size / min_block <= 2^31` ([`MAX_UNITS_LOG2`]: a 2 GiB block at byte
-    /// granularity, 512 GiB at 256 bytes); otherwise
+    /// `size / min_block <= 2^26` ([`MAX_UNITS_LOG2`]: a 64 MiB block at
+    /// byte granularity, 16 GiB at 256 bytes); otherwise
     /// [`BuddyError::InvalidConfig`]. Allocations are rounded up to multiples
-    /// of `min_block`. Host metadata is a few KiB plus a few dozen bytes per
-    /// free block and live allocation, whatever `size` is.
+    /// of `min_block`. Host metadata starts at a few KiB and grows with the
+    /// part of the block in use, up to about 2 bits per minimum block (see
+    /// the [module docs](self)).
     pub fn new(size: u64, min_block: u64) -> Result<Self, BuddyError> {
         if !size.is_power_of_two()
             || !min_block.is_power_of_two()
@@ -286,21 +319,23 @@ impl<T> BuddyBlock<T> {
         let size_log2 = size.trailing_zeros();
         let min_log2 = min_block.trailing_zeros();
         let units_log2 = size_log2 - min_log2;
-        let orders = units_log2 as usize + 1;
+        let mut levels = Vec::with_capacity((units_log2 as usize + 1) * MAX_LEVELS);
+        for order in 0..=units_log2 {
+            let count = level_count(units_log2 - order);
+            levels.extend((0..MAX_LEVELS).map(|l| if l < count { vec![0] } else { Vec::new() }));
+        }
         let mut block = Self {
             size,
             min_log2,
             units_log2,
-            bucket_shift: units_log2.saturating_sub(BUCKET_BITS),
             non_empty: 0,
-            bucket_masks: vec![0; orders],
-            stacks: (0..orders << BUCKET_BITS).map(|_| Vec::new()).collect(),
-            index: HashMap::with_hasher(BuildKeyHasher),
+            levels,
+            counts: [0; MAX_ORDERS],
             live: HashMap::with_hasher(BuildKeyHasher),
             allocated: 0,
             free: 0,
         };
-        block.push_free(0, units_log2);
+        block.insert_free(units_log2, 0);
         Ok(block)
     }
 
@@ -376,7 +411,7 @@ impl<T> BuddyBlock<T> {
     #[inline]
     pub fn allocate(&mut self, size: u64, alignment: u64, payload: T) -> Result<u64, BuddyError> {
         let (kept, order) = self.request(size, alignment)?;
-        // Smallest non-empty order >= `order` (`order <= units_log2 <= 31`).
+        // Smallest non-empty order >= `order` (`order <= units_log2 <= 26`).
         let candidates = self.non_empty >> order;
         if candidates == 0 {
             return Err(BuddyError::OutOfSpace {
@@ -386,17 +421,17 @@ impl<T> BuddyBlock<T> {
             });
         }
         let found = order + candidates.trailing_zeros();
-        let offset = self.pop_free(found);
-        // Split and trim in one pass: everything of the popped block past
+        let offset = self.take_lowest(found) << found;
+        // Split and trim in one pass: everything of the taken block past
         // `kept` goes back as naturally aligned pieces of `lowbit(p)` units.
         // Each piece is a right child whose left buddy is (partly) kept, so
         // none can coalesce.
         let end = 1u32 << found;
         let mut p = kept;
         while p < end {
-            let piece = p & p.wrapping_neg();
-            self.push_free(offset + p, piece.trailing_zeros());
-            p += piece;
+            let piece_order = p.trailing_zeros();
+            self.insert_free(piece_order, (offset + p) >> piece_order);
+            p += 1 << piece_order;
         }
         self.allocated += u64::from(kept) << self.min_log2;
         self.live.insert(offset, (kept, payload));
@@ -440,15 +475,14 @@ impl<T> BuddyBlock<T> {
     /// the containers' capacity.
     pub fn clear(&mut self) {
         self.live.clear();
-        self.index.clear();
-        for stack in &mut self.stacks {
-            stack.clear();
+        for level in &mut self.levels {
+            level.fill(0);
         }
-        self.bucket_masks.fill(0);
+        self.counts = [0; MAX_ORDERS];
         self.non_empty = 0;
         self.allocated = 0;
         self.free = 0;
-        self.push_free(0, self.units_log2);
+        self.insert_free(self.units_log2, 0);
     }
 
     /// `(block size, count)` of the free buddy blocks, for each non-empty
@@ -461,12 +495,10 @@ impl<T> BuddyBlock<T> {
             }
             let order = orders.trailing_zeros();
             orders &= orders - 1;
-            let first = (order as usize) << BUCKET_BITS;
-            let count = self.stacks[first..first + BUCKETS]
-                .iter()
-                .map(Vec::len)
-                .sum();
-            Some((1u64 << (order + self.min_log2), count))
+            Some((
+                1u64 << (order + self.min_log2),
+                self.counts[order as usize] as usize,
+            ))
         })
     }
 
@@ -483,96 +515,123 @@ impl<T> BuddyBlock<T> {
         })
     }
 
-    /// `(offset, size)` of every free buddy block, smallest first, in no
-    /// particular order within a size.
+    /// `(offset, size)` of every free buddy block, smallest first, and by
+    /// address within a size. Scans the bitmaps (skipping empty orders), so
+    /// it costs O(bitmap words) rather than O(free blocks).
     pub fn free_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let shift = self.min_log2;
-        self.stacks.iter().enumerate().flat_map(move |(i, stack)| {
-            let size = 1u64 << ((i >> BUCKET_BITS) as u32 + shift);
-            stack
-                .iter()
-                .map(move |&offset| (u64::from(offset) << shift, size))
-        })
+        (0..=self.units_log2)
+            .filter(move |&order| self.non_empty >> order & 1 != 0)
+            .flat_map(move |order| {
+                let size = 1u64 << (order + shift);
+                self.leaf(order)
+                    .iter()
+                    .enumerate()
+                    .filter(|&(_, &word)| word != 0)
+                    .flat_map(move |(w, &word)| {
+                        set_bits(word).map(move |bit| {
+                            ((((w as u64) << 6) | bit as u64) << (order + shift), size)
+                        })
+                    })
+            })
     }
 
     /// Estimate of the host memory this block's metadata uses, in bytes: the
-    /// struct plus the capacity of its containers. It depends on the number of
-    /// free blocks and live allocations, and on `log2(size / min_block)`, but
-    /// not on the block size itself.
+    /// struct, the capacity of the free bitmaps (about 2 bits per minimum
+    /// block of the part of the block in use, at most) and the live map.
     pub fn host_memory_bytes(&self) -> usize {
         // hashbrown keeps one control byte per bucket and about 8 buckets per
         // 7 elements of capacity.
-        fn map_bytes(capacity: usize, entry: usize) -> usize {
-            capacity * 8 / 7 * (entry + 1)
-        }
-        let stacks: usize = self
-            .stacks
+        let live = self.live.capacity() * 8 / 7 * (std::mem::size_of::<(u32, (u32, T))>() + 1);
+        let bitmaps: usize = self
+            .levels
             .iter()
-            .map(|stack| {
-                std::mem::size_of::<Vec<u32>>() + stack.capacity() * std::mem::size_of::<u32>()
-            })
+            .map(|level| level.capacity() * std::mem::size_of::<u64>())
             .sum();
         std::mem::size_of::<Self>()
-            + self.bucket_masks.capacity() * std::mem::size_of::<u32>()
-            + stacks
-            + map_bytes(self.index.capacity(), std::mem::size_of::<(u32, u32)>())
-            + map_bytes(self.live.capacity(), std::mem::size_of::<(u32, (u32, T))>())
+            + self.levels.capacity() * std::mem::size_of::<Vec<u64>>()
+            + bitmaps
+            + live
     }
 
     /// Checks every invariant; `Err` describes the first one broken.
     ///
-    /// Free blocks are aligned to their size, inside the block, in the stack
-    /// of their order and address bucket, and fully coalesced (no free block's
-    /// buddy is free at the same order); free blocks and live kept ranges tile
-    /// `[0, size)` exactly, with no gap and no overlap; the hash index, the
-    /// stacks and the non-empty masks agree; the byte counters agree.
-    /// O(n log n) in the number of blocks.
+    /// Bitmaps: every level has the length its level 0 implies (the top one
+    /// word), no bit is set past the last slot of its order, every summary bit
+    /// says whether its word below is non-zero, the non-empty mask says
+    /// whether each top word is non-zero, and the per-order counts match the
+    /// set bits. Free blocks are fully coalesced (no free block's buddy is
+    /// free at the same order); free blocks and live kept ranges tile
+    /// `[0, size)` exactly, with no gap and no overlap; the byte counters
+    /// agree. O(n log n) in the number of blocks plus O(bitmap words).
     pub fn validate(&self) -> Result<(), String> {
         let shift = self.min_log2;
         let units = 1u64 << self.units_log2;
-        let mut ranges: Vec<(u64, u64, bool)> =
-            Vec::with_capacity(self.index.len() + self.live.len());
+        let mut ranges: Vec<(u64, u64, bool)> = Vec::with_capacity(self.live.len() * 3 + 64);
         let mut free_sum = 0u64;
-        let mut listed = 0usize;
-        for (r, &mask) in self.bucket_masks.iter().enumerate() {
-            let order = r as u32;
-            if ((self.non_empty >> r) & 1 == 1) != (mask != 0) {
-                return Err(format!(
-                    "non-empty bit of order {r} disagrees with its bucket mask {mask:#x}"
-                ));
+        if self.levels.len() != (self.units_log2 as usize + 1) * MAX_LEVELS {
+            return Err(format!("{} bitmap levels", self.levels.len()));
+        }
+        for order in 0..=self.units_log2 {
+            let r = order as usize;
+            let slot_bits = self.units_log2 - order;
+            let count = level_count(slot_bits);
+            let maps = &self.levels[r * MAX_LEVELS..(r + 1) * MAX_LEVELS];
+            // Lengths: level 0 a power of two of words within the full size,
+            // each level above ceil(len / 64), the top one word, unused empty.
+            let full = 1usize << slot_bits.saturating_sub(6);
+            let len0 = maps[0].len();
+            if !len0.is_power_of_two() || len0 > full {
+                return Err(format!("order {r}: level 0 has {len0} words of at most {full}"));
             }
-            let len = 1u64 << order;
-            for b in 0..BUCKETS {
-                let stack = &self.stacks[(r << BUCKET_BITS) | b];
-                if ((mask >> b) & 1 == 1) == stack.is_empty() {
+            let mut len = len0;
+            for (l, level) in maps.iter().enumerate() {
+                let want = if l < count { len } else { 0 };
+                if level.len() != want {
                     return Err(format!(
-                        "bucket bit ({r}, {b}) disagrees with a stack of {} blocks",
-                        stack.len()
+                        "order {r}: level {l} has {} words instead of {want}",
+                        level.len()
                     ));
                 }
-                for (pos, &offset) in stack.iter().enumerate() {
-                    let (byte_offset, byte_len) = (u64::from(offset) << shift, len << shift);
-                    if u64::from(offset) % len != 0 || u64::from(offset) + len > units {
-                        return Err(format!(
-                            "free block ({byte_offset}, {byte_len}) misaligned or out of range"
-                        ));
-                    }
-                    if (offset >> self.bucket_shift) as usize != b {
-                        return Err(format!(
-                            "free block ({byte_offset}, {byte_len}) in address bucket {b}"
-                        ));
-                    }
-                    match self.index.get(&key(offset, order)) {
-                        Some(&p) if p as usize == pos => {}
-                        other => {
+                len = len.div_ceil(64);
+            }
+            if maps[count - 1].len() != 1 {
+                return Err(format!("order {r}: top level is not one word"));
+            }
+            // Summaries agree with the words below.
+            for l in 1..count {
+                let (below, above) = (&maps[l - 1], &maps[l]);
+                for (i, &word) in above.iter().enumerate() {
+                    for bit in 0..64 {
+                        let child = below.get((i << 6) | bit).copied().unwrap_or(0);
+                        if (word >> bit & 1 == 1) != (child != 0) {
                             return Err(format!(
-                                "free block ({byte_offset}, {byte_len}) at stack position {pos} is indexed as {other:?}"
-                            ))
+                                "order {r}: summary bit {bit} of word {i} at level {l} disagrees with word {child:#x} below"
+                            ));
                         }
                     }
-                    if order < self.units_log2
-                        && self.index.contains_key(&key(offset ^ (1 << order), order))
-                    {
+                }
+            }
+            if (self.non_empty >> r & 1 == 1) != (maps[count - 1][0] != 0) {
+                return Err(format!(
+                    "non-empty bit of order {r} disagrees with its top word {:#x}",
+                    maps[count - 1][0]
+                ));
+            }
+            // Free blocks of this order.
+            let slots = 1u64 << slot_bits;
+            let len = 1u64 << order;
+            let mut listed = 0u32;
+            for (w, &word) in maps[0].iter().enumerate() {
+                for bit in set_bits(word) {
+                    let slot = ((w as u64) << 6) | bit as u64;
+                    let (byte_offset, byte_len) = ((slot << order) << shift, len << shift);
+                    if slot >= slots {
+                        return Err(format!(
+                            "order {r}: bit of slot {slot} set past the {slots} slots"
+                        ));
+                    }
+                    if order < self.units_log2 && self.is_free(order, (slot ^ 1) as u32) {
                         return Err(format!(
                             "free block ({byte_offset}, {byte_len}) and its buddy are both free"
                         ));
@@ -582,12 +641,18 @@ impl<T> BuddyBlock<T> {
                     ranges.push((byte_offset, byte_len, false));
                 }
             }
+            if listed != self.counts[r] {
+                return Err(format!(
+                    "order {r}: count says {} free blocks, the bitmap holds {listed}",
+                    self.counts[r]
+                ));
+            }
         }
-        if listed != self.index.len() {
-            return Err(format!(
-                "index has {} entries but the stacks hold {listed} blocks",
-                self.index.len()
-            ));
+        if let Some(r) = (self.units_log2 as usize + 1..MAX_ORDERS).find(|&r| self.counts[r] != 0) {
+            return Err(format!("count of order {r} past the highest order"));
+        }
+        if self.non_empty >> (self.units_log2 + 1) != 0 {
+            return Err(format!("non-empty mask {:#x} past the highest order", self.non_empty));
         }
         let mut allocated_sum = 0u64;
         for (&offset, &(kept, _)) in &self.live {
@@ -663,10 +728,10 @@ impl<T> BuddyBlock<T> {
             });
         }
         // No overflow: size <= self.size <= 2^63, and the result is at most
-        // size / min_block <= 2^31.
+        // size / min_block <= 2^26.
         let kept = ((size - 1) >> self.min_log2) as u32 + 1;
         let align_units = (align >> self.min_log2) as u32;
-        // A power of two or at most 2^31, so the order is <= units_log2.
+        // A power of two or at most 2^26, so the order is <= units_log2.
         let need = kept.max(align_units);
         Ok((kept, need.next_power_of_two().trailing_zeros()))
     }
@@ -684,99 +749,142 @@ impl<T> BuddyBlock<T> {
             if rel & half != 0 {
                 // Right child: the left buddy is the next kept piece.
                 rel -= half;
-            } else if !self.remove_free(offset + rel + half, order) {
+            } else if !self.take_free(order, (offset + rel + half) >> order) {
                 // Left child whose right buddy (a trimmed tail piece) has been
-                // (partly) allocated since: nothing more coalesces. Push `cur`
+                // (partly) allocated since: nothing more coalesces. Free `cur`
                 // and the kept pieces left of it (one per set bit of `rel`).
-                self.push_free(offset + rel, order);
+                self.insert_free(order, (offset + rel) >> order);
                 while rel != 0 {
-                    let bit = rel & rel.wrapping_neg();
-                    rel ^= bit;
-                    self.push_free(offset + rel, bit.trailing_zeros());
+                    let bit_order = rel.trailing_zeros();
+                    rel &= rel - 1;
+                    self.insert_free(bit_order, (offset + rel) >> bit_order);
                 }
                 return;
             }
             order += 1;
         }
-        self.coalesce_push(offset, order);
-    }
-
-    /// Pushes a free block, merging it with its buddy upward while possible.
-    #[inline]
-    fn coalesce_push(&mut self, mut offset: u32, mut order: u32) {
-        while order < self.units_log2 {
-            let half = 1u32 << order;
-            if !self.remove_free(offset ^ half, order) {
-                break;
-            }
-            offset &= !half;
+        // Ordinary buddy coalesce of [offset, offset + 2^order).
+        let mut slot = offset >> order;
+        while order < self.units_log2 && self.take_free(order, slot ^ 1) {
+            slot >>= 1;
             order += 1;
         }
-        self.push_free(offset, order);
+        self.insert_free(order, slot);
     }
 
-    /// Stack index and address bucket of a free block.
+    /// Level 0 of the bitmap of `order`.
     #[inline(always)]
-    fn slot(&self, offset: u32, order: u32) -> (usize, u32) {
-        let bucket = offset >> self.bucket_shift;
-        (((order as usize) << BUCKET_BITS) | bucket as usize, bucket)
+    fn leaf(&self, order: u32) -> &[u64] {
+        &self.levels[order as usize * MAX_LEVELS]
     }
 
-    /// Pushes a free block without coalescing.
+    /// Whether the block of `order` at `slot` (unit offset `slot << order`) is
+    /// free.
     #[inline(always)]
-    fn push_free(&mut self, offset: u32, order: u32) {
-        let (slot, bucket) = self.slot(offset, order);
-        let stack = &mut self.stacks[slot];
-        let pos = stack.len() as u32;
-        stack.push(offset);
-        self.index.insert(key(offset, order), pos);
-        self.bucket_masks[order as usize] |= 1 << bucket;
+    fn is_free(&self, order: u32, slot: u32) -> bool {
+        self.leaf(order)
+            .get(slot as usize >> 6)
+            .is_some_and(|&word| word >> (slot & 63) & 1 != 0)
+    }
+
+    /// Marks the block of `order` at `slot` free, without coalescing; it must
+    /// not be free already.
+    #[inline(always)]
+    fn insert_free(&mut self, order: u32, slot: u32) {
+        debug_assert!(!self.is_free(order, slot), "double free of ({slot}, {order})");
+        let base = order as usize * MAX_LEVELS;
+        let mut index = slot as usize;
+        if index >> 6 >= self.levels[base].len() {
+            self.grow(order, index >> 6);
+        }
+        let count = level_count(self.units_log2 - order);
+        for level in &mut self.levels[base..base + count] {
+            let word = &mut level[index >> 6];
+            let old = *word;
+            *word = old | 1 << (index & 63);
+            if old != 0 {
+                break;
+            }
+            index >>= 6;
+        }
         self.non_empty |= 1 << order;
+        self.counts[order as usize] += 1;
         self.free += 1u64 << (order + self.min_log2);
     }
 
-    /// Pops a free block of `order` from its lowest non-empty address bucket;
-    /// the order must have one.
+    /// Takes the block of `order` at `slot` out of the free bitmap if it is
+    /// free there.
     #[inline(always)]
-    fn pop_free(&mut self, order: u32) -> u32 {
-        let mask = &mut self.bucket_masks[order as usize];
-        let bucket = mask.trailing_zeros();
-        let stack = &mut self.stacks[((order as usize) << BUCKET_BITS) | bucket as usize];
-        let offset = stack.pop().unwrap_or_default();
-        if stack.is_empty() {
-            *mask &= !(1 << bucket);
-            if *mask == 0 {
-                self.non_empty &= !(1 << order);
-            }
-        }
-        let removed = self.index.remove(&key(offset, order));
-        debug_assert!(removed.is_some());
-        self.free -= 1u64 << (order + self.min_log2);
-        offset
-    }
-
-    /// Removes the free block `(offset, order)` if there is one.
-    #[inline(always)]
-    fn remove_free(&mut self, offset: u32, order: u32) -> bool {
-        let Some(pos) = self.index.remove(&key(offset, order)) else {
+    fn take_free(&mut self, order: u32, slot: u32) -> bool {
+        let index = slot as usize;
+        let Some(word) = self.levels[order as usize * MAX_LEVELS].get_mut(index >> 6) else {
             return false;
         };
-        let (slot, bucket) = self.slot(offset, order);
-        let stack = &mut self.stacks[slot];
-        stack.swap_remove(pos as usize);
-        if let Some(&moved) = stack.get(pos as usize) {
-            if let Some(p) = self.index.get_mut(&key(moved, order)) {
-                *p = pos;
-            }
-        } else if stack.is_empty() {
-            let mask = &mut self.bucket_masks[order as usize];
-            *mask &= !(1 << bucket);
-            if *mask == 0 {
-                self.non_empty &= !(1 << order);
-            }
+        let bit = 1u64 << (index & 63);
+        if *word & bit == 0 {
+            return false;
         }
+        *word &= !bit;
+        if *word == 0 {
+            self.clear_summaries(order, index >> 6);
+        }
+        self.counts[order as usize] -= 1;
         self.free -= 1u64 << (order + self.min_log2);
         true
+    }
+
+    /// Takes the lowest free block of `order` out of its bitmap and returns
+    /// its unit offset; `order` must have one.
+    #[inline(always)]
+    fn take_lowest(&mut self, order: u32) -> u32 {
+        let base = order as usize * MAX_LEVELS;
+        let count = level_count(self.units_log2 - order);
+        let mut index = 0usize;
+        for level in self.levels[base..base + count].iter().rev() {
+            index = (index << 6) | level[index].trailing_zeros() as usize;
+        }
+        let word = &mut self.levels[base][index >> 6];
+        *word &= *word - 1;
+        if *word == 0 {
+            self.clear_summaries(order, index >> 6);
+        }
+        self.counts[order as usize] -= 1;
+        self.free -= 1u64 << (order + self.min_log2);
+        index as u32
+    }
+
+    /// Word `index` of level 0 of `order` has turned zero: clears its bit in
+    /// the levels above, as far as words turn zero, and the non-empty bit if
+    /// the top word does.
+    #[inline(always)]
+    fn clear_summaries(&mut self, order: u32, mut index: usize) {
+        let base = order as usize * MAX_LEVELS;
+        let count = level_count(self.units_log2 - order);
+        for level in &mut self.levels[base + 1..base + count] {
+            let word = &mut level[index >> 6];
+            *word &= !(1u64 << (index & 63));
+            if *word != 0 {
+                return;
+            }
+            index >>= 6;
+        }
+        self.non_empty &= !(1u64 << order);
+    }
+
+    /// Grows the bitmap of `order` so that level 0 has word `word`: to the
+    /// next power of two of words (at most the full size), and each level
+    /// above to match.
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, order: u32, word: usize) {
+        let slot_bits = self.units_log2 - order;
+        let full = 1usize << slot_bits.saturating_sub(6);
+        let mut len = (word + 1).next_power_of_two().min(full);
+        let base = order as usize * MAX_LEVELS;
+        for level in &mut self.levels[base..base + level_count(slot_bits)] {
+            level.resize(len, 0);
+            len = len.div_ceil(64);
+        }
     }
 }
 

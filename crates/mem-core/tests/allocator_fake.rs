@@ -487,7 +487,7 @@ fn eight_threads_allocate_and_free() {
                         let i = (rng >> 8) as usize % live.len();
                         alloc.free(live.swap_remove(i)).unwrap();
                     } else {
-                        let size = 256 << (rng >> 20) % 10;
+                        let size = 256 << ((rng >> 20) % 10);
                         let usage = MemoryUsage::ALL[(rng >> 40) as usize % 4];
                         let mut a = alloc.allocate(&req(size, usage)).unwrap();
                         if a.mapped_ptr().is_some() {

@@ -313,7 +313,11 @@ struct OpenBatch {
     has_work: bool,
     /// Per destination buffer: the envelope [start, end) written in this
     /// batch, to detect overlapping writes that need a barrier.
-    envelopes: Vec<(vk::Buffer, u64, u64)>,
+    envelopes: ahash::AHashMap<vk::Buffer, (u64, u64)>,
+    /// A buffer copy not yet recorded, extended while the next upload
+    /// continues it in both the ring and the destination (many small
+    /// uploads into one buffer become one region).
+    pending_copy: Option<(vk::Buffer, vk::BufferCopy)>,
     end_buffer_barriers: Vec<vk::BufferMemoryBarrier<'static>>,
     end_image_barriers: Vec<vk::ImageMemoryBarrier<'static>>,
 }
@@ -696,7 +700,8 @@ impl StagingBelt {
                 value: self.next_value,
                 bytes: 0,
                 has_work: false,
-                envelopes: Vec::new(),
+                envelopes: ahash::AHashMap::new(),
+                pending_copy: None,
                 end_buffer_barriers: Vec::new(),
                 end_image_barriers: Vec::new(),
             });
@@ -706,6 +711,7 @@ impl StagingBelt {
 
     /// Ends and submits the open batch, signaling its timeline value.
     fn submit_open(&mut self) -> Result<(), StagingError> {
+        self.record_pending_copy();
         let Some(batch) = self.open.take() else { return Ok(()) };
         let cmd = batch.cmd;
         if !batch.end_buffer_barriers.is_empty() || !batch.end_image_barriers.is_empty() {
@@ -801,29 +807,30 @@ impl StagingBelt {
     }
 
     fn note_write(&mut self, dst: vk::Buffer, start: u64, end: u64) {
-        let device = self.device.clone();
         let batch = self.open.as_mut().expect("open batch");
-        let overlaps = match batch.envelopes.iter_mut().find(|e| e.0 == dst) {
-            Some(e) if start >= e.2 || end <= e.1 => {
-                e.1 = e.1.min(start);
-                e.2 = e.2.max(end);
+        let overlaps = match batch.envelopes.get_mut(&dst) {
+            Some(e) if start >= e.1 || end <= e.0 => {
                 // Extending the envelope can swallow a gap; later writes into
                 // that gap are then treated as overlapping (conservative).
+                e.0 = e.0.min(start);
+                e.1 = e.1.max(end);
                 false
             }
             Some(_) => true,
             None => {
-                batch.envelopes.push((dst, start, end));
+                batch.envelopes.insert(dst, (start, end));
                 false
             }
         };
         if overlaps {
+            self.record_pending_copy();
+            let batch = self.open.as_mut().expect("open batch");
             let barrier = vk::MemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
                 .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE);
             // SAFETY: the batch's command buffer is recording.
             unsafe {
-                device.cmd_pipeline_barrier(
+                self.device.cmd_pipeline_barrier(
                     batch.cmd,
                     vk::PipelineStageFlags::TRANSFER,
                     vk::PipelineStageFlags::TRANSFER,
@@ -834,8 +841,35 @@ impl StagingBelt {
                 )
             };
             batch.envelopes.clear();
-            batch.envelopes.push((dst, start, end));
+            batch.envelopes.insert(dst, (start, end));
         }
+    }
+
+    /// Records the merged buffer copy waiting in the open batch, if any.
+    fn record_pending_copy(&mut self) {
+        let Some(batch) = self.open.as_mut() else { return };
+        if let Some((dst, region)) = batch.pending_copy.take() {
+            let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
+            // SAFETY: the batch's command buffer is recording; the ring range
+            // was reserved for this batch; the destination range was checked
+            // against the buffer's size and usage when each piece was queued.
+            unsafe { self.device.cmd_copy_buffer(batch.cmd, ring, dst, &[region]) };
+            self.stats.copy_commands += 1;
+        }
+    }
+
+    /// Queues a ring→buffer copy, merging it into the previous one when it
+    /// continues it.
+    fn queue_buffer_copy(&mut self, dst: vk::Buffer, region: vk::BufferCopy) {
+        let batch = self.open.as_mut().expect("open batch");
+        if let Some((pdst, p)) = &mut batch.pending_copy {
+            if *pdst == dst && p.src_offset + p.size == region.src_offset && p.dst_offset + p.size == region.dst_offset {
+                p.size += region.size;
+                return;
+            }
+        }
+        self.record_pending_copy();
+        self.open.as_mut().expect("open batch").pending_copy = Some((dst, region));
     }
 
     fn needs_release(&self, sharing: &Sharing) -> bool {
@@ -873,7 +907,6 @@ impl StagingBelt {
         let chunk = self.desc.chunk_size;
         let release = self.needs_release(&dst.desc().sharing);
         let mut done = 0u64;
-        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
         while done < len {
             let piece = (len - done).min(chunk);
             let offset = self.reserve(piece, 16)?;
@@ -882,15 +915,10 @@ impl StagingBelt {
             parallel_copy(self.ring_slice(offset, piece), src, threads);
             let dst_start = dst_offset + done;
             self.note_write(dst.handle(), dst_start, dst_start + piece);
+            self.queue_buffer_copy(dst.handle(), vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece });
             let batch = self.open.as_mut().expect("reserve opened a batch");
-            let region = vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece };
-            // SAFETY: the batch's command buffer is recording; the ring range
-            // was reserved for this batch; the destination range is inside the
-            // buffer (checked) which has TRANSFER_DST usage (checked).
-            unsafe { self.device.cmd_copy_buffer(batch.cmd, ring_handle, dst.handle(), &[region]) };
             batch.has_work = true;
             batch.bytes += piece;
-            self.stats.copy_commands += 1;
             self.stats.bytes_staged += piece;
             done += piece;
             let last = done == len;
@@ -1003,6 +1031,7 @@ impl StagingBelt {
             .image(dst.handle())
             .subresource_range(range);
         let cmd = self.open_batch()?.cmd;
+        self.record_pending_copy();
         // SAFETY: `cmd` is recording; the image is alive.
         unsafe {
             self.device.cmd_pipeline_barrier(

@@ -296,6 +296,7 @@ fn ten_thousand_small_uploads_share_one_submit() {
     let st = s.belt().stats();
     assert_eq!(st.batches_submitted, 1);
     assert_eq!(st.uploads, 10_000);
+    assert_eq!(st.copy_commands, 1, "contiguous uploads merge into one copy region");
     assert!(s.read_buffer(&big) == model);
     s.destroy(big);
     s.finish();

@@ -1,0 +1,784 @@
+//! gpumem-peers: mem-core against gpu-allocator, gpu-alloc and VMA (vk-mem),
+//! side by side in one run on lavapipe, from raw memory requirements.
+//!
+//! ```text
+//! cargo run --release -- [--quick] [--reps N] [--json PATH] [--md PATH]
+//! cargo run --release -- --scale [--quick] [--reps N] [--plot PNG] [--csv CSV] [--json PATH] [--md PATH]
+//! ```
+//!
+//! Every allocator gets the same seeded trace of (size, alignment,
+//! memoryTypeBits = all, linear/optimal, "GPU only") requests. Committed bytes
+//! and `vkAllocateMemory` calls are counted by one hook in the `ash::Device`
+//! function table that all four allocators call through (see `vkctx.rs`);
+//! each allocator's own report is recorded beside it as a cross-check.
+
+mod peers;
+mod plot;
+mod trace;
+mod vkctx;
+
+use std::time::{Duration, Instant};
+
+use peers::{Peer, SelfReport};
+use trace::{Batch, Trace};
+use vkctx::VkCtx;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// CPU time of this thread, in ns. Unlike wall time it stops while the
+/// thread is descheduled, so other processes on a shared machine do not add
+/// their time slices to a batch.
+#[inline(always)]
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid out pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Cost of one timed empty batch (two clock reads of each kind), in ns of
+/// thread CPU time: subtracted from every batch.
+fn timer_overhead_ns() -> u64 {
+    let mut v: Vec<u64> = (0..20_001)
+        .map(|_| {
+            let c0 = thread_cpu_ns();
+            let w0 = Instant::now();
+            let w = w0.elapsed();
+            std::hint::black_box(w);
+            thread_cpu_ns() - c0
+        })
+        .collect();
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+static TIMER_OVERHEAD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct RunResult {
+    /// Steady-state thread CPU ns per allocation (timer overhead subtracted).
+    alloc_ns: f64,
+    /// Steady-state thread CPU ns per free.
+    free_ns: f64,
+    /// The same by wall clock (includes time slices lost to other processes).
+    alloc_wall_ns: f64,
+    free_wall_ns: f64,
+    /// First pass, thread CPU ms.
+    first_pass_ms: f64,
+    /// First pass, wall ms.
+    first_pass_wall_ms: f64,
+    /// Warm-up (first pass) cost per allocation.
+    first_pass_ns_per_alloc: f64,
+    peak_committed: u64,
+    allocate_calls: u64,
+    /// Of those, failed ones (an allocator retrying smaller blocks).
+    allocate_failures: u64,
+    free_calls: u64,
+    /// Hook's committed bytes at the end of the first pass.
+    committed_after_first_pass: u64,
+    /// The allocator's own report at the same moment.
+    self_report_after_first_pass: SelfReport,
+    /// Bytes still allocated after the allocator was dropped (leak check).
+    committed_after_drop: u64,
+    error: Option<String>,
+    /// Operations replayed before the error.
+    ops_before_error: Option<usize>,
+    /// The allocator's own state at the error (mem-core only).
+    diag_at_error: Option<serde_json::Value>,
+}
+
+/// Replays one batch; on failure returns how many of its operations were done.
+#[inline(always)]
+fn exec<P: Peer>(p: &mut P, b: &Batch, slots: &mut [Option<P::H>]) -> Result<(), (usize, String)> {
+    match b {
+        Batch::Alloc(v) => {
+            for (i, &(slot, ref r)) in v.iter().enumerate() {
+                match p.alloc(r) {
+                    Ok(h) => slots[slot as usize] = Some(h),
+                    Err(e) => return Err((i, e)),
+                }
+            }
+        }
+        Batch::Free(v) => {
+            for &slot in v {
+                let h = slots[slot as usize].take().expect("trace frees a live slot");
+                p.free(h);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn batch_len(b: &Batch) -> usize {
+    match b {
+        Batch::Alloc(v) => v.len(),
+        Batch::Free(v) => v.len(),
+    }
+}
+
+fn teardown<P: Peer>(p: &mut P, slots: &mut [Option<P::H>]) {
+    for s in slots.iter_mut() {
+        if let Some(h) = s.take() {
+            p.free(h);
+        }
+    }
+    p.finish();
+}
+
+fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
+    let overhead = *TIMER_OVERHEAD.get_or_init(timer_overhead_ns);
+    vkctx::reset_counters();
+    let mut r = RunResult::default();
+    let mut slots: Vec<Option<P::H>> = (0..t.slots).map(|_| None).collect();
+    let warm_allocs: usize =
+        t.warm.iter().map(|b| if let Batch::Alloc(v) = b { v.len() } else { 0 }).sum();
+    let mut done = 0usize;
+    let c0 = thread_cpu_ns();
+    let w0 = Instant::now();
+    for b in &t.warm {
+        if let Err((i, e)) = exec(&mut p, b, &mut slots) {
+            r.error = Some(format!("first pass: {e}"));
+            r.ops_before_error = Some(done + i);
+            break;
+        }
+        done += batch_len(b);
+    }
+    let wall = w0.elapsed();
+    let cpu = thread_cpu_ns().saturating_sub(c0 + overhead);
+    r.first_pass_ms = cpu as f64 / 1e6;
+    r.first_pass_wall_ms = wall.as_secs_f64() * 1e3;
+    r.first_pass_ns_per_alloc = cpu as f64 / warm_allocs.max(1) as f64;
+    r.committed_after_first_pass = vkctx::counters().current;
+    r.self_report_after_first_pass = p.self_report();
+    if r.error.is_none() {
+        let (mut ca, mut cf, mut wa, mut wf) = (0u64, 0u64, Duration::ZERO, Duration::ZERO);
+        let (mut na, mut nf) = (0usize, 0usize);
+        for b in &t.steady {
+            let c0 = thread_cpu_ns();
+            let w0 = Instant::now();
+            let res = exec(&mut p, b, &mut slots);
+            let w = w0.elapsed();
+            let c = thread_cpu_ns().saturating_sub(c0 + overhead);
+            if let Err((i, e)) = res {
+                // Times so far stay (the failed batch is not counted).
+                r.error = Some(format!("steady state: {e}"));
+                r.ops_before_error = Some(done + i);
+                break;
+            }
+            done += batch_len(b);
+            match b {
+                Batch::Alloc(v) => {
+                    ca += c;
+                    wa += w;
+                    na += v.len();
+                }
+                Batch::Free(v) => {
+                    cf += c;
+                    wf += w;
+                    nf += v.len();
+                }
+            }
+        }
+        r.alloc_ns = ca as f64 / na.max(1) as f64;
+        r.free_ns = cf as f64 / nf.max(1) as f64;
+        r.alloc_wall_ns = wa.as_nanos() as f64 / na.max(1) as f64;
+        r.free_wall_ns = wf.as_nanos() as f64 / nf.max(1) as f64;
+    }
+    if r.error.is_some() {
+        r.diag_at_error = p.diag();
+    }
+    teardown(&mut p, &mut slots);
+    let c = vkctx::counters();
+    r.peak_committed = c.peak;
+    r.allocate_calls = c.allocate_calls;
+    r.free_calls = c.free_calls;
+    r.allocate_failures = c.allocate_failures;
+    drop(slots);
+    drop(p);
+    r.committed_after_drop = vkctx::counters().current;
+    r
+}
+
+fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
+    match name {
+        peers::MEM_CORE => run(peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()), t),
+        peers::GPU_ALLOCATOR => run(peers::GpuAllocator::new(ctx), t),
+        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx), t),
+        peers::VMA => run(peers::Vma::new(ctx), t),
+        _ => unreachable!(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+fn median_u(v: Vec<u64>) -> u64 {
+    median(v.into_iter().map(|x| x as f64).collect()) as u64
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+struct Median {
+    alloc_ns: f64,
+    free_ns: f64,
+    first_pass_ms: f64,
+    peak_committed: u64,
+    efficiency: f64,
+    allocate_calls: u64,
+    alloc_wall_ns: f64,
+    free_wall_ns: f64,
+    first_pass_wall_ms: f64,
+    error: Option<String>,
+    ops_before_error: Option<usize>,
+}
+
+fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
+    let peak_committed = median_u(runs.iter().map(|r| r.peak_committed).collect());
+    Median {
+        alloc_ns: median(runs.iter().map(|r| r.alloc_ns).collect()),
+        free_ns: median(runs.iter().map(|r| r.free_ns).collect()),
+        first_pass_ms: median(runs.iter().map(|r| r.first_pass_ms).collect()),
+        peak_committed,
+        efficiency: if peak_committed == 0 { 0.0 } else { peak_live as f64 / peak_committed as f64 },
+        allocate_calls: median_u(runs.iter().map(|r| r.allocate_calls).collect()),
+        alloc_wall_ns: median(runs.iter().map(|r| r.alloc_wall_ns).collect()),
+        free_wall_ns: median(runs.iter().map(|r| r.free_wall_ns).collect()),
+        first_pass_wall_ms: median(runs.iter().map(|r| r.first_pass_wall_ms).collect()),
+        error: runs.iter().find_map(|r| r.error.clone()),
+        ops_before_error: runs.iter().find_map(|r| r.ops_before_error),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct AllocatorResult {
+    allocator: String,
+    runs: Vec<RunResult>,
+    median: Median,
+}
+
+#[derive(serde::Serialize)]
+struct TraceResult {
+    trace: String,
+    description: String,
+    peak_live_requested: u64,
+    peak_live_count: usize,
+    warm_ops: usize,
+    steady_allocs: usize,
+    steady_frees: usize,
+    results: Vec<AllocatorResult>,
+}
+
+#[derive(serde::Serialize)]
+struct Report {
+    command: String,
+    device: String,
+    driver: String,
+    heaps: Vec<u64>,
+    memory_types: Vec<String>,
+    buffer_image_granularity: u64,
+    reps: usize,
+    quick: bool,
+    settings: Vec<(String, String)>,
+    traces: Vec<TraceResult>,
+    markdown: String,
+}
+
+struct Args {
+    quick: bool,
+    scale: bool,
+    reps: usize,
+    json: Option<String>,
+    md: Option<String>,
+    plot: Option<String>,
+    csv: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args { quick: false, scale: false, reps: 3, json: None, md: None, plot: None, csv: None };
+    let mut it = std::env::args().skip(1);
+    while let Some(s) = it.next() {
+        let mut val = |n: &str| it.next().unwrap_or_else(|| panic!("{n} needs a value"));
+        match s.as_str() {
+            "--quick" => a.quick = true,
+            "--scale" => a.scale = true,
+            "--reps" => a.reps = val("--reps").parse().expect("--reps N"),
+            "--json" => a.json = Some(val("--json")),
+            "--md" => a.md = Some(val("--md")),
+            "--plot" => a.plot = Some(val("--plot")),
+            "--csv" => a.csv = Some(val("--csv")),
+            "-h" | "--help" => {
+                println!(
+                    "gpumem-peers [--quick] [--reps N] [--json PATH] [--md PATH]\n\
+                     gpumem-peers --scale [--quick] [--reps N] [--plot PNG] [--csv CSV] [--json PATH] [--md PATH]"
+                );
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a.reps = a.reps.max(1);
+    a
+}
+
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    format!("cd benches/peers && cargo run --release -- {}", args.join(" "))
+}
+
+fn write_file(path: &str, data: &str) {
+    if let Some(dir) = std::path::Path::new(path).parent() {
+        if !dir.as_os_str().is_empty() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    std::fs::write(path, data).unwrap_or_else(|e| panic!("write {path}: {e}"));
+    eprintln!("wrote {path}");
+}
+
+fn fmt_ms(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else if x >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn fmt_ns(x: f64) -> String {
+    if x >= 10_000.0 {
+        format!("{:.1} us", x / 1000.0)
+    } else if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    let ctx = VkCtx::new().unwrap_or_else(|e| {
+        eprintln!("Vulkan setup failed: {e}");
+        std::process::exit(2)
+    });
+    eprintln!(
+        "device: {} ({}), heaps {:?}, types {:?}, bufferImageGranularity {}",
+        ctx.device_name, ctx.driver_info, ctx.heap_sizes, ctx.memory_types, ctx.buffer_image_granularity
+    );
+    if args.scale {
+        scale(&ctx, &args);
+    } else {
+        peers_bench(&ctx, &args);
+    }
+}
+
+fn peers_bench(ctx: &VkCtx, args: &Args) {
+    let scale = if args.quick { 10 } else { 1 };
+    let start = Instant::now();
+    let traces = trace::peer_traces(scale);
+    let mut results = Vec::new();
+    for t in &traces {
+        eprintln!(
+            "trace {}: {} slots, peak live {:.1} MiB in {} allocations, {} steady allocs / {} frees",
+            t.name,
+            t.slots,
+            t.peak_live_requested as f64 / MIB,
+            t.peak_live_count,
+            t.steady_allocs,
+            t.steady_frees
+        );
+        let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); peers::ALL.len()];
+        for rep in 0..args.reps {
+            // Rotate the order each repetition so no allocator always runs
+            // first (cold caches) or last.
+            for k in 0..peers::ALL.len() {
+                let i = (k + rep) % peers::ALL.len();
+                let name = peers::ALL[i];
+                let r = run_named(name, ctx, t);
+                eprintln!(
+                    "  rep {rep} {name:>14}: alloc {:>9} ns  free {:>9} ns  first {:>8.2} ms  peak {:>7.1} MiB  \
+                     calls {:>5}{}{}",
+                    fmt_ns(r.alloc_ns),
+                    fmt_ns(r.free_ns),
+                    r.first_pass_ms,
+                    r.peak_committed as f64 / MIB,
+                    r.allocate_calls,
+                    r.error.as_deref().map(|e| format!("  ERROR {e}")).unwrap_or_default(),
+                    if r.committed_after_drop != 0 {
+                        format!("  LEAK {} bytes after drop", r.committed_after_drop)
+                    } else {
+                        String::new()
+                    }
+                );
+                if let Some(c) = r.self_report_after_first_pass.committed {
+                    if c != r.committed_after_first_pass {
+                        eprintln!(
+                            "    note: {name} reports {c} committed bytes, the hook counted {}",
+                            r.committed_after_first_pass
+                        );
+                    }
+                }
+                runs[i].push(r);
+            }
+        }
+        results.push(TraceResult {
+            trace: t.name.clone(),
+            description: t.description.clone(),
+            peak_live_requested: t.peak_live_requested,
+            peak_live_count: t.peak_live_count,
+            warm_ops: t.warm_ops,
+            steady_allocs: t.steady_allocs,
+            steady_frees: t.steady_frees,
+            results: peers::ALL
+                .iter()
+                .zip(runs)
+                .map(|(n, runs)| AllocatorResult {
+                    allocator: n.to_string(),
+                    median: summarize(&runs, t.peak_live_requested),
+                    runs,
+                })
+                .collect(),
+        });
+    }
+    let md = markdown(ctx, args, &results, start.elapsed());
+    println!("{md}");
+    if let Some(p) = &args.md {
+        write_file(p, &md);
+    }
+    if let Some(p) = &args.json {
+        let report = Report {
+            command: command_line(),
+            device: ctx.device_name.clone(),
+            driver: ctx.driver_info.clone(),
+            heaps: ctx.heap_sizes.clone(),
+            memory_types: ctx.memory_types.clone(),
+            buffer_image_granularity: ctx.buffer_image_granularity,
+            reps: args.reps,
+            quick: args.quick,
+            settings: peers::settings().into_iter().map(|(a, b)| (a.to_string(), b)).collect(),
+            traces: results,
+            markdown: md,
+        };
+        write_file(p, &serde_json::to_string_pretty(&report).unwrap());
+    }
+}
+
+fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### Allocators side by side on {} ({}), median of {} runs{}\n",
+        ctx.device_name,
+        ctx.driver_info,
+        args.reps,
+        if args.quick { ", --quick (traces ~10x shorter)" } else { "" }
+    );
+    let _ = writeln!(s, "Command: `{}` (took {:.0} s)\n", command_line(), took.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "| trace | allocator | alloc ns | free ns | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory | wall alloc / free ns |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut failures = Vec::new();
+    for t in results {
+        for a in &t.results {
+            let m = &a.median;
+            if let Some(e) = &m.error {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {}¹ | {}¹ | {} | **{:.1} (out of memory)**¹ | {:.1} | {:.1}%¹ | {} | {} / {} |",
+                    t.trace,
+                    a.allocator,
+                    fmt_ns(m.alloc_ns),
+                    fmt_ns(m.free_ns),
+                    fmt_ms(m.first_pass_ms),
+                    m.peak_committed as f64 / MIB,
+                    t.peak_live_requested as f64 / MIB,
+                    m.efficiency * 100.0,
+                    m.allocate_calls,
+                    fmt_ns(m.alloc_wall_ns),
+                    fmt_ns(m.free_wall_ns)
+                );
+                failures.push(format!(
+                    "¹ {} on {}: **failed** with {e}, after {} of {} operations (every run); times are over the \
+                     operations before the failure, peak committed and efficiency are at the failure.",
+                    a.allocator,
+                    t.trace,
+                    m.ops_before_error.unwrap_or(0),
+                    t.warm_ops + t.steady_allocs + t.steady_frees
+                ));
+                continue;
+            }
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}% | {} | {} / {} |",
+                t.trace,
+                a.allocator,
+                fmt_ns(m.alloc_ns),
+                fmt_ns(m.free_ns),
+                fmt_ms(m.first_pass_ms),
+                m.peak_committed as f64 / MIB,
+                t.peak_live_requested as f64 / MIB,
+                m.efficiency * 100.0,
+                m.allocate_calls,
+                fmt_ns(m.alloc_wall_ns),
+                fmt_ns(m.free_wall_ns)
+            );
+        }
+    }
+    for f in &failures {
+        let _ = writeln!(s, "\n{f}");
+    }
+    let _ = writeln!(s, "\n#### mem-core against the best peer per column\n");
+    let _ = writeln!(
+        s,
+        "Time columns: mem-core / fastest peer (below 1.00 = mem-core faster). Efficiency: mem-core / tightest \
+         peer (above 1.00 = mem-core tighter). vkAllocateMemory: mem-core / fewest.\n"
+    );
+    let _ = writeln!(s, "| trace | alloc ns | free ns | first pass | efficiency | vkAllocateMemory |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    for t in results {
+        let mc = &t.results.iter().find(|a| a.allocator == peers::MEM_CORE).unwrap().median;
+        let peers: Vec<&AllocatorResult> =
+            t.results.iter().filter(|a| a.allocator != peers::MEM_CORE && a.median.error.is_none()).collect();
+        let best = |f: &dyn Fn(&Median) -> f64, higher: bool| -> Option<(f64, &str)> {
+            peers
+                .iter()
+                .map(|a| (f(&a.median), a.allocator.as_str()))
+                .min_by(|x, y| if higher { y.0.total_cmp(&x.0) } else { x.0.total_cmp(&y.0) })
+        };
+        let cell = |v: f64, b: Option<(f64, &str)>, unit: &dyn Fn(f64) -> String| match b {
+            Some((bv, bn)) if bv > 0.0 => format!("{:.2} ({} vs {} {})", v / bv, unit(v), bn, unit(bv)),
+            Some((bv, bn)) => format!("- ({} vs {} {})", unit(v), bn, unit(bv)),
+            None => "-".into(),
+        };
+        let mark = if mc.error.is_some() { "¹ mem-core failed: partial" } else { "" };
+        let _ = writeln!(
+            s,
+            "| {}{mark} | {} | {} | {} | {} | {} |",
+            t.trace,
+            cell(mc.alloc_ns, best(&|m| m.alloc_ns, false), &|x| fmt_ns(x)),
+            cell(mc.free_ns, best(&|m| m.free_ns, false), &|x| fmt_ns(x)),
+            cell(mc.first_pass_ms, best(&|m| m.first_pass_ms, false), &|x| format!("{} ms", fmt_ms(x))),
+            cell(mc.efficiency, best(&|m| m.efficiency, true), &|x| format!("{:.1}%", x * 100.0)),
+            cell(mc.allocate_calls as f64, best(&|m| m.allocate_calls as f64, false), &|x| format!("{x:.0}")),
+        );
+    }
+    let _ = writeln!(s, "\nTraces (seeded xorshift64*, identical for every allocator):\n");
+    for t in results {
+        let _ = writeln!(
+            s,
+            "- **{}**: {}. Peak live: {:.1} MiB in {} allocations; steady state {} allocations, {} frees.",
+            t.trace,
+            t.description,
+            t.peak_live_requested as f64 / MIB,
+            t.peak_live_count,
+            t.steady_allocs,
+            t.steady_frees
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nMethod: every request is raw `VkMemoryRequirements` (memoryTypeBits = all) plus a linear/optimal \
+         flag and a GPU-only usage; no buffers or images are created. alloc/free ns = steady-state thread CPU \
+         time (`CLOCK_THREAD_CPUTIME_ID`, so time slices lost to other processes on the shared 2-core VM do \
+         not count; the timer's own cost is measured and subtracted) / operations, timed around each batch \
+         of frees or allocations; the last column is the same by wall clock (noisier here: other builds share the \
+         machine). First pass (thread CPU ms) \
+         = the warm-up phase (cold allocator, includes its `vkAllocateMemory` calls). Peak committed and \
+         `vkAllocateMemory` calls are counted exactly by a hook in the `ash::Device` function table that all \
+         four allocators call through (vk-mem passes that table's pointers to VMA); the allocators' own \
+         reports (mem-core `stats()`, gpu-allocator `generate_report()`, VMA `vmaCalculateStatistics`) are \
+         recorded in the JSON as a cross-check. Efficiency = peak live requested bytes / peak committed \
+         bytes. No validation layer. Allocator order rotates between repetitions.\n"
+    );
+    let _ = writeln!(s, "Settings:\n");
+    for (n, d) in peers::settings() {
+        let _ = writeln!(s, "- **{n}**: {d}");
+    }
+    s
+}
+
+// ------------------------------------------------------------------- scale
+
+#[derive(serde::Serialize)]
+struct ScaleRow {
+    block_size_mib: u64,
+    live: usize,
+    alloc_ns: f64,
+    free_ns: f64,
+    first_pass_ms: f64,
+    first_pass_ns_per_alloc: f64,
+    peak_committed: u64,
+    peak_live_requested: u64,
+    efficiency: f64,
+    allocate_calls: u64,
+    runs: Vec<RunResult>,
+}
+
+fn scale(ctx: &VkCtx, args: &Args) {
+    let start = Instant::now();
+    let lives: &[usize] =
+        if args.quick { &[1_000, 10_000, 100_000] } else { &[1_000, 10_000, 100_000, 1_000_000] };
+    let ops = if args.quick { 10_000 } else { 100_000 };
+    let blocks = [16u64, 64, 256];
+    let mut rows = Vec::new();
+    for &live in lives {
+        let t = trace::scale_trace(live, ops, 0x5CA1_E000 + live as u64);
+        eprintln!(
+            "scale trace {}: peak live {:.1} MiB, {} steady allocs",
+            t.name,
+            t.peak_live_requested as f64 / MIB,
+            t.steady_allocs
+        );
+        for &bs in &blocks {
+            let mut runs = Vec::new();
+            for _ in 0..args.reps {
+                let config = mem_core::AllocatorConfig {
+                    preferred_large_heap_block_size: bs << 20,
+                    ..mem_core::AllocatorConfig::default()
+                };
+                let r = run(peers::MemCore::new(ctx, config), &t);
+                eprintln!(
+                    "  {bs:>3} MiB blocks, {live:>7} live: alloc {:>7} ns free {:>7} ns first {:>8.1} ms peak {:.1} MiB calls {}{}",
+                    fmt_ns(r.alloc_ns),
+                    fmt_ns(r.free_ns),
+                    r.first_pass_ms,
+                    r.peak_committed as f64 / MIB,
+                    r.allocate_calls,
+                    r.error.as_deref().map(|e| format!("  ERROR {e}")).unwrap_or_default()
+                );
+                runs.push(r);
+            }
+            let m = summarize(&runs, t.peak_live_requested);
+            rows.push(ScaleRow {
+                block_size_mib: bs,
+                live,
+                alloc_ns: m.alloc_ns,
+                free_ns: m.free_ns,
+                first_pass_ms: m.first_pass_ms,
+                first_pass_ns_per_alloc: median(runs.iter().map(|r| r.first_pass_ns_per_alloc).collect()),
+                peak_committed: m.peak_committed,
+                peak_live_requested: t.peak_live_requested,
+                efficiency: m.efficiency,
+                allocate_calls: m.allocate_calls,
+                runs,
+            });
+        }
+    }
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### mem-core scale on {} ({}), median of {} runs{}\n",
+        ctx.device_name,
+        ctx.driver_info,
+        args.reps,
+        if args.quick { ", --quick" } else { "" }
+    );
+    let _ = writeln!(s, "Command: `{}` (took {:.0} s)\n", command_line(), start.elapsed().as_secs_f64());
+    let _ = writeln!(
+        s,
+        "Buffers of 256 B-1 KiB (log-uniform, align 256); warm up to N live, then ~{ops} steady-state \
+         allocations and frees in rounds of min(1000, N/10) random frees + as many allocations. Block size = \
+         `AllocatorConfig::preferred_large_heap_block_size` (lavapipe's heap is 2 GiB, so it applies; first \
+         blocks 1/8, 1/4, 1/2 of it).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| block size | live | alloc ns | free ns | first pass ms | first pass ns/alloc | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory |"
+    );
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        let _ = writeln!(
+            s,
+            "| {} MiB | {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}% | {} |",
+            r.block_size_mib,
+            r.live,
+            fmt_ns(r.alloc_ns),
+            fmt_ns(r.free_ns),
+            fmt_ms(r.first_pass_ms),
+            fmt_ns(r.first_pass_ns_per_alloc),
+            r.peak_committed as f64 / MIB,
+            r.peak_live_requested as f64 / MIB,
+            r.efficiency * 100.0,
+            r.allocate_calls
+        );
+    }
+    println!("{s}");
+    if let Some(p) = &args.md {
+        write_file(p, &s);
+    }
+    if let Some(p) = &args.csv {
+        let mut c = String::from(
+            "block_size_mib,live,alloc_ns,free_ns,first_pass_ms,first_pass_ns_per_alloc,peak_committed_bytes,peak_live_requested_bytes,efficiency,allocate_memory_calls\n",
+        );
+        for r in &rows {
+            let _ = writeln!(
+                c,
+                "{},{},{:.2},{:.2},{:.3},{:.2},{},{},{:.4},{}",
+                r.block_size_mib,
+                r.live,
+                r.alloc_ns,
+                r.free_ns,
+                r.first_pass_ms,
+                r.first_pass_ns_per_alloc,
+                r.peak_committed,
+                r.peak_live_requested,
+                r.efficiency,
+                r.allocate_calls
+            );
+        }
+        write_file(p, &c);
+    }
+    if let Some(p) = &args.json {
+        let v = serde_json::json!({
+            "command": command_line(),
+            "device": ctx.device_name,
+            "driver": ctx.driver_info,
+            "reps": args.reps,
+            "quick": args.quick,
+            "rows": rows,
+            "markdown": s,
+        });
+        write_file(p, &serde_json::to_string_pretty(&v).unwrap());
+    }
+    if let Some(p) = &args.plot {
+        if let Some(dir) = std::path::Path::new(p).parent() {
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let colors = [
+            plotters::style::RGBColor(214, 39, 40),
+            plotters::style::RGBColor(44, 160, 44),
+            plotters::style::RGBColor(31, 119, 180),
+        ];
+        let panel = |f: &dyn Fn(&ScaleRow) -> f64| -> Vec<plot::Series> {
+            blocks
+                .iter()
+                .zip(colors)
+                .map(|(&bs, color)| plot::Series {
+                    label: format!("{bs} MIB BLOCKS"),
+                    color,
+                    points: rows.iter().filter(|r| r.block_size_mib == bs).map(|r| (r.live as f64, f(r))).collect(),
+                })
+                .collect()
+        };
+        let panels = vec![
+            ("ALLOCATE NS/OP".to_string(), panel(&|r| r.alloc_ns)),
+            ("FREE NS/OP".to_string(), panel(&|r| r.free_ns)),
+        ];
+        let title = format!("MEM-CORE ON LAVAPIPE: NS PER OP VS LIVE ALLOCATIONS (256 B-1 KIB), MEDIAN OF {}", args.reps);
+        match plot::plot(p, &title, &panels) {
+            Ok(()) => eprintln!("wrote {p}"),
+            Err(e) => eprintln!("plot failed: {e}"),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! The four allocators behind one small trait, each created fresh per run.
+
+use ash::vk;
+
+use crate::vkctx::VkCtx;
+
+/// One request, from raw memory requirements.
+#[derive(Clone, Copy, Debug)]
+pub struct Req {
+    pub size: u64,
+    pub align: u64,
+    /// Optimal (tiled) image; else linear (buffer).
+    pub optimal: bool,
+}
+
+/// What each allocator says about itself (cross-check of the hook).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct SelfReport {
+    /// Committed bytes by the allocator's own report API, `None` where it has
+    /// none.
+    pub committed: Option<u64>,
+    /// `vkAllocateMemory` calls by its own count, where it keeps one.
+    pub allocate_calls: Option<u64>,
+}
+
+pub trait Peer {
+    type H;
+    fn alloc(&mut self, r: &Req) -> Result<Self::H, String>;
+    fn free(&mut self, h: Self::H);
+    fn self_report(&self) -> SelfReport;
+    /// Detailed state for a failure report (mem-core only).
+    fn diag(&self) -> Option<serde_json::Value> {
+        None
+    }
+    /// Frees what the allocator keeps cached (called after everything was
+    /// freed, before drop).
+    fn finish(&mut self) {}
+}
+
+pub const MEM_CORE: &str = "mem-core";
+pub const GPU_ALLOCATOR: &str = "gpu-allocator";
+pub const GPU_ALLOC: &str = "gpu-alloc";
+pub const VMA: &str = "VMA (vk-mem)";
+pub const ALL: [&str; 4] = [MEM_CORE, GPU_ALLOCATOR, GPU_ALLOC, VMA];
+
+/// Settings printed in the table footer.
+pub fn settings() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            MEM_CORE,
+            "mem-core (path dep, this tree): `Allocator::new` with `AllocatorConfig::default()` \
+             (256 MiB preferred block, first blocks 1/8, 1/4, 1/2; 256 B min block; 1 empty block kept per type), \
+             memory_budget false; `MemoryUsage::GpuOnly`, `ResourceClass::Linear/Optimal`"
+                .into(),
+        ),
+        (
+            GPU_ALLOCATOR,
+            "gpu-allocator 0.28.0: `AllocationSizes::default()` (256 MB device / 64 MB host blocks; lavapipe's only \
+             memory type is HOST_VISIBLE so the 64 MB host size applies), all `AllocatorDebugSettings` off \
+             (no leak log, no stack traces, no alloc/free logging), buffer_device_address false; \
+             `MemoryLocation::GpuOnly`, `linear` from the class, `AllocationScheme::GpuAllocatorManaged`, name \"\""
+                .into(),
+        ),
+        (
+            GPU_ALLOC,
+            "gpu-alloc 0.6.2 + gpu-alloc-ash 0.7.1: `Config::i_am_prototyping()` (dedicated >= 32 MiB, \
+             buddy chunks from 8 MiB, min buddy 1 KiB; chunk sizes capped at heap/32 = 64 MiB), \
+             `UsageFlags::FAST_DEVICE_ACCESS` (buddy path, not TRANSIENT), `cleanup()` at the end"
+                .into(),
+        ),
+        (
+            VMA,
+            "vk-mem 0.5.0 (VMA 3.3.0, C++ built with cc, NDEBUG): `AllocatorCreateFlags::EXTERNALLY_SYNCHRONIZED` \
+             (no internal mutex: the bench is single-threaded), preferred block 0 = VMA default (256 MiB; first \
+             blocks 1/8, 1/4, 1/2), vulkanApiVersion 1.3; `vmaAllocateMemory` with `MemoryUsage::GpuOnly`, \
+             default (balanced) TLSF strategy, no flags"
+                .into(),
+        ),
+    ]
+}
+
+// ---------------------------------------------------------------- mem-core
+
+pub struct MemCore {
+    a: mem_core::Allocator,
+}
+
+impl MemCore {
+    pub fn new(ctx: &VkCtx, config: mem_core::AllocatorConfig) -> Self {
+        // SAFETY: the context's objects are valid and outlive the allocator.
+        let a = unsafe {
+            mem_core::Allocator::new(mem_core::AllocatorDesc {
+                instance: &ctx.instance,
+                physical_device: ctx.physical_device,
+                device: &ctx.device,
+                memory_budget: false,
+                allocation_callbacks: None,
+                config,
+            })
+        }
+        .expect("mem-core allocator");
+        Self { a }
+    }
+}
+
+impl Peer for MemCore {
+    type H = mem_core::Allocation;
+    #[inline]
+    fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
+        let req = vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 };
+        let class = if r.optimal { mem_core::ResourceClass::Optimal } else { mem_core::ResourceClass::Linear };
+        self.a
+            .allocate(&mem_core::AllocationDesc::new(req, mem_core::MemoryUsage::GpuOnly).class(class))
+            .map_err(|e| e.to_string())
+    }
+    #[inline]
+    fn free(&mut self, h: Self::H) {
+        self.a.free(h).expect("mem-core free");
+    }
+    fn self_report(&self) -> SelfReport {
+        let s = self.a.stats();
+        SelfReport {
+            committed: Some(s.total.committed_bytes),
+            allocate_calls: Some(s.total.allocate_memory_calls),
+        }
+    }
+    fn diag(&self) -> Option<serde_json::Value> {
+        let s = self.a.stats();
+        let types: Vec<serde_json::Value> = s
+            .memory_types
+            .iter()
+            .filter(|t| t.committed_bytes > 0)
+            .map(|t| {
+                serde_json::json!({
+                    "memory_type_index": t.memory_type_index,
+                    "block_count": t.block_count,
+                    "empty_block_count": t.empty_block_count,
+                    "dedicated_count": t.dedicated_count,
+                    "committed_bytes": t.committed_bytes,
+                    "allocated_bytes": t.allocated_bytes,
+                    "requested_bytes": t.requested_bytes,
+                    "allocation_count": t.allocation_count,
+                    "largest_free_block": t.largest_free_block,
+                    "free_block_histogram": t.free_block_histogram,
+                })
+            })
+            .collect();
+        let blocks: Vec<serde_json::Value> = self
+            .a
+            .block_maps()
+            .iter()
+            .map(|b| {
+                let used: u64 = b
+                    .ranges
+                    .iter()
+                    .filter(|r| r.kind == mem_core::stats::RangeKind::Allocated)
+                    .map(|r| r.size)
+                    .sum();
+                let requested: u64 = b.ranges.iter().map(|r| r.requested).sum();
+                serde_json::json!({
+                    "class": b.class,
+                    "dedicated": b.dedicated,
+                    "size": b.size,
+                    "allocated": used,
+                    "requested": requested,
+                    "allocations": b.ranges.iter().filter(|r| r.kind == mem_core::stats::RangeKind::Allocated).count(),
+                })
+            })
+            .collect();
+        Some(serde_json::json!({ "total": s.total, "memory_types": types, "blocks": blocks }))
+    }
+}
+
+// ----------------------------------------------------------- gpu-allocator
+
+pub struct GpuAllocator {
+    a: gpu_allocator::vulkan::Allocator,
+}
+
+impl GpuAllocator {
+    pub fn new(ctx: &VkCtx) -> Self {
+        let mut debug_settings = gpu_allocator::AllocatorDebugSettings::default();
+        debug_settings.log_memory_information = false;
+        debug_settings.log_leaks_on_shutdown = false;
+        debug_settings.store_stack_traces = false;
+        debug_settings.log_allocations = false;
+        debug_settings.log_frees = false;
+        debug_settings.log_stack_traces = false;
+        let a = gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
+            instance: ctx.instance.clone(),
+            device: ctx.device.clone(),
+            physical_device: ctx.physical_device,
+            debug_settings,
+            buffer_device_address: false,
+            allocation_sizes: gpu_allocator::AllocationSizes::default(),
+        })
+        .expect("gpu-allocator");
+        Self { a }
+    }
+}
+
+impl Peer for GpuAllocator {
+    type H = gpu_allocator::vulkan::Allocation;
+    #[inline]
+    fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
+        self.a
+            .allocate(&gpu_allocator::vulkan::AllocationCreateDesc {
+                name: "",
+                requirements: vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 },
+                location: gpu_allocator::MemoryLocation::GpuOnly,
+                linear: !r.optimal,
+                allocation_scheme: gpu_allocator::vulkan::AllocationScheme::GpuAllocatorManaged,
+            })
+            .map_err(|e| e.to_string())
+    }
+    #[inline]
+    fn free(&mut self, h: Self::H) {
+        self.a.free(h).expect("gpu-allocator free");
+    }
+    fn self_report(&self) -> SelfReport {
+        let r = self.a.generate_report();
+        SelfReport { committed: Some(r.total_capacity_bytes), allocate_calls: None }
+    }
+}
+
+// --------------------------------------------------------------- gpu-alloc
+
+pub struct GpuAlloc {
+    a: gpu_alloc::GpuAllocator<vk::DeviceMemory>,
+    device: ash::Device,
+}
+
+impl GpuAlloc {
+    pub fn new(ctx: &VkCtx) -> Self {
+        // SAFETY: the physical device belongs to the instance; BDA is off.
+        let mut props = unsafe {
+            gpu_alloc_ash::device_properties(&ctx.instance, ctx.api_version, ctx.physical_device)
+        }
+        .expect("gpu-alloc device properties");
+        props.buffer_device_address = false;
+        let a = gpu_alloc::GpuAllocator::new(gpu_alloc::Config::i_am_prototyping(), props);
+        Self { a, device: ctx.device.clone() }
+    }
+}
+
+impl Peer for GpuAlloc {
+    type H = gpu_alloc::MemoryBlock<vk::DeviceMemory>;
+    #[inline]
+    fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
+        let dev = gpu_alloc_ash::AshMemoryDevice::wrap(&self.device);
+        // SAFETY: same device every call.
+        unsafe {
+            self.a.alloc(
+                dev,
+                gpu_alloc::Request {
+                    size: r.size,
+                    align_mask: r.align - 1,
+                    usage: gpu_alloc::UsageFlags::FAST_DEVICE_ACCESS,
+                    memory_types: !0,
+                },
+            )
+        }
+        .map_err(|e| e.to_string())
+    }
+    #[inline]
+    fn free(&mut self, h: Self::H) {
+        let dev = gpu_alloc_ash::AshMemoryDevice::wrap(&self.device);
+        // SAFETY: the block came from this allocator and device.
+        unsafe { self.a.dealloc(dev, h) }
+    }
+    fn self_report(&self) -> SelfReport {
+        // gpu-alloc has no committed-bytes report; the hook's count is the
+        // only one.
+        SelfReport::default()
+    }
+    fn finish(&mut self) {
+        let dev = gpu_alloc_ash::AshMemoryDevice::wrap(&self.device);
+        // SAFETY: same device.
+        unsafe { self.a.cleanup(dev) }
+    }
+}
+
+// --------------------------------------------------------------------- VMA
+
+pub struct Vma {
+    a: vk_mem::Allocator,
+    info: vk_mem::AllocationCreateInfo,
+}
+
+impl Vma {
+    pub fn new(ctx: &VkCtx) -> Self {
+        let mut ci = vk_mem::AllocatorCreateInfo::new(&ctx.instance, &ctx.device, ctx.physical_device);
+        ci.flags = vk_mem::AllocatorCreateFlags::EXTERNALLY_SYNCHRONIZED;
+        ci.vulkan_api_version = ctx.api_version;
+        // SAFETY: valid objects that outlive the allocator.
+        let a = unsafe { vk_mem::Allocator::new(ci) }.expect("VMA allocator");
+        let info = vk_mem::AllocationCreateInfo {
+            // GPU_ONLY is deprecated in VMA 3 in favour of AUTO*, but AUTO needs a
+            // buffer/image create info, which raw requirements do not have.
+            #[allow(deprecated)]
+            usage: vk_mem::MemoryUsage::GpuOnly,
+            ..Default::default()
+        };
+        Self { a, info }
+    }
+}
+
+impl Peer for Vma {
+    type H = vk_mem::Allocation;
+    #[inline]
+    fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
+        use vk_mem::Alloc;
+        let req = vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 };
+        // SAFETY: valid requirements; allocator alive.
+        unsafe { self.a.allocate_memory(&req, &self.info) }.map_err(|e| e.to_string())
+    }
+    #[inline]
+    fn free(&mut self, mut h: Self::H) {
+        // SAFETY: the allocation came from this allocator.
+        unsafe { self.a.free_memory(&mut h) }
+    }
+    fn self_report(&self) -> SelfReport {
+        let s = self.a.calculate_statistics().expect("VMA statistics");
+        SelfReport { committed: Some(s.total.statistics.blockBytes), allocate_calls: None }
+    }
+}

@@ -1,0 +1,405 @@
+//! A CPU-side scene: meshes, textures with full mip chains, and draws.
+//!
+//! A scene comes from [`Scene::generate_default`] (procedural, deterministic,
+//! no download; a few hundred MB at scale 1.0) or from
+//! [`Scene::load_gltf`] (glTF 2.0, `.gltf` with external files or `.glb`).
+//! It is plain data: uploading it is the caller's business (the
+//! `upload_mesh` example does it through gpumem's staging belt), and
+//! [`crate::render`] draws it once it is on the GPU.
+//!
+//! Conventions: vertices are [`Vertex`] (32 bytes, position/normal/uv),
+//! indices `u32`, triangle lists with counter-clockwise front faces (glTF's),
+//! Y up; textures are RGBA8 (sRGB unless stated) with every mip level down to
+//! 1x1; matrices are column-major `[[f32; 4]; 4]` (`m[column][row]`, as glTF
+//! stores them).
+
+use std::fmt;
+use std::path::Path;
+
+use ash::vk;
+
+use crate::error::DemoError;
+use crate::math::{self, Vec3};
+
+/// One vertex as the GPU reads it: 32 bytes, no padding.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Vertex {
+    /// Object-space position.
+    pub position: [f32; 3],
+    /// Object-space normal (unit length, or zero when unknown).
+    pub normal: [f32; 3],
+    /// Texture coordinate (0..1 spans the texture once; the sampler repeats).
+    pub uv: [f32; 2],
+}
+
+// The layout the pipeline's vertex input (and `as_bytes`) relies on.
+const _: () = assert!(std::mem::size_of::<Vertex>() == 32);
+
+impl Vertex {
+    /// Size of one vertex in bytes (the vertex buffer's stride).
+    pub const SIZE: usize = std::mem::size_of::<Vertex>();
+
+    /// The vertex's 32 bytes, in the host's byte order (little-endian on
+    /// every platform Vulkan runs on).
+    pub fn as_bytes(&self) -> &[u8] {
+        Self::slice_as_bytes(std::slice::from_ref(self))
+    }
+
+    /// A slice of vertices as bytes, ready to copy into a vertex buffer.
+    pub fn slice_as_bytes(vertices: &[Vertex]) -> &[u8] {
+        // SAFETY: `Vertex` is `repr(C)` with eight `f32` fields and no
+        // padding (size asserted above), so every byte is initialised; u8 has
+        // alignment 1; the length covers exactly the slice's memory, and the
+        // returned slice borrows `vertices`.
+        unsafe { std::slice::from_raw_parts(vertices.as_ptr().cast::<u8>(), std::mem::size_of_val(vertices)) }
+    }
+}
+
+/// A triangle-list mesh.
+#[derive(Clone, PartialEq)]
+pub struct MeshData {
+    /// Name, for statistics and allocation names.
+    pub name: String,
+    /// Vertices.
+    pub vertices: Vec<Vertex>,
+    /// Indices into `vertices`, three per triangle.
+    pub indices: Vec<u32>,
+}
+
+impl fmt::Debug for MeshData {
+    // A summary: the data itself is megabytes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MeshData")
+            .field("name", &self.name)
+            .field("vertices", &self.vertices.len())
+            .field("indices", &self.indices.len())
+            .finish()
+    }
+}
+
+impl MeshData {
+    /// The vertex buffer's contents.
+    pub fn vertex_bytes(&self) -> &[u8] {
+        Vertex::slice_as_bytes(&self.vertices)
+    }
+
+    /// The index buffer's contents (`u32`, host byte order).
+    pub fn index_bytes(&self) -> &[u8] {
+        // SAFETY: u32 has no padding and any bytes are valid u8; alignment of
+        // u8 is 1; the length is exactly the slice's memory, borrowed from
+        // `self`.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.indices.as_ptr().cast::<u8>(),
+                std::mem::size_of_val(self.indices.as_slice()),
+            )
+        }
+    }
+
+    /// Bytes of vertex plus index data.
+    pub fn byte_size(&self) -> u64 {
+        (self.vertices.len() * Vertex::SIZE + self.indices.len() * 4) as u64
+    }
+
+    /// Axis-aligned bounds of the positions `(min, max)`; `None` without
+    /// vertices.
+    pub fn bounds(&self) -> Option<([f32; 3], [f32; 3])> {
+        let first = self.vertices.first()?.position;
+        Some(self.vertices.iter().fold((first, first), |(mut lo, mut hi), v| {
+            for k in 0..3 {
+                lo[k] = lo[k].min(v.position[k]);
+                hi[k] = hi[k].max(v.position[k]);
+            }
+            (lo, hi)
+        }))
+    }
+}
+
+/// A 2D RGBA8 texture with its full mip chain.
+#[derive(Clone, PartialEq)]
+pub struct TextureData {
+    /// Name, for statistics and allocation names.
+    pub name: String,
+    /// Width of level 0 in texels.
+    pub width: u32,
+    /// Height of level 0 in texels.
+    pub height: u32,
+    /// `R8G8B8A8_SRGB` (colour) or `R8G8B8A8_UNORM` (data).
+    pub format: vk::Format,
+    /// Every level from 0 (full size) down to 1x1, each tightly packed
+    /// (row pitch = width * 4); see [`mip_chain`].
+    pub mips: Vec<Vec<u8>>,
+}
+
+impl fmt::Debug for TextureData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TextureData")
+            .field("name", &self.name)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("format", &self.format)
+            .field("mip_levels", &self.mips.len())
+            .finish()
+    }
+}
+
+impl TextureData {
+    /// Number of mip levels.
+    pub fn mip_levels(&self) -> u32 {
+        self.mips.len() as u32
+    }
+
+    /// Size of mip `level`: each side halved per level, rounded down, at
+    /// least 1.
+    pub fn mip_extent(&self, level: u32) -> (u32, u32) {
+        mip_extent(self.width, self.height, level)
+    }
+
+    /// Bytes over all levels.
+    pub fn byte_size(&self) -> u64 {
+        self.mips.iter().map(|m| m.len() as u64).sum()
+    }
+}
+
+/// One instance of a mesh with a texture.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Draw {
+    /// Index into [`Scene::meshes`].
+    pub mesh: usize,
+    /// Index into [`Scene::textures`].
+    pub texture: usize,
+    /// Model matrix (object to world), column-major.
+    pub transform: [[f32; 4]; 4],
+}
+
+/// Meshes, textures and the draws that place them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scene {
+    /// Meshes.
+    pub meshes: Vec<MeshData>,
+    /// Textures.
+    pub textures: Vec<TextureData>,
+    /// Draws: every draw's `mesh` and `texture` index is in range.
+    pub draws: Vec<Draw>,
+}
+
+impl Scene {
+    /// Loads a glTF 2.0 file (`.gltf` with external or embedded buffers and
+    /// images, or `.glb`): every triangle primitive becomes a mesh, every
+    /// image used by a texture becomes an sRGB texture with a CPU-built mip
+    /// chain, every node with a mesh of the default scene becomes draws.
+    ///
+    /// Details: missing normals become flat normals (the glTF rule), missing
+    /// uvs zeros, missing indices `0..n`. The base colour texture of a
+    /// primitive's material is its texture; a material without one gets a
+    /// 4x4 texture of its base colour factor. Other material properties are
+    /// ignored. When no node places a mesh, every mesh is drawn once at the
+    /// origin.
+    ///
+    /// # Errors
+    ///
+    /// A [`DemoError`] naming the file and the problem: missing file, not
+    /// glTF, invalid glTF, missing buffer or image file, sparse accessors,
+    /// unsupported required extensions (Draco, KTX2/Basis, meshopt,
+    /// quantization), non-triangle primitives, bad accessors, undecodable
+    /// images, no meshes. Bad input never panics.
+    pub fn load_gltf(path: impl AsRef<Path>) -> Result<Scene, DemoError> {
+        crate::gltf_load::load(path.as_ref())
+    }
+
+    /// Bytes of vertex data over all meshes.
+    pub fn vertex_bytes(&self) -> u64 {
+        self.meshes.iter().map(|m| (m.vertices.len() * Vertex::SIZE) as u64).sum()
+    }
+
+    /// Bytes of index data over all meshes.
+    pub fn index_bytes(&self) -> u64 {
+        self.meshes.iter().map(|m| (m.indices.len() * 4) as u64).sum()
+    }
+
+    /// Bytes of texture data over all textures and mip levels.
+    pub fn texture_bytes(&self) -> u64 {
+        self.textures.iter().map(TextureData::byte_size).sum()
+    }
+
+    /// Everything there is to upload, in bytes.
+    pub fn total_bytes(&self) -> u64 {
+        self.vertex_bytes() + self.index_bytes() + self.texture_bytes()
+    }
+
+    /// A view-projection matrix (Vulkan clip space) from which every draw is
+    /// in sight: the camera looks at the centre of the draws' bounds from
+    /// above and in front (+Z, +Y), far enough to fit them. `aspect` is
+    /// width / height.
+    pub fn view_proj(&self, aspect: f32) -> [[f32; 4]; 4] {
+        let aspect = if aspect.is_finite() && aspect > 0.0 { aspect } else { 1.0 };
+        let mut lo = [f32::INFINITY; 3];
+        let mut hi = [f32::NEG_INFINITY; 3];
+        let bounds: Vec<Option<([f32; 3], [f32; 3])>> = self.meshes.iter().map(MeshData::bounds).collect();
+        for draw in &self.draws {
+            let Some(Some((mlo, mhi))) = bounds.get(draw.mesh) else { continue };
+            for corner in 0..8 {
+                let p = [
+                    if corner & 1 == 0 { mlo[0] } else { mhi[0] },
+                    if corner & 2 == 0 { mlo[1] } else { mhi[1] },
+                    if corner & 4 == 0 { mlo[2] } else { mhi[2] },
+                ];
+                let w = math::transform_point(&draw.transform, p);
+                for k in 0..3 {
+                    if w[k].is_finite() {
+                        lo[k] = lo[k].min(w[k]);
+                        hi[k] = hi[k].max(w[k]);
+                    }
+                }
+            }
+        }
+        let (center, radius) = if lo[0] <= hi[0] && lo[1] <= hi[1] && lo[2] <= hi[2] {
+            let center = math::scale(math::add(lo, hi), 0.5);
+            let d = math::sub(hi, lo);
+            (center, (math::dot(d, d).sqrt() * 0.5).max(1e-3))
+        } else {
+            ([0.0; 3], 1.0)
+        };
+        let fov_y = 45f32.to_radians();
+        let fov_x = 2.0 * ((fov_y * 0.5).tan() * aspect).atan();
+        // Distance at which the bounding sphere fits the narrower field of
+        // view; a little closer, since the sphere overestimates flat layouts.
+        let distance = radius / (fov_y.min(fov_x) * 0.5).sin() * 0.82;
+        let dir = math::normalize_or([0.0, 0.62, 1.0], [0.0, 0.0, 1.0]);
+        let eye = math::add(center, math::scale(dir, distance));
+        let near = (distance - radius * 1.2).max(distance * 0.01);
+        let far = distance + radius * 1.2;
+        let view = math::look_at(eye, center, [0.0, 1.0, 0.0]);
+        math::mul(&math::perspective(fov_y, aspect, near, far), &view)
+    }
+
+    /// The built-in scene, generated procedurally (no download) and
+    /// deterministically: the same `scale` gives the same bytes.
+    ///
+    /// At `scale` 1.0: six meshes (a 768x768 terrain grid, a UV sphere, a
+    /// torus, a torus knot, a subdivided cube, a capped cylinder: about
+    /// 60 MB of vertices and indices) and fifteen textures with full mip
+    /// chains (eight 2048², six 1024², one 1366x768 that is neither square
+    /// nor a power of two: about 225 MB), about 285 MB in all; 21 draws: the
+    /// terrain and a 5x4 grid of objects above it.
+    ///
+    /// `scale` multiplies the byte count roughly linearly: tessellation and
+    /// texture sides shrink with `sqrt(scale)` (square texture sides rounded
+    /// down to a power of two). At 0.05 the scene is about 6 MB, small
+    /// enough for a CPU Vulkan driver. `scale` is clamped to `0.0001..=4.0`
+    /// (NaN counts as 1.0); the draws are the same at every scale.
+    ///
+    /// Generation runs on all cores (textures in parallel); the result does
+    /// not depend on the number of threads.
+    pub fn generate_default(scale: f32) -> Scene {
+        crate::scene::procedural::generate(scale)
+    }
+}
+
+/// Size of mip `level` of a `width` x `height` image: each side halved per
+/// level, rounded down, at least 1 (Vulkan's rule).
+pub fn mip_extent(width: u32, height: u32, level: u32) -> (u32, u32) {
+    let shift = level.min(31);
+    ((width >> shift).max(1), (height >> shift).max(1))
+}
+
+/// Mip levels of a full chain for `width` x `height`:
+/// `floor(log2(max(width, height))) + 1`.
+pub fn mip_level_count(width: u32, height: u32) -> u32 {
+    32 - width.max(height).max(1).leading_zeros()
+}
+
+/// The full mip chain of a tightly packed RGBA8 image, level 0 (a copy of
+/// `rgba`) first, down to 1x1.
+///
+/// Each level halves each side (rounded down, at least 1) with a box filter:
+/// a texel of level n+1 averages (rounding to nearest) the texels of level n
+/// that its footprint touches: exactly 2x2 for even sides; for an odd side
+/// the footprints of neighbouring texels share the middle row or column, so
+/// no source texel is dropped. Channels are averaged as stored (in sRGB
+/// space for sRGB textures; good enough for a demo, not for a renderer).
+///
+/// # Panics
+///
+/// If `rgba.len() != width * height * 4` or a side is zero.
+pub fn mip_chain(width: u32, height: u32, rgba: &[u8]) -> Vec<Vec<u8>> {
+    mip_chain_owned(width, height, rgba.to_vec())
+}
+
+/// [`mip_chain`] without copying level 0.
+pub(crate) fn mip_chain_owned(width: u32, height: u32, level0: Vec<u8>) -> Vec<Vec<u8>> {
+    assert!(width > 0 && height > 0, "mip_chain: zero-sized image {width}x{height}");
+    assert_eq!(
+        level0.len() as u64,
+        u64::from(width) * u64::from(height) * 4,
+        "mip_chain: {} bytes is not a {width}x{height} RGBA8 image",
+        level0.len()
+    );
+    let levels = mip_level_count(width, height);
+    let mut chain = Vec::with_capacity(levels as usize);
+    chain.push(level0);
+    let (mut w, mut h) = (width, height);
+    for _ in 1..levels {
+        let (nw, nh) = ((w / 2).max(1), (h / 2).max(1));
+        let next = downsample(chain.last().expect("level 0 pushed"), w as usize, h as usize, nw as usize, nh as usize);
+        chain.push(next);
+        (w, h) = (nw, nh);
+    }
+    chain
+}
+
+/// Source range `[start, end)` of destination texel `i` when `src` texels
+/// shrink to `dst`.
+fn footprint(i: usize, src: usize, dst: usize) -> (usize, usize) {
+    (i * src / dst, ((i + 1) * src).div_ceil(dst))
+}
+
+fn downsample(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
+    let mut out = vec![0u8; dw * dh * 4];
+    if sw == dw * 2 && sh == dh * 2 {
+        // The common case, kept tight: it runs over ~100 MB at scale 1.0.
+        for (y, row) in out.chunks_exact_mut(dw * 4).enumerate() {
+            let r0 = &src[(2 * y) * sw * 4..(2 * y + 1) * sw * 4];
+            let r1 = &src[(2 * y + 1) * sw * 4..(2 * y + 2) * sw * 4];
+            for (x, texel) in row.chunks_exact_mut(4).enumerate() {
+                let i = x * 8;
+                for c in 0..4 {
+                    let sum = u32::from(r0[i + c]) + u32::from(r0[i + 4 + c]) + u32::from(r1[i + c]) + u32::from(r1[i + 4 + c]);
+                    texel[c] = ((sum + 2) / 4) as u8;
+                }
+            }
+        }
+        return out;
+    }
+    for y in 0..dh {
+        let (y0, y1) = footprint(y, sh, dh);
+        for x in 0..dw {
+            let (x0, x1) = footprint(x, sw, dw);
+            let mut sum = [0u32; 4];
+            for sy in y0..y1 {
+                for sx in x0..x1 {
+                    let i = (sy * sw + sx) * 4;
+                    for c in 0..4 {
+                        sum[c] += u32::from(src[i + c]);
+                    }
+                }
+            }
+            let n = ((y1 - y0) * (x1 - x0)) as u32;
+            let o = (y * dw + x) * 4;
+            for c in 0..4 {
+                out[o + c] = ((sum[c] + n / 2) / n) as u8;
+            }
+        }
+    }
+    out
+}
+
+mod procedural;
+mod test_assets;
+
+pub use test_assets::{write_test_glb, write_test_gltf};
+
+pub(crate) fn flat_normal(a: Vec3, b: Vec3, c: Vec3) -> Vec3 {
+    math::normalize_or(math::cross(math::sub(b, a), math::sub(c, a)), [0.0; 3])
+}

@@ -1,0 +1,99 @@
+//! mem-resources: Vulkan buffers and images with memory from mem-core,
+//! created, bound, named and destroyed safely.
+//!
+//! Engines use it instead of raw `vkCreateBuffer` / `vkCreateImage` +
+//! `vkAllocateMemory` + `vkBind*Memory`: a [`ResourceManager`] validates a
+//! [`BufferDesc`] or [`ImageDesc`] before Vulkan sees it (typed
+//! [`ResourceError`]s naming the bad values), creates the object, asks for
+//! its requirements with the driver's dedicated-allocation hint, allocates
+//! from a [`mem_core::Allocator`] in the right granularity class, binds, and
+//! names the object through `VK_EXT_debug_utils`. Any failure after the
+//! object exists undoes every step. Batches bind with one
+//! `vkBind*Memory2` call.
+//!
+//! Destruction is by value: now ([`ResourceManager::destroy_buffer`], when
+//! the engine knows the GPU is done) or deferred
+//! ([`ResourceManager::retire_buffer`] with a timeline point, then
+//! [`ResourceManager::collect`] each frame). Dropping a resource never calls
+//! Vulkan; the manager reports what was never destroyed.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use ash::vk;
+//! use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+//! use mem_resources::{BufferDesc, ImageDesc, ResourceManager, ResourceManagerDesc};
+//! use mem_testkit::TestContext;
+//!
+//! let ctx = TestContext::new(); // stands for the engine's instance and device
+//! // SAFETY: the context's handles are valid and outlive allocator and manager.
+//! let allocator = Arc::new(unsafe {
+//!     Allocator::new(AllocatorDesc {
+//!         instance: ctx.instance(),
+//!         physical_device: ctx.physical_device(),
+//!         device: ctx.device(),
+//!         memory_budget: false,
+//!         allocation_callbacks: None,
+//!         config: AllocatorConfig::default(),
+//!     })
+//! }?);
+//! // SAFETY: as above; debug utils were loaded for this device.
+//! let resources = unsafe {
+//!     ResourceManager::new(ResourceManagerDesc {
+//!         instance: ctx.instance(),
+//!         physical_device: ctx.physical_device(),
+//!         device: ctx.device(),
+//!         allocator: Arc::clone(&allocator),
+//!         debug_utils: ctx.debug_utils().cloned(),
+//!         allocation_callbacks: None,
+//!     })
+//! };
+//!
+//! let mut constants = resources.create_buffer(
+//!     &BufferDesc::new(256, vk::BufferUsageFlags::UNIFORM_BUFFER, MemoryUsage::Dynamic)
+//!         .name("frame constants"),
+//! )?;
+//! resources.write_buffer(&mut constants, 0, &[1, 2, 3, 4])?;
+//!
+//! let albedo = resources.create_image(
+//!     &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 1024, 1024, 1).full_mip_chain().name("albedo"),
+//! )?;
+//!
+//! // SAFETY: no GPU work was submitted that uses them.
+//! unsafe {
+//!     resources.destroy_image(albedo)?;
+//!     resources.destroy_buffer(constants)?;
+//! }
+//! drop(resources);
+//! drop(allocator);
+//! ctx.finish();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Modules
+//! - [`desc`]: what a buffer or image is.
+//! - [`validate`]: the checks a desc passes before Vulkan sees it.
+//! - [`manager`]: creation, destruction, the registry and host access.
+//! - [`fault`]: fault injection for the failure-path tests.
+
+pub mod desc;
+pub mod fault;
+pub mod manager;
+pub mod validate;
+
+mod error;
+
+pub use desc::{format_aspect, full_mip_chain, BufferDesc, ImageDesc, ImageKind, Sharing};
+pub use error::ResourceError;
+pub use fault::FaultPoint;
+pub use manager::{
+    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc, ResourceReport,
+    TimelinePoint,
+};
+pub use validate::DeviceLimits;
+
+// Re-exported so users name the memory intent without a direct mem-core
+// dependency.
+pub use mem_core::MemoryUsage;
