@@ -514,3 +514,37 @@ fn eight_threads_allocate_and_free() {
     drop(alloc);
     assert_eq!(fake.live_memory_objects(), 0);
 }
+
+#[test]
+fn exact_size_memory_when_no_power_of_two_block_fits() {
+    // 32 MiB first block + 3 MiB of room: after the block is full (eight
+    // 3 MiB allocations in 4 MiB buddies), no 4 MiB block fits the heap but
+    // a 3 MiB dedicated allocation does.
+    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    fake.set_heap_capacity(0, 35 * MIB);
+    let mut live = Vec::new();
+    for _ in 0..8 {
+        let a = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
+        assert!(!a.is_dedicated());
+        live.push(a);
+    }
+    let last = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert!(last.is_dedicated(), "fell back to exact-size memory");
+    assert!(matches!(alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)), Err(AllocError::OutOfDeviceMemory { .. })));
+    alloc.validate().unwrap();
+    live.push(last);
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+}
+
+#[test]
+fn requests_over_a_quarter_block_get_their_own_memory() {
+    let (_fake, alloc) = setup("nvidia-h100"); // 256 MiB blocks
+    let a = alloc.allocate(&req(64 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert!(!a.is_dedicated());
+    let b = alloc.allocate(&req(64 * MIB + 1, MemoryUsage::GpuOnly)).unwrap();
+    assert!(b.is_dedicated());
+    alloc.free(a).unwrap();
+    alloc.free(b).unwrap();
+}
