@@ -12,8 +12,8 @@ fn main() {
     ] {
         let path = format!("shaders/{file}");
         println!("cargo::rerun-if-changed={path}");
-        let source = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+        let source =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
         let module = naga::front::glsl::Frontend::default()
             .parse(&naga::front::glsl::Options::from(stage), &source)
             .unwrap_or_else(|e| panic!("{}", e.emit_to_string_with_path(&source, &path)));
@@ -23,7 +23,12 @@ fn main() {
             naga::valid::Capabilities::IMMEDIATES,
         )
         .validate(&module)
-        .unwrap_or_else(|e| panic!("{path}: naga validation failed: {}", e.emit_to_string(&source)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "{path}: naga validation failed: {}",
+                e.emit_to_string(&source)
+            )
+        });
         let options = naga::back::spv::Options {
             lang_version: (1, 0),
             // The GLSL is written for Vulkan's clip space already: no Y flip

@@ -84,6 +84,13 @@ pub struct AllocatorConfig {
     /// Chain `VkMemoryAllocateFlagsInfo::DEVICE_ADDRESS` on every allocation
     /// (the engine enabled `bufferDeviceAddress`). Default false.
     pub device_address: bool,
+    /// Requests whose buddy block (size and alignment rounded up to a power
+    /// of two) is at most this many bytes go to blocks of their own, apart
+    /// from larger requests. Default 1 MiB; 0 puts all sizes together.
+    /// Small allocations scattered through a block leave no naturally
+    /// aligned large range free, so mixing them with multi-MiB resources
+    /// strands most of a block (measured with `examples/memory_report`).
+    pub small_allocation_limit: u64,
 }
 
 impl Default for AllocatorConfig {
@@ -95,6 +102,7 @@ impl Default for AllocatorConfig {
             max_empty_blocks_per_type: 1,
             heap_size_limits: Vec::new(),
             device_address: false,
+            small_allocation_limit: MIB,
         }
     }
 }
@@ -430,7 +438,8 @@ impl Allocator {
             .next_power_of_two();
         let separate_classes = props.buffer_image_granularity > min_block;
         let ranked = MemoryUsage::ALL.map(|u| rank_memory_types(&props, u));
-        let class_count = if separate_classes { 2 } else { 1 };
+        // Pools per memory type: (linear, optimal if separated) x (small, large).
+        let class_count = if separate_classes { 4 } else { 2 };
         let pools = props
             .memory_types
             .iter()
@@ -565,8 +574,24 @@ impl Allocator {
         Err(AllocError::OutOfDeviceMemory { size: desc.size, usage: desc.usage, tried })
     }
 
-    fn class_index(&self, class: ResourceClass) -> usize {
-        usize::from(self.separate_classes && class == ResourceClass::Optimal)
+    /// The pool of a request inside its memory type: granularity class
+    /// times size bucket.
+    fn class_index(&self, class: ResourceClass, size: u64, alignment: u64) -> usize {
+        let optimal = usize::from(self.separate_classes && class == ResourceClass::Optimal);
+        let needed = size.max(alignment).next_power_of_two();
+        let large = usize::from(needed > self.config.small_allocation_limit);
+        optimal * 2 + large
+    }
+
+    fn pool_label(&self, pool: usize) -> &'static str {
+        match (self.separate_classes, pool) {
+            (false, 0) => "small",
+            (false, _) => "large",
+            (true, 0) => "linear small",
+            (true, 1) => "linear large",
+            (true, 2) => "optimal small",
+            (true, _) => "optimal large",
+        }
     }
 
     /// Dedicated when the driver asks for it, or when the request exceeds a
@@ -600,7 +625,7 @@ impl Allocator {
         if self.wants_dedicated(type_index, desc, alignment) {
             return self.allocate_dedicated(type_index, desc, within_budget);
         }
-        let class = self.class_index(desc.class);
+        let class = self.class_index(desc.class, desc.size, alignment);
         let mut pool = self.pools[type_index as usize].lock();
         if let Some(a) = self.try_existing_blocks(&mut pool, type_index, class, desc, alignment) {
             return Ok(a);
@@ -1128,7 +1153,7 @@ impl Allocator {
                     ranges.sort_by_key(|r| r.offset);
                     maps.push(BlockMap {
                         memory_type_index: t as u32,
-                        class: if self.separate_classes && class == 1 { "optimal" } else if self.separate_classes { "linear" } else { "any" },
+                        class: self.pool_label(class),
                         dedicated: false,
                         size: b.size,
                         ranges,

@@ -230,6 +230,13 @@ fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
     })
 }
 
+/// Whether every word is zero; compares chunks with `==`, which is a
+/// `memcmp` even in unoptimized builds.
+fn all_zero(words: &[u64]) -> bool {
+    const ZEROS: [u64; 512] = [0; 512];
+    words.chunks(ZEROS.len()).all(|chunk| chunk == &ZEROS[..chunk.len()])
+}
+
 /// A power-of-two buddy allocator with tail trimming over `[0, size)`.
 ///
 /// Each live allocation carries a payload `T` (use `()` for none). See the
@@ -516,23 +523,30 @@ impl<T> BuddyBlock<T> {
     }
 
     /// `(offset, size)` of every free buddy block, smallest first, and by
-    /// address within a size. Scans the bitmaps (skipping empty orders), so
-    /// it costs O(bitmap words) rather than O(free blocks).
+    /// address within a size. Finds the non-zero bitmap words through the
+    /// first summary level, so it costs O(free blocks + bitmap words / 64).
     pub fn free_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let shift = self.min_log2;
         (0..=self.units_log2)
             .filter(move |&order| self.non_empty >> order & 1 != 0)
             .flat_map(move |order| {
+                let base = order as usize * MAX_LEVELS;
+                let leaf = &self.levels[base];
+                // Indices of the non-zero leaf words: from level 1, or the one
+                // word of an order with a single level.
+                let summary: &[u64] = if level_count(self.units_log2 - order) > 1 {
+                    &self.levels[base + 1]
+                } else {
+                    &[1]
+                };
+                let words = summary.iter().enumerate().flat_map(|(i, &word)| {
+                    set_bits(word).map(move |bit| (i << 6) | bit)
+                });
                 let size = 1u64 << (order + shift);
-                self.leaf(order)
-                    .iter()
-                    .enumerate()
-                    .filter(|&(_, &word)| word != 0)
-                    .flat_map(move |(w, &word)| {
-                        set_bits(word).map(move |bit| {
-                            ((((w as u64) << 6) | bit as u64) << (order + shift), size)
-                        })
-                    })
+                words.flat_map(move |w| {
+                    set_bits(leaf[w])
+                        .map(move |bit| ((((w as u64) << 6) | bit as u64) << (order + shift), size))
+                })
             })
     }
 
@@ -598,49 +612,68 @@ impl<T> BuddyBlock<T> {
             if maps[count - 1].len() != 1 {
                 return Err(format!("order {r}: top level is not one word"));
             }
-            // Summaries agree with the words below.
-            for l in 1..count {
-                let (below, above) = (&maps[l - 1], &maps[l]);
-                for (i, &word) in above.iter().enumerate() {
-                    for bit in 0..64 {
-                        let child = below.get((i << 6) | bit).copied().unwrap_or(0);
-                        if (word >> bit & 1 == 1) != (child != 0) {
-                            return Err(format!(
-                                "order {r}: summary bit {bit} of word {i} at level {l} disagrees with word {child:#x} below"
-                            ));
-                        }
-                    }
-                }
-            }
             if (self.non_empty >> r & 1 == 1) != (maps[count - 1][0] != 0) {
                 return Err(format!(
                     "non-empty bit of order {r} disagrees with its top word {:#x}",
                     maps[count - 1][0]
                 ));
             }
-            // Free blocks of this order.
+            // Summaries agree with the words below, top down: each set bit
+            // names a non-zero word below, and all other words are zero. This
+            // costs O(set bits) plus a `memcmp` of the bitmaps against zeros,
+            // cheap even unoptimized (it runs after every property-test step).
+            let mut named: Vec<usize> = vec![0];
+            for l in (0..count).rev() {
+                let level = &maps[l];
+                let mut bits = Vec::with_capacity(named.len());
+                let mut next = 0;
+                for &i in &named {
+                    let Some(&word) = level.get(i) else {
+                        return Err(format!(
+                            "order {r}: summary names word {i} past the {} words of level {l}",
+                            level.len()
+                        ));
+                    };
+                    if word == 0 && l + 1 < count {
+                        return Err(format!(
+                            "order {r}: summary bit set for zero word {i} at level {l}"
+                        ));
+                    }
+                    if !all_zero(&level[next..i]) {
+                        return Err(format!(
+                            "order {r}: a non-zero word before word {i} at level {l} has no summary bit"
+                        ));
+                    }
+                    bits.extend(set_bits(word).map(|bit| (i << 6) | bit));
+                    next = i + 1;
+                }
+                if !all_zero(&level[next..]) {
+                    return Err(format!(
+                        "order {r}: a non-zero word past word {next} at level {l} has no summary bit"
+                    ));
+                }
+                named = bits;
+            }
+            // `named` now holds the free slots of this order, in order.
             let slots = 1u64 << slot_bits;
             let len = 1u64 << order;
-            let mut listed = 0u32;
-            for (w, &word) in maps[0].iter().enumerate() {
-                for bit in set_bits(word) {
-                    let slot = ((w as u64) << 6) | bit as u64;
-                    let (byte_offset, byte_len) = ((slot << order) << shift, len << shift);
-                    if slot >= slots {
-                        return Err(format!(
-                            "order {r}: bit of slot {slot} set past the {slots} slots"
-                        ));
-                    }
-                    if order < self.units_log2 && self.is_free(order, (slot ^ 1) as u32) {
-                        return Err(format!(
-                            "free block ({byte_offset}, {byte_len}) and its buddy are both free"
-                        ));
-                    }
-                    free_sum += byte_len;
-                    listed += 1;
-                    ranges.push((byte_offset, byte_len, false));
+            for &slot in &named {
+                let slot = slot as u64;
+                let (byte_offset, byte_len) = ((slot << order) << shift, len << shift);
+                if slot >= slots {
+                    return Err(format!(
+                        "order {r}: bit of slot {slot} set past the {slots} slots"
+                    ));
                 }
+                if order < self.units_log2 && self.is_free(order, (slot ^ 1) as u32) {
+                    return Err(format!(
+                        "free block ({byte_offset}, {byte_len}) and its buddy are both free"
+                    ));
+                }
+                free_sum += byte_len;
+                ranges.push((byte_offset, byte_len, false));
             }
+            let listed = named.len() as u32;
             if listed != self.counts[r] {
                 return Err(format!(
                     "order {r}: count says {} free blocks, the bitmap holds {listed}",
@@ -913,19 +946,23 @@ mod tests {
                 BuddyError::InvalidConfig { size, min_block }
             );
         }
-        // At most 2^31 minimum blocks.
-        assert!(BuddyBlock::<()>::new(1 << 32, 1).is_err());
-        assert!(BuddyBlock::<()>::new(1 << 63, 1 << 31).is_err());
-        let mut block = BuddyBlock::<()>::new(1 << 31, 1).unwrap();
-        assert_eq!(block.largest_free(), 1 << 31);
+        // At most 2^26 minimum blocks.
+        assert!(BuddyBlock::<()>::new(1 << 27, 1).is_err());
+        assert!(BuddyBlock::<()>::new(1 << 63, 1 << 36).is_err());
+        let mut block = BuddyBlock::<()>::new(1 << 26, 1).unwrap();
+        assert_eq!(block.largest_free(), 1 << 26);
         let a = block.allocate(3, 0, ()).unwrap();
-        let b = block.allocate(1 << 30, 1 << 30, ()).unwrap();
-        assert_eq!((a, b, block.largest_free()), (0, 1 << 30, 1 << 29));
+        let b = block.allocate(1 << 25, 1 << 25, ()).unwrap();
+        assert_eq!((a, b, block.largest_free()), (0, 1 << 25, 1 << 24));
         block.validate().unwrap();
-        let mut huge = BuddyBlock::<()>::new(1 << 63, 1 << 32).unwrap();
+        // The worst case: every order's bitmap grown to its full size, about
+        // 2 bits per minimum block (16 MiB here).
+        let mut huge = BuddyBlock::<()>::new(1 << 63, 1 << 37).unwrap();
         let c = huge.allocate((1 << 62) + 1, 0, ()).unwrap();
-        assert_eq!(huge.get(c), Some(((1 << 62) + (1 << 32), &())));
+        assert_eq!(huge.get(c), Some(((1 << 62) + (1 << 37), &())));
         huge.validate().unwrap();
+        let bytes = huge.host_memory_bytes();
+        assert!(bytes > 15 << 20 && bytes < 17 << 20, "{bytes}");
         huge.free(c).unwrap();
         assert_eq!(sorted_free(&huge), [(0, 1 << 63)]);
         let one = BuddyBlock::<()>::new(1, 1).unwrap();
@@ -1145,8 +1182,11 @@ mod tests {
     }
 
     #[test]
-    fn host_metadata_does_not_grow_with_block_size() {
-        let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
+    fn host_metadata_follows_the_used_part_of_the_block() {
+        // A fresh block has one-word bitmaps: a few KiB whatever its size.
+        let fresh = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
+        assert!(fresh.host_memory_bytes() < 8 << 10, "{}", fresh.host_memory_bytes());
+        let mut block = fresh.clone();
         for size in [1u64, 300, 70_000, 1 << 20, 5 << 20, 12345] {
             block.allocate(size, 256, ()).unwrap();
         }
@@ -1156,7 +1196,7 @@ mod tests {
     }
 
     #[test]
-    fn one_gib_block_is_cheap() {
+    fn one_gib_block_metadata_is_bounded() {
         let mut block = BuddyBlock::<u32>::new(1 << 30, 256).unwrap();
         let mut offsets = Vec::new();
         for i in 0..1000u32 {
@@ -1164,15 +1204,151 @@ mod tests {
             offsets.push(block.allocate(size, 256, i).unwrap());
         }
         block.validate().unwrap();
-        assert!(
-            block.host_memory_bytes() < 256 << 10,
-            "{}",
-            block.host_memory_bytes()
-        );
+        // About half the block is in use: the bitmaps may reach their full
+        // 2 bits per minimum block (1 MiB for 2^22 units, plus summaries),
+        // the live map adds about 20 bytes per allocation.
+        let bound = (1 << 20) + (1 << 20) / 63 + (64 << 10);
+        assert!(block.host_memory_bytes() < bound, "{}", block.host_memory_bytes());
         for (i, off) in offsets.into_iter().enumerate() {
             assert_eq!(block.free(off).unwrap().1, i as u32);
         }
         assert_eq!(sorted_free(&block), [(0, 1 << 30)]);
-        assert!(block.host_memory_bytes() < 256 << 10);
+        assert!(block.host_memory_bytes() < bound);
+        // 100 small allocations use the start of a 1 GiB block only.
+        let mut light = BuddyBlock::<u32>::new(1 << 30, 256).unwrap();
+        for i in 0..100u32 {
+            light.allocate(256 + u64::from(i) * 97, 0, i).unwrap();
+        }
+        light.validate().unwrap();
+        assert!(light.host_memory_bytes() < 16 << 10, "{}", light.host_memory_bytes());
+    }
+
+    #[test]
+    fn lowest_address_first() {
+        // 2^20 units: four bitmap levels at order 0.
+        let mut block = BuddyBlock::<u32>::new(256 << 20, 256).unwrap();
+        let offsets: Vec<u64> = (0..10_000u32)
+            .map(|i| block.allocate(256, 0, i).unwrap())
+            .collect();
+        // Packed from 0, in order.
+        assert!(offsets.iter().enumerate().all(|(i, &o)| o == i as u64 * 256));
+        // Free a scattered set (across leaf words and level-1 words), in a
+        // scrambled order; they come back lowest first.
+        let mut freed: Vec<u64> = (0..10_000u64)
+            .filter(|i| i % 7 == 3 || i % 4099 == 1)
+            .map(|i| i * 256)
+            .collect();
+        let n = freed.len();
+        for k in 0..n {
+            let off = freed[(k * 7919) % n];
+            block.free(off).unwrap();
+        }
+        block.validate().unwrap();
+        freed.sort_unstable();
+        // No two freed units are buddies, so all are order-0 holes.
+        assert_eq!(block.free_histogram().next(), Some((256, n)));
+        for (k, &want) in freed.iter().enumerate() {
+            let got = block.allocate(256, 0, 0).unwrap();
+            assert_eq!(got, want, "hole {k}");
+        }
+        block.validate().unwrap();
+        // Next is the first unit past the packed prefix.
+        assert_eq!(block.allocate(256, 0, 0).unwrap(), 10_000 * 256);
+    }
+
+    #[test]
+    fn summaries_track_words_across_levels() {
+        // 2^20 units: order 0 has levels of 2^14, 2^8, 4 and 1 words.
+        let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
+        assert_eq!(level_count(20), 4);
+        // Fill the first 4096 * 64 units + 1 (one level-2 bit's worth of
+        // order-0 slots, and one more) with one allocation, then a single
+        // unit: the order-0 hole sits in level-1 word 0 / level-2 word ...
+        let big = block.allocate((1 << 18) * 256 + 256, 0, ()).unwrap();
+        assert_eq!(big, 0);
+        block.validate().unwrap();
+        // Kept 2^18 + 1 units: the tail's order-0 piece is unit 2^18 + 1.
+        assert!(block.is_free(0, (1 << 18) + 1));
+        let top = &block.levels[3];
+        assert_eq!(top.len(), 1);
+        assert_eq!(top[0], 1 << 1, "level-3 bit of slot 2^18 + 1");
+        assert_eq!(block.allocate(1, 0, ()).unwrap(), ((1 << 18) + 1) * 256);
+        // The order-0 bitmap is empty again, up to its top word and the mask.
+        assert_eq!(block.levels[..4].iter().flatten().filter(|&&w| w != 0).count(), 0);
+        assert_eq!(block.non_empty & 1, 0);
+        block.validate().unwrap();
+        block.free(big).unwrap();
+        assert!(block.levels[..4].iter().flatten().any(|&w| w != 0));
+        block.validate().unwrap();
+    }
+
+    #[test]
+    fn validate_catches_broken_bitmaps() {
+        let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
+        for size in [256u64, 700, 5000, 1 << 16] {
+            block.allocate(size, 0, ()).unwrap();
+        }
+        block.validate().unwrap();
+        // A stale summary bit (word below is zero).
+        let mut broken = block.clone();
+        broken.levels[1][0] |= 1 << 9;
+        assert!(broken.validate().unwrap_err().contains("summary"));
+        // A missing summary bit.
+        let mut broken = block.clone();
+        let order = block.non_empty.trailing_zeros() as usize;
+        let top = order * MAX_LEVELS + level_count(20 - order as u32) - 1;
+        broken.levels[top][0] = 0;
+        assert!(broken.validate().is_err());
+        // A free bit for a range that is allocated.
+        let mut broken = block.clone();
+        broken.levels[0][0] |= 1;
+        assert!(broken.validate().is_err());
+        // The mask of non-empty orders.
+        let mut broken = block.clone();
+        broken.non_empty ^= 1 << 3;
+        assert!(broken.validate().unwrap_err().contains("non-empty"));
+        // A count.
+        let mut broken = block.clone();
+        broken.counts[order] += 1;
+        assert!(broken.validate().unwrap_err().contains("count"));
+        // Two free buddies left uncoalesced.
+        let mut broken = BuddyBlock::<()>::new(4096, 256).unwrap();
+        broken.take_free(4, 0);
+        broken.insert_free(3, 0);
+        broken.insert_free(3, 1);
+        assert!(broken.validate().unwrap_err().contains("buddy"));
+    }
+
+    #[test]
+    fn bitmaps_grow_lazily_in_powers_of_two() {
+        let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
+        // Every level starts as one word.
+        for order in 0..=20u32 {
+            let base = order as usize * MAX_LEVELS;
+            let count = level_count(20 - order);
+            assert!(block.levels[base..base + count].iter().all(|l| l.len() == 1));
+            assert!(block.levels[base + count..base + MAX_LEVELS].iter().all(Vec::is_empty));
+        }
+        // A 256-byte allocation aligned to 64 MiB after the first 64 MiB
+        // lands at unit 2^18 and frees a unit at 2^18 + 1: order 0 grows to
+        // cover leaf word 2^12 (2^13 words), level 1 to 2^7 words.
+        let first = block.allocate(64 << 20, 0, ()).unwrap();
+        let high = block.allocate(256, 64 << 20, ()).unwrap();
+        assert_eq!((first, high), (0, 64 << 20));
+        assert_eq!(block.levels[0].len(), 1 << 13);
+        assert_eq!(block.levels[1].len(), 1 << 7);
+        assert_eq!(block.levels[2].len(), 2);
+        assert_eq!(block.levels[3].len(), 1);
+        block.validate().unwrap();
+        let grown = block.host_memory_bytes();
+        // Order r holds slot 2^(18 - r) + 1: about 2^(13 - r) words, 128 KiB in all.
+        assert!(grown > 128 << 10 && grown < 160 << 10, "{grown}");
+        // Nothing shrinks, and `clear` keeps the capacity.
+        block.free(high).unwrap();
+        block.clear();
+        block.validate().unwrap();
+        assert_eq!(block.levels[0].len(), 1 << 13);
+        assert_eq!(block.host_memory_bytes(), grown);
+        assert_eq!(sorted_free(&block), [(0, 256 << 20)]);
     }
 }

@@ -170,7 +170,8 @@ pub struct RangeMap {
 pub struct BlockMap {
     /// Memory type index.
     pub memory_type_index: u32,
-    /// `"any"`, `"linear"`, `"optimal"` or `"dedicated"`.
+    /// Which pool: `"small"`, `"large"` (with `"linear "` or `"optimal "` in
+    /// front when bufferImageGranularity separates them), or `"dedicated"`.
     pub class: &'static str,
     /// True for a dedicated allocation.
     pub dedicated: bool,

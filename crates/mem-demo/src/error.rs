@@ -161,10 +161,16 @@ pub enum DemoError {
 
 fn extension_hint(extension: &str) -> &'static str {
     match extension {
-        "KHR_draco_mesh_compression" => " (Draco-compressed meshes need a Draco decoder; re-export without compression)",
-        "KHR_texture_basisu" => " (KTX2/Basis Universal textures need a transcoder; re-export with PNG or JPEG images)",
+        "KHR_draco_mesh_compression" => {
+            " (Draco-compressed meshes need a Draco decoder; re-export without compression)"
+        }
+        "KHR_texture_basisu" => {
+            " (KTX2/Basis Universal textures need a transcoder; re-export with PNG or JPEG images)"
+        }
         "EXT_meshopt_compression" => " (meshopt-compressed buffers; re-export without compression)",
-        "KHR_mesh_quantization" => " (quantized vertex attributes; re-export with float attributes)",
+        "KHR_mesh_quantization" => {
+            " (quantized vertex attributes; re-export with float attributes)"
+        }
         "EXT_texture_webp" | "MSFT_texture_dds" => " (only PNG and JPEG images are decoded)",
         _ => "",
     }

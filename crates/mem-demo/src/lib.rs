@@ -33,7 +33,9 @@ mod gltf_load;
 mod math;
 
 pub use error::{DemoError, RenderError};
-pub use scene::{mip_chain, write_test_glb, write_test_gltf, Draw, MeshData, Scene, TextureData, Vertex};
+pub use scene::{
+    mip_chain, write_test_glb, write_test_gltf, Draw, MeshData, Scene, TextureData, Vertex,
+};
 
 /// Writes tightly packed RGBA8 pixels as a PNG file.
 ///
@@ -50,7 +52,11 @@ pub fn save_png(
     let path = path.as_ref();
     let expected = u64::from(width) * u64::from(height) * 4;
     if rgba.len() as u64 != expected || expected == 0 {
-        return Err(DemoError::InvalidPixels { width, height, len: rgba.len() });
+        return Err(DemoError::InvalidPixels {
+            width,
+            height,
+            len: rgba.len(),
+        });
     }
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| DemoError::WritePng {
@@ -66,5 +72,8 @@ pub fn save_png(
         image::ExtendedColorType::Rgba8,
         image::ImageFormat::Png,
     )
-    .map_err(|e| DemoError::WritePng { path: path.to_owned(), reason: e.to_string() })
+    .map_err(|e| DemoError::WritePng {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
 }

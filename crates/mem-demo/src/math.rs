@@ -78,7 +78,11 @@ pub(crate) fn dot(a: Vec3, b: Vec3) -> f32 {
 }
 
 pub(crate) fn cross(a: Vec3, b: Vec3) -> Vec3 {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
 }
 
 /// `v / |v|`, or `fallback` for a (near) zero vector.
@@ -147,7 +151,10 @@ mod tests {
     use super::*;
 
     fn close(a: &Mat4, b: &Mat4) -> bool {
-        a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-5)
+        a.iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .all(|(x, y)| (x - y).abs() < 1e-5)
     }
 
     #[test]

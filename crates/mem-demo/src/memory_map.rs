@@ -63,7 +63,12 @@ impl BlockMapImage {
             return None;
         }
         let i = ((y * self.width + x) * 4) as usize;
-        Some([self.rgba[i], self.rgba[i + 1], self.rgba[i + 2], self.rgba[i + 3]])
+        Some([
+            self.rgba[i],
+            self.rgba[i + 1],
+            self.rgba[i + 2],
+            self.rgba[i + 3],
+        ])
     }
 
     fn fill(&mut self, x0: u32, x1: u32, y0: u32, y1: u32, rgb: [u8; 3]) {
@@ -83,22 +88,41 @@ impl BlockMapImage {
 pub fn render_block_map(maps: &[BlockMap], width: u32) -> BlockMapImage {
     let width = width.max(MIN_WIDTH);
     let height = BAND_GAP + maps.len() as u32 * (BAND_HEIGHT + BAND_GAP);
-    let mut image = BlockMapImage { width, height, rgba: Vec::new() };
-    image.rgba = BACKGROUND.iter().copied().chain([255]).cycle().take((width * height * 4) as usize).collect();
+    let mut image = BlockMapImage {
+        width,
+        height,
+        rgba: Vec::new(),
+    };
+    image.rgba = BACKGROUND
+        .iter()
+        .copied()
+        .chain([255])
+        .cycle()
+        .take((width * height * 4) as usize)
+        .collect();
     let map_x0 = TYPE_STRIP + STRIP_GAP;
     let map_w = u128::from(width - map_x0);
     for (i, block) in maps.iter().enumerate() {
         let y0 = BAND_GAP + i as u32 * (BAND_HEIGHT + BAND_GAP);
         let y1 = y0 + BAND_HEIGHT;
-        let strip = if block.dedicated { [235, 235, 225] } else { hue_rgb(block.memory_type_index as f32 * 0.17 + 0.05, 0.35, 0.9) };
+        let strip = if block.dedicated {
+            [235, 235, 225]
+        } else {
+            hue_rgb(block.memory_type_index as f32 * 0.17 + 0.05, 0.35, 0.9)
+        };
         image.fill(0, TYPE_STRIP, y0, y1, strip);
         image.fill(map_x0, width, y0, y1, FREE);
         let size = u128::from(block.size.max(1));
         let x_of = |offset: u64| map_x0 + (u128::from(offset).min(size) * map_w / size) as u32;
-        for range in block.ranges.iter().filter(|r| r.kind == RangeKind::Allocated) {
+        for range in block
+            .ranges
+            .iter()
+            .filter(|r| r.kind == RangeKind::Allocated)
+        {
             let start = x_of(range.offset);
             let end = x_of(range.offset.saturating_add(range.size)).max(start + 1);
-            let used_end = x_of(range.offset.saturating_add(range.requested.min(range.size))).clamp(start + 1, end);
+            let used_end = x_of(range.offset.saturating_add(range.requested.min(range.size)))
+                .clamp(start + 1, end);
             let color = allocation_color(range.name.as_deref());
             image.fill(start, used_end, y0, y1, color);
             image.fill(used_end, end, y0, y1, scale_rgb(color, 0.5));
@@ -112,7 +136,9 @@ pub fn render_block_map(maps: &[BlockMap], width: u32) -> BlockMapImage {
 
 /// The colour of an allocation by its name's kind (see the module docs).
 pub fn allocation_color(name: Option<&str>) -> [u8; 3] {
-    let Some(name) = name else { return [70, 110, 160] };
+    let Some(name) = name else {
+        return [70, 110, 160];
+    };
     let kind = name.split([' ', ':', '/', '.']).next().unwrap_or(name);
     let hue = (fnv1a(kind.as_bytes()) % 3600) as f32 / 3600.0;
     let jitter = (fnv1a(name.as_bytes()) % 1000) as f32 / 1000.0;
@@ -120,7 +146,9 @@ pub fn allocation_color(name: Option<&str>) -> [u8; 3] {
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn scale_rgb(c: [u8; 3], k: f32) -> [u8; 3] {

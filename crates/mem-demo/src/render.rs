@@ -17,15 +17,48 @@
 //! created, on success and on every error path (the validation layer's leak
 //! check at device destruction finds nothing).
 //!
+//! # Example
+//!
+//! With the scene's meshes and textures uploaded (for a complete program
+//! that uploads them the simple way, see `tests/render_lavapipe.rs`):
+//!
+//! ```no_run
+//! use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
+//! use mem_demo::{DemoError, Scene};
+//!
+//! fn draw(dev: &RenderDevice<'_>, scene: &Scene, meshes: &[GpuMesh], textures: &[GpuTexture]) -> Result<(), DemoError> {
+//!     let (width, height) = (1280, 720);
+//!     let frame = FrameDesc {
+//!         meshes,
+//!         textures,
+//!         draws: &scene.draws,
+//!         view_proj: scene.view_proj(width as f32 / height as f32),
+//!         width,
+//!         height,
+//!         clear_color: [0.5, 0.7, 0.9, 1.0],
+//!         wait_semaphores: &[],
+//!     };
+//!     // SAFETY: (in a real program) the handles are valid, the queue is not
+//!     // used elsewhere, the uploads finished on this queue and left the
+//!     // textures in SHADER_READ_ONLY_OPTIMAL.
+//!     let rgba = unsafe { render_frame(dev, &frame) }?;
+//!     mem_demo::save_png("target/frame.png", width, height, &rgba)
+//! }
+//! ```
+//!
 //! A render pass rather than dynamic rendering: it works on every Vulkan
 //! version and needs no feature the engine may not have enabled.
 
 use std::time::Duration;
 
 use ash::vk;
-use gpu_descriptor::{DescriptorAllocator, DescriptorSet, DescriptorSetLayoutCreateFlags, DescriptorTotalCount};
+use gpu_descriptor::{
+    DescriptorAllocator, DescriptorSet, DescriptorSetLayoutCreateFlags, DescriptorTotalCount,
+};
 use gpu_descriptor_ash::AshDescriptorDevice;
-use mem_core::{Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, MemoryUsage, ResourceClass};
+use mem_core::{
+    Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, MemoryUsage, ResourceClass,
+};
 
 use crate::error::RenderError;
 use crate::math;
@@ -139,9 +172,15 @@ pub struct FrameDesc<'a> {
 ///   filled buffers and images happened-before this submission: on this
 ///   queue (any prior submission: the frame starts with a global memory
 ///   barrier), or on another queue with one of `frame.wait_semaphores`.
-pub unsafe fn render_frame(dev: &RenderDevice<'_>, frame: &FrameDesc<'_>) -> Result<Vec<u8>, RenderError> {
+pub unsafe fn render_frame(
+    dev: &RenderDevice<'_>,
+    frame: &FrameDesc<'_>,
+) -> Result<Vec<u8>, RenderError> {
     // SAFETY: the physical device is valid (caller's contract).
-    let props = unsafe { dev.instance.get_physical_device_properties(dev.physical_device) };
+    let props = unsafe {
+        dev.instance
+            .get_physical_device_properties(dev.physical_device)
+    };
     check_input(frame, props.limits.max_image_dimension2_d)?;
     let mut objects = Objects::new(dev);
     // SAFETY: forwarded from this function's contract; `objects` destroys
@@ -161,10 +200,18 @@ fn check_input(frame: &FrameDesc<'_>, max: u32) -> Result<(), RenderError> {
     }
     for (i, d) in frame.draws.iter().enumerate() {
         if d.mesh >= frame.meshes.len() {
-            return Err(RenderError::MeshOutOfRange { draw: i, mesh: d.mesh, count: frame.meshes.len() });
+            return Err(RenderError::MeshOutOfRange {
+                draw: i,
+                mesh: d.mesh,
+                count: frame.meshes.len(),
+            });
         }
         if d.texture >= frame.textures.len() {
-            return Err(RenderError::TextureOutOfRange { draw: i, texture: d.texture, count: frame.textures.len() });
+            return Err(RenderError::TextureOutOfRange {
+                draw: i,
+                texture: d.texture,
+                count: frame.textures.len(),
+            });
         }
     }
     Ok(())
@@ -237,7 +284,8 @@ impl Drop for Objects<'_> {
             d.destroy_command_pool(self.command_pool, cb);
             d.destroy_fence(self.fence, cb);
             let device = AshDescriptorDevice::wrap(d);
-            self.descriptor_allocator.free(device, self.descriptor_sets.drain(..));
+            self.descriptor_allocator
+                .free(device, self.descriptor_sets.drain(..));
             self.descriptor_allocator.cleanup(device);
             d.destroy_pipeline(self.pipeline, cb);
             for m in self.shader_modules.drain(..) {
@@ -281,7 +329,11 @@ unsafe fn create_image(
     let info = vk::ImageCreateInfo::default()
         .image_type(vk::ImageType::TYPE_2D)
         .format(format)
-        .extent(vk::Extent3D { width, height, depth: 1 })
+        .extent(vk::Extent3D {
+            width,
+            height,
+            depth: 1,
+        })
         .mip_levels(1)
         .array_layers(1)
         .samples(vk::SampleCountFlags::TYPE_1)
@@ -290,21 +342,35 @@ unsafe fn create_image(
         .sharing_mode(vk::SharingMode::EXCLUSIVE)
         .initial_layout(vk::ImageLayout::UNDEFINED);
     // SAFETY: valid create info; the image is recorded for destruction at once.
-    let image = unsafe { d.create_image(&info, o.alloc_cb()) }.map_err(RenderError::vk("vkCreateImage"))?;
+    let image =
+        unsafe { d.create_image(&info, o.alloc_cb()) }.map_err(RenderError::vk("vkCreateImage"))?;
     o.images.push(image);
     let mut dedicated = vk::MemoryDedicatedRequirements::default();
     let mut reqs2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
     // SAFETY: the image is valid; Vulkan 1.1 core query.
-    unsafe { d.get_image_memory_requirements2(&vk::ImageMemoryRequirementsInfo2::default().image(image), &mut reqs2) };
+    unsafe {
+        d.get_image_memory_requirements2(
+            &vk::ImageMemoryRequirementsInfo2::default().image(image),
+            &mut reqs2,
+        )
+    };
     let reqs = reqs2.memory_requirements;
     let dedicated = dedicated_hint(dedicated, DedicatedTarget::Image(image));
-    let desc = AllocationDesc::new(reqs, MemoryUsage::GpuOnly).class(ResourceClass::Optimal).dedicated(dedicated).name(name);
-    let allocation = o.dev.allocator.allocate(&desc).map_err(|source| RenderError::Alloc { what: name, source })?;
+    let desc = AllocationDesc::new(reqs, MemoryUsage::GpuOnly)
+        .class(ResourceClass::Optimal)
+        .dedicated(dedicated)
+        .name(name);
+    let allocation = o
+        .dev
+        .allocator
+        .allocate(&desc)
+        .map_err(|source| RenderError::Alloc { what: name, source })?;
     let (memory, offset) = (allocation.memory(), allocation.offset());
     o.allocations.push(allocation);
     // SAFETY: memory of a compatible type, size and alignment from the
     // requirements; the image is not bound yet.
-    unsafe { d.bind_image_memory(image, memory, offset) }.map_err(RenderError::vk("vkBindImageMemory"))?;
+    unsafe { d.bind_image_memory(image, memory, offset) }
+        .map_err(RenderError::vk("vkBindImageMemory"))?;
     Ok(image)
 }
 
@@ -339,22 +405,32 @@ unsafe fn create_view(
             layer_count: 1,
         });
     // SAFETY: the image is valid and has `levels` levels (checked or created so).
-    let view = unsafe { o.dev.device.create_image_view(&info, o.alloc_cb()) }.map_err(RenderError::vk("vkCreateImageView"))?;
+    let view = unsafe { o.dev.device.create_image_view(&info, o.alloc_cb()) }
+        .map_err(RenderError::vk("vkCreateImageView"))?;
     o.views.push(view);
     Ok(view)
 }
 
-fn pick_depth_format(instance: &ash::Instance, pd: vk::PhysicalDevice) -> Result<vk::Format, RenderError> {
+fn pick_depth_format(
+    instance: &ash::Instance,
+    pd: vk::PhysicalDevice,
+) -> Result<vk::Format, RenderError> {
     // The spec requires D16_UNORM, and X8_D24 or D32_SFLOAT, as depth
     // attachments; stencil formats are avoided so the aspect stays DEPTH.
-    [vk::Format::D32_SFLOAT, vk::Format::X8_D24_UNORM_PACK32, vk::Format::D16_UNORM]
-        .into_iter()
-        .find(|&f| {
-            // SAFETY: valid physical device (render_frame's contract).
-            let props = unsafe { instance.get_physical_device_format_properties(pd, f) };
-            props.optimal_tiling_features.contains(vk::FormatFeatureFlags::DEPTH_STENCIL_ATTACHMENT)
-        })
-        .ok_or(RenderError::NoDepthFormat)
+    [
+        vk::Format::D32_SFLOAT,
+        vk::Format::X8_D24_UNORM_PACK32,
+        vk::Format::D16_UNORM,
+    ]
+    .into_iter()
+    .find(|&f| {
+        // SAFETY: valid physical device (render_frame's contract).
+        let props = unsafe { instance.get_physical_device_format_properties(pd, f) };
+        props
+            .optimal_tiling_features
+            .contains(vk::FormatFeatureFlags::DEPTH_STENCIL_ATTACHMENT)
+    })
+    .ok_or(RenderError::NoDepthFormat)
 }
 
 /// # Safety
@@ -366,7 +442,7 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
     let (width, height) = (frame.width, frame.height);
     let depth_format = pick_depth_format(dev.instance, dev.physical_device)?;
 
-    // SAFETY (whole block): every create call gets a valid create info
+    // SAFETY: (whole block) every create call gets a valid create info
     // built right here from handles created above or given by the caller
     // (valid per contract); each result is recorded in `o` at once so it is
     // destroyed exactly once by `Objects::drop`.
@@ -395,11 +471,16 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .size(readback_size)
             .usage(vk::BufferUsageFlags::TRANSFER_DST)
             .sharing_mode(vk::SharingMode::EXCLUSIVE);
-        let readback = d.create_buffer(&buffer_info, cb).map_err(RenderError::vk("vkCreateBuffer"))?;
+        let readback = d
+            .create_buffer(&buffer_info, cb)
+            .map_err(RenderError::vk("vkCreateBuffer"))?;
         o.buffers.push(readback);
         let mut dedicated = vk::MemoryDedicatedRequirements::default();
         let mut reqs2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
-        d.get_buffer_memory_requirements2(&vk::BufferMemoryRequirementsInfo2::default().buffer(readback), &mut reqs2);
+        d.get_buffer_memory_requirements2(
+            &vk::BufferMemoryRequirementsInfo2::default().buffer(readback),
+            &mut reqs2,
+        );
         let reqs = reqs2.memory_requirements;
         let desc = AllocationDesc::new(reqs, MemoryUsage::Readback)
             .class(ResourceClass::Linear)
@@ -408,19 +489,33 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
         let allocation = dev
             .allocator
             .allocate(&desc)
-            .map_err(|source| RenderError::Alloc { what: "readback buffer", source })?;
+            .map_err(|source| RenderError::Alloc {
+                what: "readback buffer",
+                source,
+            })?;
         let (memory, offset) = (allocation.memory(), allocation.offset());
         o.allocations.push(allocation);
         let readback_allocation = o.allocations.len() - 1;
-        d.bind_buffer_memory(readback, memory, offset).map_err(RenderError::vk("vkBindBufferMemory"))?;
+        d.bind_buffer_memory(readback, memory, offset)
+            .map_err(RenderError::vk("vkBindBufferMemory"))?;
 
         // Texture views and the sampler.
         let mut texture_views = Vec::with_capacity(frame.textures.len());
         let mut all_linear = true;
         for t in frame.textures {
-            texture_views.push(create_view(o, t.image, t.format, vk::ImageAspectFlags::COLOR, t.mip_levels)?);
-            let props = dev.instance.get_physical_device_format_properties(dev.physical_device, t.format);
-            all_linear &= props.optimal_tiling_features.contains(vk::FormatFeatureFlags::SAMPLED_IMAGE_FILTER_LINEAR);
+            texture_views.push(create_view(
+                o,
+                t.image,
+                t.format,
+                vk::ImageAspectFlags::COLOR,
+                t.mip_levels,
+            )?);
+            let props = dev
+                .instance
+                .get_physical_device_format_properties(dev.physical_device, t.format);
+            all_linear &= props
+                .optimal_tiling_features
+                .contains(vk::FormatFeatureFlags::SAMPLED_IMAGE_FILTER_LINEAR);
         }
         let (filter, mip_mode) = if all_linear {
             (vk::Filter::LINEAR, vk::SamplerMipmapMode::LINEAR)
@@ -436,7 +531,9 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .address_mode_w(vk::SamplerAddressMode::REPEAT)
             .min_lod(0.0)
             .max_lod(vk::LOD_CLAMP_NONE);
-        o.sampler = d.create_sampler(&sampler_info, cb).map_err(RenderError::vk("vkCreateSampler"))?;
+        o.sampler = d
+            .create_sampler(&sampler_info, cb)
+            .map_err(RenderError::vk("vkCreateSampler"))?;
 
         // Descriptor set layout: the texture and its sampler.
         let bindings = [
@@ -452,9 +549,16 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
                 .stage_flags(vk::ShaderStageFlags::FRAGMENT),
         ];
         o.set_layout = d
-            .create_descriptor_set_layout(&vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings), cb)
+            .create_descriptor_set_layout(
+                &vk::DescriptorSetLayoutCreateInfo::default().bindings(&bindings),
+                cb,
+            )
             .map_err(RenderError::vk("vkCreateDescriptorSetLayout"))?;
-        let set_count = DescriptorTotalCount { sampled_image: 1, sampler: 1, ..Default::default() };
+        let set_count = DescriptorTotalCount {
+            sampled_image: 1,
+            sampler: 1,
+            ..Default::default()
+        };
         let sets = o
             .descriptor_allocator
             .allocate(
@@ -519,8 +623,14 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
                 .initial_layout(vk::ImageLayout::UNDEFINED)
                 .final_layout(vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL),
         ];
-        let color_ref = [vk::AttachmentReference { attachment: 0, layout: vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL }];
-        let depth_ref = vk::AttachmentReference { attachment: 1, layout: vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL };
+        let color_ref = [vk::AttachmentReference {
+            attachment: 0,
+            layout: vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+        }];
+        let depth_ref = vk::AttachmentReference {
+            attachment: 1,
+            layout: vk::ImageLayout::DEPTH_STENCIL_ATTACHMENT_OPTIMAL,
+        };
         let subpasses = [vk::SubpassDescription::default()
             .pipeline_bind_point(vk::PipelineBindPoint::GRAPHICS)
             .color_attachments(&color_ref)
@@ -556,7 +666,9 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .attachments(&attachments)
             .subpasses(&subpasses)
             .dependencies(&dependencies);
-        o.render_pass = d.create_render_pass(&rp_info, cb).map_err(RenderError::vk("vkCreateRenderPass"))?;
+        o.render_pass = d
+            .create_render_pass(&rp_info, cb)
+            .map_err(RenderError::vk("vkCreateRenderPass"))?;
         let fb_views = [color_view, depth_view];
         let fb_info = vk::FramebufferCreateInfo::default()
             .render_pass(o.render_pass)
@@ -564,22 +676,36 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .width(width)
             .height(height)
             .layers(1);
-        o.framebuffer = d.create_framebuffer(&fb_info, cb).map_err(RenderError::vk("vkCreateFramebuffer"))?;
+        o.framebuffer = d
+            .create_framebuffer(&fb_info, cb)
+            .map_err(RenderError::vk("vkCreateFramebuffer"))?;
 
         // Pipeline.
-        let push_range = [vk::PushConstantRange { stage_flags: vk::ShaderStageFlags::VERTEX, offset: 0, size: 128 }];
+        let push_range = [vk::PushConstantRange {
+            stage_flags: vk::ShaderStageFlags::VERTEX,
+            offset: 0,
+            size: 128,
+        }];
         let set_layouts = [o.set_layout];
         o.pipeline_layout = d
             .create_pipeline_layout(
-                &vk::PipelineLayoutCreateInfo::default().set_layouts(&set_layouts).push_constant_ranges(&push_range),
+                &vk::PipelineLayoutCreateInfo::default()
+                    .set_layouts(&set_layouts)
+                    .push_constant_ranges(&push_range),
                 cb,
             )
             .map_err(RenderError::vk("vkCreatePipelineLayout"))?;
         let vert = create_shader(o, VERT_SPV)?;
         let frag = create_shader(o, FRAG_SPV)?;
         let stages = [
-            vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::VERTEX).module(vert).name(c"main"),
-            vk::PipelineShaderStageCreateInfo::default().stage(vk::ShaderStageFlags::FRAGMENT).module(frag).name(c"main"),
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::VERTEX)
+                .module(vert)
+                .name(c"main"),
+            vk::PipelineShaderStageCreateInfo::default()
+                .stage(vk::ShaderStageFlags::FRAGMENT)
+                .module(frag)
+                .name(c"main"),
         ];
         let vertex_bindings = [vk::VertexInputBindingDescription {
             binding: 0,
@@ -587,16 +713,33 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             input_rate: vk::VertexInputRate::VERTEX,
         }];
         let vertex_attributes = [
-            vk::VertexInputAttributeDescription { location: 0, binding: 0, format: vk::Format::R32G32B32_SFLOAT, offset: 0 },
-            vk::VertexInputAttributeDescription { location: 1, binding: 0, format: vk::Format::R32G32B32_SFLOAT, offset: 12 },
-            vk::VertexInputAttributeDescription { location: 2, binding: 0, format: vk::Format::R32G32_SFLOAT, offset: 24 },
+            vk::VertexInputAttributeDescription {
+                location: 0,
+                binding: 0,
+                format: vk::Format::R32G32B32_SFLOAT,
+                offset: 0,
+            },
+            vk::VertexInputAttributeDescription {
+                location: 1,
+                binding: 0,
+                format: vk::Format::R32G32B32_SFLOAT,
+                offset: 12,
+            },
+            vk::VertexInputAttributeDescription {
+                location: 2,
+                binding: 0,
+                format: vk::Format::R32G32_SFLOAT,
+                offset: 24,
+            },
         ];
         let vertex_input = vk::PipelineVertexInputStateCreateInfo::default()
             .vertex_binding_descriptions(&vertex_bindings)
             .vertex_attribute_descriptions(&vertex_attributes);
-        let input_assembly =
-            vk::PipelineInputAssemblyStateCreateInfo::default().topology(vk::PrimitiveTopology::TRIANGLE_LIST);
-        let viewport_state = vk::PipelineViewportStateCreateInfo::default().viewport_count(1).scissor_count(1);
+        let input_assembly = vk::PipelineInputAssemblyStateCreateInfo::default()
+            .topology(vk::PrimitiveTopology::TRIANGLE_LIST);
+        let viewport_state = vk::PipelineViewportStateCreateInfo::default()
+            .viewport_count(1)
+            .scissor_count(1);
         // No culling: glTF materials may be double-sided, and the Y flip of
         // the projection would flip the winding anyway.
         let raster = vk::PipelineRasterizationStateCreateInfo::default()
@@ -604,14 +747,16 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .cull_mode(vk::CullModeFlags::NONE)
             .front_face(vk::FrontFace::COUNTER_CLOCKWISE)
             .line_width(1.0);
-        let multisample =
-            vk::PipelineMultisampleStateCreateInfo::default().rasterization_samples(vk::SampleCountFlags::TYPE_1);
+        let multisample = vk::PipelineMultisampleStateCreateInfo::default()
+            .rasterization_samples(vk::SampleCountFlags::TYPE_1);
         let depth_state = vk::PipelineDepthStencilStateCreateInfo::default()
             .depth_test_enable(true)
             .depth_write_enable(true)
             .depth_compare_op(vk::CompareOp::LESS);
-        let blend_attachments = [vk::PipelineColorBlendAttachmentState::default().color_write_mask(vk::ColorComponentFlags::RGBA)];
-        let blend = vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachments);
+        let blend_attachments = [vk::PipelineColorBlendAttachmentState::default()
+            .color_write_mask(vk::ColorComponentFlags::RGBA)];
+        let blend =
+            vk::PipelineColorBlendStateCreateInfo::default().attachments(&blend_attachments);
         let dynamic_states = [vk::DynamicState::VIEWPORT, vk::DynamicState::SCISSOR];
         let dynamic = vk::PipelineDynamicStateCreateInfo::default().dynamic_states(&dynamic_states);
         let pipeline_info = vk::GraphicsPipelineCreateInfo::default()
@@ -629,15 +774,22 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             .subpass(0);
         let pipelines = d
             .create_graphics_pipelines(vk::PipelineCache::null(), &[pipeline_info], cb)
-            .map_err(|(_, result)| RenderError::Vulkan { call: "vkCreateGraphicsPipelines", result })?;
+            .map_err(|(_, result)| RenderError::Vulkan {
+                call: "vkCreateGraphicsPipelines",
+                result,
+            })?;
         o.pipeline = pipelines[0];
 
         // Command buffer and fence.
         let pool_info = vk::CommandPoolCreateInfo::default()
             .flags(vk::CommandPoolCreateFlags::TRANSIENT)
             .queue_family_index(dev.queue_family);
-        o.command_pool = d.create_command_pool(&pool_info, cb).map_err(RenderError::vk("vkCreateCommandPool"))?;
-        o.fence = d.create_fence(&vk::FenceCreateInfo::default(), cb).map_err(RenderError::vk("vkCreateFence"))?;
+        o.command_pool = d
+            .create_command_pool(&pool_info, cb)
+            .map_err(RenderError::vk("vkCreateCommandPool"))?;
+        o.fence = d
+            .create_fence(&vk::FenceCreateInfo::default(), cb)
+            .map_err(RenderError::vk("vkCreateFence"))?;
         let cmd = d
             .allocate_command_buffers(
                 &vk::CommandBufferAllocateInfo::default()
@@ -646,14 +798,22 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
                     .command_buffer_count(1),
             )
             .map_err(RenderError::vk("vkAllocateCommandBuffers"))?[0];
-        d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT))
-            .map_err(RenderError::vk("vkBeginCommandBuffer"))?;
+        d.begin_command_buffer(
+            cmd,
+            &vk::CommandBufferBeginInfo::default()
+                .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT),
+        )
+        .map_err(RenderError::vk("vkBeginCommandBuffer"))?;
 
         // Make every earlier write on this queue (the uploads) visible to
         // vertex fetch and texture reads. Layouts are the caller's job.
         let upload_visibility = vk::MemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-            .dst_access_mask(vk::AccessFlags::VERTEX_ATTRIBUTE_READ | vk::AccessFlags::INDEX_READ | vk::AccessFlags::SHADER_READ);
+            .dst_access_mask(
+                vk::AccessFlags::VERTEX_ATTRIBUTE_READ
+                    | vk::AccessFlags::INDEX_READ
+                    | vk::AccessFlags::SHADER_READ,
+            );
         d.cmd_pipeline_barrier(
             cmd,
             vk::PipelineStageFlags::ALL_COMMANDS,
@@ -665,10 +825,22 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
         );
 
         let clear_values = [
-            vk::ClearValue { color: vk::ClearColorValue { float32: frame.clear_color } },
-            vk::ClearValue { depth_stencil: vk::ClearDepthStencilValue { depth: 1.0, stencil: 0 } },
+            vk::ClearValue {
+                color: vk::ClearColorValue {
+                    float32: frame.clear_color,
+                },
+            },
+            vk::ClearValue {
+                depth_stencil: vk::ClearDepthStencilValue {
+                    depth: 1.0,
+                    stencil: 0,
+                },
+            },
         ];
-        let area = vk::Rect2D { offset: vk::Offset2D { x: 0, y: 0 }, extent: vk::Extent2D { width, height } };
+        let area = vk::Rect2D {
+            offset: vk::Offset2D { x: 0, y: 0 },
+            extent: vk::Extent2D { width, height },
+        };
         d.cmd_begin_render_pass(
             cmd,
             &vk::RenderPassBeginInfo::default()
@@ -681,7 +853,14 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
         d.cmd_set_viewport(
             cmd,
             0,
-            &[vk::Viewport { x: 0.0, y: 0.0, width: width as f32, height: height as f32, min_depth: 0.0, max_depth: 1.0 }],
+            &[vk::Viewport {
+                x: 0.0,
+                y: 0.0,
+                width: width as f32,
+                height: height as f32,
+                min_depth: 0.0,
+                max_depth: 1.0,
+            }],
         );
         d.cmd_set_scissor(cmd, 0, &[area]);
         d.cmd_bind_pipeline(cmd, vk::PipelineBindPoint::GRAPHICS, o.pipeline);
@@ -701,7 +880,13 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             d.cmd_bind_vertex_buffers(cmd, 0, &[mesh.vertex_buffer], &[0]);
             d.cmd_bind_index_buffer(cmd, mesh.index_buffer, 0, vk::IndexType::UINT32);
             let push = push_constants(&frame.view_proj, &draw.transform);
-            d.cmd_push_constants(cmd, o.pipeline_layout, vk::ShaderStageFlags::VERTEX, 0, &push);
+            d.cmd_push_constants(
+                cmd,
+                o.pipeline_layout,
+                vk::ShaderStageFlags::VERTEX,
+                0,
+                &push,
+            );
             d.cmd_draw_indexed(cmd, mesh.index_count, 1, 0, 0, 0);
         }
         d.cmd_end_render_pass(cmd);
@@ -713,8 +898,18 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
                 base_array_layer: 0,
                 layer_count: 1,
             })
-            .image_extent(vk::Extent3D { width, height, depth: 1 });
-        d.cmd_copy_image_to_buffer(cmd, color, vk::ImageLayout::TRANSFER_SRC_OPTIMAL, readback, &[region]);
+            .image_extent(vk::Extent3D {
+                width,
+                height,
+                depth: 1,
+            });
+        d.cmd_copy_image_to_buffer(
+            cmd,
+            color,
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+            readback,
+            &[region],
+        );
         let to_host = vk::BufferMemoryBarrier::default()
             .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
             .dst_access_mask(vk::AccessFlags::HOST_READ)
@@ -732,14 +927,18 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
             &[to_host],
             &[],
         );
-        d.end_command_buffer(cmd).map_err(RenderError::vk("vkEndCommandBuffer"))?;
+        d.end_command_buffer(cmd)
+            .map_err(RenderError::vk("vkEndCommandBuffer"))?;
 
         // Submit and wait.
         let cmds = [cmd];
-        let wait_semaphores: Vec<vk::Semaphore> = frame.wait_semaphores.iter().map(|w| w.semaphore).collect();
+        let wait_semaphores: Vec<vk::Semaphore> =
+            frame.wait_semaphores.iter().map(|w| w.semaphore).collect();
         let wait_values: Vec<u64> = frame.wait_semaphores.iter().map(|w| w.value).collect();
-        let wait_stages: Vec<vk::PipelineStageFlags> = frame.wait_semaphores.iter().map(|w| w.stage).collect();
-        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
+        let wait_stages: Vec<vk::PipelineStageFlags> =
+            frame.wait_semaphores.iter().map(|w| w.stage).collect();
+        let mut timeline =
+            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
         let mut submit = vk::SubmitInfo::default().command_buffers(&cmds);
         if !wait_semaphores.is_empty() {
             submit = submit
@@ -747,22 +946,38 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
                 .wait_dst_stage_mask(&wait_stages)
                 .push_next(&mut timeline);
         }
-        d.queue_submit(dev.queue, &[submit], o.fence).map_err(RenderError::vk("vkQueueSubmit"))?;
+        d.queue_submit(dev.queue, &[submit], o.fence)
+            .map_err(RenderError::vk("vkQueueSubmit"))?;
         o.in_flight = true;
         match d.wait_for_fences(&[o.fence], true, FRAME_TIMEOUT.as_nanos() as u64) {
             Ok(()) => o.in_flight = false,
-            Err(vk::Result::TIMEOUT) => return Err(RenderError::Timeout { seconds: FRAME_TIMEOUT.as_secs() }),
-            Err(result) => return Err(RenderError::Vulkan { call: "vkWaitForFences", result }),
+            Err(vk::Result::TIMEOUT) => {
+                return Err(RenderError::Timeout {
+                    seconds: FRAME_TIMEOUT.as_secs(),
+                })
+            }
+            Err(result) => {
+                return Err(RenderError::Vulkan {
+                    call: "vkWaitForFences",
+                    result,
+                })
+            }
         }
 
         let allocation = &o.allocations[readback_allocation];
         dev.allocator
             .invalidate(allocation, 0, readback_size)
-            .map_err(|source| RenderError::Alloc { what: "readback buffer", source })?;
+            .map_err(|source| RenderError::Alloc {
+                what: "readback buffer",
+                source,
+            })?;
         let mut pixels = vec![0u8; readback_size as usize];
         dev.allocator
             .read(allocation, 0, &mut pixels)
-            .map_err(|source| RenderError::Alloc { what: "readback buffer", source })?;
+            .map_err(|source| RenderError::Alloc {
+                what: "readback buffer",
+                source,
+            })?;
         Ok(pixels)
     }
 }
@@ -771,11 +986,19 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
 /// `o.dev` is valid.
 unsafe fn create_shader(o: &mut Objects<'_>, spv: &[u8]) -> Result<vk::ShaderModule, RenderError> {
     // read_spv copies into u32s: include_bytes! data is only byte-aligned.
-    let code = ash::util::read_spv(&mut std::io::Cursor::new(spv))
-        .map_err(|_| RenderError::Vulkan { call: "vkCreateShaderModule", result: vk::Result::ERROR_INVALID_SHADER_NV })?;
+    let code =
+        ash::util::read_spv(&mut std::io::Cursor::new(spv)).map_err(|_| RenderError::Vulkan {
+            call: "vkCreateShaderModule",
+            result: vk::Result::ERROR_INVALID_SHADER_NV,
+        })?;
     // SAFETY: the SPIR-V was produced and validated by naga at build time.
-    let module = unsafe { o.dev.device.create_shader_module(&vk::ShaderModuleCreateInfo::default().code(&code), o.alloc_cb()) }
-        .map_err(RenderError::vk("vkCreateShaderModule"))?;
+    let module = unsafe {
+        o.dev.device.create_shader_module(
+            &vk::ShaderModuleCreateInfo::default().code(&code),
+            o.alloc_cb(),
+        )
+    }
+    .map_err(RenderError::vk("vkCreateShaderModule"))?;
     o.shader_modules.push(module);
     Ok(module)
 }
@@ -785,7 +1008,10 @@ fn push_constants(view_proj: &[[f32; 4]; 4], model: &[[f32; 4]; 4]) -> [u8; 128]
     let mvp = math::mul(view_proj, model);
     let normal = math::normal_matrix(model);
     let mut out = [0u8; 128];
-    for (dst, value) in out.chunks_exact_mut(4).zip(mvp.iter().chain(normal.iter()).flatten()) {
+    for (dst, value) in out
+        .chunks_exact_mut(4)
+        .zip(mvp.iter().chain(normal.iter()).flatten())
+    {
         dst.copy_from_slice(&value.to_ne_bytes());
     }
     out

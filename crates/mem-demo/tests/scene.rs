@@ -11,10 +11,23 @@ const MB: f64 = 1e6;
 fn check_invariants(scene: &Scene) {
     assert!(!scene.meshes.is_empty() && !scene.textures.is_empty() && !scene.draws.is_empty());
     for m in &scene.meshes {
-        assert!(!m.indices.is_empty() && m.indices.len() % 3 == 0, "{}", m.name);
-        assert!(m.indices.iter().all(|&i| (i as usize) < m.vertices.len()), "{}: index out of range", m.name);
         assert!(
-            m.vertices.iter().all(|v| v.position.iter().chain(&v.normal).chain(&v.uv).all(|f| f.is_finite())),
+            !m.indices.is_empty() && m.indices.len() % 3 == 0,
+            "{}",
+            m.name
+        );
+        assert!(
+            m.indices.iter().all(|&i| (i as usize) < m.vertices.len()),
+            "{}: index out of range",
+            m.name
+        );
+        assert!(
+            m.vertices.iter().all(|v| v
+                .position
+                .iter()
+                .chain(&v.normal)
+                .chain(&v.uv)
+                .all(|f| f.is_finite())),
             "{}: non-finite vertex data",
             m.name
         );
@@ -28,7 +41,12 @@ fn check_invariants(scene: &Scene) {
 }
 
 fn check_chain(t: &TextureData) {
-    assert_eq!(t.mips.len() as u32, mip_level_count(t.width, t.height), "{}", t.name);
+    assert_eq!(
+        t.mips.len() as u32,
+        mip_level_count(t.width, t.height),
+        "{}",
+        t.name
+    );
     for (level, data) in t.mips.iter().enumerate() {
         let (w, h) = t.mip_extent(level as u32);
         assert_eq!(data.len(), (w * h * 4) as usize, "{} level {level}", t.name);
@@ -59,28 +77,64 @@ fn default_scene_at_full_scale_is_deterministic_and_a_few_hundred_mb() {
     // Not assert_eq!: a failure would print hundreds of MB.
     assert!(a == b, "two generations at the same scale differ");
     check_invariants(&a);
-    assert!((20.0 * MB..100.0 * MB).contains(&geometry), "tens of MB of geometry, got {}", geometry / MB);
-    assert!((200.0 * MB..500.0 * MB).contains(&total), "a few hundred MB in all, got {}", total / MB);
+    assert!(
+        (20.0 * MB..100.0 * MB).contains(&geometry),
+        "tens of MB of geometry, got {}",
+        geometry / MB
+    );
+    assert!(
+        (200.0 * MB..500.0 * MB).contains(&total),
+        "a few hundred MB in all, got {}",
+        total / MB
+    );
     assert!(a.meshes.len() >= 5 && a.textures.len() >= 8);
-    assert!(a.textures.iter().filter(|t| t.width == 2048 && t.height == 2048).count() >= 4);
-    assert!(a.textures.iter().any(|t| !t.width.is_power_of_two() && t.width != t.height), "one NPOT, non-square texture");
-    assert!(a.textures.iter().all(|t| t.format == vk::Format::R8G8B8A8_SRGB));
+    assert!(
+        a.textures
+            .iter()
+            .filter(|t| t.width == 2048 && t.height == 2048)
+            .count()
+            >= 4
+    );
+    assert!(
+        a.textures
+            .iter()
+            .any(|t| !t.width.is_power_of_two() && t.width != t.height),
+        "one NPOT, non-square texture"
+    );
+    assert!(a
+        .textures
+        .iter()
+        .all(|t| t.format == vk::Format::R8G8B8A8_SRGB));
 }
 
 #[test]
 fn default_scene_at_small_scale_is_a_few_mb_with_the_same_draws() {
     let start = Instant::now();
     let small = Scene::generate_default(0.05);
-    eprintln!("default scene at 0.05: {:.2} MB in {:.2?}", small.total_bytes() as f64 / MB, start.elapsed());
+    eprintln!(
+        "default scene at 0.05: {:.2} MB in {:.2?}",
+        small.total_bytes() as f64 / MB,
+        start.elapsed()
+    );
     check_invariants(&small);
     let total = small.total_bytes() as f64;
-    assert!((1.0 * MB..15.0 * MB).contains(&total), "a few MB, got {}", total / MB);
+    assert!(
+        (1.0 * MB..15.0 * MB).contains(&total),
+        "a few MB, got {}",
+        total / MB
+    );
     assert!(small == Scene::generate_default(0.05));
     let tiny = Scene::generate_default(0.0001);
     check_invariants(&tiny);
     assert_eq!(tiny.draws, small.draws);
     // Out-of-range scales are clamped, not a panic.
-    check_invariants(&Scene::generate_default(f32::NAN).textures.first().map(|_| Scene::generate_default(-3.0)).unwrap());
+    check_invariants(
+        &Scene::generate_default(f32::NAN)
+            .textures
+            .first()
+            .map(|_| Scene::generate_default(-3.0))
+            .unwrap(),
+    );
 }
 
 #[test]
@@ -89,17 +143,36 @@ fn every_textured_draw_is_in_front_of_the_camera() {
     let vp = scene.view_proj(1.0);
     for draw in &scene.draws {
         // The draw's origin projects inside the clip volume.
-        let o = [draw.transform[3][0], draw.transform[3][1], draw.transform[3][2], 1.0];
-        let clip: Vec<f32> = (0..4).map(|r| (0..4).map(|c| vp[c][r] * o[c]).sum()).collect();
+        let o = [
+            draw.transform[3][0],
+            draw.transform[3][1],
+            draw.transform[3][2],
+            1.0,
+        ];
+        let clip: Vec<f32> = (0..4)
+            .map(|r| (0..4).map(|c| vp[c][r] * o[c]).sum())
+            .collect();
         assert!(clip[3] > 0.0, "behind the camera");
         let (x, y, z) = (clip[0] / clip[3], clip[1] / clip[3], clip[2] / clip[3]);
-        assert!(x.abs() <= 1.0 && y.abs() <= 1.0 && (0.0..=1.0).contains(&z), "draw at {o:?} is off screen: {x} {y} {z}");
+        assert!(
+            x.abs() <= 1.0 && y.abs() <= 1.0 && (0.0..=1.0).contains(&z),
+            "draw at {o:?} is off screen: {x} {y} {z}"
+        );
     }
 }
 
 #[test]
 fn mip_chain_sizes_for_square_npot_and_thin_images() {
-    for (w, h, levels) in [(1, 1, 1), (2, 2, 2), (8, 8, 4), (5, 3, 3), (1366, 768, 11), (7, 1, 3), (1, 9, 4), (4, 16, 5)] {
+    for (w, h, levels) in [
+        (1, 1, 1),
+        (2, 2, 2),
+        (8, 8, 4),
+        (5, 3, 3),
+        (1366, 768, 11),
+        (7, 1, 3),
+        (1, 9, 4),
+        (4, 16, 5),
+    ] {
         let chain = mip_chain(w, h, &vec![0u8; (w * h * 4) as usize]);
         assert_eq!(chain.len() as u32, levels, "{w}x{h}");
         assert_eq!(mip_level_count(w, h), levels);
@@ -151,13 +224,24 @@ fn mip_chain_rejects_a_wrong_length() {
 
 #[test]
 fn vertex_bytes_are_the_vertex_layout() {
-    let v = mem_demo::Vertex { position: [1.0, 2.0, 3.0], normal: [0.0, 1.0, 0.0], uv: [0.5, 0.25] };
+    let v = mem_demo::Vertex {
+        position: [1.0, 2.0, 3.0],
+        normal: [0.0, 1.0, 0.0],
+        uv: [0.5, 0.25],
+    };
     let bytes = v.as_bytes();
     assert_eq!(bytes.len(), 32);
     assert_eq!(&bytes[0..4], &1.0f32.to_ne_bytes());
     assert_eq!(&bytes[24..28], &0.5f32.to_ne_bytes());
-    let m = mem_demo::MeshData { name: "t".into(), vertices: vec![v; 3], indices: vec![0, 1, 2] };
+    let m = mem_demo::MeshData {
+        name: "t".into(),
+        vertices: vec![v; 3],
+        indices: vec![0, 1, 2],
+    };
     assert_eq!(m.vertex_bytes().len(), 96);
-    assert_eq!(m.index_bytes(), &[0u32, 1, 2].map(u32::to_ne_bytes).concat()[..]);
+    assert_eq!(
+        m.index_bytes(),
+        &[0u32, 1, 2].map(u32::to_ne_bytes).concat()[..]
+    );
     assert_eq!(m.byte_size(), 108);
 }

@@ -29,7 +29,11 @@ const TERRAIN_Y: f32 = -1.15;
 const TERRAIN_AMPLITUDE: f32 = 0.35;
 
 pub(super) fn generate(scale: f32) -> Scene {
-    let scale = if scale.is_nan() { 1.0 } else { scale.clamp(0.0001, 4.0) };
+    let scale = if scale.is_nan() {
+        1.0
+    } else {
+        scale.clamp(0.0001, 4.0)
+    };
     let k = scale.sqrt();
     let seg = |n: u32, min: u32| ((n as f32 * k).round() as u32).max(min);
     let pow2_side = |n: u32| prev_power_of_two(((n as f32 * k).round() as u32).max(8));
@@ -40,21 +44,141 @@ pub(super) fn generate(scale: f32) -> Scene {
         let npot = (seg(NPOT.0, 3), seg(NPOT.1, 2));
         use Pattern::*;
         vec![
-            TexSpec::new("terrain-grass", big, big, Noise { freq: 24 }, [0.16, 0.34, 0.10], [0.45, 0.58, 0.22], 1),
-            TexSpec::new("checker-red", big, big, Checker { cells: 16 }, [0.78, 0.12, 0.10], [0.95, 0.92, 0.86], 2),
-            TexSpec::new("bricks", big, big, Bricks { rows: 24 }, [0.62, 0.25, 0.16], [0.80, 0.78, 0.72], 3),
-            TexSpec::new("marble", big, big, Marble, [0.92, 0.92, 0.94], [0.25, 0.27, 0.33], 4),
-            TexSpec::new("tiles-blue", big, big, Tiles { cells: 12 }, [0.12, 0.35, 0.75], [0.90, 0.92, 0.95], 5),
-            TexSpec::new("rings-orange", big, big, Rings { bands: 14.0 }, [0.95, 0.55, 0.12], [0.35, 0.12, 0.05], 6),
-            TexSpec::new("dots-purple", big, big, Dots { cells: 20 }, [0.42, 0.18, 0.60], [0.95, 0.85, 0.35], 7),
-            TexSpec::new("stripes-yellow", big, big, Stripes { count: 12 }, [0.95, 0.80, 0.15], [0.15, 0.15, 0.18], 8),
-            TexSpec::new("gradient-sunset", medium, medium, Gradient, [0.98, 0.45, 0.25], [0.20, 0.25, 0.65], 9),
-            TexSpec::new("checker-teal", medium, medium, Checker { cells: 48 }, [0.05, 0.50, 0.50], [0.90, 0.95, 0.90], 10),
-            TexSpec::new("sand", medium, medium, Noise { freq: 40 }, [0.70, 0.58, 0.38], [0.92, 0.84, 0.62], 11),
-            TexSpec::new("bricks-grey", medium, medium, Bricks { rows: 12 }, [0.45, 0.46, 0.50], [0.20, 0.20, 0.22], 12),
-            TexSpec::new("dots-green", medium, medium, Dots { cells: 8 }, [0.10, 0.55, 0.25], [0.95, 0.95, 0.90], 13),
-            TexSpec::new("tiles-warm", medium, medium, Tiles { cells: 6 }, [0.75, 0.40, 0.20], [0.98, 0.90, 0.75], 14),
-            TexSpec::new("gradient-npot", npot.0, npot.1, GradientGrid, [0.30, 0.85, 0.95], [0.85, 0.20, 0.55], 15),
+            TexSpec::new(
+                "terrain-grass",
+                big,
+                big,
+                Noise { freq: 24 },
+                [0.16, 0.34, 0.10],
+                [0.45, 0.58, 0.22],
+                1,
+            ),
+            TexSpec::new(
+                "checker-red",
+                big,
+                big,
+                Checker { cells: 16 },
+                [0.78, 0.12, 0.10],
+                [0.95, 0.92, 0.86],
+                2,
+            ),
+            TexSpec::new(
+                "bricks",
+                big,
+                big,
+                Bricks { rows: 24 },
+                [0.62, 0.25, 0.16],
+                [0.80, 0.78, 0.72],
+                3,
+            ),
+            TexSpec::new(
+                "marble",
+                big,
+                big,
+                Marble,
+                [0.92, 0.92, 0.94],
+                [0.25, 0.27, 0.33],
+                4,
+            ),
+            TexSpec::new(
+                "tiles-blue",
+                big,
+                big,
+                Tiles { cells: 12 },
+                [0.12, 0.35, 0.75],
+                [0.90, 0.92, 0.95],
+                5,
+            ),
+            TexSpec::new(
+                "rings-orange",
+                big,
+                big,
+                Rings { bands: 14.0 },
+                [0.95, 0.55, 0.12],
+                [0.35, 0.12, 0.05],
+                6,
+            ),
+            TexSpec::new(
+                "dots-purple",
+                big,
+                big,
+                Dots { cells: 20 },
+                [0.42, 0.18, 0.60],
+                [0.95, 0.85, 0.35],
+                7,
+            ),
+            TexSpec::new(
+                "stripes-yellow",
+                big,
+                big,
+                Stripes { count: 12 },
+                [0.95, 0.80, 0.15],
+                [0.15, 0.15, 0.18],
+                8,
+            ),
+            TexSpec::new(
+                "gradient-sunset",
+                medium,
+                medium,
+                Gradient,
+                [0.98, 0.45, 0.25],
+                [0.20, 0.25, 0.65],
+                9,
+            ),
+            TexSpec::new(
+                "checker-teal",
+                medium,
+                medium,
+                Checker { cells: 48 },
+                [0.05, 0.50, 0.50],
+                [0.90, 0.95, 0.90],
+                10,
+            ),
+            TexSpec::new(
+                "sand",
+                medium,
+                medium,
+                Noise { freq: 40 },
+                [0.70, 0.58, 0.38],
+                [0.92, 0.84, 0.62],
+                11,
+            ),
+            TexSpec::new(
+                "bricks-grey",
+                medium,
+                medium,
+                Bricks { rows: 12 },
+                [0.45, 0.46, 0.50],
+                [0.20, 0.20, 0.22],
+                12,
+            ),
+            TexSpec::new(
+                "dots-green",
+                medium,
+                medium,
+                Dots { cells: 8 },
+                [0.10, 0.55, 0.25],
+                [0.95, 0.95, 0.90],
+                13,
+            ),
+            TexSpec::new(
+                "tiles-warm",
+                medium,
+                medium,
+                Tiles { cells: 6 },
+                [0.75, 0.40, 0.20],
+                [0.98, 0.90, 0.75],
+                14,
+            ),
+            TexSpec::new(
+                "gradient-npot",
+                npot.0,
+                npot.1,
+                GradientGrid,
+                [0.30, 0.85, 0.95],
+                [0.85, 0.20, 0.55],
+                15,
+            ),
         ]
     };
     let mesh_specs = [
@@ -92,13 +216,21 @@ pub(super) fn generate(scale: f32) -> Scene {
         })
         .collect();
 
-    Scene { draws: default_draws(textures.len()), meshes, textures }
+    Scene {
+        draws: default_draws(textures.len()),
+        meshes,
+        textures,
+    }
 }
 
 /// The terrain (mesh 0, texture 0), then a 5x4 grid of the other meshes
 /// above it, each turned a little and textured in turn.
 fn default_draws(texture_count: usize) -> Vec<Draw> {
-    let mut draws = vec![Draw { mesh: 0, texture: 0, transform: math::translation([0.0, TERRAIN_Y, 0.0]) }];
+    let mut draws = vec![Draw {
+        mesh: 0,
+        texture: 0,
+        transform: math::translation([0.0, TERRAIN_Y, 0.0]),
+    }];
     for row in 0..4u32 {
         for col in 0..5u32 {
             let n = (row * 5 + col) as usize;
@@ -112,7 +244,11 @@ fn default_draws(texture_count: usize) -> Vec<Draw> {
                 _ => math::IDENTITY,
             };
             let transform = math::mul(&math::translation([x, 0.15, z]), &math::mul(&spin, &tilt));
-            draws.push(Draw { mesh, texture: 1 + (n * 3 + row as usize) % (texture_count - 1), transform });
+            draws.push(Draw {
+                mesh,
+                texture: 1 + (n * 3 + row as usize) % (texture_count - 1),
+                transform,
+            });
         }
     }
     draws
@@ -125,7 +261,10 @@ enum Item {
 
 /// `f(0..n)` on up to `available_parallelism` threads, results in order.
 fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let threads = std::thread::available_parallelism().map_or(1, |p| p.get()).min(n).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |p| p.get())
+        .min(n)
+        .max(1);
     let next = AtomicUsize::new(0);
     let slots: Vec<Mutex<Option<T>>> = (0..n).map(|_| Mutex::new(None)).collect();
     std::thread::scope(|s| {
@@ -142,7 +281,11 @@ fn parallel_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
     });
     slots
         .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_else(|e| e.into_inner()).expect("every job ran"))
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every job ran")
+        })
         .collect()
 }
 
@@ -178,7 +321,10 @@ impl Lattice {
 
     fn new(seed: u32) -> Self {
         let values = (0..Self::SIZE * Self::SIZE)
-            .map(|i| (hash2((i % Self::SIZE) as u32, (i / Self::SIZE) as u32, seed) >> 8) as f32 / (1 << 24) as f32)
+            .map(|i| {
+                (hash2((i % Self::SIZE) as u32, (i / Self::SIZE) as u32, seed) >> 8) as f32
+                    / (1 << 24) as f32
+            })
             .collect();
         Self { values }
     }
@@ -193,7 +339,8 @@ impl Lattice {
         let y0 = (yf as i64).rem_euclid(p);
         let (x1, y1) = ((x0 + 1) % p, (y0 + 1) % p);
         let mask = Self::SIZE as i64 - 1;
-        let v = |x: i64, y: i64| self.values[((y & mask) as usize) * Self::SIZE + (x & mask) as usize];
+        let v =
+            |x: i64, y: i64| self.values[((y & mask) as usize) * Self::SIZE + (x & mask) as usize];
         let top = v(x0, y0) + (v(x1, y0) - v(x0, y0)) * tx;
         let bottom = v(x0, y1) + (v(x1, y1) - v(x0, y1)) * tx;
         top + (bottom - top) * ty
@@ -254,7 +401,13 @@ impl Pattern {
 fn repeat_count(pattern: Pattern, w: u32, h: u32) -> u32 {
     let (k, cap) = pattern.periodicity();
     let mut t = 1;
-    while t * 2 <= cap && k % (t * 2) == 0 && w % (t * 2) == 0 && h % (t * 2) == 0 && w / (t * 2) >= 16 && h / (t * 2) >= 16 {
+    while t * 2 <= cap
+        && k % (t * 2) == 0
+        && w.is_multiple_of(t * 2)
+        && h.is_multiple_of(t * 2)
+        && w / (t * 2) >= 16
+        && h / (t * 2) >= 16
+    {
         t *= 2;
     }
     t
@@ -271,8 +424,24 @@ struct TexSpec {
 }
 
 impl TexSpec {
-    fn new(name: &'static str, width: u32, height: u32, pattern: Pattern, a: Vec3, b: Vec3, seed: u32) -> Self {
-        Self { name, width, height, pattern, a, b, seed }
+    fn new(
+        name: &'static str,
+        width: u32,
+        height: u32,
+        pattern: Pattern,
+        a: Vec3,
+        b: Vec3,
+        seed: u32,
+    ) -> Self {
+        Self {
+            name,
+            width,
+            height,
+            pattern,
+            a,
+            b,
+            seed,
+        }
     }
 
     /// The pattern is evaluated on one tile only (1/t of each side; the
@@ -295,7 +464,9 @@ impl TexSpec {
                 chunk.copy_from_slice(src);
             }
         }
-        let columns: Vec<u32> = (0..w as u32).map(|x| hash(x ^ 0x5bd1_e995 ^ self.seed.wrapping_mul(0x9e37_79b9))).collect();
+        let columns: Vec<u32> = (0..w as u32)
+            .map(|x| hash(x ^ 0x5bd1_e995 ^ self.seed.wrapping_mul(0x9e37_79b9)))
+            .collect();
         for (y, row) in pixels.chunks_exact_mut(w * 4).enumerate() {
             let row_hash = hash2(y as u32, 0x27d4_eb2f, self.seed);
             for (x, texel) in row.chunks_exact_mut(4).enumerate() {
@@ -320,7 +491,13 @@ impl TexSpec {
         let lattice = Lattice::new(self.seed);
         let mut pixels = vec![0u8; tw * th * 4];
         let (a, b) = (self.a, self.b);
-        let mix = |k: f32| -> Vec3 { [a[0] + (b[0] - a[0]) * k, a[1] + (b[1] - a[1]) * k, a[2] + (b[2] - a[2]) * k] };
+        let mix = |k: f32| -> Vec3 {
+            [
+                a[0] + (b[0] - a[0]) * k,
+                a[1] + (b[1] - a[1]) * k,
+                a[2] + (b[2] - a[2]) * k,
+            ]
+        };
         let (inv_w, inv_h) = (1.0 / self.width as f32, 1.0 / self.height as f32);
         for (y, row) in pixels.chunks_exact_mut(tw * 4).enumerate() {
             let v = (y as f32 + 0.5) * inv_h;
@@ -331,12 +508,16 @@ impl TexSpec {
                         let f = freq as f32;
                         let n = lattice.fbm(u * f, v * f, 4, freq / t);
                         let (px, py) = (self.width / t, self.height / t);
-                        let speck = (hash2(x as u32 % px, y as u32 % py, self.seed) & 0xff) as f32 / 255.0;
+                        let speck =
+                            (hash2(x as u32 % px, y as u32 % py, self.seed) & 0xff) as f32 / 255.0;
                         shade(mix(n), 0.85 + 0.3 * speck)
                     }
                     Pattern::Checker { cells } => {
                         let c = ((u * cells as f32) as u32 + (v * cells as f32) as u32) & 1;
-                        shade(mix(c as f32), 0.92 + 0.08 * lattice.sample(u * 64.0, v * 64.0, 64 / t))
+                        shade(
+                            mix(c as f32),
+                            0.92 + 0.08 * lattice.sample(u * 64.0, v * 64.0, 64 / t),
+                        )
                     }
                     Pattern::Bricks { rows } => {
                         let fy = v * rows as f32;
@@ -347,8 +528,15 @@ impl TexSpec {
                             b
                         } else {
                             let per_tile = (rows / 2 / t).max(1);
-                            let tone = (hash2(fx as u32 % per_tile, row_i % (rows / t).max(1), self.seed) & 0xff) as f32 / 255.0;
-                            shade(a, 0.75 + 0.4 * tone + 0.1 * lattice.sample(u * 128.0, v * 128.0, 128 / t))
+                            let tone =
+                                (hash2(fx as u32 % per_tile, row_i % (rows / t).max(1), self.seed)
+                                    & 0xff) as f32
+                                    / 255.0;
+                            shade(
+                                a,
+                                0.75 + 0.4 * tone
+                                    + 0.1 * lattice.sample(u * 128.0, v * 128.0, 128 / t),
+                            )
                         }
                     }
                     Pattern::Marble => {
@@ -363,7 +551,10 @@ impl TexSpec {
                             b
                         } else {
                             let per_tile = (cells / t).max(1);
-                            let tone = (hash2(fx as u32 % per_tile, fy as u32 % per_tile, self.seed) & 0xff) as f32 / 255.0;
+                            let tone =
+                                (hash2(fx as u32 % per_tile, fy as u32 % per_tile, self.seed)
+                                    & 0xff) as f32
+                                    / 255.0;
                             let edge = (gx.min(1.0 - gx).min(gy.min(1.0 - gy)) * 8.0).min(1.0);
                             shade(a, (0.7 + 0.5 * tone) * (0.75 + 0.25 * edge))
                         }
@@ -390,7 +581,8 @@ impl TexSpec {
                     }
                     Pattern::Gradient => {
                         let c = mix(v);
-                        let glow = (1.0 - ((u - 0.5) * (u - 0.5) + (v - 0.8) * (v - 0.8)) * 4.0).max(0.0);
+                        let glow =
+                            (1.0 - ((u - 0.5) * (u - 0.5) + (v - 0.8) * (v - 0.8)) * 4.0).max(0.0);
                         [c[0] + glow * 0.3, c[1] + glow * 0.25, c[2] + glow * 0.1]
                     }
                     Pattern::GradientGrid => {
@@ -433,7 +625,11 @@ enum MeshSpec {
 
 impl MeshSpec {
     fn generate(&self) -> MeshData {
-        let mut m = MeshData { name: String::new(), vertices: Vec::new(), indices: Vec::new() };
+        let mut m = MeshData {
+            name: String::new(),
+            vertices: Vec::new(),
+            indices: Vec::new(),
+        };
         match *self {
             MeshSpec::Terrain(n) => {
                 m.name = "terrain".into();
@@ -443,7 +639,11 @@ impl MeshSpec {
                 m.name = "sphere".into();
                 parametric(&mut m, segs, rings, |s, t| {
                     let (theta, phi) = (t * PI, s * TAU);
-                    let n = [theta.sin() * phi.cos(), theta.cos(), theta.sin() * phi.sin()];
+                    let n = [
+                        theta.sin() * phi.cos(),
+                        theta.cos(),
+                        theta.sin() * phi.sin(),
+                    ];
                     (math::scale(n, 1.0), n, [s * 2.0, t])
                 });
             }
@@ -453,7 +653,11 @@ impl MeshSpec {
                 parametric(&mut m, segs, sides, |s, t| {
                     let (u, v) = (s * TAU, t * TAU);
                     let n = [v.cos() * u.cos(), v.sin(), v.cos() * u.sin()];
-                    let p = [(big + small * v.cos()) * u.cos(), small * v.sin(), (big + small * v.cos()) * u.sin()];
+                    let p = [
+                        (big + small * v.cos()) * u.cos(),
+                        small * v.sin(),
+                        (big + small * v.cos()) * u.sin(),
+                    ];
                     (p, n, [s * 4.0, t])
                 });
             }
@@ -489,14 +693,23 @@ fn grid_indices(indices: &mut Vec<u32>, base: u32, cols: u32, rows: u32) {
 }
 
 /// A surface `f(s, t) -> (position, normal, uv)` over `s, t` in 0..=1.
-fn parametric(m: &mut MeshData, cols: u32, rows: u32, f: impl Fn(f32, f32) -> (Vec3, Vec3, [f32; 2])) {
+fn parametric(
+    m: &mut MeshData,
+    cols: u32,
+    rows: u32,
+    f: impl Fn(f32, f32) -> (Vec3, Vec3, [f32; 2]),
+) {
     let base = m.vertices.len() as u32;
     m.vertices.reserve(((cols + 1) * (rows + 1)) as usize);
     for j in 0..=rows {
         let t = j as f32 / rows as f32;
         for i in 0..=cols {
             let (position, normal, uv) = f(i as f32 / cols as f32, t);
-            m.vertices.push(Vertex { position, normal, uv });
+            m.vertices.push(Vertex {
+                position,
+                normal,
+                uv,
+            });
         }
     }
     grid_indices(&mut m.indices, base, cols, rows);
@@ -508,7 +721,10 @@ fn terrain(m: &mut MeshData, n: u32) {
     let stride = (n + 1) as usize;
     let heights: Vec<f32> = (0..stride * stride)
         .map(|k| {
-            let (i, j) = ((k % stride) as f32 / n as f32, (k / stride) as f32 / n as f32);
+            let (i, j) = (
+                (k % stride) as f32 / n as f32,
+                (k / stride) as f32 / n as f32,
+            );
             (lattice.fbm(i * 5.0, j * 4.0, 4, 256) * 2.0 - 1.0) * TERRAIN_AMPLITUDE
         })
         .collect();
@@ -517,8 +733,10 @@ fn terrain(m: &mut MeshData, n: u32) {
     m.vertices.reserve(stride * stride);
     for j in 0..stride {
         for i in 0..stride {
-            let hx = (h(i + 1, j) - h(i.saturating_sub(1), j)) / (dx * if i == 0 || i == n as usize { 1.0 } else { 2.0 });
-            let hz = (h(i, j + 1) - h(i, j.saturating_sub(1))) / (dz * if j == 0 || j == n as usize { 1.0 } else { 2.0 });
+            let hx = (h(i + 1, j) - h(i.saturating_sub(1), j))
+                / (dx * if i == 0 || i == n as usize { 1.0 } else { 2.0 });
+            let hz = (h(i, j + 1) - h(i, j.saturating_sub(1)))
+                / (dz * if j == 0 || j == n as usize { 1.0 } else { 2.0 });
             let (s, t) = (i as f32 / n as f32, j as f32 / n as f32);
             m.vertices.push(Vertex {
                 position: [(s - 0.5) * sx, h(i, j), (t - 0.5) * sz],
@@ -534,7 +752,14 @@ fn knot(m: &mut MeshData, segs: u32, sides: u32) {
     // A (2, 3) torus knot.
     let curve = |t: f32| {
         let (p, q) = (2.0 * t, 3.0 * t);
-        math::scale([(2.0 + q.cos()) * p.cos(), q.sin(), (2.0 + q.cos()) * p.sin()], 0.33)
+        math::scale(
+            [
+                (2.0 + q.cos()) * p.cos(),
+                q.sin(),
+                (2.0 + q.cos()) * p.sin(),
+            ],
+            0.33,
+        )
     };
     let radius = 0.16;
     parametric(m, segs, sides, |s, t| {
@@ -569,7 +794,10 @@ fn cube(m: &mut MeshData, n: u32) {
         parametric(m, n, n, |s, t| {
             let p = math::add(
                 math::scale(normal, half),
-                math::add(math::scale(u_axis, (s * 2.0 - 1.0) * half), math::scale(v_axis, (t * 2.0 - 1.0) * half)),
+                math::add(
+                    math::scale(u_axis, (s * 2.0 - 1.0) * half),
+                    math::scale(v_axis, (t * 2.0 - 1.0) * half),
+                ),
             );
             (p, normal, [s, t])
         });
@@ -580,11 +808,19 @@ fn cylinder(m: &mut MeshData, segs: u32, rows: u32) {
     let (radius, half_height) = (0.7, 0.9);
     parametric(m, segs, rows, |s, t| {
         let (sin, cos) = (s * TAU).sin_cos();
-        ([radius * cos, (t * 2.0 - 1.0) * half_height, radius * sin], [cos, 0.0, sin], [s * 3.0, t])
+        (
+            [radius * cos, (t * 2.0 - 1.0) * half_height, radius * sin],
+            [cos, 0.0, sin],
+            [s * 3.0, t],
+        )
     });
     for (y, ny) in [(half_height, 1.0f32), (-half_height, -1.0)] {
         let center = m.vertices.len() as u32;
-        m.vertices.push(Vertex { position: [0.0, y, 0.0], normal: [0.0, ny, 0.0], uv: [0.5, 0.5] });
+        m.vertices.push(Vertex {
+            position: [0.0, y, 0.0],
+            normal: [0.0, ny, 0.0],
+            uv: [0.5, 0.5],
+        });
         for i in 0..=segs {
             let (sin, cos) = (i as f32 / segs as f32 * TAU).sin_cos();
             m.vertices.push(Vertex {
@@ -627,7 +863,15 @@ mod tests {
             (Pattern::Dots { cells: 20 }, 320),
             (Pattern::Stripes { count: 12 }, 256),
         ] {
-            let spec = TexSpec::new("t", side, side, pattern, [0.1, 0.2, 0.3], [0.9, 0.8, 0.7], 5);
+            let spec = TexSpec::new(
+                "t",
+                side,
+                side,
+                pattern,
+                [0.1, 0.2, 0.3],
+                [0.9, 0.8, 0.7],
+                5,
+            );
             let t = repeat_count(pattern, side, side);
             assert!(t > 1, "{pattern:?} should repeat at {side}");
             let s = side as usize;
@@ -639,7 +883,10 @@ mod tests {
                     let (i, j) = ((y * s + x) * 4, ((y % ts) * ts + x % ts) * 4);
                     let (p, q) = (&full[i..i + 4], &tile[j..j + 4]);
                     // f32 rounding may move a channel by one step.
-                    assert!(p.iter().zip(q).all(|(a, b)| a.abs_diff(*b) <= 1), "{pattern:?} at ({x},{y}): {p:?} vs {q:?}");
+                    assert!(
+                        p.iter().zip(q).all(|(a, b)| a.abs_diff(*b) <= 1),
+                        "{pattern:?} at ({x},{y}): {p:?} vs {q:?}"
+                    );
                 }
             }
         }
@@ -656,8 +903,16 @@ mod tests {
     fn every_mesh_index_is_in_range() {
         let scene = generate(0.01);
         for m in &scene.meshes {
-            assert!(!m.indices.is_empty() && m.indices.len() % 3 == 0, "{}", m.name);
-            assert!(m.indices.iter().all(|&i| (i as usize) < m.vertices.len()), "{}", m.name);
+            assert!(
+                !m.indices.is_empty() && m.indices.len() % 3 == 0,
+                "{}",
+                m.name
+            );
+            assert!(
+                m.indices.iter().all(|&i| (i as usize) < m.vertices.len()),
+                "{}",
+                m.name
+            );
         }
     }
 }

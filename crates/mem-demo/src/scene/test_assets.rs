@@ -59,18 +59,31 @@ fn test_asset() -> TestAsset {
     let mut rgba = Vec::new();
     for y in 0..TEXTURE_SIDE {
         for x in 0..TEXTURE_SIDE {
-            rgba.extend_from_slice(if (x / 2 + y / 2) % 2 == 0 { &[220, 40, 30, 255] } else { &[240, 240, 230, 255] });
+            rgba.extend_from_slice(if (x / 2 + y / 2) % 2 == 0 {
+                &[220, 40, 30, 255]
+            } else {
+                &[240, 240, 230, 255]
+            });
         }
     }
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgba, TEXTURE_SIDE, TEXTURE_SIDE, image::ExtendedColorType::Rgba8)
+        .write_image(
+            &rgba,
+            TEXTURE_SIDE,
+            TEXTURE_SIDE,
+            image::ExtendedColorType::Rgba8,
+        )
         .expect("encoding a PNG in memory cannot fail");
     TestAsset { bin, png }
 }
 
 /// The glTF JSON; `images` and `buffers` differ between .gltf and .glb.
-fn document(images: serde_json::Value, buffers: serde_json::Value, extra_views: &[serde_json::Value]) -> serde_json::Value {
+fn document(
+    images: serde_json::Value,
+    buffers: serde_json::Value,
+    extra_views: &[serde_json::Value],
+) -> serde_json::Value {
     let mut views = vec![
         json!({ "buffer": 0, "byteOffset": 0, "byteLength": 288, "target": 34962 }),
         json!({ "buffer": 0, "byteOffset": 288, "byteLength": 288, "target": 34962 }),
@@ -144,7 +157,12 @@ pub fn write_test_gltf(dir: impl AsRef<Path>) -> PathBuf {
         &[],
     );
     let path = dir.join("test.gltf");
-    write(&path, serde_json::to_string_pretty(&doc).expect("JSON serializes").as_bytes());
+    write(
+        &path,
+        serde_json::to_string_pretty(&doc)
+            .expect("JSON serializes")
+            .as_bytes(),
+    );
     path
 }
 
@@ -162,7 +180,7 @@ pub fn write_test_glb(dir: impl AsRef<Path>) -> PathBuf {
     let mut bin = asset.bin.clone();
     let png_offset = bin.len();
     bin.extend_from_slice(&asset.png);
-    while bin.len() % 4 != 0 {
+    while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
     let doc = document(
@@ -171,7 +189,7 @@ pub fn write_test_glb(dir: impl AsRef<Path>) -> PathBuf {
         &[json!({ "buffer": 0, "byteOffset": png_offset, "byteLength": asset.png.len() })],
     );
     let mut json_chunk = serde_json::to_vec(&doc).expect("JSON serializes");
-    while json_chunk.len() % 4 != 0 {
+    while !json_chunk.len().is_multiple_of(4) {
         json_chunk.push(b' ');
     }
     // GLB: 12-byte header, then JSON and BIN chunks (length, type, data).
