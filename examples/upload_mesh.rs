@@ -265,7 +265,6 @@ fn upload_and_check(
     summary.ring_high_water = st.ring_high_water;
     summary.direct_bytes = st.bytes_direct;
     summary.staged_bytes = st.bytes_staged;
-    drop(belt);
 
     // On the graphics family: acquire what the transfer family released
     // (after a GPU-side wait on the ticket), then read every object back.
@@ -283,6 +282,9 @@ fn upload_and_check(
             unsafe { d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::ALL_COMMANDS, vk::PipelineStageFlags::ALL_COMMANDS, vk::DependencyFlags::empty(), &[b], &[], &[]) };
         }
     })?;
+    // The belt owns the timeline semaphore the submit above waited on: it
+    // lives until that submit completed.
+    drop(belt);
     verify(ctx, res, graphics, gqueue, scene, &texture_data, &up, summary)?;
 
     let s = allocator.stats();

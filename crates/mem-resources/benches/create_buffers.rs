@@ -83,7 +83,7 @@ fn objects_only(ctx: &TestContext, sizes: &[u64]) -> Duration {
         // SAFETY: valid create info; destroyed below.
         unsafe {
             let buffer = d.create_buffer(&info, None).expect("vkCreateBuffer");
-            std::hint::black_box(d.get_buffer_memory_requirements(buffer));
+            let _ = std::hint::black_box(d.get_buffer_memory_requirements(buffer));
             made.push(buffer);
         }
     }

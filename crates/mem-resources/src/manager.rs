@@ -1154,7 +1154,7 @@ impl ResourceManager {
                 ));
             }
             for &f in &registry.free {
-                if registry.entries.get(f as usize).map_or(true, Option::is_some) {
+                if registry.entries.get(f as usize).is_none_or(Option::is_some) {
                     return Err(format!("free slot {f} is in use or out of range"));
                 }
             }
@@ -1202,7 +1202,7 @@ fn check_host_range(
             memory_type_index: allocation.memory_type_index(),
         });
     }
-    if offset.checked_add(len).map_or(true, |end| end > size) {
+    if offset.checked_add(len).is_none_or(|end| end > size) {
         return Err(ResourceError::OutOfRange { offset, len, size });
     }
     Ok(())

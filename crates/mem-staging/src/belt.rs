@@ -93,7 +93,8 @@ pub struct StagingBeltDesc {
     /// Default 4 MiB.
     pub parallel_copy_threshold: u64,
     /// Threads for those copies (1 disables). Default: available parallelism,
-    /// at most 8.
+    /// at most 32. Measured on an H200 host (16 cores), 1 GiB through a
+    /// 64 MiB ring: 8 threads 27 GB/s, 16 threads 40 GB/s.
     pub copy_threads: usize,
     /// Stage even when the destination is host-visible. Default false.
     pub force_staging: bool,
@@ -110,7 +111,7 @@ impl Default for StagingBeltDesc {
             chunk_size: ring_size / 4,
             auto_submit_bytes: ring_size / 4,
             parallel_copy_threshold: 4 * MIB,
-            copy_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            copy_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(32)),
             force_staging: false,
             wait_timeout: Duration::from_secs(10),
         }
