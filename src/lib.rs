@@ -10,6 +10,11 @@
 //!   meshes and textures over transfer queues.
 #![deny(unsafe_code)]
 
+// The README's embedding example compiles as a doctest of this crate.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 pub use ash;
 pub use mem_core as core;
 pub use mem_resources as resources;

@@ -200,12 +200,13 @@ fn heap_size_limit_caps_and_escalates() {
 fn small_first_blocks_then_preferred_size() {
     let (fake, alloc) = setup("nvidia-h100");
     let mut live = Vec::new();
-    // Fill 32 + 64 + 128 + 256 MiB blocks with 8 MiB allocations.
-    for _ in 0..(480 / 8 + 1) {
+    // 61 allocations of 8 MiB: each new block is half the pool (power of
+    // two, 32..256 MiB): 32, 32, 32, 32, 64, 64, 128, 128 (512 MiB in all).
+    for _ in 0..61 {
         live.push(alloc.allocate(&req(8 * MIB, MemoryUsage::GpuOnly)).unwrap());
     }
     let sizes: Vec<u64> = fake.allocate_log().iter().map(|&(_, s)| s / MIB).collect();
-    assert_eq!(sizes, vec![32, 64, 128, 256, 256]);
+    assert_eq!(sizes, vec![32, 32, 32, 32, 64, 64, 128, 128]);
     for a in live {
         alloc.free(a).unwrap();
     }
