@@ -34,6 +34,7 @@ struct Args {
     validation: bool,
     sweep: bool,
     tune: bool,
+    import: bool,
     threads: Option<usize>,
     chunk_mib: Option<u64>,
 }
@@ -50,6 +51,7 @@ fn parse_args() -> Args {
         validation: false,
         sweep: false,
         tune: false,
+        import: false,
         threads: None,
         chunk_mib: None,
     };
@@ -67,6 +69,7 @@ fn parse_args() -> Args {
             "--validation" => a.validation = true,
             "--sweep" => a.sweep = true,
             "--tune" => a.tune = true,
+            "--import" => a.import = true,
             "--threads" => a.threads = Some(num() as usize),
             "--chunk-mib" => a.chunk_mib = Some(num()),
             other => panic!("unknown flag {other}"),
@@ -85,14 +88,18 @@ struct Rig {
     pool: vk::CommandPool,
     threads: Option<usize>,
     chunk: Option<u64>,
+    /// Large uploads import the caller's memory (VK_EXT_external_memory_host).
+    import: bool,
 }
 
 impl Rig {
-    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>) -> Self {
+    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>, import: bool) -> Self {
         let ctx = TestContext::builder()
             .validation(validation)
             .want_device_extension(ash::ext::memory_budget::NAME)
+            .want_device_extension(ash::ext::external_memory_host::NAME)
             .build();
+        let import = import && ctx.has_extension(ash::ext::external_memory_host::NAME);
         // SAFETY: the context's handles are valid and outlive the allocator.
         let allocator = Arc::new(
             unsafe {
@@ -132,6 +139,7 @@ impl Rig {
             pool,
             threads,
             chunk,
+            import,
         }
     }
 
@@ -153,6 +161,7 @@ impl Rig {
             desc.chunk_size = c;
             desc.auto_submit_bytes = c;
         }
+        desc.external_memory_host |= self.import;
         let shared = SharedQueue { family: self.family, queue: self.queue, lock: self.lock.clone() };
         let dst_family = self.ctx.graphics_queue().0;
         // SAFETY: handles from the context; this program submits to the
@@ -399,14 +408,14 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
 
 fn main() {
     let args = parse_args();
-    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB));
+    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB), args.import);
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
     let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
     let families = rig.ctx.queue_families();
     let fam_flags = families.iter().find(|(i, _)| *i == rig.family).map(|(_, p)| p.queue_flags).unwrap();
-    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads", rig.family,
-        std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}", rig.family,
+        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" });
     let ring = args.ring_mib * MIB;
     let mut rows = Vec::new();
     rows.push(bench_big(&rig, &args, args.size_mib * MIB, ring));
@@ -455,6 +464,30 @@ fn main() {
                 });
                 drop(belt);
                 println!("| {threads} | {chunk_mib} MiB | {} MiB | {:.2} |", ring / MIB, gbps(size, t));
+            }
+        }
+        if rig.ctx.has_extension(ash::ext::external_memory_host::NAME) {
+            println!();
+            println!("| import chunk | belt GB/s ({} MiB, imported) | bytes imported | fallbacks |", args.size_mib);
+            println!("|---:|---:|---:|---:|");
+            for chunk_mib in [64u64, 256, 1024] {
+                let desc = StagingBeltDesc {
+                    force_staging: true,
+                    external_memory_host: true,
+                    import_threshold: 64 * MIB,
+                    import_chunk_size: chunk_mib * MIB,
+                    ..StagingBeltDesc::with_ring_size(64 * MIB)
+                };
+                let mut belt = rig.belt_with(desc);
+                let t = best(args.reps, || {
+                    let start = Instant::now();
+                    let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+                    belt.finish().unwrap();
+                    start.elapsed()
+                });
+                let st = belt.stats();
+                drop(belt);
+                println!("| {chunk_mib} MiB | {:.2} | {} | {} |", gbps(size, t), st.bytes_imported, st.import_fallbacks);
             }
         }
         rig.destroy(dst);

@@ -478,7 +478,6 @@ fn verify(
         };
         check(t.name.clone(), &texture_data[i], &record)?;
     }
-    drop(check);
     // SAFETY: every copy was waited for.
     unsafe { res.destroy_buffer(readback) }?;
     Ok(())

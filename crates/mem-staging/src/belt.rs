@@ -33,6 +33,17 @@
 //! [`StagingBeltDesc::parallel_copy_threshold`] bytes are copied into the ring
 //! by several threads.
 //!
+//! # Imported uploads (zero copy)
+//! With [`StagingBeltDesc::external_memory_host`] (the engine enabled
+//! `VK_EXT_external_memory_host`), a staged buffer upload of at least
+//! [`StagingBeltDesc::import_threshold`] bytes imports the aligned interior of
+//! the caller's slice as device memory ([`crate::import`]) in pieces of
+//! [`StagingBeltDesc::import_chunk_size`], and the GPU copies from it
+//! directly; the unaligned head and tail go through the ring. The slice is
+//! only borrowed, so such uploads are synchronous: the belt submits, waits,
+//! and frees the imports before returning a ticket that is already complete.
+//! A failed import falls back to the ring ([`StagingStats::import_fallbacks`]).
+//!
 //! # Queues and ownership
 //! The belt submits on the queue it is given ([`SharedQueue`]), taking the
 //! queue's lock around `vkQueueSubmit` (the engine shares the same lock for its
@@ -60,6 +71,7 @@ use mem_resources::{Buffer, BufferDesc, Image, ResourceError, ResourceManager, S
 use parking_lot::Mutex;
 
 use crate::plan::{plan_image_upload, CopyLimits, ImageLayout, PlanError};
+use crate::import::{aligned_interior, HostImporter, ImportedBuffer};
 use crate::ring::Ring;
 
 static NEXT_BELT_ID: AtomicU64 = AtomicU64::new(1);
@@ -101,6 +113,19 @@ pub struct StagingBeltDesc {
     /// Longest wait for ring space or a ticket before
     /// [`StagingError::Timeout`]. Default 10 s.
     pub wait_timeout: Duration,
+    /// The engine enabled `VK_EXT_external_memory_host` on the device, so the
+    /// belt may import large upload sources instead of copying them into the
+    /// ring (see [`Self::import_threshold`]). Default false.
+    pub external_memory_host: bool,
+    /// Buffer uploads of at least this many bytes import the caller's slice
+    /// (zero copy) when [`Self::external_memory_host`] is set and the
+    /// destination is not written directly. Such uploads are synchronous: the
+    /// belt waits for the GPU copy before returning, and the returned ticket
+    /// is complete. Default 64 MiB; `u64::MAX` disables imports.
+    pub import_threshold: u64,
+    /// Largest piece imported at once; the GPU copies a piece while the next
+    /// one is imported. Default 256 MiB; rounded down to the import alignment.
+    pub import_chunk_size: u64,
 }
 
 impl Default for StagingBeltDesc {
@@ -114,6 +139,9 @@ impl Default for StagingBeltDesc {
             copy_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(32)),
             force_staging: false,
             wait_timeout: Duration::from_secs(10),
+            external_memory_host: false,
+            import_threshold: 64 * MIB,
+            import_chunk_size: 256 * MIB,
         }
     }
 }
@@ -250,6 +278,11 @@ pub struct StagingStats {
     pub wait_time: Duration,
     /// Copy commands recorded.
     pub copy_commands: u64,
+    /// Bytes copied by the GPU straight from imported host memory.
+    pub bytes_imported: u64,
+    /// Imports that failed (rejected pointer, out of memory); their bytes
+    /// went through the ring instead.
+    pub import_fallbacks: u64,
 }
 
 /// Acquire barriers the engine records on its own queue (the destination
@@ -349,6 +382,7 @@ pub struct StagingBelt {
     acquires: Vec<(u64, AcquireBarriers)>,
     sticky: Option<StagingError>,
     stats: StagingStats,
+    importer: Option<HostImporter>,
 }
 
 #[derive(Clone, Copy)]
@@ -410,7 +444,9 @@ impl StagingBelt {
     /// - `queue` is a queue of `resources`' device of family `queue.family`,
     ///   which supports transfer, and every other submitter of that queue
     ///   holds `queue.lock` while submitting;
-    /// - the device has the `timelineSemaphore` feature enabled.
+    /// - the device has the `timelineSemaphore` feature enabled;
+    /// - when `desc.external_memory_host` is set, the device was created with
+    ///   `VK_EXT_external_memory_host` enabled.
     pub unsafe fn new(
         resources: Arc<ResourceManager>,
         instance: &ash::Instance,
@@ -470,6 +506,16 @@ impl StagingBelt {
         };
         let ring = Ring::new(desc.ring_size);
         let stats = StagingStats { ring_size: desc.ring_size, ..StagingStats::default() };
+        let importer = if desc.external_memory_host {
+            // SAFETY: the engine enabled the extension on this device
+            // (`desc.external_memory_host`); handles per this function's contract.
+            unsafe { HostImporter::new(instance, physical_device, &device) }
+        } else {
+            None
+        };
+        if let Some(imp) = &importer {
+            desc.import_chunk_size = (desc.import_chunk_size / imp.alignment() * imp.alignment()).max(imp.alignment());
+        }
         Ok(Self {
             id: NEXT_BELT_ID.fetch_add(1, Ordering::Relaxed),
             resources,
@@ -492,6 +538,7 @@ impl StagingBelt {
             acquires: Vec::new(),
             sticky: None,
             stats,
+            importer,
         })
     }
 
@@ -884,6 +931,14 @@ impl StagingBelt {
     /// is copied into the ring now (the slice may be reused as soon as this
     /// returns) and the GPU copy completes with the ticket. The destination
     /// range must not be in use by the GPU until the ticket completes.
+    ///
+    /// Large uploads (at least [`StagingBeltDesc::import_threshold`] bytes,
+    /// with [`StagingBeltDesc::external_memory_host`]) import the aligned
+    /// interior of `data` and let the GPU copy from it directly. They are
+    /// synchronous: the belt submits and waits before returning (the slice is
+    /// only borrowed for this call), so the returned ticket is complete. A
+    /// failed import falls back to the ring (counted in
+    /// [`StagingStats::import_fallbacks`]), never an error.
     #[doc(alias = "vkCmdCopyBuffer")]
     pub fn upload_buffer(&mut self, dst: &Buffer, dst_offset: u64, data: &[u8]) -> Result<Ticket, StagingError> {
         self.check_usable()?;
@@ -905,8 +960,40 @@ impl StagingBelt {
                 usage: format!("{:?}", dst.desc().usage),
             });
         }
+        let release = self.needs_release(&dst.desc().sharing).then(|| {
+            vk::BufferMemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::empty())
+                .src_queue_family_index(self.queue.family)
+                .dst_queue_family_index(self.destination_family)
+                .buffer(dst.handle())
+                .offset(dst_offset)
+                .size(len)
+        });
+        if len >= self.desc.import_threshold {
+            if let Some(interior) =
+                self.importer.as_ref().and_then(|imp| aligned_interior(data.as_ptr() as usize, data.len(), imp.alignment()))
+            {
+                return self.upload_imported(dst.handle(), dst_offset, data, interior, release);
+            }
+        }
+        self.stage_range(dst.handle(), dst_offset, data, release)?;
+        self.stats.uploads += 1;
+        Ok(Ticket { belt: self.id, value: self.current_value() })
+    }
+
+    /// Copies `data` through the ring into `dst` at `dst_offset`, streaming
+    /// pieces larger than a chunk. `release` (if any) goes into the batch of
+    /// the last piece, with its acquire.
+    fn stage_range(
+        &mut self,
+        dst: vk::Buffer,
+        dst_offset: u64,
+        data: &[u8],
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+    ) -> Result<(), StagingError> {
+        let len = data.len() as u64;
         let chunk = self.desc.chunk_size;
-        let release = self.needs_release(&dst.desc().sharing);
         let mut done = 0u64;
         while done < len {
             let piece = (len - done).min(chunk);
@@ -915,23 +1002,15 @@ impl StagingBelt {
             let src = &data[done as usize..(done + piece) as usize];
             parallel_copy(self.ring_slice(offset, piece), src, threads);
             let dst_start = dst_offset + done;
-            self.note_write(dst.handle(), dst_start, dst_start + piece);
-            self.queue_buffer_copy(dst.handle(), vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece });
+            self.note_write(dst, dst_start, dst_start + piece);
+            self.queue_buffer_copy(dst, vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece });
             let batch = self.open.as_mut().expect("reserve opened a batch");
             batch.has_work = true;
             batch.bytes += piece;
             self.stats.bytes_staged += piece;
             done += piece;
             let last = done == len;
-            if last && release {
-                let release = vk::BufferMemoryBarrier::default()
-                    .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-                    .dst_access_mask(vk::AccessFlags::empty())
-                    .src_queue_family_index(self.queue.family)
-                    .dst_queue_family_index(self.destination_family)
-                    .buffer(dst.handle())
-                    .offset(dst_offset)
-                    .size(len);
+            if let Some(release) = release.filter(|_| last) {
                 let value = batch.value;
                 batch.end_buffer_barriers.push(release);
                 self.push_acquire(value, |a| a.buffers.push(release));
@@ -943,8 +1022,120 @@ impl StagingBelt {
                 self.submit_open()?;
             }
         }
+        Ok(())
+    }
+
+    /// The import path of [`Self::upload_buffer`]: head and tail through the
+    /// ring, the aligned interior imported piece by piece, each piece's copy
+    /// submitted at once (so the GPU copies it while the next one is
+    /// imported); then waits for everything and frees the imports.
+    fn upload_imported(
+        &mut self,
+        dst: vk::Buffer,
+        dst_offset: u64,
+        data: &[u8],
+        interior: crate::import::Interior,
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+    ) -> Result<Ticket, StagingError> {
+        let (head, mid_end) = (interior.head as usize, (interior.head + interior.len) as usize);
+        if head > 0 {
+            self.stage_range(dst, dst_offset, &data[..head], None)?;
+        }
+        if mid_end < data.len() {
+            self.stage_range(dst, dst_offset + mid_end as u64, &data[mid_end..], None)?;
+        }
+        let mut imports: Vec<ImportedBuffer> = Vec::new();
+        let result = self.import_interior(dst, dst_offset, data, head, mid_end, release, &mut imports);
+        // Every import is recorded in a submitted batch (or in one that never
+        // will be: the belt is then sticky). Wait for the last one before
+        // freeing: the host memory is only borrowed for this call.
+        let waited = match (&result, imports.is_empty()) {
+            (_, true) => Ok(()),
+            (Ok(value), false) => self.wait_value(*value),
+            (Err(_), false) => Err(StagingError::DeviceLost),
+        };
+        if !imports.is_empty() && (waited.is_err() || result.is_err()) {
+            // Could not prove the copies finished (timeout, lost device,
+            // failed submit): idle the queue before freeing the imports.
+            let _guard = self.queue.lock.lock();
+            // SAFETY: the queue belongs to the device; its lock is held.
+            let _ = unsafe { self.device.queue_wait_idle(self.queue.queue) };
+        }
+        let importer = self.importer.as_ref().expect("imports need an importer");
+        for imported in imports {
+            // SAFETY: the batches reading it completed (waited above) or
+            // were never submitted and never will be (sticky belt).
+            unsafe { importer.destroy(imported) };
+        }
+        let value = result?;
+        waited?;
         self.stats.uploads += 1;
-        Ok(Ticket { belt: self.id, value: self.current_value() })
+        Ok(Ticket { belt: self.id, value })
+    }
+
+    /// Imports `data[start..end]` in pieces and records and submits a copy of
+    /// each into `dst`; a failed import stages the rest through the ring.
+    /// Pushes every import that a batch records into `imports`. Returns the
+    /// timeline value that completes the whole upload (submitted).
+    #[allow(clippy::too_many_arguments)]
+    fn import_interior(
+        &mut self,
+        dst: vk::Buffer,
+        dst_offset: u64,
+        data: &[u8],
+        start: usize,
+        end: usize,
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+        imports: &mut Vec<ImportedBuffer>,
+    ) -> Result<u64, StagingError> {
+        let chunk = self.desc.import_chunk_size as usize;
+        let mut done = start;
+        while done < end {
+            let piece = (end - done).min(chunk);
+            let importer = self.importer.as_ref().expect("imports need an importer");
+            // SAFETY: `done` and `piece` keep the import aligned (the interior
+            // and the chunk size are multiples of the alignment); `data` is
+            // borrowed for this whole call, nobody writes it (shared borrow),
+            // and `upload_imported` frees the import before returning.
+            let imported = match unsafe { importer.import(data.as_ptr().add(done), piece as u64) } {
+                Ok(i) => i,
+                Err(_) => {
+                    self.stats.import_fallbacks += 1;
+                    self.stage_range(dst, dst_offset + done as u64, &data[done..end], None)?;
+                    break;
+                }
+            };
+            let src = imported.buffer;
+            imports.push(imported);
+            let dst_start = dst_offset + done as u64;
+            self.open_batch()?;
+            self.record_pending_copy();
+            self.note_write(dst, dst_start, dst_start + piece as u64);
+            let batch = self.open.as_mut().expect("opened");
+            let region = vk::BufferCopy { src_offset: 0, dst_offset: dst_start, size: piece as u64 };
+            // SAFETY: `cmd` is recording; the imported buffer is bound and
+            // lives until this batch completes; the destination range was
+            // checked against its size and usage.
+            unsafe { self.device.cmd_copy_buffer(batch.cmd, src, dst, &[region]) };
+            batch.has_work = true;
+            self.stats.copy_commands += 1;
+            self.stats.bytes_imported += piece as u64;
+            done += piece;
+            self.submit_open()?;
+        }
+        if let Some(release) = release {
+            // After every copy of this upload (earlier batches' writes are
+            // ordered before this one by its opening barrier).
+            let batch = self.open_batch()?;
+            batch.has_work = true;
+            let value = batch.value;
+            batch.end_buffer_barriers.push(release);
+            self.push_acquire(value, |a| a.buffers.push(release));
+        }
+        if self.open.as_ref().is_some_and(|b| b.has_work) {
+            self.submit_open()?;
+        }
+        Ok(self.next_value - 1)
     }
 
     /// The value of the batch that holds the latest upload.

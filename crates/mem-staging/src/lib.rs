@@ -3,6 +3,7 @@
 
 pub mod belt;
 pub mod format;
+pub mod import;
 pub mod ring;
 pub mod plan;
 pub mod queues;
