@@ -35,6 +35,7 @@ struct Args {
     sweep: bool,
     tune: bool,
     import: bool,
+    ring_memory: MemoryUsage,
     threads: Option<usize>,
     chunk_mib: Option<u64>,
 }
@@ -52,6 +53,7 @@ fn parse_args() -> Args {
         sweep: false,
         tune: false,
         import: false,
+        ring_memory: MemoryUsage::Upload,
         threads: None,
         chunk_mib: None,
     };
@@ -70,6 +72,14 @@ fn parse_args() -> Args {
             "--sweep" => a.sweep = true,
             "--tune" => a.tune = true,
             "--import" => a.import = true,
+            "--ring-memory" => {
+                a.ring_memory = match it.next().as_deref() {
+                    Some("upload") => MemoryUsage::Upload,
+                    Some("cached") => MemoryUsage::Readback,
+                    Some("rebar") => MemoryUsage::Dynamic,
+                    other => panic!("--ring-memory upload|cached|rebar, not {other:?}"),
+                }
+            }
             "--threads" => a.threads = Some(num() as usize),
             "--chunk-mib" => a.chunk_mib = Some(num()),
             other => panic!("unknown flag {other}"),
@@ -90,10 +100,11 @@ struct Rig {
     chunk: Option<u64>,
     /// Large uploads import the caller's memory (VK_EXT_external_memory_host).
     import: bool,
+    ring_memory: MemoryUsage,
 }
 
 impl Rig {
-    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>, import: bool) -> Self {
+    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>, import: bool, ring_memory: MemoryUsage) -> Self {
         let ctx = TestContext::builder()
             .validation(validation)
             .want_device_extension(ash::ext::memory_budget::NAME)
@@ -140,6 +151,7 @@ impl Rig {
             threads,
             chunk,
             import,
+            ring_memory,
         }
     }
 
@@ -162,6 +174,7 @@ impl Rig {
             desc.auto_submit_bytes = c;
         }
         desc.external_memory_host |= self.import;
+        desc.ring_memory = self.ring_memory;
         let shared = SharedQueue { family: self.family, queue: self.queue, lock: self.lock.clone() };
         let dst_family = self.ctx.graphics_queue().0;
         // SAFETY: handles from the context; this program submits to the
@@ -408,14 +421,14 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
 
 fn main() {
     let args = parse_args();
-    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB), args.import);
+    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB), args.import, args.ring_memory);
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
     let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
     let families = rig.ctx.queue_families();
     let fam_flags = families.iter().find(|(i, _)| *i == rig.family).map(|(_, p)| p.queue_flags).unwrap();
-    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}", rig.family,
-        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" });
+    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
+        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory);
     let ring = args.ring_mib * MIB;
     let mut rows = Vec::new();
     rows.push(bench_big(&rig, &args, args.size_mib * MIB, ring));

@@ -110,6 +110,13 @@ pub struct StagingBeltDesc {
     pub copy_threads: usize,
     /// Stage even when the destination is host-visible. Default false.
     pub force_staging: bool,
+    /// Memory the ring lives in. Default [`MemoryUsage::Upload`]
+    /// (host-visible system memory, write-combined on discrete GPUs).
+    /// [`MemoryUsage::Readback`] puts it in cached system memory;
+    /// [`MemoryUsage::Dynamic`] in device-local host-visible memory (ReBAR),
+    /// where the CPU writes cross PCIe and the GPU copy stays in VRAM. Must
+    /// be host-visible: [`MemoryUsage::GpuOnly`] is refused by `new`.
+    pub ring_memory: MemoryUsage,
     /// Longest wait for ring space or a ticket before
     /// [`StagingError::Timeout`]. Default 10 s.
     pub wait_timeout: Duration,
@@ -138,6 +145,7 @@ impl Default for StagingBeltDesc {
             parallel_copy_threshold: 4 * MIB,
             copy_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(32)),
             force_staging: false,
+            ring_memory: MemoryUsage::Upload,
             wait_timeout: Duration::from_secs(10),
             external_memory_host: false,
             import_threshold: 64 * MIB,
@@ -455,6 +463,9 @@ impl StagingBelt {
         destination_family: u32,
         desc: StagingBeltDesc,
     ) -> Result<Self, StagingError> {
+        if desc.ring_memory == MemoryUsage::GpuOnly {
+            return Err(StagingError::InvalidConfig("ring_memory must be host-visible, not GpuOnly".into()));
+        }
         if desc.ring_size < 64 * 1024 {
             return Err(StagingError::InvalidConfig(format!("ring_size {} < 64 KiB", desc.ring_size)));
         }
@@ -465,7 +476,7 @@ impl StagingBelt {
         let limits = unsafe { query_copy_limits(instance, physical_device, queue.family) };
         let device = resources.device().clone();
         let ring_buffer = resources.create_buffer(
-            &BufferDesc::new(desc.ring_size, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUsage::Upload)
+            &BufferDesc::new(desc.ring_size, vk::BufferUsageFlags::TRANSFER_SRC, desc.ring_memory)
                 .name("gpumem staging ring"),
         )?;
         let ring_ptr = match ring_buffer.allocation().mapped_ptr() {

@@ -20,7 +20,19 @@ use parking_lot::Mutex;
 
 #[test]
 fn ownership_transfer_from_a_dedicated_transfer_family() {
-    let ctx = TestContext::new();
+    two_family(false);
+}
+
+/// The same with the large buffer imported from host memory
+/// (VK_EXT_external_memory_host) instead of copied into the ring.
+#[test]
+fn ownership_transfer_of_an_imported_upload() {
+    two_family(true);
+}
+
+fn two_family(import: bool) {
+    let ctx = TestContext::builder().want_device_extension(ash::ext::external_memory_host::NAME).build();
+    let import = import && ctx.has_extension(ash::ext::external_memory_host::NAME);
     let families: Vec<vk::QueueFamilyProperties> = ctx.queue_families().into_iter().map(|(_, p)| p).collect();
     let (graphics, gqueue) = ctx.graphics_queue();
     let transfer = pick_transfer_family(&families).unwrap();
@@ -69,7 +81,12 @@ fn ownership_transfer_from_a_dedicated_transfer_family() {
             ctx.physical_device(),
             shared,
             graphics,
-            StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(4 << 20) },
+            StagingBeltDesc {
+                force_staging: true,
+                external_memory_host: import,
+                import_threshold: 1 << 20,
+                ..StagingBeltDesc::with_ring_size(4 << 20)
+            },
         )
     }
     .unwrap();
@@ -166,10 +183,14 @@ fn ownership_transfer_from_a_dedicated_transfer_family() {
     let mut back = vec![0u8; size + img_len as usize];
     res.read_buffer(&readback, 0, &mut back).unwrap();
     assert!(back[..size] == data[..], "buffer contents after ownership transfer");
+    if import {
+        assert!(belt.stats().bytes_imported > 0, "the large buffer was imported: {:?}", belt.stats());
+    }
     assert!(back[size..] == img_data[..], "image contents after ownership transfer");
     eprintln!(
-        "two-family upload verified: transfer family {transfer} -> graphics family {graphics}, {} batches",
-        belt.stats().batches_submitted
+        "two-family upload verified (import {import}): transfer family {transfer} -> graphics family {graphics}, {} batches, {} bytes imported",
+        belt.stats().batches_submitted,
+        belt.stats().bytes_imported
     );
     drop(belt);
     // SAFETY: idle (fence waited).
