@@ -158,18 +158,72 @@ pub enum BuddyError {
 /// units of `min_block` fit in `u32`.
 pub const MAX_UNITS_LOG2: u32 = 26;
 
-/// Orders 0..=MAX_UNITS_LOG2, in units of `min_block`.
-const MAX_ORDERS: usize = MAX_UNITS_LOG2 as usize + 1;
+/// Orders are `0..=units_log2 <= MAX_UNITS_LOG2 < 32`: the per-order table
+/// has 32 entries and is indexed with `order & 31`, which needs no bounds
+/// check.
+const ORDER_SLOTS: usize = 32;
 
-/// Most bitmap levels of one order: `ceil(MAX_UNITS_LOG2 / 6)`, each level
-/// resolving 6 bits of the slot number.
-const MAX_LEVELS: usize = MAX_UNITS_LOG2.div_ceil(6) as usize;
+/// `log2` of the slots a [`Chunk`] covers: 64 words of 64 bits.
+const CHUNK_LOG2: u32 = 12;
 
-/// Number of bitmap levels of an order whose slot numbers have `slot_bits`
-/// bits: enough that the top level is a single word.
+/// Most summary levels above the chunks: `ceil((MAX_UNITS_LOG2 - 12) / 6)`.
+const MAX_UPPER: usize = (MAX_UNITS_LOG2 - CHUNK_LOG2).div_ceil(6) as usize;
+
+/// Number of summary levels above the chunks of an order with `2^chunks_log2`
+/// chunks: enough that the top level is a single word (none for one chunk).
 #[inline(always)]
-fn level_count(slot_bits: u32) -> usize {
-    slot_bits.div_ceil(6).max(1) as usize
+fn upper_count(chunks_log2: u32) -> usize {
+    chunks_log2.div_ceil(6) as usize
+}
+
+/// 4096 slots of one order's free bitmap: `words` holds one bit per slot
+/// (set = that block is free), and bit `w` of `summary` says whether
+/// `words[w]` is non-zero. The summary sits next to the words it covers, and
+/// `words[w & 63]` needs no bounds check.
+#[derive(Clone)]
+struct Chunk {
+    summary: u64,
+    words: [u64; 64],
+}
+
+impl Chunk {
+    const EMPTY: Chunk = Chunk {
+        summary: 0,
+        words: [0; 64],
+    };
+}
+
+/// The free bitmap of one order.
+#[derive(Clone, Default)]
+struct OrderBits {
+    /// Chunk `c` covers slots `c << 12 .. (c + 1) << 12`. Empty at first and
+    /// grown lazily to the highest chunk written (a power of two of chunks, at
+    /// most the full size); slots past the end are not free.
+    chunks: Vec<Chunk>,
+    /// Summary levels above the chunks, lowest first, each at its offset in
+    /// [`BuddyBlock::upper_offsets`] (the same layout for every order, sized
+    /// for order 0): bit `c` of the first level says whether chunk `c`'s
+    /// summary is non-zero, bit `i` of each next level whether word `i` of
+    /// the level below is non-zero; the top level is one word. Allocated in
+    /// full (1/4096 of the bitmap) at creation.
+    upper: Vec<u64>,
+    /// The lowest non-empty chunk while the order has a free block (else
+    /// meaningless), so that taking the lowest block needs no walk down the
+    /// summary levels: lowered when a lower chunk turns non-empty, found
+    /// again through the summary levels when it turns empty.
+    first: usize,
+}
+
+/// Positions of the set bits of a word, lowest first.
+fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if word == 0 {
+            return None;
+        }
+        let bit = word.trailing_zeros() as usize;
+        word &= word - 1;
+        Some(bit)
+    })
 }
 
 /// Hasher of the `u32` keys of the live map: one multiply (Fibonacci
@@ -218,25 +272,6 @@ impl BuildHasher for BuildKeyHasher {
     }
 }
 
-/// Positions of the set bits of a word, lowest first.
-fn set_bits(mut word: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if word == 0 {
-            return None;
-        }
-        let bit = word.trailing_zeros() as usize;
-        word &= word - 1;
-        Some(bit)
-    })
-}
-
-/// Whether every word is zero; compares chunks with `==`, which is a
-/// `memcmp` even in unoptimized builds.
-fn all_zero(words: &[u64]) -> bool {
-    const ZEROS: [u64; 512] = [0; 512];
-    words.chunks(ZEROS.len()).all(|chunk| chunk == &ZEROS[..chunk.len()])
-}
-
 /// A power-of-two buddy allocator with tail trimming over `[0, size)`.
 ///
 /// Each live allocation carries a payload `T` (use `()` for none). See the
@@ -270,25 +305,22 @@ pub struct BuddyBlock<T = ()> {
     min_log2: u32,
     /// `log2(size / min_block)`, the highest order in units.
     units_log2: u32,
-    /// Bit `r` is set iff order `r` (in units) has a free block, i.e. iff the
-    /// top word of its bitmap is non-zero.
+    /// Bit `r` is set iff order `r` (in units) has a free block.
     non_empty: u64,
-    /// Free bitmaps: `levels[r * MAX_LEVELS + l]` is level `l` of order `r`.
-    /// Level 0 has bit `s` set iff the block of order `r` at unit offset
-    /// `s << r` is free; bit `i` of level `l + 1` is set iff word `i` of
-    /// level `l` is non-zero; the top level (`level_count(units_log2 - r) -
-    /// 1`) is one word. Level 0 is grown lazily to the highest word written
-    /// (a power of two of words, at most the full size), and each level above
-    /// to `ceil(len / 64)` of the one below; words past the end are zero.
-    levels: Vec<Vec<u64>>,
-    /// Number of free blocks of each order.
-    counts: [u32; MAX_ORDERS],
+    /// Number of summary levels above the chunks, the same for every order
+    /// (small orders' top levels are single words), so the walk down has a
+    /// trip count the branch predictor learns.
+    upper_levels: usize,
+    /// Offset of each summary level in [`OrderBits::upper`]; entry
+    /// `upper_levels` is the total length.
+    upper_offsets: [usize; MAX_UPPER + 1],
+    /// Free bitmaps by order (entries past `units_log2` are unused).
+    orders: Box<[OrderBits; ORDER_SLOTS]>,
     /// Unit offset -> (kept units, payload) of each live allocation.
     live: HashMap<u32, (u32, T), BuildKeyHasher>,
-    /// Sum of the kept sizes of the live allocations, in bytes.
+    /// Sum of the kept sizes of the live allocations, in bytes; the free
+    /// blocks hold the rest.
     allocated: u64,
-    /// Sum of the sizes of the free blocks, in bytes.
-    free: u64,
 }
 
 impl<T> fmt::Debug for BuddyBlock<T> {
@@ -297,7 +329,7 @@ impl<T> fmt::Debug for BuddyBlock<T> {
             .field("size", &self.size)
             .field("min_block", &self.min_block())
             .field("allocated_bytes", &self.allocated)
-            .field("free_bytes", &self.free)
+            .field("free_bytes", &self.free_bytes())
             .field("allocation_count", &self.live.len())
             .field("largest_free", &self.largest_free())
             .finish_non_exhaustive()
@@ -326,21 +358,29 @@ impl<T> BuddyBlock<T> {
         let size_log2 = size.trailing_zeros();
         let min_log2 = min_block.trailing_zeros();
         let units_log2 = size_log2 - min_log2;
-        let mut levels = Vec::with_capacity((units_log2 as usize + 1) * MAX_LEVELS);
-        for order in 0..=units_log2 {
-            let count = level_count(units_log2 - order);
-            levels.extend((0..MAX_LEVELS).map(|l| if l < count { vec![0] } else { Vec::new() }));
+        // Summary levels sized for order 0, the one with the most chunks.
+        let chunks_log2 = units_log2.saturating_sub(CHUNK_LOG2);
+        let upper_levels = upper_count(chunks_log2);
+        let mut upper_offsets = [0; MAX_UPPER + 1];
+        let mut words = 1usize << chunks_log2;
+        for l in 0..upper_levels {
+            words = words.div_ceil(64);
+            upper_offsets[l + 1] = upper_offsets[l] + words;
+        }
+        let mut orders: Box<[OrderBits; ORDER_SLOTS]> = Box::default();
+        for bits in &mut orders[..=units_log2 as usize] {
+            bits.upper = vec![0; upper_offsets[upper_levels]];
         }
         let mut block = Self {
             size,
             min_log2,
             units_log2,
             non_empty: 0,
-            levels,
-            counts: [0; MAX_ORDERS],
+            upper_levels,
+            upper_offsets,
+            orders,
             live: HashMap::with_hasher(BuildKeyHasher),
             allocated: 0,
-            free: 0,
         };
         block.insert_free(units_log2, 0);
         Ok(block)
@@ -367,7 +407,7 @@ impl<T> BuddyBlock<T> {
     /// Sum of the sizes of all free buddy blocks (`size - allocated_bytes`).
     #[inline]
     pub fn free_bytes(&self) -> u64 {
-        self.free
+        self.size - self.allocated
     }
 
     /// Number of live allocations.
@@ -482,18 +522,18 @@ impl<T> BuddyBlock<T> {
     /// the containers' capacity.
     pub fn clear(&mut self) {
         self.live.clear();
-        for level in &mut self.levels {
-            level.fill(0);
+        for bits in self.orders.iter_mut() {
+            bits.chunks.fill(Chunk::EMPTY);
+            bits.upper.fill(0);
         }
-        self.counts = [0; MAX_ORDERS];
         self.non_empty = 0;
         self.allocated = 0;
-        self.free = 0;
         self.insert_free(self.units_log2, 0);
     }
 
     /// `(block size, count)` of the free buddy blocks, for each non-empty
-    /// order, smallest first.
+    /// order, smallest first. Counts the bits of the non-zero bitmap words:
+    /// O(free blocks + bitmap words / 64).
     pub fn free_histogram(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
         let mut orders = self.non_empty;
         std::iter::from_fn(move || {
@@ -502,10 +542,7 @@ impl<T> BuddyBlock<T> {
             }
             let order = orders.trailing_zeros();
             orders &= orders - 1;
-            Some((
-                1u64 << (order + self.min_log2),
-                self.counts[order as usize] as usize,
-            ))
+            Some((1u64 << (order + self.min_log2), self.free_slots(order).count()))
         })
     }
 
@@ -523,141 +560,135 @@ impl<T> BuddyBlock<T> {
     }
 
     /// `(offset, size)` of every free buddy block, smallest first, and by
-    /// address within a size. Finds the non-zero bitmap words through the
-    /// first summary level, so it costs O(free blocks + bitmap words / 64).
+    /// address within a size: O(free blocks + bitmap words / 64).
     pub fn free_ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         let shift = self.min_log2;
         (0..=self.units_log2)
             .filter(move |&order| self.non_empty >> order & 1 != 0)
             .flat_map(move |order| {
-                let base = order as usize * MAX_LEVELS;
-                let leaf = &self.levels[base];
-                // Indices of the non-zero leaf words: from level 1, or the one
-                // word of an order with a single level.
-                let summary: &[u64] = if level_count(self.units_log2 - order) > 1 {
-                    &self.levels[base + 1]
-                } else {
-                    &[1]
-                };
-                let words = summary.iter().enumerate().flat_map(|(i, &word)| {
-                    set_bits(word).map(move |bit| (i << 6) | bit)
-                });
                 let size = 1u64 << (order + shift);
-                words.flat_map(move |w| {
-                    set_bits(leaf[w])
-                        .map(move |bit| ((((w as u64) << 6) | bit as u64) << (order + shift), size))
-                })
+                self.free_slots(order)
+                    .map(move |slot| ((slot as u64) << (order + shift), size))
             })
     }
 
     /// Estimate of the host memory this block's metadata uses, in bytes: the
     /// struct, the capacity of the free bitmaps (about 2 bits per minimum
-    /// block of the part of the block in use, at most) and the live map.
+    /// block of the part of the block in use, at most) and of the live map.
     pub fn host_memory_bytes(&self) -> usize {
         // hashbrown keeps one control byte per bucket and about 8 buckets per
         // 7 elements of capacity.
         let live = self.live.capacity() * 8 / 7 * (std::mem::size_of::<(u32, (u32, T))>() + 1);
         let bitmaps: usize = self
-            .levels
+            .orders
             .iter()
-            .map(|level| level.capacity() * std::mem::size_of::<u64>())
+            .map(|bits| {
+                bits.chunks.capacity() * std::mem::size_of::<Chunk>()
+                    + bits.upper.capacity() * std::mem::size_of::<u64>()
+            })
             .sum();
-        std::mem::size_of::<Self>()
-            + self.levels.capacity() * std::mem::size_of::<Vec<u64>>()
-            + bitmaps
-            + live
+        std::mem::size_of::<Self>() + std::mem::size_of::<[OrderBits; ORDER_SLOTS]>() + bitmaps + live
     }
 
     /// Checks every invariant; `Err` describes the first one broken.
     ///
-    /// Bitmaps: every level has the length its level 0 implies (the top one
-    /// word), no bit is set past the last slot of its order, every summary bit
-    /// says whether its word below is non-zero, the non-empty mask says
-    /// whether each top word is non-zero, and the per-order counts match the
-    /// set bits. Free blocks are fully coalesced (no free block's buddy is
-    /// free at the same order); free blocks and live kept ranges tile
-    /// `[0, size)` exactly, with no gap and no overlap; the byte counters
-    /// agree. O(n log n) in the number of blocks plus O(bitmap words).
+    /// Bitmaps: each order has a power of two of chunks within its full size
+    /// and summary levels of the common layout; every summary bit, in the
+    /// chunks and above them, says whether the word below is non-zero; the
+    /// non-empty mask says whether each order has a free block; no bit is set
+    /// past the last slot of its order. Free blocks are fully coalesced (no
+    /// free block's buddy is free at the same order); free blocks and live
+    /// kept ranges tile `[0, size)` exactly, with no gap and no overlap; the
+    /// byte counter agrees. O(n log n) in the number of blocks plus a scan of
+    /// the bitmaps (`memcmp` against zero for the empty parts).
     pub fn validate(&self) -> Result<(), String> {
         let shift = self.min_log2;
         let units = 1u64 << self.units_log2;
         let mut ranges: Vec<(u64, u64, bool)> = Vec::with_capacity(self.live.len() * 3 + 64);
         let mut free_sum = 0u64;
-        if self.levels.len() != (self.units_log2 as usize + 1) * MAX_LEVELS {
-            return Err(format!("{} bitmap levels", self.levels.len()));
-        }
-        for order in 0..=self.units_log2 {
+        let total_upper = self.upper_offsets[self.upper_levels];
+        for order in 0..ORDER_SLOTS as u32 {
             let r = order as usize;
-            let slot_bits = self.units_log2 - order;
-            let count = level_count(slot_bits);
-            let maps = &self.levels[r * MAX_LEVELS..(r + 1) * MAX_LEVELS];
-            // Lengths: level 0 a power of two of words within the full size,
-            // each level above ceil(len / 64), the top one word, unused empty.
-            let full = 1usize << slot_bits.saturating_sub(6);
-            let len0 = maps[0].len();
-            if !len0.is_power_of_two() || len0 > full {
-                return Err(format!("order {r}: level 0 has {len0} words of at most {full}"));
-            }
-            let mut len = len0;
-            for (l, level) in maps.iter().enumerate() {
-                let want = if l < count { len } else { 0 };
-                if level.len() != want {
-                    return Err(format!(
-                        "order {r}: level {l} has {} words instead of {want}",
-                        level.len()
-                    ));
+            let bits = &self.orders[r];
+            if order > self.units_log2 {
+                if !bits.chunks.is_empty() || !bits.upper.is_empty() || self.non_empty >> r & 1 != 0 {
+                    return Err(format!("order {r} past the highest order is in use"));
                 }
-                len = len.div_ceil(64);
+                continue;
             }
-            if maps[count - 1].len() != 1 {
-                return Err(format!("order {r}: top level is not one word"));
-            }
-            if (self.non_empty >> r & 1 == 1) != (maps[count - 1][0] != 0) {
+            let slot_bits = self.units_log2 - order;
+            let full = 1usize << slot_bits.saturating_sub(CHUNK_LOG2);
+            let chunks = bits.chunks.len();
+            if (chunks != 0 && !chunks.is_power_of_two())
+                || chunks > full
+                || bits.upper.len() != total_upper
+            {
                 return Err(format!(
-                    "non-empty bit of order {r} disagrees with its top word {:#x}",
-                    maps[count - 1][0]
+                    "order {r}: {chunks} chunks of at most {full}, {} summary words instead of {total_upper}",
+                    bits.upper.len()
                 ));
             }
-            // Summaries agree with the words below, top down: each set bit
-            // names a non-zero word below, and all other words are zero. This
-            // costs O(set bits) plus a `memcmp` of the bitmaps against zeros,
-            // cheap even unoptimized (it runs after every property-test step).
-            let mut named: Vec<usize> = vec![0];
-            for l in (0..count).rev() {
-                let level = &maps[l];
-                let mut bits = Vec::with_capacity(named.len());
-                let mut next = 0;
-                for &i in &named {
-                    let Some(&word) = level.get(i) else {
+            // Summary levels above the chunks, top down: each level's word i
+            // must have bit j set iff the child (word 64 i + j of the level
+            // below, or chunk summary 64 i + j) is non-zero; children past
+            // the end count as zero.
+            for l in 0..self.upper_levels {
+                let level = &bits.upper[self.upper_offsets[l]..self.upper_offsets[l + 1]];
+                for (i, &word) in level.iter().enumerate() {
+                    let mut expect = 0u64;
+                    for j in 0..64 {
+                        let child = (i << 6) | j;
+                        let non_zero = if l == 0 {
+                            bits.chunks.get(child).is_some_and(|c| c.summary != 0)
+                        } else {
+                            let below = &bits.upper[self.upper_offsets[l - 1]..self.upper_offsets[l]];
+                            below.get(child).is_some_and(|&w| w != 0)
+                        };
+                        expect |= u64::from(non_zero) << j;
+                    }
+                    if word != expect {
                         return Err(format!(
-                            "order {r}: summary names word {i} past the {} words of level {l}",
-                            level.len()
-                        ));
-                    };
-                    if word == 0 && l + 1 < count {
-                        return Err(format!(
-                            "order {r}: summary bit set for zero word {i} at level {l}"
+                            "order {r}: summary word {i} of level {} is {word:#x}, its children say {expect:#x}",
+                            l + 2
                         ));
                     }
-                    if !all_zero(&level[next..i]) {
-                        return Err(format!(
-                            "order {r}: a non-zero word before word {i} at level {l} has no summary bit"
-                        ));
-                    }
-                    bits.extend(set_bits(word).map(|bit| (i << 6) | bit));
-                    next = i + 1;
                 }
-                if !all_zero(&level[next..]) {
-                    return Err(format!(
-                        "order {r}: a non-zero word past word {next} at level {l} has no summary bit"
-                    ));
-                }
-                named = bits;
             }
-            // `named` now holds the free slots of this order, in order.
+            let has_free = if self.upper_levels == 0 {
+                bits.chunks.first().is_some_and(|c| c.summary != 0)
+            } else {
+                bits.upper[total_upper - 1] != 0
+            };
+            if (self.non_empty >> r & 1 == 1) != has_free {
+                return Err(format!("non-empty bit of order {r} disagrees with its bitmap"));
+            }
+            let lowest = bits.chunks.iter().position(|chunk| chunk.summary != 0);
+            if has_free && lowest != Some(bits.first) {
+                return Err(format!(
+                    "order {r}: first chunk {} but the lowest non-empty one is {lowest:?}",
+                    bits.first
+                ));
+            }
+            // Chunks: the summary names exactly the non-zero words.
+            for (c, chunk) in bits.chunks.iter().enumerate() {
+                if chunk.summary == 0 {
+                    if chunk.words != [0; 64] {
+                        return Err(format!("order {r}: chunk {c} has free bits but an empty summary"));
+                    }
+                    continue;
+                }
+                for (w, &word) in chunk.words.iter().enumerate() {
+                    if (chunk.summary >> w & 1 == 1) != (word != 0) {
+                        return Err(format!(
+                            "order {r}: summary bit {w} of chunk {c} disagrees with word {word:#x}"
+                        ));
+                    }
+                }
+            }
+            // Free blocks of this order.
             let slots = 1u64 << slot_bits;
             let len = 1u64 << order;
-            for &slot in &named {
+            for slot in self.free_slots(order) {
                 let slot = slot as u64;
                 let (byte_offset, byte_len) = ((slot << order) << shift, len << shift);
                 if slot >= slots {
@@ -673,19 +704,6 @@ impl<T> BuddyBlock<T> {
                 free_sum += byte_len;
                 ranges.push((byte_offset, byte_len, false));
             }
-            let listed = named.len() as u32;
-            if listed != self.counts[r] {
-                return Err(format!(
-                    "order {r}: count says {} free blocks, the bitmap holds {listed}",
-                    self.counts[r]
-                ));
-            }
-        }
-        if let Some(r) = (self.units_log2 as usize + 1..MAX_ORDERS).find(|&r| self.counts[r] != 0) {
-            return Err(format!("count of order {r} past the highest order"));
-        }
-        if self.non_empty >> (self.units_log2 + 1) != 0 {
-            return Err(format!("non-empty mask {:#x} past the highest order", self.non_empty));
         }
         let mut allocated_sum = 0u64;
         for (&offset, &(kept, _)) in &self.live {
@@ -703,10 +721,11 @@ impl<T> BuddyBlock<T> {
             allocated_sum += byte_kept;
             ranges.push((byte_offset, byte_kept, true));
         }
-        if free_sum != self.free || allocated_sum != self.allocated {
+        if free_sum != self.free_bytes() || allocated_sum != self.allocated {
             return Err(format!(
                 "counters say {} free, {} allocated; blocks sum to {free_sum} free, {allocated_sum} allocated",
-                self.free, self.allocated
+                self.free_bytes(),
+                self.allocated
             ));
         }
         ranges.sort_unstable();
@@ -772,32 +791,33 @@ impl<T> BuddyBlock<T> {
     /// Gives `[offset, offset + kept)` back, coalescing (see the module docs).
     #[inline]
     fn release(&mut self, offset: u32, kept: u32) {
-        // `cur` is the aligned block [offset + rel, offset + rel + 2^order)
-        // holding the end of the kept range; it starts as the smallest kept
-        // piece and grows until it covers the whole kept range (rel == 0).
-        let mut order = kept.trailing_zeros();
-        let mut rel = kept - (1u32 << order);
-        while rel != 0 {
-            let half = 1u32 << order;
-            if rel & half != 0 {
-                // Right child: the left buddy is the next kept piece.
-                rel -= half;
-            } else if !self.take_free(order, (offset + rel + half) >> order) {
-                // Left child whose right buddy (a trimmed tail piece) has been
-                // (partly) allocated since: nothing more coalesces. Free `cur`
-                // and the kept pieces left of it (one per set bit of `rel`).
-                self.insert_free(order, (offset + rel) >> order);
-                while rel != 0 {
-                    let bit_order = rel.trailing_zeros();
-                    rel &= rel - 1;
-                    self.insert_free(bit_order, (offset + rel) >> bit_order);
+        // The kept range lies in the aligned block [offset, offset + 2^order);
+        // the rest of that block is the trimmed tail, whose pieces have the
+        // orders of the set bits of `tail`, ascending in address and order.
+        let order = u32::BITS - (kept - 1).leading_zeros();
+        let tail = (1u32 << order) - kept;
+        let mut left = tail;
+        while left != 0 {
+            let piece = left.trailing_zeros();
+            // Units of the kept range and of the tail pieces below this one.
+            let below = kept + (tail - left);
+            if !self.take_free(piece, (offset + below) >> piece) {
+                // This tail piece has been (partly) allocated since: nothing
+                // more coalesces. Free [offset, offset + below) as the aligned
+                // pieces of the set bits of `below` (the lowest is the buddy
+                // of the piece in use).
+                let mut rest = below;
+                while rest != 0 {
+                    let bit = rest.trailing_zeros();
+                    rest &= rest - 1;
+                    self.insert_free(bit, (offset + rest) >> bit);
                 }
                 return;
             }
-            order += 1;
+            left &= left - 1;
         }
         // Ordinary buddy coalesce of [offset, offset + 2^order).
-        let mut slot = offset >> order;
+        let (mut order, mut slot) = (order, offset >> order);
         while order < self.units_log2 && self.take_free(order, slot ^ 1) {
             slot >>= 1;
             order += 1;
@@ -805,119 +825,157 @@ impl<T> BuddyBlock<T> {
         self.insert_free(order, slot);
     }
 
-    /// Level 0 of the bitmap of `order`.
-    #[inline(always)]
-    fn leaf(&self, order: u32) -> &[u64] {
-        &self.levels[order as usize * MAX_LEVELS]
+    /// Slots of the free blocks of `order`, ascending: the set bits of the
+    /// chunks with a non-zero summary.
+    fn free_slots(&self, order: u32) -> impl Iterator<Item = usize> + '_ {
+        let bits = &self.orders[order as usize & (ORDER_SLOTS - 1)];
+        bits.chunks
+            .iter()
+            .enumerate()
+            .filter(|(_, chunk)| chunk.summary != 0)
+            .flat_map(|(c, chunk)| {
+                set_bits(chunk.summary).flat_map(move |w| {
+                    set_bits(chunk.words[w]).map(move |b| (c << CHUNK_LOG2) | (w << 6) | b)
+                })
+            })
     }
 
     /// Whether the block of `order` at `slot` (unit offset `slot << order`) is
     /// free.
     #[inline(always)]
     fn is_free(&self, order: u32, slot: u32) -> bool {
-        self.leaf(order)
-            .get(slot as usize >> 6)
-            .is_some_and(|&word| word >> (slot & 63) & 1 != 0)
+        let slot = slot as usize;
+        self.orders[order as usize & (ORDER_SLOTS - 1)]
+            .chunks
+            .get(slot >> CHUNK_LOG2)
+            .is_some_and(|chunk| chunk.words[slot >> 6 & 63] >> (slot & 63) & 1 != 0)
     }
 
     /// Marks the block of `order` at `slot` free, without coalescing; it must
-    /// not be free already.
+    /// not be free already. Sets the word bit and the chunk summary bit
+    /// unconditionally; the levels above only when the chunk summary was zero,
+    /// which is rare (a chunk covers 4096 slots).
     #[inline(always)]
     fn insert_free(&mut self, order: u32, slot: u32) {
         debug_assert!(!self.is_free(order, slot), "double free of ({slot}, {order})");
-        let base = order as usize * MAX_LEVELS;
-        let mut index = slot as usize;
-        if index >> 6 >= self.levels[base].len() {
-            self.grow(order, index >> 6);
+        let slot = slot as usize;
+        let c = slot >> CHUNK_LOG2;
+        let w = slot >> 6 & 63;
+        let bits = &mut self.orders[order as usize & (ORDER_SLOTS - 1)];
+        if c >= bits.chunks.len() {
+            self.grow(order, c);
         }
-        let count = level_count(self.units_log2 - order);
-        for level in &mut self.levels[base..base + count] {
-            let word = &mut level[index >> 6];
-            let old = *word;
-            *word = old | 1 << (index & 63);
-            if old != 0 {
-                break;
-            }
+        let chunk = &mut self.orders[order as usize & (ORDER_SLOTS - 1)].chunks[c];
+        chunk.words[w] |= 1 << (slot & 63);
+        let old = chunk.summary;
+        chunk.summary = old | 1 << w;
+        if old == 0 {
+            self.set_upper(order, c);
+        }
+    }
+
+    /// Chunk `c` of `order` has turned non-empty: sets its bit in the levels
+    /// above (unconditionally: bits that are set stay set), the order's
+    /// non-empty bit and its first chunk.
+    #[inline(never)]
+    fn set_upper(&mut self, order: u32, mut index: usize) {
+        let bits = &mut self.orders[order as usize & (ORDER_SLOTS - 1)];
+        bits.first = if self.non_empty >> order & 1 == 0 {
+            index
+        } else {
+            bits.first.min(index)
+        };
+        for l in 0..self.upper_levels {
+            bits.upper[self.upper_offsets[l] + (index >> 6)] |= 1 << (index & 63);
             index >>= 6;
         }
         self.non_empty |= 1 << order;
-        self.counts[order as usize] += 1;
-        self.free += 1u64 << (order + self.min_log2);
     }
 
     /// Takes the block of `order` at `slot` out of the free bitmap if it is
     /// free there.
     #[inline(always)]
     fn take_free(&mut self, order: u32, slot: u32) -> bool {
-        let index = slot as usize;
-        let Some(word) = self.levels[order as usize * MAX_LEVELS].get_mut(index >> 6) else {
+        let slot = slot as usize;
+        let bits = &mut self.orders[order as usize & (ORDER_SLOTS - 1)];
+        let Some(chunk) = bits.chunks.get_mut(slot >> CHUNK_LOG2) else {
             return false;
         };
-        let bit = 1u64 << (index & 63);
-        if *word & bit == 0 {
+        let w = slot >> 6 & 63;
+        let bit = 1u64 << (slot & 63);
+        if chunk.words[w] & bit == 0 {
             return false;
         }
-        *word &= !bit;
-        if *word == 0 {
-            self.clear_summaries(order, index >> 6);
+        chunk.words[w] &= !bit;
+        let emptied = u64::from(chunk.words[w] == 0);
+        chunk.summary &= !(emptied << w);
+        if chunk.summary == 0 {
+            self.clear_upper(order, slot >> CHUNK_LOG2);
         }
-        self.counts[order as usize] -= 1;
-        self.free -= 1u64 << (order + self.min_log2);
         true
     }
 
     /// Takes the lowest free block of `order` out of its bitmap and returns
-    /// its unit offset; `order` must have one.
+    /// its slot; `order` must have one.
     #[inline(always)]
     fn take_lowest(&mut self, order: u32) -> u32 {
-        let base = order as usize * MAX_LEVELS;
-        let count = level_count(self.units_log2 - order);
-        let mut index = 0usize;
-        for level in self.levels[base..base + count].iter().rev() {
-            index = (index << 6) | level[index].trailing_zeros() as usize;
+        let bits = &mut self.orders[order as usize & (ORDER_SLOTS - 1)];
+        let c = bits.first;
+        let chunk = &mut bits.chunks[c];
+        let w = chunk.summary.trailing_zeros() as usize & 63;
+        let word = chunk.words[w];
+        let b = word.trailing_zeros() as usize;
+        chunk.words[w] = word & (word - 1);
+        let emptied = u64::from(chunk.words[w] == 0);
+        chunk.summary &= !(emptied << w);
+        if chunk.summary == 0 {
+            self.clear_upper(order, c);
         }
-        let word = &mut self.levels[base][index >> 6];
-        *word &= *word - 1;
-        if *word == 0 {
-            self.clear_summaries(order, index >> 6);
-        }
-        self.counts[order as usize] -= 1;
-        self.free -= 1u64 << (order + self.min_log2);
-        index as u32
+        ((c << CHUNK_LOG2) | (w << 6) | b) as u32
     }
 
-    /// Word `index` of level 0 of `order` has turned zero: clears its bit in
-    /// the levels above, as far as words turn zero, and the non-empty bit if
-    /// the top word does.
-    #[inline(always)]
-    fn clear_summaries(&mut self, order: u32, mut index: usize) {
-        let base = order as usize * MAX_LEVELS;
-        let count = level_count(self.units_log2 - order);
-        for level in &mut self.levels[base + 1..base + count] {
-            let word = &mut level[index >> 6];
-            *word &= !(1u64 << (index & 63));
+    /// Chunk `c` of `order` has turned empty: clears its bit in the levels
+    /// above as far as words turn zero, and the order's non-empty bit if the
+    /// top word does; if it was the first chunk, finds the next one.
+    #[inline(never)]
+    fn clear_upper(&mut self, order: u32, c: usize) {
+        let bits = &mut self.orders[order as usize & (ORDER_SLOTS - 1)];
+        let mut index = c;
+        let mut emptied = true;
+        for l in 0..self.upper_levels {
+            let word = &mut bits.upper[self.upper_offsets[l] + (index >> 6)];
+            *word &= !(1 << (index & 63));
             if *word != 0 {
-                return;
+                emptied = false;
+                break;
             }
             index >>= 6;
         }
-        self.non_empty &= !(1u64 << order);
+        if emptied {
+            self.non_empty &= !(1 << order);
+        } else if bits.first == c {
+            // Walk down from the top word to the lowest non-empty chunk.
+            let mut first = 0usize;
+            for l in (0..self.upper_levels).rev() {
+                first = (first << 6)
+                    | bits.upper[self.upper_offsets[l] + first].trailing_zeros() as usize;
+            }
+            bits.first = first;
+        }
     }
 
-    /// Grows the bitmap of `order` so that level 0 has word `word`: to the
-    /// next power of two of words (at most the full size), and each level
-    /// above to match.
+    /// Grows the chunks of `order` to hold chunk `c`: to the next power of
+    /// two (at most the full size).
     #[cold]
     #[inline(never)]
-    fn grow(&mut self, order: u32, word: usize) {
-        let slot_bits = self.units_log2 - order;
-        let full = 1usize << slot_bits.saturating_sub(6);
-        let mut len = (word + 1).next_power_of_two().min(full);
-        let base = order as usize * MAX_LEVELS;
-        for level in &mut self.levels[base..base + level_count(slot_bits)] {
-            level.resize(len, 0);
-            len = len.div_ceil(64);
-        }
+    fn grow(&mut self, order: u32, c: usize) {
+        let full = 1usize << (self.units_log2 - order).saturating_sub(CHUNK_LOG2);
+        let len = (c + 1).next_power_of_two().min(full);
+        let chunks = &mut self.orders[order as usize & (ORDER_SLOTS - 1)].chunks;
+        // Exact: the lengths are powers of two already, and a chunk is 520
+        // bytes (`Vec` would round a first allocation up to 4 of them).
+        chunks.reserve_exact(len - chunks.len());
+        chunks.resize(len, Chunk::EMPTY);
     }
 }
 
@@ -1183,9 +1241,9 @@ mod tests {
 
     #[test]
     fn host_metadata_follows_the_used_part_of_the_block() {
-        // A fresh block has one-word bitmaps: a few KiB whatever its size.
+        // A fresh block has one bitmap chunk: a few KiB whatever its size.
         let fresh = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
-        assert!(fresh.host_memory_bytes() < 8 << 10, "{}", fresh.host_memory_bytes());
+        assert!(fresh.host_memory_bytes() < 4 << 10, "{}", fresh.host_memory_bytes());
         let mut block = fresh.clone();
         for size in [1u64, 300, 70_000, 1 << 20, 5 << 20, 12345] {
             block.allocate(size, 256, ()).unwrap();
@@ -1214,13 +1272,14 @@ mod tests {
         }
         assert_eq!(sorted_free(&block), [(0, 1 << 30)]);
         assert!(block.host_memory_bytes() < bound);
-        // 100 small allocations use the start of a 1 GiB block only.
+        // 100 small allocations use the start of a 1 GiB block only: one
+        // 520-byte chunk for each of the 23 orders.
         let mut light = BuddyBlock::<u32>::new(1 << 30, 256).unwrap();
         for i in 0..100u32 {
             light.allocate(256 + u64::from(i) * 97, 0, i).unwrap();
         }
         light.validate().unwrap();
-        assert!(light.host_memory_bytes() < 16 << 10, "{}", light.host_memory_bytes());
+        assert!(light.host_memory_bytes() < 24 << 10, "{}", light.host_memory_bytes());
     }
 
     #[test]
@@ -1258,27 +1317,32 @@ mod tests {
 
     #[test]
     fn summaries_track_words_across_levels() {
-        // 2^20 units: order 0 has levels of 2^14, 2^8, 4 and 1 words.
+        // 2^20 units: order 0 has 256 chunks, two summary levels above them
+        // (4 words, then 1).
         let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
-        assert_eq!(level_count(20), 4);
-        // Fill the first 4096 * 64 units + 1 (one level-2 bit's worth of
-        // order-0 slots, and one more) with one allocation, then a single
-        // unit: the order-0 hole sits in level-1 word 0 / level-2 word ...
+        assert_eq!((block.upper_levels, block.upper_offsets[..3].to_vec()), (2, vec![0, 4, 5]));
+        // Kept 2^18 + 1 units at 0: the tail's order-0 piece is slot
+        // 2^18 + 1, in chunk 64, word 0, bit 1.
         let big = block.allocate((1 << 18) * 256 + 256, 0, ()).unwrap();
         assert_eq!(big, 0);
         block.validate().unwrap();
-        // Kept 2^18 + 1 units: the tail's order-0 piece is unit 2^18 + 1.
         assert!(block.is_free(0, (1 << 18) + 1));
-        let top = &block.levels[3];
-        assert_eq!(top.len(), 1);
-        assert_eq!(top[0], 1 << 1, "level-3 bit of slot 2^18 + 1");
-        assert_eq!(block.allocate(1, 0, ()).unwrap(), ((1 << 18) + 1) * 256);
+        let bits = &block.orders[0];
+        assert_eq!(bits.chunks[64].summary, 1);
+        assert_eq!(bits.chunks[64].words[0], 1 << 1);
+        // Level 2: bit 64 (word 1, bit 0); level 3: bit 1.
+        assert_eq!(bits.upper, [0, 1, 0, 0, 1 << 1]);
+        let small = block.allocate(1, 0, ()).unwrap();
+        assert_eq!(small, ((1 << 18) + 1) * 256);
         // The order-0 bitmap is empty again, up to its top word and the mask.
-        assert_eq!(block.levels[..4].iter().flatten().filter(|&&w| w != 0).count(), 0);
+        let bits = &block.orders[0];
+        assert!(bits.chunks.iter().all(|c| c.summary == 0 && c.words == [0; 64]));
+        assert!(bits.upper.iter().all(|&w| w == 0));
         assert_eq!(block.non_empty & 1, 0);
         block.validate().unwrap();
         block.free(big).unwrap();
-        assert!(block.levels[..4].iter().flatten().any(|&w| w != 0));
+        block.free(small).unwrap();
+        assert_eq!(sorted_free(&block), [(0, 256 << 20)]);
         block.validate().unwrap();
     }
 
@@ -1289,28 +1353,35 @@ mod tests {
             block.allocate(size, 0, ()).unwrap();
         }
         block.validate().unwrap();
-        // A stale summary bit (word below is zero).
-        let mut broken = block.clone();
-        broken.levels[1][0] |= 1 << 9;
-        assert!(broken.validate().unwrap_err().contains("summary"));
-        // A missing summary bit.
-        let mut broken = block.clone();
         let order = block.non_empty.trailing_zeros() as usize;
-        let top = order * MAX_LEVELS + level_count(20 - order as u32) - 1;
-        broken.levels[top][0] = 0;
+        // A stale chunk summary bit (the word is zero).
+        let mut broken = block.clone();
+        broken.orders[order].chunks[0].summary |= 1 << 9;
+        assert!(broken.validate().unwrap_err().contains("summary"));
+        // A stale summary bit above the chunks.
+        let mut broken = block.clone();
+        broken.orders[order].upper[0] |= 1 << 9;
+        assert!(broken.validate().unwrap_err().contains("summary"));
+        // A missing top bit.
+        let mut broken = block.clone();
+        broken.orders[order].upper[4] = 0;
         assert!(broken.validate().is_err());
         // A free bit for a range that is allocated.
         let mut broken = block.clone();
-        broken.levels[0][0] |= 1;
+        broken.orders[0].chunks[0].words[0] |= 1;
         assert!(broken.validate().is_err());
+        // A free bit without its chunk summary bit.
+        let mut broken = block.clone();
+        broken.orders[0].chunks[0].words[40] |= 1;
+        assert!(broken.validate().unwrap_err().contains("summary"));
         // The mask of non-empty orders.
         let mut broken = block.clone();
         broken.non_empty ^= 1 << 3;
         assert!(broken.validate().unwrap_err().contains("non-empty"));
-        // A count.
+        // The allocated-bytes counter.
         let mut broken = block.clone();
-        broken.counts[order] += 1;
-        assert!(broken.validate().unwrap_err().contains("count"));
+        broken.allocated += 256;
+        assert!(broken.validate().unwrap_err().contains("counters"));
         // Two free buddies left uncoalesced.
         let mut broken = BuddyBlock::<()>::new(4096, 256).unwrap();
         broken.take_free(4, 0);
@@ -1322,32 +1393,39 @@ mod tests {
     #[test]
     fn bitmaps_grow_lazily_in_powers_of_two() {
         let mut block = BuddyBlock::<()>::new(256 << 20, 256).unwrap();
-        // Every level starts as one word.
-        for order in 0..=20u32 {
-            let base = order as usize * MAX_LEVELS;
-            let count = level_count(20 - order);
-            assert!(block.levels[base..base + count].iter().all(|l| l.len() == 1));
-            assert!(block.levels[base + count..base + MAX_LEVELS].iter().all(Vec::is_empty));
+        // Every order starts without chunks (the highest has the one free
+        // block) and with full summary levels (5 words); orders past the
+        // highest have nothing.
+        for order in 0..ORDER_SLOTS {
+            let bits = &block.orders[order];
+            let want = match order {
+                0..20 => (0, 5),
+                20 => (1, 5),
+                _ => (0, 0),
+            };
+            assert_eq!((bits.chunks.len(), bits.upper.len()), want, "order {order}");
         }
         // A 256-byte allocation aligned to 64 MiB after the first 64 MiB
         // lands at unit 2^18 and frees a unit at 2^18 + 1: order 0 grows to
-        // cover leaf word 2^12 (2^13 words), level 1 to 2^7 words.
+        // cover chunk 64 (128 chunks).
         let first = block.allocate(64 << 20, 0, ()).unwrap();
         let high = block.allocate(256, 64 << 20, ()).unwrap();
         assert_eq!((first, high), (0, 64 << 20));
-        assert_eq!(block.levels[0].len(), 1 << 13);
-        assert_eq!(block.levels[1].len(), 1 << 7);
-        assert_eq!(block.levels[2].len(), 2);
-        assert_eq!(block.levels[3].len(), 1);
+        assert_eq!(block.orders[0].chunks.len(), 128);
+        // Order r holds slot 2^(18 - r) + 1 in chunk 2^(6 - r): 2^(7 - r)
+        // chunks up to order 6, one chunk above.
+        for order in 1..=20 {
+            assert_eq!(block.orders[order].chunks.len(), 1 << 7usize.saturating_sub(order));
+        }
         block.validate().unwrap();
         let grown = block.host_memory_bytes();
-        // Order r holds slot 2^(18 - r) + 1: about 2^(13 - r) words, 128 KiB in all.
+        // 255 chunks of 520 bytes, about 130 KiB.
         assert!(grown > 128 << 10 && grown < 160 << 10, "{grown}");
         // Nothing shrinks, and `clear` keeps the capacity.
         block.free(high).unwrap();
         block.clear();
         block.validate().unwrap();
-        assert_eq!(block.levels[0].len(), 1 << 13);
+        assert_eq!(block.orders[0].chunks.len(), 128);
         assert_eq!(block.host_memory_bytes(), grown);
         assert_eq!(sorted_free(&block), [(0, 256 << 20)]);
     }

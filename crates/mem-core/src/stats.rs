@@ -78,6 +78,10 @@ pub struct TotalStats {
     pub allocation_count: u64,
     /// `vkAllocateMemory` calls made so far.
     pub allocate_memory_calls: u64,
+    /// Corrupted debug margins found so far (on free or by
+    /// [`crate::Allocator::check_corruption`]); always 0 when
+    /// [`crate::AllocatorConfig::debug_margin`] is 0.
+    pub corruptions_detected: u64,
     /// requested / committed, 0 when nothing is committed.
     pub efficiency: f64,
 }
@@ -124,6 +128,26 @@ impl AllocatorStats {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("stats serialize")
     }
+}
+
+/// A debug margin whose canary pattern was overwritten (see
+/// [`crate::AllocatorConfig::debug_margin`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[error("debug margin {side} allocation {name:?} (memory type {memory_type_index}, offset {offset}, {size} bytes) is corrupted at byte {corrupted_offset} of its VkDeviceMemory")]
+pub struct CorruptionReport {
+    /// The allocation's name, if it had one.
+    pub name: Option<String>,
+    /// Memory type index.
+    pub memory_type_index: u32,
+    /// The allocation's offset in its `VkDeviceMemory` (what
+    /// [`crate::Allocation::offset`] returned).
+    pub offset: u64,
+    /// The allocation's size.
+    pub size: u64,
+    /// `"before"` (an underrun) or `"after"` (an overrun).
+    pub side: &'static str,
+    /// Offset in the `VkDeviceMemory` of the first byte that differs.
+    pub corrupted_offset: u64,
 }
 
 /// A live allocation, as the leak report lists it.
