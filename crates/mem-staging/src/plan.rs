@@ -265,6 +265,15 @@ pub enum PlanError {
         /// `floor(log2(max(w, h, d))) + 1`.
         max: u32,
     },
+    /// More array layers than any device allows (the planner would emit a
+    /// copy per layer and mip level).
+    #[error("{layers} array layers exceed the limit of {max} (maxImageArrayLayers is at most 2048 on known devices)")]
+    TooManyArrayLayers {
+        /// Layers asked for.
+        layers: u32,
+        /// The planner's limit, [`MAX_ARRAY_LAYERS`].
+        max: u32,
+    },
     /// A 3D image with several array layers.
     #[error("a 3D image has 1 array layer, not {layers}")]
     Image3DWithLayers {
@@ -487,6 +496,9 @@ fn check(layout: &ImageLayout) -> Result<Checked, PlanError> {
             layers: layout.array_layers,
         });
     }
+    if layout.array_layers > MAX_ARRAY_LAYERS {
+        return Err(PlanError::TooManyArrayLayers { layers: layout.array_layers, max: MAX_ARRAY_LAYERS });
+    }
     let max = 32 - width.max(height).max(depth).leading_zeros();
     if layout.mip_levels > max {
         return Err(PlanError::TooManyMipLevels {
@@ -668,6 +680,12 @@ fn to_i32(value: u64, what: &'static str) -> Result<i32, PlanError> {
 fn to_u32(value: u64, what: &'static str) -> Result<u32, PlanError> {
     u32::try_from(value).map_err(|_| overflow(what))
 }
+
+/// Most array layers the planner accepts: above every device's
+/// `maxImageArrayLayers` (2048 on the devices in `device-tables/`), and low
+/// enough that a plan (one copy per layer and level at least) stays small. A
+/// fuzzed 1x1 image with 2^32 layers otherwise planned billions of copies.
+pub const MAX_ARRAY_LAYERS: u32 = 1 << 16;
 
 /// Plans the upload of `data_len` bytes laid out as the module documentation
 /// describes into an image of `layout`, as copies that each fit `max_chunk`
