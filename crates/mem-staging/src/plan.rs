@@ -274,6 +274,13 @@ pub enum PlanError {
         /// The planner's limit, [`MAX_ARRAY_LAYERS`].
         max: u32,
     },
+    /// The plan would need more than [`MAX_COPIES`] copy regions (an extent
+    /// far beyond any device's limits, or a chunk far too small for it).
+    #[error("the upload would need more than {max} copy regions; use a larger chunk or a smaller image")]
+    TooManyCopies {
+        /// The planner's limit, [`MAX_COPIES`].
+        max: usize,
+    },
     /// A 3D image with several array layers.
     #[error("a 3D image has 1 array layer, not {layers}")]
     Image3DWithLayers {
@@ -636,6 +643,9 @@ fn split(
                 y0: 0,
                 rows: lvl.rows,
             });
+            if out.len() > MAX_COPIES {
+                return Err(PlanError::TooManyCopies { max: MAX_COPIES });
+            }
             z0 += slices;
         }
         return Ok(());
@@ -666,6 +676,9 @@ fn split(
                 y0,
                 rows,
             });
+            if out.len() > MAX_COPIES {
+                return Err(PlanError::TooManyCopies { max: MAX_COPIES });
+            }
             y0 += rows;
         }
         z0 += slices;
@@ -686,6 +699,11 @@ fn to_u32(value: u64, what: &'static str) -> Result<u32, PlanError> {
 /// enough that a plan (one copy per layer and level at least) stays small. A
 /// fuzzed 1x1 image with 2^32 layers otherwise planned billions of copies.
 pub const MAX_ARRAY_LAYERS: u32 = 1 << 16;
+
+/// Most copy regions one plan may hold (about 100 MiB of plan). A fuzzed
+/// 1x214x2^31 3D image whose 3-byte rows pad to 1536 bytes otherwise split
+/// into billions of bands.
+pub const MAX_COPIES: usize = 1 << 20;
 
 /// Plans the upload of `data_len` bytes laid out as the module documentation
 /// describes into an image of `layout`, as copies that each fit `max_chunk`
@@ -746,6 +764,10 @@ pub fn plan_image_upload(
             max_chunk,
             &mut pieces,
         )?;
+        let planned = (pieces.len() as u64).saturating_mul(u64::from(checked.array_layers));
+        if copies.len() as u64 + planned > MAX_COPIES as u64 {
+            return Err(PlanError::TooManyCopies { max: MAX_COPIES });
+        }
         for layer in 0..checked.array_layers {
             for p in &pieces {
                 // Every product below is bounded by the data size or the

@@ -44,3 +44,15 @@ fn image_plan_random_10k() {
         assert!(r.is_ok(), "random input #{i} fails: {data:?}");
     }
 }
+
+/// The input that exhausted memory in the first fuzzing run (before the
+/// planner refused absurd array-layer counts) now plans or fails quickly.
+#[test]
+fn image_plan_oom_finding_is_bounded() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/findings/image_plan-oom-646959f4");
+    let data = std::fs::read(&path).expect("read finding");
+    let start = std::time::Instant::now();
+    let r = std::panic::catch_unwind(|| image_plan::run(&data));
+    assert!(r.is_ok(), "finding panics");
+    assert!(start.elapsed().as_secs() < 10, "finding takes {:?}", start.elapsed());
+}
