@@ -17,7 +17,9 @@ use std::process::ExitCode;
 
 use ash::vk;
 use gpumem::core::fake::FakeDevice;
-use gpumem::core::{Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage, ResourceClass};
+use gpumem::core::{
+    Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage, ResourceClass,
+};
 
 struct Args {
     table: String,
@@ -50,12 +52,48 @@ fn parse() -> Result<Args, String> {
 /// The kinds of allocation the workload makes: name prefix, usage, class,
 /// size range in bytes.
 const KINDS: &[(&str, MemoryUsage, ResourceClass, u64, u64)] = &[
-    ("vertex", MemoryUsage::GpuOnly, ResourceClass::Linear, 16 << 10, 4 << 20),
-    ("index", MemoryUsage::GpuOnly, ResourceClass::Linear, 4 << 10, 1 << 20),
-    ("texture", MemoryUsage::GpuOnly, ResourceClass::Optimal, 64 << 10, 22 << 20),
-    ("uniform", MemoryUsage::Dynamic, ResourceClass::Linear, 256, 64 << 10),
-    ("staging", MemoryUsage::Upload, ResourceClass::Linear, 64 << 10, 8 << 20),
-    ("readback", MemoryUsage::Readback, ResourceClass::Linear, 4 << 10, 1 << 20),
+    (
+        "vertex",
+        MemoryUsage::GpuOnly,
+        ResourceClass::Linear,
+        16 << 10,
+        4 << 20,
+    ),
+    (
+        "index",
+        MemoryUsage::GpuOnly,
+        ResourceClass::Linear,
+        4 << 10,
+        1 << 20,
+    ),
+    (
+        "texture",
+        MemoryUsage::GpuOnly,
+        ResourceClass::Optimal,
+        64 << 10,
+        22 << 20,
+    ),
+    (
+        "uniform",
+        MemoryUsage::Dynamic,
+        ResourceClass::Linear,
+        256,
+        64 << 10,
+    ),
+    (
+        "staging",
+        MemoryUsage::Upload,
+        ResourceClass::Linear,
+        64 << 10,
+        8 << 20,
+    ),
+    (
+        "readback",
+        MemoryUsage::Readback,
+        ResourceClass::Linear,
+        4 << 10,
+        1 << 20,
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -67,8 +105,15 @@ fn main() -> ExitCode {
         }
     };
     let Some(device) = FakeDevice::builtin(&args.table) else {
-        let names: Vec<&str> = gpumem::core::fake::DEVICE_TABLES.iter().map(|(n, _)| *n).collect();
-        eprintln!("error: no device table {:?}; known: {}", args.table, names.join(", "));
+        let names: Vec<&str> = gpumem::core::fake::DEVICE_TABLES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        eprintln!(
+            "error: no device table {:?}; known: {}",
+            args.table,
+            names.join(", ")
+        );
         return ExitCode::from(1);
     };
     let allocator = Allocator::with_device(Box::new(device), AllocatorConfig::default());
@@ -85,7 +130,11 @@ fn main() -> ExitCode {
         // Log-uniform size in [lo, hi].
         let t = (next() % 10_000) as f64 / 10_000.0;
         let size = (lo as f64 * (hi as f64 / lo as f64).powf(t)) as u64;
-        let req = vk::MemoryRequirements { size, alignment: 256, memory_type_bits: u32::MAX };
+        let req = vk::MemoryRequirements {
+            size,
+            alignment: 256,
+            memory_type_bits: u32::MAX,
+        };
         let name = format!("{kind} #{n}");
         match allocator.allocate(&AllocationDesc::new(req, usage).class(class).name(&name)) {
             Ok(a) => live.push(a),
@@ -131,7 +180,12 @@ fn main() -> ExitCode {
         s.total.committed_bytes as f64 / (1 << 20) as f64,
         s.total.efficiency * 100.0
     );
-    println!("wrote {} ({} blocks) and {}", args.out, maps.len(), args.json);
+    println!(
+        "wrote {} ({} blocks) and {}",
+        args.out,
+        maps.len(),
+        args.json
+    );
     for a in live {
         allocator.free(a).expect("own allocation");
     }

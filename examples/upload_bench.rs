@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use gpumem::resources::{Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc};
+use gpumem::resources::{
+    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
+};
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use gpumem::staging::plan::{expected_data_size, ImageLayout};
 use mem_testkit::TestContext;
@@ -59,7 +61,11 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut num = || it.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or_else(|| panic!("{flag} needs a number"));
+        let mut num = || {
+            it.next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{flag} needs a number"))
+        };
         match flag.as_str() {
             "--size-mib" => a.size_mib = num(),
             "--small-count" => a.small_count = num(),
@@ -104,7 +110,13 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(validation: bool, threads: Option<usize>, chunk: Option<u64>, import: bool, ring_memory: MemoryUsage) -> Self {
+    fn new(
+        validation: bool,
+        threads: Option<usize>,
+        chunk: Option<u64>,
+        import: bool,
+        ring_memory: MemoryUsage,
+    ) -> Self {
         let ctx = TestContext::builder()
             .validation(validation)
             .want_device_extension(ash::ext::memory_budget::NAME)
@@ -162,7 +174,10 @@ impl Rig {
     /// A belt that always stages (so it is compared with the raw copy even
     /// where device-local memory is host-visible, as on lavapipe).
     fn belt(&self, ring: u64) -> StagingBelt {
-        self.belt_with(StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(ring) })
+        self.belt_with(StagingBeltDesc {
+            force_staging: true,
+            ..StagingBeltDesc::with_ring_size(ring)
+        })
     }
 
     fn belt_with(&self, mut desc: StagingBeltDesc) -> StagingBelt {
@@ -175,7 +190,11 @@ impl Rig {
         }
         desc.external_memory_host |= self.import;
         desc.ring_memory = self.ring_memory;
-        let shared = SharedQueue { family: self.family, queue: self.queue, lock: self.lock.clone() };
+        let shared = SharedQueue {
+            family: self.family,
+            queue: self.queue,
+            lock: self.lock.clone(),
+        };
         let dst_family = self.ctx.graphics_queue().0;
         // SAFETY: handles from the context; this program submits to the
         // queue only under `lock`.
@@ -196,14 +215,19 @@ impl Rig {
     /// time from submit to completion.
     fn submit_timed(&self, f: impl FnOnce(vk::CommandBuffer)) -> Duration {
         let d = self.ctx.device();
-        let info = vk::CommandBufferAllocateInfo::default().command_pool(self.pool).command_buffer_count(1);
+        let info = vk::CommandBufferAllocateInfo::default()
+            .command_pool(self.pool)
+            .command_buffer_count(1);
         // SAFETY: the pool is ours; everything below is used on this thread.
         unsafe {
             let cmd = d.allocate_command_buffers(&info).unwrap()[0];
-            d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()).unwrap();
+            d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())
+                .unwrap();
             f(cmd);
             d.end_command_buffer(cmd).unwrap();
-            let fence = d.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
+            let fence = d
+                .create_fence(&vk::FenceCreateInfo::default(), None)
+                .unwrap();
             let cmds = [cmd];
             let submit = vk::SubmitInfo::default().command_buffers(&cmds);
             let start = Instant::now();
@@ -221,12 +245,19 @@ impl Rig {
 
     fn gpu_buffer(&self, size: u64, memory: MemoryUsage) -> Buffer {
         self.res()
-            .create_buffer(&BufferDesc::new(size, vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER, memory))
+            .create_buffer(&BufferDesc::new(
+                size,
+                vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::STORAGE_BUFFER,
+                memory,
+            ))
             .expect("destination buffer")
     }
 
     fn staging(&self, size: u64, fill: u8) -> Buffer {
-        let b = self.res().create_buffer(&BufferDesc::staging(size)).expect("staging");
+        let b = self
+            .res()
+            .create_buffer(&BufferDesc::staging(size))
+            .expect("staging");
         let p = b.allocation().mapped_ptr().expect("mapped");
         // SAFETY: the staging buffer is mapped for `size` bytes and unused.
         unsafe { std::ptr::write_bytes(p.as_ptr(), fill, size as usize) };
@@ -283,7 +314,11 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> Row {
         rig.submit_timed(|cmd| {
             let region = 64 * MIB;
             let regions: Vec<vk::BufferCopy> = (0..size.div_ceil(region))
-                .map(|i| vk::BufferCopy { src_offset: i * region, dst_offset: i * region, size: region.min(size - i * region) })
+                .map(|i| vk::BufferCopy {
+                    src_offset: i * region,
+                    dst_offset: i * region,
+                    size: region.min(size - i * region),
+                })
                 .collect();
             // SAFETY: recording; both buffers alive and large enough.
             unsafe { d.cmd_copy_buffer(cmd, staging.handle(), dst.handle(), &regions) };
@@ -300,15 +335,28 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> Row {
     });
     drop(belt);
     rig.destroy(dst);
-    Row { case: format!("{} MiB buffer (ring {} MiB)", size / MIB, ring / MIB), bytes: size, raw, belt: belt_t }
+    Row {
+        case: format!("{} MiB buffer (ring {} MiB)", size / MIB, ring / MIB),
+        bytes: size,
+        raw,
+        belt: belt_t,
+    }
 }
 
 fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
     // Dynamic memory: device-local + host-visible where the device has it.
     let dst = rig.gpu_buffer(size, MemoryUsage::Dynamic);
     let ty = dst.allocation().memory_type_index();
-    let flags = rig.allocator.as_ref().unwrap().memory_properties().memory_types[ty as usize].flags;
-    if !flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE) {
+    let flags = rig
+        .allocator
+        .as_ref()
+        .unwrap()
+        .memory_properties()
+        .memory_types[ty as usize]
+        .flags;
+    if !flags
+        .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE)
+    {
         rig.destroy(dst);
         return None;
     }
@@ -331,11 +379,18 @@ fn bench_small(rig: &Rig, args: &Args, ring: u64) -> Row {
     let dst = rig.gpu_buffer(total, MemoryUsage::GpuOnly);
     let staging = rig.staging(total, 0x33);
     let d = rig.ctx.device().clone();
-    let regions: Vec<vk::BufferCopy> =
-        (0..count).map(|i| vk::BufferCopy { src_offset: i * each, dst_offset: i * each, size: each }).collect();
+    let regions: Vec<vk::BufferCopy> = (0..count)
+        .map(|i| vk::BufferCopy {
+            src_offset: i * each,
+            dst_offset: i * each,
+            size: each,
+        })
+        .collect();
     let raw = best(args.reps, || {
         // SAFETY: recording; both buffers alive and large enough.
-        rig.submit_timed(|cmd| unsafe { d.cmd_copy_buffer(cmd, staging.handle(), dst.handle(), &regions) })
+        rig.submit_timed(|cmd| unsafe {
+            d.cmd_copy_buffer(cmd, staging.handle(), dst.handle(), &regions)
+        })
     });
     rig.destroy(staging);
     let pieces: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; each as usize]).collect();
@@ -350,7 +405,12 @@ fn bench_small(rig: &Rig, args: &Args, ring: u64) -> Row {
     });
     drop(belt);
     rig.destroy(dst);
-    Row { case: format!("{count} x {} KiB buffers", args.small_kib), bytes: total, raw, belt: belt_t }
+    Row {
+        case: format!("{count} x {} KiB buffers", args.small_kib),
+        bytes: total,
+        raw,
+        belt: belt_t,
+    }
 }
 
 fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
@@ -381,7 +441,11 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
                 base_array_layer: 0,
                 layer_count: 1,
             },
-            image_extent: vk::Extent3D { width: s, height: s, depth: 1 },
+            image_extent: vk::Extent3D {
+                width: s,
+                height: s,
+                depth: 1,
+            },
             ..Default::default()
         });
         off += u64::from(s) * u64::from(s) * 4;
@@ -399,8 +463,22 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
                 .subresource_range(range);
             // SAFETY: recording; image and staging alive.
             unsafe {
-                d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::TOP_OF_PIPE, vk::PipelineStageFlags::TRANSFER, vk::DependencyFlags::empty(), &[], &[], &[to_dst]);
-                d.cmd_copy_buffer_to_image(cmd, staging.handle(), img.handle(), vk::ImageLayout::TRANSFER_DST_OPTIMAL, &regions);
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TOP_OF_PIPE,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &[to_dst],
+                );
+                d.cmd_copy_buffer_to_image(
+                    cmd,
+                    staging.handle(),
+                    img.handle(),
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    &regions,
+                );
             }
         })
     });
@@ -409,31 +487,51 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> Row {
     let mut belt = rig.belt(ring);
     let belt_t = best(args.reps, || {
         let start = Instant::now();
-        let _ = belt.upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL).unwrap();
+        let _ = belt
+            .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+            .unwrap();
         belt.finish().unwrap();
         start.elapsed()
     });
     drop(belt);
     // SAFETY: idle.
     unsafe { rig.res().destroy_image(img) }.unwrap();
-    Row { case: format!("{n}x{n} RGBA8 texture + {} mips", desc.mip_levels - 1), bytes: total, raw, belt: belt_t }
+    Row {
+        case: format!("{n}x{n} RGBA8 texture + {} mips", desc.mip_levels - 1),
+        bytes: total,
+        raw,
+        belt: belt_t,
+    }
 }
 
 fn main() {
     let args = parse_args();
-    let rig = Rig::new(args.validation, args.threads, args.chunk_mib.map(|c| c * MIB), args.import, args.ring_memory);
+    let rig = Rig::new(
+        args.validation,
+        args.threads,
+        args.chunk_mib.map(|c| c * MIB),
+        args.import,
+        args.ring_memory,
+    );
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
-    let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
+    let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
     let families = rig.ctx.queue_families();
-    let fam_flags = families.iter().find(|(i, _)| *i == rig.family).map(|(_, p)| p.queue_flags).unwrap();
+    let fam_flags = families
+        .iter()
+        .find(|(i, _)| *i == rig.family)
+        .map(|(_, p)| p.queue_flags)
+        .unwrap();
     println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
         std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory);
     let ring = args.ring_mib * MIB;
-    let mut rows = Vec::new();
-    rows.push(bench_big(&rig, &args, args.size_mib * MIB, ring));
-    rows.push(bench_small(&rig, &args, ring));
-    rows.push(bench_texture(&rig, &args, ring));
+    let rows = [
+        bench_big(&rig, &args, args.size_mib * MIB, ring),
+        bench_small(&rig, &args, ring),
+        bench_texture(&rig, &args, ring),
+    ];
     let direct = bench_direct(&rig, &args, args.size_mib * MIB);
     println!();
     println!("| upload | bytes | raw vkCmdCopy* GB/s | gpumem belt GB/s | belt / raw |");
@@ -441,7 +539,14 @@ fn main() {
     for r in &rows {
         let raw = gbps(r.bytes, r.raw);
         let belt = gbps(r.bytes, r.belt);
-        println!("| {} | {} | {:.2} | {:.2} | {:.0}% |", r.case, r.bytes, raw, belt, belt / raw * 100.0);
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.0}% |",
+            r.case,
+            r.bytes,
+            raw,
+            belt,
+            belt / raw * 100.0
+        );
     }
     if let Some((t, ty)) = direct {
         println!(
@@ -456,7 +561,10 @@ fn main() {
         let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
         let data = pattern(size as usize);
         println!();
-        println!("| copy threads | chunk | ring | belt GB/s ({} MiB) |", args.size_mib);
+        println!(
+            "| copy threads | chunk | ring | belt GB/s ({} MiB) |",
+            args.size_mib
+        );
         println!("|---:|---:|---:|---:|");
         for threads in [1usize, 4, 8, 16] {
             for chunk_mib in [4u64, 16, 64] {
@@ -476,14 +584,21 @@ fn main() {
                     start.elapsed()
                 });
                 drop(belt);
-                println!("| {threads} | {chunk_mib} MiB | {} MiB | {:.2} |", ring / MIB, gbps(size, t));
+                println!(
+                    "| {threads} | {chunk_mib} MiB | {} MiB | {:.2} |",
+                    ring / MIB,
+                    gbps(size, t)
+                );
             }
         }
         if rig.ctx.has_extension(ash::ext::external_memory_host::NAME) {
             println!();
-            println!("| import chunk | belt GB/s ({} MiB, imported) | bytes imported | fallbacks |", args.size_mib);
+            println!(
+                "| import chunk | belt GB/s ({} MiB, imported) | bytes imported | fallbacks |",
+                args.size_mib
+            );
             println!("|---:|---:|---:|---:|");
-            for chunk_mib in [64u64, 256, 1024] {
+            for chunk_mib in [16u64, 32, 64, 256] {
                 let desc = StagingBeltDesc {
                     force_staging: true,
                     external_memory_host: true,
@@ -500,7 +615,12 @@ fn main() {
                 });
                 let st = belt.stats();
                 drop(belt);
-                println!("| {chunk_mib} MiB | {:.2} | {} | {} |", gbps(size, t), st.bytes_imported, st.import_fallbacks);
+                println!(
+                    "| {chunk_mib} MiB | {:.2} | {} | {} |",
+                    gbps(size, t),
+                    st.bytes_imported,
+                    st.import_fallbacks
+                );
             }
         }
         rig.destroy(dst);
@@ -511,7 +631,14 @@ fn main() {
         println!("| upload size | ring | belt GB/s |");
         println!("|---:|---:|---:|");
         for ring_mib in [16u64, 64, 256] {
-            for size in [4 * 1024u64, 64 * 1024, MIB, 16 * MIB, 256 * MIB, args.size_mib * MIB] {
+            for size in [
+                4 * 1024u64,
+                64 * 1024,
+                MIB,
+                16 * MIB,
+                256 * MIB,
+                args.size_mib * MIB,
+            ] {
                 if size > args.size_mib * MIB {
                     continue;
                 }
@@ -528,17 +655,41 @@ fn main() {
                 drop(belt);
                 rig.destroy(dst);
                 println!("| {size} | {ring_mib} MiB | {:.2} |", gbps(size, t));
-                sweep_rows.push(format!("{{\"size\":{size},\"ring_mib\":{ring_mib},\"gbps\":{:.3}}}", gbps(size, t)));
+                sweep_rows.push(format!(
+                    "{{\"size\":{size},\"ring_mib\":{ring_mib},\"gbps\":{:.3}}}",
+                    gbps(size, t)
+                ));
             }
         }
     }
     if let Some(path) = &args.json {
         let items: Vec<String> = rows
             .iter()
-            .map(|r| format!("{{\"case\":\"{}\",\"bytes\":{},\"raw_gbps\":{:.3},\"belt_gbps\":{:.3}}}", r.case, r.bytes, gbps(r.bytes, r.raw), gbps(r.bytes, r.belt)))
+            .map(|r| {
+                format!(
+                    "{{\"case\":\"{}\",\"bytes\":{},\"raw_gbps\":{:.3},\"belt_gbps\":{:.3}}}",
+                    r.case,
+                    r.bytes,
+                    gbps(r.bytes, r.raw),
+                    gbps(r.bytes, r.belt)
+                )
+            })
             .collect();
-        let direct_json = direct.map_or("null".into(), |(t, ty)| format!("{{\"memory_type\":{ty},\"gbps\":{:.3}}}", gbps(args.size_mib * MIB, t)));
-        std::fs::write(path, format!("{{\"device\":\"{name}\",\"rows\":[{}],\"direct\":{direct_json},\"sweep\":[{}]}}\n", items.join(","), sweep_rows.join(","))).unwrap();
+        let direct_json = direct.map_or("null".into(), |(t, ty)| {
+            format!(
+                "{{\"memory_type\":{ty},\"gbps\":{:.3}}}",
+                gbps(args.size_mib * MIB, t)
+            )
+        });
+        std::fs::write(
+            path,
+            format!(
+                "{{\"device\":\"{name}\",\"rows\":[{}],\"direct\":{direct_json},\"sweep\":[{}]}}\n",
+                items.join(","),
+                sweep_rows.join(",")
+            ),
+        )
+        .unwrap();
     }
     let messages = rig.ctx.message_count();
     drop(rig);

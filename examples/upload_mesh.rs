@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use clap::Parser;
 use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use gpumem::resources::{Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc};
+use gpumem::resources::{
+    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
+};
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
 use mem_demo::Scene;
@@ -125,7 +127,11 @@ fn main() -> ExitCode {
         eprintln!("error: the scene has no meshes");
         return ExitCode::from(1);
     }
-    let validation = if args.no_validation { false } else { args.validation || cfg!(debug_assertions) };
+    let validation = if args.no_validation {
+        false
+    } else {
+        args.validation || cfg!(debug_assertions)
+    };
     match run(&args, &scene, validation) {
         Ok(summary) => {
             print_summary(&args, &summary);
@@ -145,11 +151,19 @@ fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 fn run(args: &Args, scene: &Scene, validation: bool) -> Result<Summary, AnyError> {
-    let ctx = TestContext::builder().validation(validation).want_device_extension(ash::ext::memory_budget::NAME).build();
-    let mut summary = Summary { validation, ..Summary::default() };
+    let ctx = TestContext::builder()
+        .validation(validation)
+        .want_device_extension(ash::ext::memory_budget::NAME)
+        .build();
+    let mut summary = Summary {
+        validation,
+        ..Summary::default()
+    };
     let props = ctx.properties();
     // SAFETY: the driver's device name is NUL-terminated.
-    summary.device = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }.to_string_lossy().into_owned();
+    summary.device = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: the context's handles are valid and outlive the allocator,
     // manager and belt, all dropped before `ctx` (end of `upload_and_check`).
     let allocator = Arc::new(unsafe {
@@ -206,36 +220,70 @@ fn upload_and_check(
     summary.meshes = scene.meshes.len();
     summary.textures = scene.textures.len();
     summary.draws = scene.draws.len();
-    let shared = SharedQueue { family: transfer, queue: tqueue, lock: Arc::new(Mutex::new(())) };
-    let desc = StagingBeltDesc { force_staging: args.force_staging, ..StagingBeltDesc::with_ring_size(args.ring_size * MIB) };
+    let shared = SharedQueue {
+        family: transfer,
+        queue: tqueue,
+        lock: Arc::new(Mutex::new(())),
+    };
+    let desc = StagingBeltDesc {
+        force_staging: args.force_staging,
+        ..StagingBeltDesc::with_ring_size(args.ring_size * MIB)
+    };
     // SAFETY: handles from the context; the belt's queue is used by nobody
     // else in this program except through `one_shot`, which runs only after
     // the belt is idle.
-    let mut belt = unsafe { StagingBelt::new(res.clone(), ctx.instance(), ctx.physical_device(), shared, graphics, desc) }?;
+    let mut belt = unsafe {
+        StagingBelt::new(
+            res.clone(),
+            ctx.instance(),
+            ctx.physical_device(),
+            shared,
+            graphics,
+            desc,
+        )
+    }?;
 
     // Create every resource first (batched binds), then upload.
-    let usage_v = vk::BufferUsageFlags::VERTEX_BUFFER | vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC;
-    let usage_i = vk::BufferUsageFlags::INDEX_BUFFER | vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC;
+    let usage_v = vk::BufferUsageFlags::VERTEX_BUFFER
+        | vk::BufferUsageFlags::TRANSFER_DST
+        | vk::BufferUsageFlags::TRANSFER_SRC;
+    let usage_i = vk::BufferUsageFlags::INDEX_BUFFER
+        | vk::BufferUsageFlags::TRANSFER_DST
+        | vk::BufferUsageFlags::TRANSFER_SRC;
     let vdescs: Vec<BufferDesc> = scene
         .meshes
         .iter()
-        .map(|m| BufferDesc::new(m.vertex_bytes().len() as u64, usage_v, MemoryUsage::GpuOnly).name(format!("{} vertices", m.name)))
+        .map(|m| {
+            BufferDesc::new(m.vertex_bytes().len() as u64, usage_v, MemoryUsage::GpuOnly)
+                .name(format!("{} vertices", m.name))
+        })
         .collect();
     let idescs: Vec<BufferDesc> = scene
         .meshes
         .iter()
-        .map(|m| BufferDesc::new(m.index_bytes().len() as u64, usage_i, MemoryUsage::GpuOnly).name(format!("{} indices", m.name)))
+        .map(|m| {
+            BufferDesc::new(m.index_bytes().len() as u64, usage_i, MemoryUsage::GpuOnly)
+                .name(format!("{} indices", m.name))
+        })
         .collect();
     let tdescs: Vec<ImageDesc> = scene
         .textures
         .iter()
         .map(|t| {
             ImageDesc::texture_2d(t.format, t.width, t.height, t.mip_levels())
-                .usage(vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC)
+                .usage(
+                    vk::ImageUsageFlags::SAMPLED
+                        | vk::ImageUsageFlags::TRANSFER_DST
+                        | vk::ImageUsageFlags::TRANSFER_SRC,
+                )
                 .name(t.name.clone())
         })
         .collect();
-    let mut up = Uploaded { vertex: res.create_buffers(&vdescs)?, index: res.create_buffers(&idescs)?, images: res.create_images(&tdescs)? };
+    let mut up = Uploaded {
+        vertex: res.create_buffers(&vdescs)?,
+        index: res.create_buffers(&idescs)?,
+        images: res.create_images(&tdescs)?,
+    };
 
     let total = scene.total_bytes();
     summary.bytes = total;
@@ -252,7 +300,11 @@ fn upload_and_check(
         bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
     }
     for (i, data) in texture_data.iter().enumerate() {
-        let _ = belt.upload_image(&up.images[i], data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)?;
+        let _ = belt.upload_image(
+            &up.images[i],
+            data,
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+        )?;
         bar.inc(data.len() as u64);
     }
     let ticket = belt.flush()?;
@@ -272,20 +324,46 @@ fn upload_and_check(
     submit_graphics(ctx, graphics, gqueue, semaphore_wait, |d, cmd| {
         // SAFETY: recording on the graphics family; the submission waits for
         // the belt's ticket first.
-        unsafe { acquire.record(d, cmd, vk::PipelineStageFlags::ALL_COMMANDS, vk::AccessFlags::MEMORY_READ) };
+        unsafe {
+            acquire.record(
+                d,
+                cmd,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::AccessFlags::MEMORY_READ,
+            )
+        };
         if acquire.is_empty() {
             // Same family: a plain barrier orders the reads after the copies.
             let b = vk::MemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
                 .dst_access_mask(vk::AccessFlags::MEMORY_READ);
             // SAFETY: recording.
-            unsafe { d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::ALL_COMMANDS, vk::PipelineStageFlags::ALL_COMMANDS, vk::DependencyFlags::empty(), &[b], &[], &[]) };
+            unsafe {
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    vk::DependencyFlags::empty(),
+                    &[b],
+                    &[],
+                    &[],
+                )
+            };
         }
     })?;
     // The belt owns the timeline semaphore the submit above waited on: it
     // lives until that submit completed.
     drop(belt);
-    verify(ctx, res, graphics, gqueue, scene, &texture_data, &up, summary)?;
+    verify(
+        ctx,
+        res,
+        graphics,
+        gqueue,
+        scene,
+        &texture_data,
+        &up,
+        summary,
+    )?;
 
     let s = allocator.stats();
     summary.committed = s.total.committed_bytes;
@@ -299,13 +377,21 @@ fn upload_and_check(
             .meshes
             .iter()
             .enumerate()
-            .map(|(i, m)| GpuMesh { vertex_buffer: up.vertex[i].handle(), index_buffer: up.index[i].handle(), index_count: m.indices.len() as u32 })
+            .map(|(i, m)| GpuMesh {
+                vertex_buffer: up.vertex[i].handle(),
+                index_buffer: up.index[i].handle(),
+                index_count: m.indices.len() as u32,
+            })
             .collect();
         let textures: Vec<GpuTexture> = scene
             .textures
             .iter()
             .enumerate()
-            .map(|(i, t)| GpuTexture { image: up.images[i].handle(), format: t.format, mip_levels: t.mip_levels() })
+            .map(|(i, t)| GpuTexture {
+                image: up.images[i].handle(),
+                format: t.format,
+                mip_levels: t.mip_levels(),
+            })
             .collect();
         let dev = RenderDevice {
             instance: ctx.instance(),
@@ -333,7 +419,10 @@ fn upload_and_check(
             unsafe { render_frame(&dev, &frame) }?
         };
         mem_demo::save_png(&args.out, args.width, args.height, &pixels)?;
-        let mut colors: Vec<u32> = pixels.chunks_exact(4).map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]])).collect();
+        let mut colors: Vec<u32> = pixels
+            .chunks_exact(4)
+            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
+            .collect();
         colors.sort_unstable();
         colors.dedup();
         summary.distinct_colors = colors.len();
@@ -364,15 +453,23 @@ fn submit_graphics(
     // SAFETY: every object below is created, used and destroyed here, on this
     // thread, with the queue lock held around the submit.
     unsafe {
-        let pool = d.create_command_pool(&vk::CommandPoolCreateInfo::default().queue_family_index(family), None)?;
-        let cmd = d.allocate_command_buffers(&vk::CommandBufferAllocateInfo::default().command_pool(pool).command_buffer_count(1))?[0];
+        let pool = d.create_command_pool(
+            &vk::CommandPoolCreateInfo::default().queue_family_index(family),
+            None,
+        )?;
+        let cmd = d.allocate_command_buffers(
+            &vk::CommandBufferAllocateInfo::default()
+                .command_pool(pool)
+                .command_buffer_count(1),
+        )?[0];
         d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())?;
         f(d, cmd);
         d.end_command_buffer(cmd)?;
         let cmds = [cmd];
         let (sems, values): (Vec<_>, Vec<_>) = wait.into_iter().unzip();
         let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; sems.len()];
-        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
+        let mut timeline =
+            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&values);
         let submit = vk::SubmitInfo::default()
             .command_buffers(&cmds)
             .wait_semaphores(&sems)
@@ -408,9 +505,13 @@ fn verify(
         .chain(texture_data.iter().map(Vec::len))
         .max()
         .unwrap_or(1) as u64;
-    let readback = res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?;
+    let readback =
+        res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?;
     let mut back = vec![0u8; largest as usize];
-    let mut check = |name: String, expected: &[u8], record: &dyn Fn(&ash::Device, vk::CommandBuffer)| -> Result<(), AnyError> {
+    let mut check = |name: String,
+                     expected: &[u8],
+                     record: &dyn Fn(&ash::Device, vk::CommandBuffer)|
+     -> Result<(), AnyError> {
         submit_graphics(ctx, family, queue, None, |d, cmd| record(d, cmd))?;
         let out = &mut back[..expected.len()];
         res.read_buffer(&readback, 0, out)?;
@@ -424,14 +525,33 @@ fn verify(
     let copy_buffer = |src: vk::Buffer, size: u64| {
         move |d: &ash::Device, cmd: vk::CommandBuffer| {
             // SAFETY: recording; both buffers alive, the readback is large enough.
-            unsafe { d.cmd_copy_buffer(cmd, src, rb, &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size }]) };
+            unsafe {
+                d.cmd_copy_buffer(
+                    cmd,
+                    src,
+                    rb,
+                    &[vk::BufferCopy {
+                        src_offset: 0,
+                        dst_offset: 0,
+                        size,
+                    }],
+                )
+            };
         }
     };
     for (i, m) in scene.meshes.iter().enumerate() {
         let v = m.vertex_bytes();
-        check(format!("{} vertices", m.name), v, &copy_buffer(up.vertex[i].handle(), v.len() as u64))?;
+        check(
+            format!("{} vertices", m.name),
+            v,
+            &copy_buffer(up.vertex[i].handle(), v.len() as u64),
+        )?;
         let ix = m.index_bytes();
-        check(format!("{} indices", m.name), ix, &copy_buffer(up.index[i].handle(), ix.len() as u64))?;
+        check(
+            format!("{} indices", m.name),
+            ix,
+            &copy_buffer(up.index[i].handle(), ix.len() as u64),
+        )?;
     }
     for (i, t) in scene.textures.iter().enumerate() {
         let image = &up.images[i];
@@ -448,7 +568,11 @@ fn verify(
                     base_array_layer: 0,
                     layer_count: 1,
                 },
-                image_extent: vk::Extent3D { width: w, height: h, depth: 1 },
+                image_extent: vk::Extent3D {
+                    width: w,
+                    height: h,
+                    depth: 1,
+                },
                 ..Default::default()
             });
             off += u64::from(w) * u64::from(h) * 4;
@@ -466,14 +590,46 @@ fn verify(
                     .image(handle)
                     .subresource_range(range)
             };
-            let to_src = barrier(vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL, vk::ImageLayout::TRANSFER_SRC_OPTIMAL, vk::AccessFlags::empty(), vk::AccessFlags::TRANSFER_READ);
-            let back_to_read = barrier(vk::ImageLayout::TRANSFER_SRC_OPTIMAL, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL, vk::AccessFlags::empty(), vk::AccessFlags::SHADER_READ);
+            let to_src = barrier(
+                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                vk::AccessFlags::empty(),
+                vk::AccessFlags::TRANSFER_READ,
+            );
+            let back_to_read = barrier(
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+                vk::AccessFlags::empty(),
+                vk::AccessFlags::SHADER_READ,
+            );
             // SAFETY: recording; image in SHADER_READ_ONLY_OPTIMAL after the
             // upload; readback large enough for every mip.
             unsafe {
-                d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::ALL_COMMANDS, vk::PipelineStageFlags::TRANSFER, vk::DependencyFlags::empty(), &[], &[], &[to_src]);
-                d.cmd_copy_image_to_buffer(cmd, handle, vk::ImageLayout::TRANSFER_SRC_OPTIMAL, rb, &regions);
-                d.cmd_pipeline_barrier(cmd, vk::PipelineStageFlags::TRANSFER, vk::PipelineStageFlags::FRAGMENT_SHADER, vk::DependencyFlags::empty(), &[], &[], &[back_to_read]);
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &[to_src],
+                );
+                d.cmd_copy_image_to_buffer(
+                    cmd,
+                    handle,
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    rb,
+                    &regions,
+                );
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::PipelineStageFlags::FRAGMENT_SHADER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &[back_to_read],
+                );
             }
         };
         check(t.name.clone(), &texture_data[i], &record)?;
@@ -520,17 +676,50 @@ fn print_summary(args: &Args, s: &Summary) {
         return;
     }
     println!("gpumem upload_mesh on {}", s.device);
-    println!("  scene        {} meshes, {} textures, {} draws, {:.1} MiB", s.meshes, s.textures, s.draws, s.bytes as f64 / MIB as f64);
+    println!(
+        "  scene        {} meshes, {} textures, {} draws, {:.1} MiB",
+        s.meshes,
+        s.textures,
+        s.draws,
+        s.bytes as f64 / MIB as f64
+    );
     println!("  upload       {:.1} ms, {gbps:.2} GB/s ({} batches, ring high-water {:.1} MiB, {:.1} MiB staged, {:.1} MiB written directly)",
         s.upload.as_secs_f64() * 1e3, s.batches, s.ring_high_water as f64 / MIB as f64, s.staged_bytes as f64 / MIB as f64, s.direct_bytes as f64 / MIB as f64);
-    println!("  queues       copies on family {}, used on family {}{}", s.transfer_family, s.graphics_family,
-        if s.transfer_family != s.graphics_family { " (ownership transferred)" } else { "" });
-    println!("  verified     {}/{} objects byte-exact on the GPU side{}", s.verified_objects - s.mismatched_objects.len(), s.verified_objects,
-        if s.mismatched_objects.is_empty() { String::new() } else { format!(" — MISMATCH: {:?}", s.mismatched_objects) });
+    println!(
+        "  queues       copies on family {}, used on family {}{}",
+        s.transfer_family,
+        s.graphics_family,
+        if s.transfer_family != s.graphics_family {
+            " (ownership transferred)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  verified     {}/{} objects byte-exact on the GPU side{}",
+        s.verified_objects - s.mismatched_objects.len(),
+        s.verified_objects,
+        if s.mismatched_objects.is_empty() {
+            String::new()
+        } else {
+            format!(" — MISMATCH: {:?}", s.mismatched_objects)
+        }
+    );
     println!("  allocator    {} blocks + {} dedicated, {:.1} MiB committed for {:.1} MiB requested ({:.1}% efficient)",
         s.blocks, s.dedicated, s.committed as f64 / MIB as f64, s.requested as f64 / MIB as f64, s.efficiency * 100.0);
     if let Some(f) = &s.frame {
-        println!("  frame        {} ({} distinct colours)", f.display(), s.distinct_colors);
+        println!(
+            "  frame        {} ({} distinct colours)",
+            f.display(),
+            s.distinct_colors
+        );
     }
-    println!("  validation   {}", if s.validation { format!("{} messages", s.validation_messages) } else { "off".to_owned() });
+    println!(
+        "  validation   {}",
+        if s.validation {
+            format!("{} messages", s.validation_messages)
+        } else {
+            "off".to_owned()
+        }
+    );
 }

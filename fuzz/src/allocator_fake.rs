@@ -18,8 +18,8 @@ use ash::vk;
 use mem_core::device::{DeviceError, HeapBudget, MappedRange, MemoryAllocateRequest};
 use mem_core::fake::{FakeDevice, DEVICE_TABLES};
 use mem_core::{
-    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
-    Dedicated, DeviceMemoryProperties, MemoryDevice, MemoryUsage, ResourceClass,
+    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, Dedicated,
+    DeviceMemoryProperties, MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 struct Input<'a> {
@@ -54,7 +54,10 @@ impl MemoryDevice for Shared {
     fn properties(&self) -> &DeviceMemoryProperties {
         self.0.properties()
     }
-    unsafe fn allocate_memory(&self, r: &MemoryAllocateRequest) -> Result<vk::DeviceMemory, DeviceError> {
+    unsafe fn allocate_memory(
+        &self,
+        r: &MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.allocate_memory(r) }
     }
@@ -107,9 +110,13 @@ fn write_tag(alloc: &Allocator, live: &mut Live) {
     let size = live.allocation.size();
     let n = size.min(8);
     let t = tag_bytes(live.tag);
-    alloc.write(&mut live.allocation, 0, &t[..n as usize]).expect("write in bounds");
+    alloc
+        .write(&mut live.allocation, 0, &t[..n as usize])
+        .expect("write in bounds");
     if size >= 16 {
-        alloc.write(&mut live.allocation, size - 8, &t).expect("write in bounds");
+        alloc
+            .write(&mut live.allocation, size - 8, &t)
+            .expect("write in bounds");
     }
 }
 
@@ -118,10 +125,19 @@ fn check_tag(alloc: &Allocator, live: &Live) {
     let n = size.min(8) as usize;
     let t = tag_bytes(live.tag);
     let mut buf = [0u8; 8];
-    alloc.read(&live.allocation, 0, &mut buf[..n]).expect("read in bounds");
-    assert_eq!(&buf[..n], &t[..n], "allocation {} head overwritten", live.tag);
+    alloc
+        .read(&live.allocation, 0, &mut buf[..n])
+        .expect("read in bounds");
+    assert_eq!(
+        &buf[..n],
+        &t[..n],
+        "allocation {} head overwritten",
+        live.tag
+    );
     if size >= 16 {
-        alloc.read(&live.allocation, size - 8, &mut buf).expect("read in bounds");
+        alloc
+            .read(&live.allocation, size - 8, &mut buf)
+            .expect("read in bounds");
         assert_eq!(buf, t, "allocation {} tail overwritten", live.tag);
     }
 }
@@ -164,9 +180,16 @@ pub fn run(data: &[u8]) {
             .map(|_| (input.u8() % 4 == 0).then(|| u64::from(input.u8()) * 4 * MIB))
             .collect(),
         device_address: flags & 2 != 0,
-        small_allocation_limit: if flags & 4 != 0 { 0 } else { MIB << (input.u8() % 4) },
-        debug_margin: if flags & 8 != 0 { u64::from(input.u8() % 5) * 16 } else { 0 },
-        ..AllocatorConfig::default()
+        small_allocation_limit: if flags & 4 != 0 {
+            0
+        } else {
+            MIB << (input.u8() % 4)
+        },
+        debug_margin: if flags & 8 != 0 {
+            u64::from(input.u8() % 5) * 16
+        } else {
+            0
+        },
     };
     let margin = config.debug_margin;
     let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), config);
@@ -198,7 +221,11 @@ pub fn run(data: &[u8]) {
                 };
                 let usage = MemoryUsage::ALL[usize::from(input.u8()) % MemoryUsage::ALL.len()];
                 let b = input.u8();
-                let class = if b & 1 != 0 { ResourceClass::Optimal } else { ResourceClass::Linear };
+                let class = if b & 1 != 0 {
+                    ResourceClass::Optimal
+                } else {
+                    ResourceClass::Linear
+                };
                 let dedicated = match (b >> 1) % 4 {
                     0 => Dedicated::Preferred(None),
                     1 => Dedicated::Required(None),
@@ -227,7 +254,10 @@ pub fn run(data: &[u8]) {
                 match alloc.allocate(&desc) {
                     Ok(a) => {
                         assert!(a.size() == size && a.memory_type_index() < type_count);
-                        assert!(memory_type_bits & (1 << a.memory_type_index()) != 0, "type outside memoryTypeBits");
+                        assert!(
+                            memory_type_bits & (1 << a.memory_type_index()) != 0,
+                            "type outside memoryTypeBits"
+                        );
                         let align = alignment.max(1);
                         assert_eq!(a.offset() % align, 0, "offset not aligned");
                         let mut l = Live { allocation: a, tag };
@@ -275,9 +305,13 @@ pub fn run(data: &[u8]) {
                 }
             }
         }
-        alloc.validate().unwrap_or_else(|e| panic!("{name}: invalid after step {steps}: {e}"));
+        alloc
+            .validate()
+            .unwrap_or_else(|e| panic!("{name}: invalid after step {steps}: {e}"));
         if margin > 0 {
-            alloc.check_corruption().unwrap_or_else(|e| panic!("{name}: margins after step {steps}: {e}"));
+            alloc
+                .check_corruption()
+                .unwrap_or_else(|e| panic!("{name}: margins after step {steps}: {e}"));
         }
     }
     for l in live.drain(..) {
@@ -290,8 +324,16 @@ pub fn run(data: &[u8]) {
     assert!(alloc.leak_report().is_empty(), "leaks after freeing all");
     alloc.trim();
     alloc.validate().expect("valid after trim");
-    assert_eq!(fake.live_memory_objects(), 0, "{name}: VkDeviceMemory leaked");
+    assert_eq!(
+        fake.live_memory_objects(),
+        0,
+        "{name}: VkDeviceMemory leaked"
+    );
     assert_eq!(fake.mapped_memory_objects(), 0);
-    assert!(fake.range_violations().is_empty(), "{:?}", fake.range_violations());
+    assert!(
+        fake.range_violations().is_empty(),
+        "{:?}",
+        fake.range_violations()
+    );
     assert!(fake.heap_used().iter().all(|&u| u == 0));
 }

@@ -46,7 +46,9 @@ impl Input<'_> {
         match self.u8() % 8 {
             0 => self.u64(),
             1 => 1u64 << (self.u8() % 64),
-            2 => (1u64 << (self.u8() % 64)).wrapping_add(u64::from(self.u8()) % 3).wrapping_sub(1),
+            2 => (1u64 << (self.u8() % 64))
+                .wrapping_add(u64::from(self.u8()) % 3)
+                .wrapping_sub(1),
             3 | 4 => u64::from(self.u8()) + 1,
             _ => u64::from(self.u8()) * 64 + u64::from(self.u8()),
         }
@@ -83,7 +85,10 @@ impl Model {
     fn check_new(&self, offset: u64, size: u64, alignment: u64, block: u64) {
         let align = alignment.max(1);
         assert_eq!(offset % align, 0, "offset {offset} not aligned to {align}");
-        assert!(offset.checked_add(size).is_some_and(|e| e <= block), "{offset}+{size} past block {block}");
+        assert!(
+            offset.checked_add(size).is_some_and(|e| e <= block),
+            "{offset}+{size} past block {block}"
+        );
         if let Some((&o, &(_, kept))) = self.live.range(..=offset).next_back() {
             assert!(o + kept <= offset, "new {offset} overlaps live {o}+{kept}");
         }
@@ -130,12 +135,16 @@ pub fn run(data: &[u8]) {
         match input.u8() % 10 {
             0..=3 => {
                 let (sz, al) = (input.size(), input.alignment());
-                let (before_bytes, before_count) = (block.allocated_bytes(), block.allocation_count());
+                let (before_bytes, before_count) =
+                    (block.allocated_bytes(), block.allocation_count());
                 let could = block.can_allocate(sz, al);
                 tag += 1;
                 match block.allocate(sz, al, tag) {
                     Ok(off) => {
-                        assert!(could, "can_allocate said no but allocate({sz}, {al}) succeeded");
+                        assert!(
+                            could,
+                            "can_allocate said no but allocate({sz}, {al}) succeeded"
+                        );
                         model.check_new(off, sz, al, size);
                         let (kept, payload) = block.get(off).map(|(k, p)| (k, *p)).expect("live");
                         assert_eq!(payload, tag);
@@ -143,9 +152,15 @@ pub fn run(data: &[u8]) {
                         model.live.insert(off, (sz, kept));
                     }
                     Err(e) => {
-                        assert!(!could || !matches!(e, BuddyError::OutOfSpace { .. }), "can_allocate said yes: {e:?}");
+                        assert!(
+                            !could || !matches!(e, BuddyError::OutOfSpace { .. }),
+                            "can_allocate said yes: {e:?}"
+                        );
                         assert!(is_unchanged_error(&e), "unexpected {e:?}");
-                        assert_eq!((block.allocated_bytes(), block.allocation_count()), (before_bytes, before_count));
+                        assert_eq!(
+                            (block.allocated_bytes(), block.allocation_count()),
+                            (before_bytes, before_count)
+                        );
                     }
                 }
             }
@@ -155,9 +170,17 @@ pub fn run(data: &[u8]) {
                 let live_off = if model.live.is_empty() {
                     None
                 } else {
-                    model.live.keys().nth((pick % model.live.len() as u64) as usize).copied()
+                    model
+                        .live
+                        .keys()
+                        .nth((pick % model.live.len() as u64) as usize)
+                        .copied()
                 };
-                let off = if input.u8() % 4 == 0 { pick % (size + 1).max(1) } else { live_off.unwrap_or(pick) };
+                let off = if input.u8() % 4 == 0 {
+                    pick % (size + 1).max(1)
+                } else {
+                    live_off.unwrap_or(pick)
+                };
                 match block.free(off) {
                     Ok((kept, _)) => {
                         let (_, k) = model.live.remove(&off).expect("freed offset was live");
@@ -210,8 +233,12 @@ pub fn run(data: &[u8]) {
                 }
             }
         }
-        block.validate().unwrap_or_else(|e| panic!("buddy invalid after step {steps}: {e}"));
-        vblock.validate().unwrap_or_else(|e| panic!("virtual block invalid after step {steps}: {e}"));
+        block
+            .validate()
+            .unwrap_or_else(|e| panic!("buddy invalid after step {steps}: {e}"));
+        vblock
+            .validate()
+            .unwrap_or_else(|e| panic!("virtual block invalid after step {steps}: {e}"));
         let kept: u64 = model.live.values().map(|&(_, k)| k).sum();
         assert_eq!(block.allocated_bytes(), kept);
         assert_eq!(block.allocation_count(), model.live.len());

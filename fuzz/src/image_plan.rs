@@ -84,7 +84,9 @@ const ASPECTS: [Option<vk::ImageAspectFlags>; 6] = [
     Some(vk::ImageAspectFlags::DEPTH),
     Some(vk::ImageAspectFlags::STENCIL),
     Some(vk::ImageAspectFlags::PLANE_0),
-    Some(vk::ImageAspectFlags::from_raw(vk::ImageAspectFlags::DEPTH.as_raw() | vk::ImageAspectFlags::STENCIL.as_raw())),
+    Some(vk::ImageAspectFlags::from_raw(
+        vk::ImageAspectFlags::DEPTH.as_raw() | vk::ImageAspectFlags::STENCIL.as_raw(),
+    )),
 ];
 
 fn mip(dim: u32, level: u32) -> u32 {
@@ -104,7 +106,11 @@ pub fn run(data: &[u8]) {
         2 | 3 => vk::ImageType::TYPE_3D,
         _ => vk::ImageType::TYPE_2D,
     };
-    let mut extent = vk::Extent3D { width: input.dim(), height: input.dim(), depth: input.dim() };
+    let mut extent = vk::Extent3D {
+        width: input.dim(),
+        height: input.dim(),
+        depth: input.dim(),
+    };
     // Mostly shape-consistent extents, so planning gets past validation.
     if input.u8() % 4 != 0 {
         if image_type == vk::ImageType::TYPE_1D {
@@ -115,9 +121,20 @@ pub fn run(data: &[u8]) {
         }
     }
     let mip_levels = input.small();
-    let array_layers = if image_type == vk::ImageType::TYPE_3D && input.u8() % 4 != 0 { 1 } else { input.small() };
+    let array_layers = if image_type == vk::ImageType::TYPE_3D && input.u8() % 4 != 0 {
+        1
+    } else {
+        input.small()
+    };
     let aspect = ASPECTS[usize::from(input.u8()) % ASPECTS.len()];
-    let layout = ImageLayout { format, image_type, extent, mip_levels, array_layers, aspect };
+    let layout = ImageLayout {
+        format,
+        image_type,
+        extent,
+        mip_levels,
+        array_layers,
+        aspect,
+    };
     let g = |v: u8| match v % 6 {
         0 => 0,
         1 => u32::from(v),
@@ -167,18 +184,32 @@ pub fn run(data: &[u8]) {
         Err(_) => return, // a typed error is a correct answer to any input
     };
     let e = expected.expect("a plan implies a valid layout");
-    assert_eq!(e, data_len, "planned a data length the layout does not have");
+    assert_eq!(
+        e, data_len,
+        "planned a data length the layout does not have"
+    );
     let info = match aspect {
         None => format_info(format).expect("planned format has info"),
         Some(a) => mem_staging::format::aspect_info(format, a).expect("planned aspect has info"),
     };
-    assert!(plan.staging_alignment % 4 == 0 && plan.staging_alignment % u64::from(info.block_bytes) == 0);
+    assert!(
+        plan.staging_alignment % 4 == 0
+            && plan.staging_alignment % u64::from(info.block_bytes) == 0
+    );
     let mut covered = 0u64;
     for c in &plan.copies {
-        assert!(c.staging_size <= max_chunk, "piece of {} > chunk {max_chunk}", c.staging_size);
+        assert!(
+            c.staging_size <= max_chunk,
+            "piece of {} > chunk {max_chunk}",
+            c.staging_size
+        );
         assert!(c.rows >= 1 && c.slices >= 1);
         let end = c.src_offset.checked_add(c.src_span()).expect("no overflow");
-        assert!(end <= data_len, "copy reads {}..{end} of {data_len}", c.src_offset);
+        assert!(
+            end <= data_len,
+            "copy reads {}..{end} of {data_len}",
+            c.src_offset
+        );
         assert!(c.dst_row_pitch >= c.src_row_pitch);
         assert_eq!(
             c.staging_size,
@@ -188,13 +219,27 @@ pub fn run(data: &[u8]) {
         let r = &c.region;
         assert_eq!(r.buffer_offset, 0);
         let sub = r.image_subresource;
-        assert!(sub.mip_level < mip_levels && sub.layer_count == 1 && sub.base_array_layer < array_layers.max(1));
-        let (lw, lh, ld) = (mip(extent.width, sub.mip_level), mip(extent.height, sub.mip_level), mip(extent.depth, sub.mip_level));
+        assert!(
+            sub.mip_level < mip_levels
+                && sub.layer_count == 1
+                && sub.base_array_layer < array_layers.max(1)
+        );
+        let (lw, lh, ld) = (
+            mip(extent.width, sub.mip_level),
+            mip(extent.height, sub.mip_level),
+            mip(extent.depth, sub.mip_level),
+        );
         let o = r.image_offset;
         assert!(o.x == 0 && o.y >= 0 && o.z >= 0);
         assert_eq!(r.image_extent.width, lw, "widths are never split");
-        assert!(o.y as u64 + u64::from(r.image_extent.height) <= u64::from(lh), "copy past level height");
-        assert!(o.z as u64 + u64::from(r.image_extent.depth) <= u64::from(ld), "copy past level depth");
+        assert!(
+            o.y as u64 + u64::from(r.image_extent.height) <= u64::from(lh),
+            "copy past level height"
+        );
+        assert!(
+            o.z as u64 + u64::from(r.image_extent.depth) <= u64::from(ld),
+            "copy past level depth"
+        );
     }
     assert_eq!(covered, data_len, "copies do not cover the data exactly");
     // Execute small plans for real.

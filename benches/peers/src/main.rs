@@ -30,7 +30,10 @@ const MIB: f64 = 1024.0 * 1024.0;
 /// their time slices to a batch.
 #[inline(always)]
 fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid out pointer.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -101,7 +104,9 @@ fn exec<P: Peer>(p: &mut P, b: &Batch, slots: &mut [Option<P::H>]) -> Result<(),
         }
         Batch::Free(v) => {
             for &slot in v {
-                let h = slots[slot as usize].take().expect("trace frees a live slot");
+                let h = slots[slot as usize]
+                    .take()
+                    .expect("trace frees a live slot");
                 p.free(h);
             }
         }
@@ -130,8 +135,11 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
     vkctx::reset_counters();
     let mut r = RunResult::default();
     let mut slots: Vec<Option<P::H>> = (0..t.slots).map(|_| None).collect();
-    let warm_allocs: usize =
-        t.warm.iter().map(|b| if let Batch::Alloc(v) = b { v.len() } else { 0 }).sum();
+    let warm_allocs: usize = t
+        .warm
+        .iter()
+        .map(|b| if let Batch::Alloc(v) = b { v.len() } else { 0 })
+        .sum();
     let mut done = 0usize;
     let c0 = thread_cpu_ns();
     let w0 = Instant::now();
@@ -200,11 +208,35 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
 }
 
 fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
+    use gpu_alloc::UsageFlags as U;
+    use vk_mem::AllocationCreateFlags as V;
+    const MB: u64 = 1024 * 1024;
     match name {
-        peers::MEM_CORE => run(peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()), t),
-        peers::GPU_ALLOCATOR => run(peers::GpuAllocator::new(ctx), t),
-        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx), t),
-        peers::VMA => run(peers::Vma::new(ctx), t),
+        peers::MEM_CORE => run(
+            peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()),
+            t,
+        ),
+        peers::GPU_ALLOCATOR => run(
+            peers::GpuAllocator::new(ctx, gpu_allocator::AllocationSizes::default()),
+            t,
+        ),
+        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t),
+        peers::VMA => run(peers::Vma::new(ctx, V::empty()), t),
+        peers::GPU_ALLOCATOR_GROW => run(
+            peers::GpuAllocator::new(
+                ctx,
+                gpu_allocator::AllocationSizes::new(4 * MB, 4 * MB)
+                    .with_max_device_memblock_size(256 * MB)
+                    .with_max_host_memblock_size(256 * MB),
+            ),
+            t,
+        ),
+        peers::GPU_ALLOC_TRANSIENT => run(
+            peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS | U::TRANSIENT),
+            t,
+        ),
+        peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t),
+        peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t),
         _ => unreachable!(),
     }
 }
@@ -244,7 +276,11 @@ fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
         free_ns: median(runs.iter().map(|r| r.free_ns).collect()),
         first_pass_ms: median(runs.iter().map(|r| r.first_pass_ms).collect()),
         peak_committed,
-        efficiency: if peak_committed == 0 { 0.0 } else { peak_live as f64 / peak_committed as f64 },
+        efficiency: if peak_committed == 0 {
+            0.0
+        } else {
+            peak_live as f64 / peak_committed as f64
+        },
         allocate_calls: median_u(runs.iter().map(|r| r.allocate_calls).collect()),
         alloc_wall_ns: median(runs.iter().map(|r| r.alloc_wall_ns).collect()),
         free_wall_ns: median(runs.iter().map(|r| r.free_wall_ns).collect()),
@@ -276,6 +312,7 @@ struct TraceResult {
 #[derive(serde::Serialize)]
 struct Report {
     command: String,
+    mem_core: String,
     device: String,
     driver: String,
     heaps: Vec<u64>,
@@ -290,6 +327,7 @@ struct Report {
 
 struct Args {
     quick: bool,
+    variants: bool,
     scale: bool,
     reps: usize,
     json: Option<String>,
@@ -299,13 +337,23 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let mut a = Args { quick: false, scale: false, reps: 3, json: None, md: None, plot: None, csv: None };
+    let mut a = Args {
+        quick: false,
+        variants: false,
+        scale: false,
+        reps: 3,
+        json: None,
+        md: None,
+        plot: None,
+        csv: None,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(s) = it.next() {
         let mut val = |n: &str| it.next().unwrap_or_else(|| panic!("{n} needs a value"));
         match s.as_str() {
             "--quick" => a.quick = true,
             "--scale" => a.scale = true,
+            "--variants" => a.variants = true,
             "--reps" => a.reps = val("--reps").parse().expect("--reps N"),
             "--json" => a.json = Some(val("--json")),
             "--md" => a.md = Some(val("--md")),
@@ -313,7 +361,7 @@ fn parse_args() -> Args {
             "--csv" => a.csv = Some(val("--csv")),
             "-h" | "--help" => {
                 println!(
-                    "gpumem-peers [--quick] [--reps N] [--json PATH] [--md PATH]\n\
+                    "gpumem-peers [--quick] [--variants] [--reps N] [--json PATH] [--md PATH]\n\
                      gpumem-peers --scale [--quick] [--reps N] [--plot PNG] [--csv CSV] [--json PATH] [--md PATH]"
                 );
                 std::process::exit(0);
@@ -325,9 +373,21 @@ fn parse_args() -> Args {
     a
 }
 
+/// Which mem-core this binary was built from (see build.rs).
+fn mem_core_version() -> String {
+    format!(
+        "mem-core at git {} (source fingerprint {})",
+        env!("MEM_CORE_GIT"),
+        env!("MEM_CORE_FINGERPRINT")
+    )
+}
+
 fn command_line() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    format!("cd benches/peers && cargo run --release -- {}", args.join(" "))
+    format!(
+        "cd benches/peers && cargo run --release -- {}",
+        args.join(" ")
+    )
 }
 
 fn write_file(path: &str, data: &str) {
@@ -368,7 +428,11 @@ fn main() {
     });
     eprintln!(
         "device: {} ({}), heaps {:?}, types {:?}, bufferImageGranularity {}",
-        ctx.device_name, ctx.driver_info, ctx.heap_sizes, ctx.memory_types, ctx.buffer_image_granularity
+        ctx.device_name,
+        ctx.driver_info,
+        ctx.heap_sizes,
+        ctx.memory_types,
+        ctx.buffer_image_granularity
     );
     if args.scale {
         scale(&ctx, &args);
@@ -381,6 +445,10 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
     let scale = if args.quick { 10 } else { 1 };
     let start = Instant::now();
     let traces = trace::peer_traces(scale);
+    let mut names: Vec<&str> = peers::ALL.to_vec();
+    if args.variants {
+        names.extend(peers::VARIANTS);
+    }
     let mut results = Vec::new();
     for t in &traces {
         eprintln!(
@@ -392,13 +460,13 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             t.steady_allocs,
             t.steady_frees
         );
-        let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); peers::ALL.len()];
+        let mut runs: Vec<Vec<RunResult>> = vec![Vec::new(); names.len()];
         for rep in 0..args.reps {
             // Rotate the order each repetition so no allocator always runs
             // first (cold caches) or last.
-            for k in 0..peers::ALL.len() {
-                let i = (k + rep) % peers::ALL.len();
-                let name = peers::ALL[i];
+            for k in 0..names.len() {
+                let i = (k + rep) % names.len();
+                let name = names[i];
                 let r = run_named(name, ctx, t);
                 eprintln!(
                     "  rep {rep} {name:>14}: alloc {:>9} ns  free {:>9} ns  first {:>8.2} ms  peak {:>7.1} MiB  \
@@ -434,7 +502,7 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             warm_ops: t.warm_ops,
             steady_allocs: t.steady_allocs,
             steady_frees: t.steady_frees,
-            results: peers::ALL
+            results: names
                 .iter()
                 .zip(runs)
                 .map(|(n, runs)| AllocatorResult {
@@ -453,6 +521,7 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
     if let Some(p) = &args.json {
         let report = Report {
             command: command_line(),
+            mem_core: mem_core_version(),
             device: ctx.device_name.clone(),
             driver: ctx.driver_info.clone(),
             heaps: ctx.heap_sizes.clone(),
@@ -460,7 +529,15 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             buffer_image_granularity: ctx.buffer_image_granularity,
             reps: args.reps,
             quick: args.quick,
-            settings: peers::settings().into_iter().map(|(a, b)| (a.to_string(), b)).collect(),
+            settings: peers::settings()
+                .into_iter()
+                .chain(if args.variants {
+                    peers::variant_settings()
+                } else {
+                    Vec::new()
+                })
+                .map(|(a, b)| (a.to_string(), b))
+                .collect(),
             traces: results,
             markdown: md,
         };
@@ -477,9 +554,19 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
         ctx.device_name,
         ctx.driver_info,
         args.reps,
-        if args.quick { ", --quick (traces ~10x shorter)" } else { "" }
+        if args.quick {
+            ", --quick (traces ~10x shorter)"
+        } else {
+            ""
+        }
     );
-    let _ = writeln!(s, "Command: `{}` (took {:.0} s)\n", command_line(), took.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "Command: `{}` (took {:.0} s). Measured: {}.\n",
+        command_line(),
+        took.as_secs_f64(),
+        mem_core_version()
+    );
     let _ = writeln!(
         s,
         "| trace | allocator | alloc ns | free ns | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory | wall alloc / free ns |"
@@ -539,38 +626,81 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     let _ = writeln!(
         s,
         "Time columns: mem-core / fastest peer (below 1.00 = mem-core faster). Efficiency: mem-core / tightest \
-         peer (above 1.00 = mem-core tighter). vkAllocateMemory: mem-core / fewest.\n"
+         peer (above 1.00 = mem-core tighter). vkAllocateMemory: mem-core / fewest. Peers at their default \
+         settings only{}.\n",
+        if args.variants { " (the variants rows are not counted)" } else { "" }
     );
-    let _ = writeln!(s, "| trace | alloc ns | free ns | first pass | efficiency | vkAllocateMemory |");
+    let _ = writeln!(
+        s,
+        "| trace | alloc ns | free ns | first pass | efficiency | vkAllocateMemory |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
     for t in results {
-        let mc = &t.results.iter().find(|a| a.allocator == peers::MEM_CORE).unwrap().median;
-        let peers: Vec<&AllocatorResult> =
-            t.results.iter().filter(|a| a.allocator != peers::MEM_CORE && a.median.error.is_none()).collect();
+        let mc = &t
+            .results
+            .iter()
+            .find(|a| a.allocator == peers::MEM_CORE)
+            .unwrap()
+            .median;
+        let peers: Vec<&AllocatorResult> = t
+            .results
+            .iter()
+            .filter(|a| {
+                a.allocator != peers::MEM_CORE
+                    && peers::ALL.contains(&a.allocator.as_str())
+                    && a.median.error.is_none()
+            })
+            .collect();
         let best = |f: &dyn Fn(&Median) -> f64, higher: bool| -> Option<(f64, &str)> {
             peers
                 .iter()
                 .map(|a| (f(&a.median), a.allocator.as_str()))
-                .min_by(|x, y| if higher { y.0.total_cmp(&x.0) } else { x.0.total_cmp(&y.0) })
+                .min_by(|x, y| {
+                    if higher {
+                        y.0.total_cmp(&x.0)
+                    } else {
+                        x.0.total_cmp(&y.0)
+                    }
+                })
         };
         let cell = |v: f64, b: Option<(f64, &str)>, unit: &dyn Fn(f64) -> String| match b {
-            Some((bv, bn)) if bv > 0.0 => format!("{:.2} ({} vs {} {})", v / bv, unit(v), bn, unit(bv)),
+            Some((bv, bn)) if bv > 0.0 => {
+                format!("{:.2} ({} vs {} {})", v / bv, unit(v), bn, unit(bv))
+            }
             Some((bv, bn)) => format!("- ({} vs {} {})", unit(v), bn, unit(bv)),
             None => "-".into(),
         };
-        let mark = if mc.error.is_some() { "¹ mem-core failed: partial" } else { "" };
+        let mark = if mc.error.is_some() {
+            "¹ mem-core failed: partial"
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
             "| {}{mark} | {} | {} | {} | {} | {} |",
             t.trace,
             cell(mc.alloc_ns, best(&|m| m.alloc_ns, false), &|x| fmt_ns(x)),
             cell(mc.free_ns, best(&|m| m.free_ns, false), &|x| fmt_ns(x)),
-            cell(mc.first_pass_ms, best(&|m| m.first_pass_ms, false), &|x| format!("{} ms", fmt_ms(x))),
-            cell(mc.efficiency, best(&|m| m.efficiency, true), &|x| format!("{:.1}%", x * 100.0)),
-            cell(mc.allocate_calls as f64, best(&|m| m.allocate_calls as f64, false), &|x| format!("{x:.0}")),
+            cell(
+                mc.first_pass_ms,
+                best(&|m| m.first_pass_ms, false),
+                &|x| format!("{} ms", fmt_ms(x))
+            ),
+            cell(mc.efficiency, best(&|m| m.efficiency, true), &|x| format!(
+                "{:.1}%",
+                x * 100.0
+            )),
+            cell(
+                mc.allocate_calls as f64,
+                best(&|m| m.allocate_calls as f64, false),
+                &|x| format!("{x:.0}")
+            ),
         );
     }
-    let _ = writeln!(s, "\nTraces (seeded xorshift64*, identical for every allocator):\n");
+    let _ = writeln!(
+        s,
+        "\nTraces (seeded xorshift64*, identical for every allocator):\n"
+    );
     for t in results {
         let _ = writeln!(
             s,
@@ -602,6 +732,12 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     for (n, d) in peers::settings() {
         let _ = writeln!(s, "- **{n}**: {d}");
     }
+    if args.variants {
+        let _ = writeln!(s, "\nVariants (`--variants`):\n");
+        for (n, d) in peers::variant_settings() {
+            let _ = writeln!(s, "- **{n}**: {d}");
+        }
+    }
     s
 }
 
@@ -624,8 +760,11 @@ struct ScaleRow {
 
 fn scale(ctx: &VkCtx, args: &Args) {
     let start = Instant::now();
-    let lives: &[usize] =
-        if args.quick { &[1_000, 10_000, 100_000] } else { &[1_000, 10_000, 100_000, 1_000_000] };
+    let lives: &[usize] = if args.quick {
+        &[1_000, 10_000, 100_000]
+    } else {
+        &[1_000, 10_000, 100_000, 1_000_000]
+    };
     let ops = if args.quick { 10_000 } else { 100_000 };
     let blocks = [16u64, 64, 256];
     let mut rows = Vec::new();
@@ -663,7 +802,9 @@ fn scale(ctx: &VkCtx, args: &Args) {
                 alloc_ns: m.alloc_ns,
                 free_ns: m.free_ns,
                 first_pass_ms: m.first_pass_ms,
-                first_pass_ns_per_alloc: median(runs.iter().map(|r| r.first_pass_ns_per_alloc).collect()),
+                first_pass_ns_per_alloc: median(
+                    runs.iter().map(|r| r.first_pass_ns_per_alloc).collect(),
+                ),
                 peak_committed: m.peak_committed,
                 peak_live_requested: t.peak_live_requested,
                 efficiency: m.efficiency,
@@ -682,7 +823,13 @@ fn scale(ctx: &VkCtx, args: &Args) {
         args.reps,
         if args.quick { ", --quick" } else { "" }
     );
-    let _ = writeln!(s, "Command: `{}` (took {:.0} s)\n", command_line(), start.elapsed().as_secs_f64());
+    let _ = writeln!(
+        s,
+        "Command: `{}` (took {:.0} s). Measured: {}.\n",
+        command_line(),
+        start.elapsed().as_secs_f64(),
+        mem_core_version()
+    );
     let _ = writeln!(
         s,
         "Buffers of 256 B-1 KiB (log-uniform, align 256); warm up to N live, then ~{ops} steady-state \
@@ -740,6 +887,7 @@ fn scale(ctx: &VkCtx, args: &Args) {
     if let Some(p) = &args.json {
         let v = serde_json::json!({
             "command": command_line(),
+            "mem_core": mem_core_version(),
             "device": ctx.device_name,
             "driver": ctx.driver_info,
             "reps": args.reps,
@@ -767,7 +915,11 @@ fn scale(ctx: &VkCtx, args: &Args) {
                 .map(|(&bs, color)| plot::Series {
                     label: format!("{bs} MIB BLOCKS"),
                     color,
-                    points: rows.iter().filter(|r| r.block_size_mib == bs).map(|r| (r.live as f64, f(r))).collect(),
+                    points: rows
+                        .iter()
+                        .filter(|r| r.block_size_mib == bs)
+                        .map(|r| (r.live as f64, f(r)))
+                        .collect(),
                 })
                 .collect()
         };
@@ -775,7 +927,10 @@ fn scale(ctx: &VkCtx, args: &Args) {
             ("ALLOCATE NS/OP".to_string(), panel(&|r| r.alloc_ns)),
             ("FREE NS/OP".to_string(), panel(&|r| r.free_ns)),
         ];
-        let title = format!("MEM-CORE ON LAVAPIPE: NS PER OP VS LIVE ALLOCATIONS (256 B-1 KIB), MEDIAN OF {}", args.reps);
+        let title = format!(
+            "MEM-CORE ON LAVAPIPE: NS PER OP VS LIVE ALLOCATIONS (256 B-1 KIB), MEDIAN OF {}",
+            args.reps
+        );
         match plot::plot(p, &title, &panels) {
             Ok(()) => eprintln!("wrote {p}"),
             Err(e) => eprintln!("plot failed: {e}"),

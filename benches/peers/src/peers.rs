@@ -43,6 +43,38 @@ pub const GPU_ALLOC: &str = "gpu-alloc";
 pub const VMA: &str = "VMA (vk-mem)";
 pub const ALL: [&str; 4] = [MEM_CORE, GPU_ALLOCATOR, GPU_ALLOC, VMA];
 
+// `--variants`: other settings of the peers, shown beside the defaults but
+// not counted as "best peer".
+pub const GPU_ALLOCATOR_GROW: &str = "gpu-allocator 4-256 MB";
+pub const GPU_ALLOC_TRANSIENT: &str = "gpu-alloc TRANSIENT";
+pub const VMA_MIN_MEMORY: &str = "VMA min-memory";
+pub const VMA_MIN_TIME: &str = "VMA min-time";
+pub const VARIANTS: [&str; 4] = [
+    GPU_ALLOCATOR_GROW,
+    GPU_ALLOC_TRANSIENT,
+    VMA_MIN_MEMORY,
+    VMA_MIN_TIME,
+];
+
+pub fn variant_settings() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            GPU_ALLOCATOR_GROW,
+            "as gpu-allocator, with `AllocationSizes::new(4 MB, 4 MB)` grown to 256 MB (`with_max_*_memblock_size`): \
+             blocks double from 4 MB as more are needed (PR #254)"
+                .into(),
+        ),
+        (
+            GPU_ALLOC_TRANSIENT,
+            "as gpu-alloc, with `UsageFlags::FAST_DEVICE_ACCESS | TRANSIENT`: its free-list (bump) path instead \
+             of the buddy, below `transient_dedicated_threshold` (128 MiB, capped at heap/32)"
+                .into(),
+        ),
+        (VMA_MIN_MEMORY, "as VMA, with `AllocationCreateFlags::STRATEGY_MIN_MEMORY` (best fit)".into()),
+        (VMA_MIN_TIME, "as VMA, with `AllocationCreateFlags::STRATEGY_MIN_TIME` (first fit)".into()),
+    ]
+}
+
 /// Settings printed in the table footer.
 pub fn settings() -> Vec<(&'static str, String)> {
     vec![
@@ -107,10 +139,20 @@ impl Peer for MemCore {
     type H = mem_core::Allocation;
     #[inline]
     fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
-        let req = vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 };
-        let class = if r.optimal { mem_core::ResourceClass::Optimal } else { mem_core::ResourceClass::Linear };
+        let req = vk::MemoryRequirements {
+            size: r.size,
+            alignment: r.align,
+            memory_type_bits: !0,
+        };
+        let class = if r.optimal {
+            mem_core::ResourceClass::Optimal
+        } else {
+            mem_core::ResourceClass::Linear
+        };
         self.a
-            .allocate(&mem_core::AllocationDesc::new(req, mem_core::MemoryUsage::GpuOnly).class(class))
+            .allocate(
+                &mem_core::AllocationDesc::new(req, mem_core::MemoryUsage::GpuOnly).class(class),
+            )
             .map_err(|e| e.to_string())
     }
     #[inline]
@@ -178,7 +220,7 @@ pub struct GpuAllocator {
 }
 
 impl GpuAllocator {
-    pub fn new(ctx: &VkCtx) -> Self {
+    pub fn new(ctx: &VkCtx, allocation_sizes: gpu_allocator::AllocationSizes) -> Self {
         let mut debug_settings = gpu_allocator::AllocatorDebugSettings::default();
         debug_settings.log_memory_information = false;
         debug_settings.log_leaks_on_shutdown = false;
@@ -186,15 +228,16 @@ impl GpuAllocator {
         debug_settings.log_allocations = false;
         debug_settings.log_frees = false;
         debug_settings.log_stack_traces = false;
-        let a = gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
-            instance: ctx.instance.clone(),
-            device: ctx.device.clone(),
-            physical_device: ctx.physical_device,
-            debug_settings,
-            buffer_device_address: false,
-            allocation_sizes: gpu_allocator::AllocationSizes::default(),
-        })
-        .expect("gpu-allocator");
+        let a =
+            gpu_allocator::vulkan::Allocator::new(&gpu_allocator::vulkan::AllocatorCreateDesc {
+                instance: ctx.instance.clone(),
+                device: ctx.device.clone(),
+                physical_device: ctx.physical_device,
+                debug_settings,
+                buffer_device_address: false,
+                allocation_sizes,
+            })
+            .expect("gpu-allocator");
         Self { a }
     }
 }
@@ -206,7 +249,11 @@ impl Peer for GpuAllocator {
         self.a
             .allocate(&gpu_allocator::vulkan::AllocationCreateDesc {
                 name: "",
-                requirements: vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 },
+                requirements: vk::MemoryRequirements {
+                    size: r.size,
+                    alignment: r.align,
+                    memory_type_bits: !0,
+                },
                 location: gpu_allocator::MemoryLocation::GpuOnly,
                 linear: !r.optimal,
                 allocation_scheme: gpu_allocator::vulkan::AllocationScheme::GpuAllocatorManaged,
@@ -219,7 +266,10 @@ impl Peer for GpuAllocator {
     }
     fn self_report(&self) -> SelfReport {
         let r = self.a.generate_report();
-        SelfReport { committed: Some(r.total_capacity_bytes), allocate_calls: None }
+        SelfReport {
+            committed: Some(r.total_capacity_bytes),
+            allocate_calls: None,
+        }
     }
 }
 
@@ -228,10 +278,11 @@ impl Peer for GpuAllocator {
 pub struct GpuAlloc {
     a: gpu_alloc::GpuAllocator<vk::DeviceMemory>,
     device: ash::Device,
+    usage: gpu_alloc::UsageFlags,
 }
 
 impl GpuAlloc {
-    pub fn new(ctx: &VkCtx) -> Self {
+    pub fn new(ctx: &VkCtx, usage: gpu_alloc::UsageFlags) -> Self {
         // SAFETY: the physical device belongs to the instance; BDA is off.
         let mut props = unsafe {
             gpu_alloc_ash::device_properties(&ctx.instance, ctx.api_version, ctx.physical_device)
@@ -239,7 +290,11 @@ impl GpuAlloc {
         .expect("gpu-alloc device properties");
         props.buffer_device_address = false;
         let a = gpu_alloc::GpuAllocator::new(gpu_alloc::Config::i_am_prototyping(), props);
-        Self { a, device: ctx.device.clone() }
+        Self {
+            a,
+            device: ctx.device.clone(),
+            usage,
+        }
     }
 }
 
@@ -255,7 +310,7 @@ impl Peer for GpuAlloc {
                 gpu_alloc::Request {
                     size: r.size,
                     align_mask: r.align - 1,
-                    usage: gpu_alloc::UsageFlags::FAST_DEVICE_ACCESS,
+                    usage: self.usage,
                     memory_types: !0,
                 },
             )
@@ -288,8 +343,9 @@ pub struct Vma {
 }
 
 impl Vma {
-    pub fn new(ctx: &VkCtx) -> Self {
-        let mut ci = vk_mem::AllocatorCreateInfo::new(&ctx.instance, &ctx.device, ctx.physical_device);
+    pub fn new(ctx: &VkCtx, flags: vk_mem::AllocationCreateFlags) -> Self {
+        let mut ci =
+            vk_mem::AllocatorCreateInfo::new(&ctx.instance, &ctx.device, ctx.physical_device);
         ci.flags = vk_mem::AllocatorCreateFlags::EXTERNALLY_SYNCHRONIZED;
         ci.vulkan_api_version = ctx.api_version;
         // SAFETY: valid objects that outlive the allocator.
@@ -299,6 +355,7 @@ impl Vma {
             // buffer/image create info, which raw requirements do not have.
             #[allow(deprecated)]
             usage: vk_mem::MemoryUsage::GpuOnly,
+            flags,
             ..Default::default()
         };
         Self { a, info }
@@ -310,7 +367,11 @@ impl Peer for Vma {
     #[inline]
     fn alloc(&mut self, r: &Req) -> Result<Self::H, String> {
         use vk_mem::Alloc;
-        let req = vk::MemoryRequirements { size: r.size, alignment: r.align, memory_type_bits: !0 };
+        let req = vk::MemoryRequirements {
+            size: r.size,
+            alignment: r.align,
+            memory_type_bits: !0,
+        };
         // SAFETY: valid requirements; allocator alive.
         unsafe { self.a.allocate_memory(&req, &self.info) }.map_err(|e| e.to_string())
     }
@@ -321,6 +382,9 @@ impl Peer for Vma {
     }
     fn self_report(&self) -> SelfReport {
         let s = self.a.calculate_statistics().expect("VMA statistics");
-        SelfReport { committed: Some(s.total.statistics.blockBytes), allocate_calls: None }
+        SelfReport {
+            committed: Some(s.total.statistics.blockBytes),
+            allocate_calls: None,
+        }
     }
 }

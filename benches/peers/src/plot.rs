@@ -76,7 +76,10 @@ fn draw_text<DB: DrawingBackend>(
                 if bits & (0x10 >> col) != 0 {
                     let px = ox + col * SCALE;
                     let py = y + row as i32 * SCALE;
-                    let _ = area.draw(&Rectangle::new([(px, py), (px + SCALE - 1, py + SCALE - 1)], color.filled()));
+                    let _ = area.draw(&Rectangle::new(
+                        [(px, py), (px + SCALE - 1, py + SCALE - 1)],
+                        color.filled(),
+                    ));
                 }
             }
         }
@@ -118,14 +121,22 @@ pub fn plot(path: &str, title: &str, panels: &[(String, Vec<Series>)]) -> Result
     let (w, h) = (640 * panels.len() as u32, 560u32);
     let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    draw_text(&root, title, ((w as i32 - text_width(title)) / 2, 8), &BLACK);
+    draw_text(
+        &root,
+        title,
+        ((w as i32 - text_width(title)) / 2, 8),
+        &BLACK,
+    );
     let areas = root.margin(30, 0, 0, 0).split_evenly((1, panels.len()));
     let (xmin, xmax) = panels
         .iter()
         .flat_map(|(_, s)| s.iter().flat_map(|s| s.points.iter().map(|p| p.0)))
         .fold((f64::MAX, 0f64), |(a, b), x| (a.min(x), b.max(x)));
     for (area, (ptitle, series)) in areas.iter().zip(panels) {
-        let ymax_data = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0f64, f64::max);
+        let ymax_data = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0f64, f64::max);
         let step = nice_step(ymax_data.max(1.0));
         let ymax = (ymax_data / step).ceil() * step;
         let pw = area.dim_in_pixel().0 as i32;
@@ -142,11 +153,18 @@ pub fn plot(path: &str, title: &str, panels: &[(String, Vec<Series>)]) -> Result
         let mut x = 1.0;
         while x <= xmax * 1.01 {
             if x >= xmin * 0.99 {
-                chart.draw_series(LineSeries::new([(x, 0.0), (x, ymax)], grey)).map_err(|e| e.to_string())?;
+                chart
+                    .draw_series(LineSeries::new([(x, 0.0), (x, ymax)], grey))
+                    .map_err(|e| e.to_string())?;
                 let (px, py) = chart.backend_coord(&(x, 0.0));
                 let l = fmt_count(x);
                 let (ox, oy) = area.get_base_pixel();
-                draw_text(area, &l, (px - ox - text_width(&l) / 2, py - oy + 8), &BLACK);
+                draw_text(
+                    area,
+                    &l,
+                    (px - ox - text_width(&l) / 2, py - oy + 8),
+                    &BLACK,
+                );
             }
             x *= 10.0;
         }
@@ -158,15 +176,26 @@ pub fn plot(path: &str, title: &str, panels: &[(String, Vec<Series>)]) -> Result
             let (px, py) = chart.backend_coord(&(xmin / 1.5, y));
             let l = format!("{}", (y * 100.0).round() / 100.0);
             let (ox, oy) = area.get_base_pixel();
-            draw_text(area, &l, (px - ox - text_width(&l) - 8, py - oy - 7), &BLACK);
+            draw_text(
+                area,
+                &l,
+                (px - ox - text_width(&l) - 8, py - oy - 7),
+                &BLACK,
+            );
             y += step;
         }
         // Axes.
         chart
-            .draw_series(LineSeries::new([(xmin / 1.5, 0.0), (xmax * 1.5, 0.0)], BLACK))
+            .draw_series(LineSeries::new(
+                [(xmin / 1.5, 0.0), (xmax * 1.5, 0.0)],
+                BLACK,
+            ))
             .map_err(|e| e.to_string())?;
         chart
-            .draw_series(LineSeries::new([(xmin / 1.5, 0.0), (xmin / 1.5, ymax)], BLACK))
+            .draw_series(LineSeries::new(
+                [(xmin / 1.5, 0.0), (xmin / 1.5, ymax)],
+                BLACK,
+            ))
             .map_err(|e| e.to_string())?;
         let xl = "LIVE ALLOCATIONS (LOG)";
         let ah = area.dim_in_pixel().1 as i32;
@@ -174,10 +203,17 @@ pub fn plot(path: &str, title: &str, panels: &[(String, Vec<Series>)]) -> Result
         // Series.
         for s in series {
             chart
-                .draw_series(LineSeries::new(s.points.iter().copied(), s.color.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    s.points.iter().copied(),
+                    s.color.stroke_width(2),
+                ))
                 .map_err(|e| e.to_string())?;
             chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, s.color.filled())))
+                .draw_series(
+                    s.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 4, s.color.filled())),
+                )
                 .map_err(|e| e.to_string())?;
         }
         // Legend (top left inside the plot).
@@ -186,7 +222,10 @@ pub fn plot(path: &str, title: &str, panels: &[(String, Vec<Series>)]) -> Result
         for (i, s) in series.iter().enumerate() {
             let yy = ly - oy + 8 + i as i32 * 20;
             let xx = lx - ox + 12;
-            let _ = area.draw(&Rectangle::new([(xx, yy + 2), (xx + 18, yy + 10)], s.color.filled()));
+            let _ = area.draw(&Rectangle::new(
+                [(xx, yy + 2), (xx + 18, yy + 10)],
+                s.color.filled(),
+            ));
             draw_text(area, &s.label, (xx + 26, yy), &BLACK);
         }
     }

@@ -39,12 +39,20 @@ pub fn align_up(x: u64, a: u64) -> u64 {
 
 /// A buffer's requirements: 256-byte alignment, size a multiple of 64.
 pub fn buffer(raw: u64) -> Req {
-    Req { size: align_up(raw.max(1), 64), align: 256, optimal: false }
+    Req {
+        size: align_up(raw.max(1), 64),
+        align: 256,
+        optimal: false,
+    }
 }
 
 /// An optimal image's requirements: 4 KiB alignment and size granularity.
 pub fn image(raw: u64) -> Req {
-    Req { size: align_up(raw.max(1), 4096), align: 4096, optimal: true }
+    Req {
+        size: align_up(raw.max(1), 4096),
+        align: 4096,
+        optimal: true,
+    }
 }
 
 /// Bytes of a `side`x`side` RGBA8 image with its full mip chain: levels of at
@@ -150,11 +158,21 @@ impl Builder {
         self.free_slot(slot, batch);
     }
 
-    fn finish(self, name: &str, description: String, warm: Vec<Batch>, steady: Vec<Batch>) -> Trace {
-        let steady_allocs =
-            steady.iter().map(|b| if let Batch::Alloc(v) = b { v.len() } else { 0 }).sum();
-        let steady_frees =
-            steady.iter().map(|b| if let Batch::Free(v) = b { v.len() } else { 0 }).sum();
+    fn finish(
+        self,
+        name: &str,
+        description: String,
+        warm: Vec<Batch>,
+        steady: Vec<Batch>,
+    ) -> Trace {
+        let steady_allocs = steady
+            .iter()
+            .map(|b| if let Batch::Alloc(v) = b { v.len() } else { 0 })
+            .sum();
+        let steady_frees = steady
+            .iter()
+            .map(|b| if let Batch::Free(v) = b { v.len() } else { 0 })
+            .sum();
         let warm_ops = warm
             .iter()
             .map(|b| match b {

@@ -151,19 +151,30 @@ impl VkCtx {
         // SAFETY: valid handle and chain.
         unsafe { instance.get_physical_device_properties2(pick, &mut props2) };
         let props = props2.properties;
-        let device_name = props.device_name_as_c_str().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let driver_info = driver.driver_info_as_c_str().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let device_name = props
+            .device_name_as_c_str()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let driver_info = driver
+            .driver_info_as_c_str()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let api_version = api_version.min(props.api_version);
         // SAFETY: valid handle.
         let mp = unsafe { instance.get_physical_device_memory_properties(pick) };
-        let heap_sizes = mp.memory_heaps[..mp.memory_heap_count as usize].iter().map(|h| h.size).collect();
+        let heap_sizes = mp.memory_heaps[..mp.memory_heap_count as usize]
+            .iter()
+            .map(|h| h.size)
+            .collect();
         let memory_types = mp.memory_types[..mp.memory_type_count as usize]
             .iter()
             .map(|t| format!("heap {} {:?}", t.heap_index, t.property_flags))
             .collect();
 
         let prio = [1.0f32];
-        let qci = [vk::DeviceQueueCreateInfo::default().queue_family_index(0).queue_priorities(&prio)];
+        let qci = [vk::DeviceQueueCreateInfo::default()
+            .queue_family_index(0)
+            .queue_priorities(&prio)];
         let dci = vk::DeviceCreateInfo::default().queue_create_infos(&qci);
         // SAFETY: valid physical device and create info.
         let base = unsafe { instance.create_device(pick, &dci, None) }

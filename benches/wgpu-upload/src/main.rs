@@ -177,7 +177,11 @@ fn big_write_buffer(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
     if args.verify {
         gpu.verify_buffer("big write_buffer", &dst, data);
     }
-    Row { case: format!("{} MiB buffer, Queue::write_buffer", args.size_mib), bytes: size, times }
+    Row {
+        case: format!("{} MiB buffer, Queue::write_buffer", args.size_mib),
+        bytes: size,
+        times,
+    }
 }
 
 /// Case 2: one big buffer through `util::StagingBelt`.
@@ -193,8 +197,13 @@ fn big_belt(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
         let mut off = 0u64;
         while off < size {
             let n = chunk.min(size - off);
-            let mut view =
-                belt.write_buffer(&mut enc, &dst, off, NonZeroU64::new(n).unwrap(), &gpu.device);
+            let mut view = belt.write_buffer(
+                &mut enc,
+                &dst,
+                off,
+                NonZeroU64::new(n).unwrap(),
+                &gpu.device,
+            );
             view.copy_from_slice(&data[off as usize..(off + n) as usize]);
             drop(view);
             off += n;
@@ -209,7 +218,10 @@ fn big_belt(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
         gpu.verify_buffer("big belt", &dst, data);
     }
     Row {
-        case: format!("{} MiB buffer, StagingBelt ({} MiB chunks)", args.size_mib, args.belt_mib),
+        case: format!(
+            "{} MiB buffer, StagingBelt ({} MiB chunks)",
+            args.size_mib, args.belt_mib
+        ),
         bytes: size,
         times,
     }
@@ -234,7 +246,10 @@ fn small_write_buffer(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
         gpu.verify_buffer("small write_buffer", &dst, data);
     }
     Row {
-        case: format!("{} x {} KiB buffers, Queue::write_buffer", args.small_count, args.small_kib),
+        case: format!(
+            "{} x {} KiB buffers, Queue::write_buffer",
+            args.small_count, args.small_kib
+        ),
         bytes: total,
         times,
     }
@@ -276,11 +291,16 @@ fn small_belt(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
 
 fn mip_dims(n: u32) -> Vec<(u32, u32)> {
     let levels = 32 - n.leading_zeros();
-    (0..levels).map(|l| ((n >> l).max(1), (n >> l).max(1))).collect()
+    (0..levels)
+        .map(|l| ((n >> l).max(1), (n >> l).max(1)))
+        .collect()
 }
 
 fn texture_bytes(n: u32) -> u64 {
-    mip_dims(n).iter().map(|&(w, h)| 4 * w as u64 * h as u64).sum()
+    mip_dims(n)
+        .iter()
+        .map(|&(w, h)| 4 * w as u64 * h as u64)
+        .sum()
 }
 
 /// Case 4: an RGBA8 texture with its full mip chain, one `Queue::write_texture` per mip.
@@ -290,7 +310,11 @@ fn texture_write(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
     let total = texture_bytes(n);
     let tex = gpu.device.create_texture(&wgpu::TextureDescriptor {
         label: Some("mip chain"),
-        size: wgpu::Extent3d { width: n, height: n, depth_or_array_layers: 1 },
+        size: wgpu::Extent3d {
+            width: n,
+            height: n,
+            depth_or_array_layers: 1,
+        },
         mip_level_count: mips.len() as u32,
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
@@ -315,7 +339,11 @@ fn texture_write(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
                     bytes_per_row: Some(4 * w),
                     rows_per_image: Some(h),
                 },
-                wgpu::Extent3d { width: w, height: h, depth_or_array_layers: 1 },
+                wgpu::Extent3d {
+                    width: w,
+                    height: h,
+                    depth_or_array_layers: 1,
+                },
             );
             off += bytes;
         }
@@ -357,7 +385,11 @@ fn texture_write(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
                                 rows_per_image: Some(1),
                             },
                         },
-                        wgpu::Extent3d { width: w, height: 1, depth_or_array_layers: 1 },
+                        wgpu::Extent3d {
+                            width: w,
+                            height: 1,
+                            depth_or_array_layers: 1,
+                        },
                     );
                     gpu.queue.submit([enc.finish()]);
                     let got = gpu.map_read(&rb);
@@ -372,7 +404,10 @@ fn texture_write(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
         }
     }
     Row {
-        case: format!("{n}x{n} RGBA8 texture + {} mips, Queue::write_texture", mips.len() - 1),
+        case: format!(
+            "{n}x{n} RGBA8 texture + {} mips, Queue::write_texture",
+            mips.len() - 1
+        ),
         bytes: total,
         times,
     }
@@ -396,7 +431,13 @@ fn main() {
     let alimits = adapter.limits();
     println!(
         "adapter: {} ({:?}, {:?}) vendor {:#06x} device {:#06x} driver {} {}",
-        info.name, info.backend, info.device_type, info.vendor, info.device, info.driver, info.driver_info
+        info.name,
+        info.backend,
+        info.device_type,
+        info.vendor,
+        info.device,
+        info.driver,
+        info.driver_info
     );
     println!(
         "wgpu 27, adapter limits: max_buffer_size {} max_storage_buffer_binding_size {}",
@@ -420,7 +461,10 @@ fn main() {
 
     let size = args.size_mib * MIB;
     let small_total = args.small_kib * 1024 * args.small_count;
-    for (what, b) in [("--size-mib", size), ("small-count x small-kib", small_total)] {
+    for (what, b) in [
+        ("--size-mib", size),
+        ("small-count x small-kib", small_total),
+    ] {
         assert!(
             b <= alimits.max_buffer_size,
             "{what}: {b} bytes exceeds the adapter's max_buffer_size {}",
@@ -451,7 +495,11 @@ fn main() {
     println!("| case | bytes | best GB/s | best ms | all reps GB/s |");
     println!("|---|---:|---:|---:|---|");
     for r in &rows {
-        let all: Vec<String> = r.times.iter().map(|&t| format!("{:.2}", gbps(r.bytes, t))).collect();
+        let all: Vec<String> = r
+            .times
+            .iter()
+            .map(|&t| format!("{:.2}", gbps(r.bytes, t)))
+            .collect();
         println!(
             "| {} | {} | {:.2} | {:.2} | {} |",
             r.case,

@@ -490,8 +490,15 @@ impl Allocator {
                 })
             })
             .collect();
-        let heap_committed = props.memory_heaps.iter().map(|_| AtomicU64::new(0)).collect();
-        let margin = config.debug_margin.checked_next_multiple_of(16).unwrap_or(0);
+        let heap_committed = props
+            .memory_heaps
+            .iter()
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let margin = config
+            .debug_margin
+            .checked_next_multiple_of(16)
+            .unwrap_or(0);
         Self {
             id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
             device,
@@ -547,15 +554,24 @@ impl Allocator {
     pub fn preferred_block_size(&self, type_index: u32) -> u64 {
         let heap = self.props.memory_types[type_index as usize].heap_index as usize;
         let heap_size = self.props.memory_heaps[heap].size;
-        let large = prev_power_of_two(self.config.preferred_large_heap_block_size)
-            .clamp(MIB, 4096 * MIB);
-        let size = if heap_size > 1024 * MIB { large } else { prev_power_of_two(heap_size / 8).max(MIB) };
+        let large =
+            prev_power_of_two(self.config.preferred_large_heap_block_size).clamp(MIB, 4096 * MIB);
+        let size = if heap_size > 1024 * MIB {
+            large
+        } else {
+            prev_power_of_two(heap_size / 8).max(MIB)
+        };
         size.max(self.min_block)
     }
 
     fn heap_limit(&self, heap: usize) -> u64 {
         let size = self.props.memory_heaps[heap].size;
-        self.config.heap_size_limits.get(heap).copied().flatten().map_or(size, |l| l.min(size))
+        self.config
+            .heap_size_limits
+            .get(heap)
+            .copied()
+            .flatten()
+            .map_or(size, |l| l.min(size))
     }
 
     /// Allocates memory for `desc`.
@@ -569,7 +585,9 @@ impl Allocator {
         }
         let alignment = desc.alignment.max(1);
         if !alignment.is_power_of_two() {
-            return Err(AllocError::AlignmentNotPowerOfTwo { alignment: desc.alignment });
+            return Err(AllocError::AlignmentNotPowerOfTwo {
+                alignment: desc.alignment,
+            });
         }
         let ranked = &self.ranked[usage_index(desc.usage)];
         let type_count = self.props.memory_types.len() as u32;
@@ -592,15 +610,21 @@ impl Allocator {
             .max()
             .unwrap_or(0);
         if desc.size > largest_heap {
-            return Err(AllocError::ExceedsHeap { size: desc.size, largest_heap });
+            return Err(AllocError::ExceedsHeap {
+                size: desc.size,
+                largest_heap,
+            });
         }
 
         // Fast path: room in an existing block of the best type.
         let mut tried = 0u32;
         // Two passes: first within every heap's budget, then (unless the
         // caller forbids it) past the soft budget, up to the hard heap limit.
-        let passes: &[bool] =
-            if desc.flags.contains(AllocationFlags::WITHIN_BUDGET) { &[true] } else { &[true, false] };
+        let passes: &[bool] = if desc.flags.contains(AllocationFlags::WITHIN_BUDGET) {
+            &[true]
+        } else {
+            &[true, false]
+        };
         for &within_budget in passes {
             for t in candidate_types(ranked, desc.memory_type_bits) {
                 tried |= 1 << t;
@@ -611,7 +635,11 @@ impl Allocator {
                 }
             }
         }
-        Err(AllocError::OutOfDeviceMemory { size: desc.size, usage: desc.usage, tried })
+        Err(AllocError::OutOfDeviceMemory {
+            size: desc.size,
+            usage: desc.usage,
+            tried,
+        })
     }
 
     /// The pool of a request inside its memory type: granularity class
@@ -678,7 +706,9 @@ impl Allocator {
         };
         let class = self.class_index(desc.class, inner_size, alignment);
         let mut pool = self.pools[type_index as usize].lock();
-        if let Some(a) = self.try_existing_blocks(&mut pool, type_index, class, desc, inner_size, front, alignment) {
+        if let Some(a) = self.try_existing_blocks(
+            &mut pool, type_index, class, desc, inner_size, front, alignment,
+        ) {
             return Ok(a);
         }
         if desc.flags.contains(AllocationFlags::NEVER_ALLOCATE) {
@@ -686,16 +716,26 @@ impl Allocator {
         }
         // Choose the new block's size under the lock, allocate it outside.
         let preferred = self.preferred_block_size(type_index);
-        let pool_bytes: u64 = pool.classes[class].blocks.iter().flatten().map(|b| b.size).sum();
+        let pool_bytes: u64 = pool.classes[class]
+            .blocks
+            .iter()
+            .flatten()
+            .map(|b| b.size)
+            .sum();
         drop(pool);
-        let needed = inner_size.max(alignment).next_power_of_two().max(self.min_block);
+        let needed = inner_size
+            .max(alignment)
+            .next_power_of_two()
+            .max(self.min_block);
         // Geometric growth: each new block is half of what the pool already
         // holds (a power of two within [preferred/8, preferred]), so the
         // unused tail of the newest block stays under about a third of the
         // pool. (VMA's 1/8, 1/4, 1/2, 1 steps committed 480 MiB for 226 MiB
         // live on the small-churn trace: the last step doubles the pool.)
         let mut size = if self.config.small_first_blocks {
-            prev_power_of_two(pool_bytes / 2).clamp((preferred / 8).max(self.min_block), preferred).max(needed)
+            prev_power_of_two(pool_bytes / 2)
+                .clamp((preferred / 8).max(self.min_block), preferred)
+                .max(needed)
         } else {
             preferred.max(needed)
         };
@@ -728,7 +768,9 @@ impl Allocator {
         };
         cp.hint = slot;
         pool.empty_blocks += 1; // it is empty until the allocation below
-        match self.allocate_from_block(&mut pool, type_index, class, slot, desc, inner_size, front, alignment) {
+        match self.allocate_from_block(
+            &mut pool, type_index, class, slot, desc, inner_size, front, alignment,
+        ) {
             Some(a) => Ok(a),
             // A fresh block of at least `needed` bytes always fits the request.
             None => unreachable!("fresh block of {size} bytes could not fit {needed}"),
@@ -757,9 +799,9 @@ impl Allocator {
                 .and_then(Option::as_ref)
                 .is_some_and(|b| b.buddy.can_allocate(inner_size, alignment));
             if fits {
-                if let Some(a) =
-                    self.allocate_from_block(pool, type_index, class, i, desc, inner_size, front, alignment)
-                {
+                if let Some(a) = self.allocate_from_block(
+                    pool, type_index, class, i, desc, inner_size, front, alignment,
+                ) {
                     pool.classes[class].hint = i;
                     return Some(a);
                 }
@@ -782,18 +824,34 @@ impl Allocator {
     ) -> Option<Allocation> {
         let block = pool.classes[class].blocks[slot].as_mut()?;
         let was_empty = block.buddy.is_empty();
-        let meta = AllocMeta { requested: desc.size, name: desc.name.map(Box::from), front };
+        let meta = AllocMeta {
+            requested: desc.size,
+            name: desc.name.map(Box::from),
+            front,
+        };
         let inner = block.buddy.allocate(inner_size, alignment, meta).ok()?;
         if front > 0 {
             let (kept, _) = block.buddy.get(inner).expect("just allocated");
             let mapped = block.mapped.expect("margins only in host-visible memory");
             // SAFETY: [inner, inner + kept) is this allocation's buddy range,
             // inside the block's mapping, and no one else can reach it yet.
-            unsafe { fill_canary(mapped.0, inner, front, inner + front + desc.size, inner + kept) };
+            unsafe {
+                fill_canary(
+                    mapped.0,
+                    inner,
+                    front,
+                    inner + front + desc.size,
+                    inner + kept,
+                )
+            };
             if !self.is_coherent(type_index) {
                 // The kept range is a multiple of the minimum block, which is
                 // at least nonCoherentAtomSize, so it is atom-aligned.
-                let range = MappedRange { memory: block.memory, offset: inner, size: kept };
+                let range = MappedRange {
+                    memory: block.memory,
+                    offset: inner,
+                    size: kept,
+                };
                 // SAFETY: an atom-aligned range of mapped memory.
                 let _ = unsafe { self.device.flush_ranges(&[range]) };
             }
@@ -807,10 +865,15 @@ impl Allocator {
             memory_type_index: type_index,
             // SAFETY: `offset + size <= block.size` (the buddy guarantees it),
             // so the pointer stays inside the mapped range.
-            mapped: block.mapped.map(|p| MappedPtr(unsafe { p.0.add(offset as usize) })),
+            mapped: block
+                .mapped
+                .map(|p| MappedPtr(unsafe { p.0.add(offset as usize) })),
             coherent: self.is_coherent(type_index),
             allocator_id: self.id,
-            placement: Placement::Block { class: class as u8, block: slot as u32 },
+            placement: Placement::Block {
+                class: class as u8,
+                block: slot as u32,
+            },
             margin_front: front,
         };
         if was_empty {
@@ -822,11 +885,13 @@ impl Allocator {
     }
 
     fn is_coherent(&self, type_index: u32) -> bool {
-        self.props.type_has(type_index, vk::MemoryPropertyFlags::HOST_COHERENT)
+        self.props
+            .type_has(type_index, vk::MemoryPropertyFlags::HOST_COHERENT)
     }
 
     fn is_host_visible(&self, type_index: u32) -> bool {
-        self.props.type_has(type_index, vk::MemoryPropertyFlags::HOST_VISIBLE)
+        self.props
+            .type_has(type_index, vk::MemoryPropertyFlags::HOST_VISIBLE)
     }
 
     /// Checks the budget, allocates and maps one `VkDeviceMemory`.
@@ -901,11 +966,25 @@ impl Allocator {
         Ok((memory, mapped))
     }
 
-    fn create_block(&self, type_index: u32, size: u64, within_budget: bool) -> Result<Block, TypeFailure> {
-        let buddy = BuddyBlock::new(size, self.min_block)
-            .map_err(|_| TypeFailure::Fatal(AllocError::ExceedsHeap { size, largest_heap: 0 }))?;
+    fn create_block(
+        &self,
+        type_index: u32,
+        size: u64,
+        within_budget: bool,
+    ) -> Result<Block, TypeFailure> {
+        let buddy = BuddyBlock::new(size, self.min_block).map_err(|_| {
+            TypeFailure::Fatal(AllocError::ExceedsHeap {
+                size,
+                largest_heap: 0,
+            })
+        })?;
         let (memory, mapped) = self.create_memory(type_index, size, None, within_budget)?;
-        Ok(Block { memory, size, mapped, buddy })
+        Ok(Block {
+            memory,
+            size,
+            mapped,
+            buddy,
+        })
     }
 
     fn allocate_dedicated(
@@ -962,7 +1041,10 @@ impl Allocator {
     #[doc(alias = "vmaFreeMemory")]
     pub fn free(&self, allocation: Allocation) -> Result<(), AllocError> {
         if allocation.allocator_id != self.id {
-            return Err(AllocError::ForeignAllocation { owner: allocation.allocator_id, this: self.id });
+            return Err(AllocError::ForeignAllocation {
+                owner: allocation.allocator_id,
+                this: self.id,
+            });
         }
         let type_index = allocation.memory_type_index;
         let retired = {
@@ -978,7 +1060,11 @@ impl Allocator {
                     pool.dedicated_free_slots.push(slot);
                     pool.requested_bytes -= entry.requested;
                     pool.allocation_count -= 1;
-                    Some(Retired { memory: entry.memory, size: entry.size, mapped: entry.mapped.is_some() })
+                    Some(Retired {
+                        memory: entry.memory,
+                        size: entry.size,
+                        mapped: entry.mapped.is_some(),
+                    })
                 }
             }
         };
@@ -996,7 +1082,9 @@ impl Allocator {
         allocation: &Allocation,
     ) -> Option<Retired> {
         let cp = &mut pool.classes[class];
-        let block = cp.blocks[slot].as_mut().expect("allocation ids are unique: block is live");
+        let block = cp.blocks[slot]
+            .as_mut()
+            .expect("allocation ids are unique: block is live");
         let inner = allocation.offset - allocation.margin_front;
         if allocation.margin_front > 0 {
             if let Some(report) = check_block_margins(block, allocation.memory_type_index, inner) {
@@ -1009,7 +1097,9 @@ impl Allocator {
             .expect("allocation ids are unique: offset is live in its block");
         pool.requested_bytes -= meta.requested;
         pool.allocation_count -= 1;
-        let block = pool.classes[class].blocks[slot].as_ref().expect("checked above");
+        let block = pool.classes[class].blocks[slot]
+            .as_ref()
+            .expect("checked above");
         if !block.buddy.is_empty() {
             return None;
         }
@@ -1023,7 +1113,11 @@ impl Allocator {
         if cp.hint == slot {
             cp.hint = 0;
         }
-        Some(Retired { memory: block.memory, size: block.size, mapped: block.mapped.is_some() })
+        Some(Retired {
+            memory: block.memory,
+            size: block.size,
+            mapped: block.mapped.is_some(),
+        })
     }
 
     fn release_memory(&self, type_index: u32, r: Retired) {
@@ -1061,8 +1155,12 @@ impl Allocator {
         for (t, pool) in self.pools.iter().enumerate() {
             let pool = pool.lock();
             for b in pool.classes.iter().flat_map(|c| c.blocks.iter().flatten()) {
-                let offsets: Vec<u64> =
-                    b.buddy.live().filter(|(_, _, m)| m.front > 0).map(|(o, _, _)| o).collect();
+                let offsets: Vec<u64> = b
+                    .buddy
+                    .live()
+                    .filter(|(_, _, m)| m.front > 0)
+                    .map(|(o, _, _)| o)
+                    .collect();
                 for inner in offsets {
                     if let Some(r) = check_block_margins(b, t as u32, inner) {
                         self.record_corruption(r.clone());
@@ -1092,7 +1190,11 @@ impl Allocator {
                         if slot.as_ref().is_some_and(|b| b.buddy.is_empty()) {
                             let b = slot.take().expect("checked");
                             cp.live_blocks -= 1;
-                            retired.push(Retired { memory: b.memory, size: b.size, mapped: b.mapped.is_some() });
+                            retired.push(Retired {
+                                memory: b.memory,
+                                size: b.size,
+                                mapped: b.mapped.is_some(),
+                            });
                         }
                     }
                     cp.hint = 0;
@@ -1105,15 +1207,32 @@ impl Allocator {
         }
     }
 
-    fn check_range(&self, allocation: &Allocation, offset: u64, size: u64) -> Result<(), AllocError> {
+    fn check_range(
+        &self,
+        allocation: &Allocation,
+        offset: u64,
+        size: u64,
+    ) -> Result<(), AllocError> {
         if allocation.allocator_id != self.id {
-            return Err(AllocError::ForeignAllocation { owner: allocation.allocator_id, this: self.id });
+            return Err(AllocError::ForeignAllocation {
+                owner: allocation.allocator_id,
+                this: self.id,
+            });
         }
         if allocation.mapped.is_none() {
-            return Err(AllocError::NotHostVisible { memory_type_index: allocation.memory_type_index });
+            return Err(AllocError::NotHostVisible {
+                memory_type_index: allocation.memory_type_index,
+            });
         }
-        if offset.checked_add(size).is_none_or(|end| end > allocation.size) {
-            return Err(AllocError::OutOfBounds { offset, size, allocation_size: allocation.size });
+        if offset
+            .checked_add(size)
+            .is_none_or(|end| end > allocation.size)
+        {
+            return Err(AllocError::OutOfBounds {
+                offset,
+                size,
+                allocation_size: allocation.size,
+            });
         }
         Ok(())
     }
@@ -1125,7 +1244,11 @@ impl Allocator {
         let start = allocation.offset + offset;
         let end = (start + size).div_ceil(atom) * atom;
         let start = start / atom * atom;
-        MappedRange { memory: allocation.memory, offset: start, size: end.min(allocation.memory_size) - start }
+        MappedRange {
+            memory: allocation.memory,
+            offset: start,
+            size: end.min(allocation.memory_size) - start,
+        }
     }
 
     /// Makes host writes to `[offset, offset + size)` of the allocation visible
@@ -1147,7 +1270,12 @@ impl Allocator {
     /// (`vkInvalidateMappedMemoryRanges`, rounded to `nonCoherentAtomSize`);
     /// a no-op on coherent memory.
     #[doc(alias = "vmaInvalidateAllocation")]
-    pub fn invalidate(&self, allocation: &Allocation, offset: u64, size: u64) -> Result<(), AllocError> {
+    pub fn invalidate(
+        &self,
+        allocation: &Allocation,
+        offset: u64,
+        size: u64,
+    ) -> Result<(), AllocError> {
         self.check_range(allocation, offset, size)?;
         if allocation.coherent || size == 0 {
             return Ok(());
@@ -1162,28 +1290,46 @@ impl Allocator {
     /// Copies `data` into the allocation at `offset` through its mapping and
     /// flushes it when the memory is not coherent. The GPU must not be using
     /// the range.
-    pub fn write(&self, allocation: &mut Allocation, offset: u64, data: &[u8]) -> Result<(), AllocError> {
+    pub fn write(
+        &self,
+        allocation: &mut Allocation,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), AllocError> {
         self.check_range(allocation, offset, data.len() as u64)?;
         let base = allocation.mapped.expect("checked host-visible").0;
         // SAFETY: the range is inside the mapped allocation (checked), the
         // `&mut Allocation` makes the host access exclusive, and `data` cannot
         // overlap device memory mappings handed out as `&mut`.
         unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr(), base.as_ptr().add(offset as usize), data.len())
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                base.as_ptr().add(offset as usize),
+                data.len(),
+            )
         };
         self.flush(allocation, offset, data.len() as u64)
     }
 
     /// Invalidates (when not coherent) and copies `out.len()` bytes from the
     /// allocation at `offset`. The GPU must have finished writing the range.
-    pub fn read(&self, allocation: &Allocation, offset: u64, out: &mut [u8]) -> Result<(), AllocError> {
+    pub fn read(
+        &self,
+        allocation: &Allocation,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), AllocError> {
         self.check_range(allocation, offset, out.len() as u64)?;
         self.invalidate(allocation, offset, out.len() as u64)?;
         let base = allocation.mapped.expect("checked host-visible").0;
         // SAFETY: the range is inside the mapped allocation (checked); writers
         // need `&mut Allocation`, so none runs while we hold `&Allocation`.
         unsafe {
-            std::ptr::copy_nonoverlapping(base.as_ptr().add(offset as usize), out.as_mut_ptr(), out.len())
+            std::ptr::copy_nonoverlapping(
+                base.as_ptr().add(offset as usize),
+                out.as_mut_ptr(),
+                out.len(),
+            )
         };
         Ok(())
     }
@@ -1248,8 +1394,11 @@ impl Allocator {
                 hs
             })
             .collect::<Vec<_>>();
-        let mut stats =
-            AllocatorStats::from_parts(heaps, types, self.allocate_memory_calls.load(Ordering::Relaxed));
+        let mut stats = AllocatorStats::from_parts(
+            heaps,
+            types,
+            self.allocate_memory_calls.load(Ordering::Relaxed),
+        );
         stats.total.corruptions_detected = self.corruptions.load(Ordering::Relaxed);
         stats
     }
@@ -1319,7 +1468,10 @@ impl Allocator {
             #[serde(skip_serializing_if = "Option::is_none")]
             blocks: Option<Vec<BlockMap>>,
         }
-        let dump = Dump { stats: self.stats(), blocks: detailed.then(|| self.block_maps()) };
+        let dump = Dump {
+            stats: self.stats(),
+            blocks: detailed.then(|| self.block_maps()),
+        };
         serde_json::to_string_pretty(&dump).expect("stats serialize")
     }
 
@@ -1368,13 +1520,20 @@ impl Allocator {
             for (c, cp) in pool.classes.iter().enumerate() {
                 let live = cp.blocks.iter().flatten().count() as u32;
                 if live != cp.live_blocks {
-                    return Err(format!("type {t} class {c}: {live} blocks, counter says {}", cp.live_blocks));
+                    return Err(format!(
+                        "type {t} class {c}: {live} blocks, counter says {}",
+                        cp.live_blocks
+                    ));
                 }
                 for (i, b) in cp.blocks.iter().enumerate() {
                     let Some(b) = b else { continue };
-                    b.buddy.validate().map_err(|e| format!("type {t} class {c} block {i}: {e}"))?;
+                    b.buddy
+                        .validate()
+                        .map_err(|e| format!("type {t} class {c} block {i}: {e}"))?;
                     if b.buddy.size() != b.size {
-                        return Err(format!("type {t} block {i}: buddy size differs from memory size"));
+                        return Err(format!(
+                            "type {t} block {i}: buddy size differs from memory size"
+                        ));
                     }
                     committed[heap] += b.size;
                     objects += 1;
@@ -1398,7 +1557,10 @@ impl Allocator {
                 ));
             }
             if empty != pool.empty_blocks {
-                return Err(format!("type {t}: {empty} empty blocks, counter says {}", pool.empty_blocks));
+                return Err(format!(
+                    "type {t}: {empty} empty blocks, counter says {}",
+                    pool.empty_blocks
+                ));
             }
             if empty > self.config.max_empty_blocks_per_type {
                 return Err(format!("type {t}: {empty} empty blocks kept"));
@@ -1407,7 +1569,9 @@ impl Allocator {
         for (h, c) in committed.iter().enumerate() {
             let counted = self.heap_committed[h].load(Ordering::Relaxed);
             if *c != counted {
-                return Err(format!("heap {h}: blocks commit {c} bytes, counter says {counted}"));
+                return Err(format!(
+                    "heap {h}: blocks commit {c} bytes, counter says {counted}"
+                ));
             }
         }
         let counted = self.memory_objects.load(Ordering::Relaxed);
@@ -1427,13 +1591,21 @@ unsafe fn fill_canary(base: NonNull<u8>, start: u64, front: u64, user_end: u64, 
     for range in [start..start + front, user_end..end] {
         for p in range {
             // SAFETY: `p < end`, inside the mapping (caller's contract).
-            unsafe { base.as_ptr().add(p as usize).write(CANARY[(p % 4) as usize]) };
+            unsafe {
+                base.as_ptr()
+                    .add(p as usize)
+                    .write(CANARY[(p % 4) as usize])
+            };
         }
     }
 }
 
 /// Checks the margins of the live buddy range at `inner` of `block`.
-fn check_block_margins(block: &Block, memory_type_index: u32, inner: u64) -> Option<CorruptionReport> {
+fn check_block_margins(
+    block: &Block,
+    memory_type_index: u32,
+    inner: u64,
+) -> Option<CorruptionReport> {
     let (kept, meta) = block.buddy.get(inner)?;
     let mapped = block.mapped?;
     let user = inner + meta.front;
@@ -1464,7 +1636,10 @@ impl Drop for Allocator {
     fn drop(&mut self) {
         let leaks = self.leak_report();
         if !leaks.is_empty() && !std::thread::panicking() {
-            eprintln!("gpumem: allocator dropped with {} live allocation(s):", leaks.len());
+            eprintln!(
+                "gpumem: allocator dropped with {} live allocation(s):",
+                leaks.len()
+            );
             for l in leaks.iter().take(32) {
                 eprintln!(
                     "  {:?} {} bytes, memory type {}{}",
@@ -1481,12 +1656,20 @@ impl Drop for Allocator {
                 let mut pool = self.pools[t].lock();
                 for cp in pool.classes.iter_mut() {
                     for b in cp.blocks.drain(..).flatten() {
-                        retired.push(Retired { memory: b.memory, size: b.size, mapped: b.mapped.is_some() });
+                        retired.push(Retired {
+                            memory: b.memory,
+                            size: b.size,
+                            mapped: b.mapped.is_some(),
+                        });
                     }
                     cp.live_blocks = 0;
                 }
                 for d in pool.dedicated.drain(..).flatten() {
-                    retired.push(Retired { memory: d.memory, size: d.size, mapped: d.mapped.is_some() });
+                    retired.push(Retired {
+                        memory: d.memory,
+                        size: d.size,
+                        mapped: d.mapped.is_some(),
+                    });
                 }
             }
             for r in retired {

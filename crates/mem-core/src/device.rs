@@ -33,7 +33,10 @@ pub struct MemoryHeapInfo {
     pub flags: vk::MemoryHeapFlags,
 }
 
-fn ser_type_flags<S: serde::Serializer>(f: &vk::MemoryPropertyFlags, s: S) -> Result<S::Ok, S::Error> {
+fn ser_type_flags<S: serde::Serializer>(
+    f: &vk::MemoryPropertyFlags,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{f:?}"))
 }
 
@@ -90,14 +93,22 @@ impl DeviceMemoryProperties {
         let device_type = props2.properties.device_type;
         let max_alloc = maint3.max_memory_allocation_size;
         Self {
-            memory_types: mem.memory_types_as_slice().iter().map(|t| MemoryTypeInfo {
-                flags: t.property_flags,
-                heap_index: t.heap_index,
-            }).collect(),
-            memory_heaps: mem.memory_heaps_as_slice().iter().map(|h| MemoryHeapInfo {
-                size: h.size,
-                flags: h.flags,
-            }).collect(),
+            memory_types: mem
+                .memory_types_as_slice()
+                .iter()
+                .map(|t| MemoryTypeInfo {
+                    flags: t.property_flags,
+                    heap_index: t.heap_index,
+                })
+                .collect(),
+            memory_heaps: mem
+                .memory_heaps_as_slice()
+                .iter()
+                .map(|h| MemoryHeapInfo {
+                    size: h.size,
+                    flags: h.flags,
+                })
+                .collect(),
             buffer_image_granularity: limits.buffer_image_granularity.max(1),
             non_coherent_atom_size: limits.non_coherent_atom_size.max(1),
             max_memory_allocation_count: limits.max_memory_allocation_count,
@@ -109,7 +120,9 @@ impl DeviceMemoryProperties {
 
     /// True when memory type `index` has every flag in `flags`.
     pub fn type_has(&self, index: u32, flags: vk::MemoryPropertyFlags) -> bool {
-        self.memory_types.get(index as usize).is_some_and(|t| t.flags.contains(flags))
+        self.memory_types
+            .get(index as usize)
+            .is_some_and(|t| t.flags.contains(flags))
     }
 }
 
@@ -225,8 +238,11 @@ pub trait MemoryDevice: Send + Sync {
     /// # Safety
     /// - `memory` is a live allocation of this device of `size` bytes in a
     ///   `HOST_VISIBLE` type, not mapped yet.
-    unsafe fn map_memory(&self, memory: vk::DeviceMemory, size: u64)
-        -> Result<NonNull<u8>, DeviceError>;
+    unsafe fn map_memory(
+        &self,
+        memory: vk::DeviceMemory,
+        size: u64,
+    ) -> Result<NonNull<u8>, DeviceError>;
 
     /// `vkUnmapMemory`.
     ///
@@ -319,7 +335,12 @@ impl AshMemoryDevice {
     fn to_vk_ranges(ranges: &[MappedRange]) -> SmallVec<[vk::MappedMemoryRange<'static>; 4]> {
         ranges
             .iter()
-            .map(|r| vk::MappedMemoryRange::default().memory(r.memory).offset(r.offset).size(r.size))
+            .map(|r| {
+                vk::MappedMemoryRange::default()
+                    .memory(r.memory)
+                    .offset(r.offset)
+                    .size(r.size)
+            })
             .collect()
     }
 }
@@ -348,13 +369,15 @@ impl MemoryDevice for AshMemoryDevice {
         if request.dedicated.is_some() {
             info = info.push_next(&mut dedicated);
         }
-        let mut flags = vk::MemoryAllocateFlagsInfo::default().flags(vk::MemoryAllocateFlags::DEVICE_ADDRESS);
+        let mut flags =
+            vk::MemoryAllocateFlagsInfo::default().flags(vk::MemoryAllocateFlags::DEVICE_ADDRESS);
         if request.device_address {
             info = info.push_next(&mut flags);
         }
         // SAFETY: the device is valid (constructor contract); the dedicated
         // target is valid (this fn's contract); the chain lives on the stack.
-        unsafe { self.device.allocate_memory(&info, self.callbacks.get()) }.map_err(DeviceError::from)
+        unsafe { self.device.allocate_memory(&info, self.callbacks.get()) }
+            .map_err(DeviceError::from)
     }
 
     unsafe fn free_memory(&self, memory: vk::DeviceMemory) {
@@ -369,7 +392,8 @@ impl MemoryDevice for AshMemoryDevice {
     ) -> Result<NonNull<u8>, DeviceError> {
         // SAFETY: forwarded from this fn's contract.
         let ptr = unsafe {
-            self.device.map_memory(memory, 0, size, vk::MemoryMapFlags::empty())
+            self.device
+                .map_memory(memory, 0, size, vk::MemoryMapFlags::empty())
         }?;
         NonNull::new(ptr.cast()).ok_or(DeviceError::MemoryMapFailed)
     }
@@ -408,7 +432,10 @@ impl MemoryDevice for AshMemoryDevice {
         let n = self.properties.memory_heaps.len();
         Some(
             (0..n)
-                .map(|i| HeapBudget { budget: budget.heap_budget[i], usage: budget.heap_usage[i] })
+                .map(|i| HeapBudget {
+                    budget: budget.heap_budget[i],
+                    usage: budget.heap_usage[i],
+                })
                 .collect(),
         )
     }

@@ -31,15 +31,42 @@ use crate::device::{
 /// The device tables shipped with mem-core (copies of the project's
 /// `shared/device-tables/`), as `(file name, contents)`.
 pub const DEVICE_TABLES: &[(&str, &str)] = &[
-    ("adreno-750-android", include_str!("../device-tables/adreno-750-android.txt")),
-    ("amd-rx6600-no-rebar", include_str!("../device-tables/amd-rx6600-no-rebar.txt")),
-    ("amd-rx7800xt-radv-rebar", include_str!("../device-tables/amd-rx7800xt-radv-rebar.txt")),
-    ("apple-m2-moltenvk", include_str!("../device-tables/apple-m2-moltenvk.txt")),
-    ("intel-adl-gt2-mesa-uma", include_str!("../device-tables/intel-adl-gt2-mesa-uma.txt")),
-    ("intel-arc-a770-mesa", include_str!("../device-tables/intel-arc-a770-mesa.txt")),
-    ("lavapipe-mesa-22.3", include_str!("../device-tables/lavapipe-mesa-22.3.txt")),
-    ("mali-g715-android", include_str!("../device-tables/mali-g715-android.txt")),
-    ("nvidia-h100", include_str!("../device-tables/nvidia-h100.txt")),
+    (
+        "adreno-750-android",
+        include_str!("../device-tables/adreno-750-android.txt"),
+    ),
+    (
+        "amd-rx6600-no-rebar",
+        include_str!("../device-tables/amd-rx6600-no-rebar.txt"),
+    ),
+    (
+        "amd-rx7800xt-radv-rebar",
+        include_str!("../device-tables/amd-rx7800xt-radv-rebar.txt"),
+    ),
+    (
+        "apple-m2-moltenvk",
+        include_str!("../device-tables/apple-m2-moltenvk.txt"),
+    ),
+    (
+        "intel-adl-gt2-mesa-uma",
+        include_str!("../device-tables/intel-adl-gt2-mesa-uma.txt"),
+    ),
+    (
+        "intel-arc-a770-mesa",
+        include_str!("../device-tables/intel-arc-a770-mesa.txt"),
+    ),
+    (
+        "lavapipe-mesa-22.3",
+        include_str!("../device-tables/lavapipe-mesa-22.3.txt"),
+    ),
+    (
+        "mali-g715-android",
+        include_str!("../device-tables/mali-g715-android.txt"),
+    ),
+    (
+        "nvidia-h100",
+        include_str!("../device-tables/nvidia-h100.txt"),
+    ),
     (
         "nvidia-rtx3060ti-linux-no-rebar",
         include_str!("../device-tables/nvidia-rtx3060ti-linux-no-rebar.txt"),
@@ -89,7 +116,10 @@ pub struct DeviceTable {
 }
 
 fn err(line: usize, message: impl Into<String>) -> TableError {
-    TableError { line, message: message.into() }
+    TableError {
+        line,
+        message: message.into(),
+    }
 }
 
 fn parse_flags<F: Copy + std::ops::BitOr<Output = F>>(
@@ -151,7 +181,9 @@ fn key_values(text: &str) -> impl Iterator<Item = (&str, &str)> {
 }
 
 fn parse_index(text: &str, line: usize) -> Result<usize, TableError> {
-    text.trim().parse().map_err(|_| err(line, format!("bad index {text:?}")))
+    text.trim()
+        .parse()
+        .map_err(|_| err(line, format!("bad index {text:?}")))
 }
 
 impl DeviceTable {
@@ -189,7 +221,9 @@ impl DeviceTable {
                 continue;
             }
             if let Some(rest) = line.strip_prefix("== device") {
-                let name_start = rest.find('"').ok_or_else(|| err(n, "device name missing"))?;
+                let name_start = rest
+                    .find('"')
+                    .ok_or_else(|| err(n, "device name missing"))?;
                 let name_end = rest[name_start + 1..]
                     .find('"')
                     .ok_or_else(|| err(n, "device name unterminated"))?;
@@ -207,31 +241,47 @@ impl DeviceTable {
                 }
             } else if let Some(rest) = line.strip_prefix("limits:") {
                 for (k, v) in key_values(rest) {
-                    let value = v.parse().map_err(|_| err(n, format!("bad limit {k}={v}")))?;
+                    let value = v
+                        .parse()
+                        .map_err(|_| err(n, format!("bad limit {k}={v}")))?;
                     table.limits.insert(k.to_owned(), value);
                 }
             } else if let Some(rest) = line.strip_prefix("heap ") {
-                let (idx, rest) = rest.split_once(':').ok_or_else(|| err(n, "heap: missing ':'"))?;
+                let (idx, rest) = rest
+                    .split_once(':')
+                    .ok_or_else(|| err(n, "heap: missing ':'"))?;
                 if parse_index(idx, n)? != table.heaps.len() {
                     return Err(err(n, "heaps out of order"));
                 }
                 let rest = rest.trim();
-                let (mib, flags) = rest.split_once("MiB").ok_or_else(|| err(n, "heap size not in MiB"))?;
+                let (mib, flags) = rest
+                    .split_once("MiB")
+                    .ok_or_else(|| err(n, "heap size not in MiB"))?;
                 let mib: u64 = mib.trim().parse().map_err(|_| err(n, "bad heap size"))?;
                 let flags = parse_flags(flags, vk::MemoryHeapFlags::empty(), n, heap_flag)?;
-                table.heaps.push(MemoryHeapInfo { size: mib << 20, flags });
+                table.heaps.push(MemoryHeapInfo {
+                    size: mib << 20,
+                    flags,
+                });
             } else if let Some(rest) = line.strip_prefix("type ") {
-                let (idx, rest) = rest.split_once(':').ok_or_else(|| err(n, "type: missing ':'"))?;
+                let (idx, rest) = rest
+                    .split_once(':')
+                    .ok_or_else(|| err(n, "type: missing ':'"))?;
                 if parse_index(idx, n)? != table.types.len() {
                     return Err(err(n, "types out of order"));
                 }
-                let rest = rest.trim().strip_prefix("heap ").ok_or_else(|| err(n, "type: no heap"))?;
+                let rest = rest
+                    .trim()
+                    .strip_prefix("heap ")
+                    .ok_or_else(|| err(n, "type: no heap"))?;
                 let (heap, flags) = rest.split_once(' ').unwrap_or((rest, ""));
                 let heap_index = parse_index(heap, n)? as u32;
                 let flags = parse_flags(flags, vk::MemoryPropertyFlags::empty(), n, memory_flag)?;
                 table.types.push(MemoryTypeInfo { flags, heap_index });
             } else if let Some(rest) = line.strip_prefix("queue family ") {
-                let (idx, rest) = rest.split_once(':').ok_or_else(|| err(n, "queue: missing ':'"))?;
+                let (idx, rest) = rest
+                    .split_once(':')
+                    .ok_or_else(|| err(n, "queue: missing ':'"))?;
                 if parse_index(idx, n)? != table.queue_families.len() {
                     return Err(err(n, "queue families out of order"));
                 }
@@ -272,8 +322,12 @@ impl DeviceTable {
                     timestamp_valid_bits: ts,
                 });
             } else if let Some(rest) = line.strip_prefix("extensions of interest:") {
-                table.extensions =
-                    rest.split('"').skip(1).step_by(2).map(str::to_owned).collect();
+                table.extensions = rest
+                    .split('"')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect();
             } else {
                 return Err(err(n, format!("unrecognised line {line:?}")));
             }
@@ -281,8 +335,15 @@ impl DeviceTable {
         if table.types.is_empty() || table.heaps.is_empty() {
             return Err(err(0, "table has no memory types or heaps"));
         }
-        if let Some(t) = table.types.iter().find(|t| t.heap_index as usize >= table.heaps.len()) {
-            return Err(err(0, format!("memory type names missing heap {}", t.heap_index)));
+        if let Some(t) = table
+            .types
+            .iter()
+            .find(|t| t.heap_index as usize >= table.heaps.len())
+        {
+            return Err(err(
+                0,
+                format!("memory type names missing heap {}", t.heap_index),
+            ));
         }
         Ok(table)
     }
@@ -360,7 +421,12 @@ impl FakeDevice {
             heap_capacity: table.heaps.iter().map(|h| h.size).collect(),
             ..FakeState::default()
         };
-        Self { table, properties, state: Mutex::new(state), next_handle: AtomicU64::new(1) }
+        Self {
+            table,
+            properties,
+            state: Mutex::new(state),
+            next_handle: AtomicU64::new(1),
+        }
     }
 
     /// A fake of a shipped table (see [`DEVICE_TABLES`]); `None` for an unknown name.
@@ -412,7 +478,12 @@ impl FakeDevice {
 
     /// Number of live memory objects that are still mapped.
     pub fn mapped_memory_objects(&self) -> usize {
-        self.state.lock().memories.values().filter(|m| m.mapped).count()
+        self.state
+            .lock()
+            .memories
+            .values()
+            .filter(|m| m.mapped)
+            .count()
     }
 
     /// Bytes in use on each heap.
@@ -440,17 +511,23 @@ impl FakeDevice {
         let atom = self.properties.non_coherent_atom_size;
         let mut s = self.state.lock();
         for r in ranges {
-            let op = if flush { RangeOp::Flush(*r) } else { RangeOp::Invalidate(*r) };
+            let op = if flush {
+                RangeOp::Flush(*r)
+            } else {
+                RangeOp::Invalidate(*r)
+            };
             s.range_log.push(op);
             let problem = match s.memories.get(&r.memory.as_raw()) {
                 None => Some("memory is not live".to_owned()),
                 Some(m) if !m.mapped => Some("memory is not mapped".to_owned()),
-                Some(m) if r.offset % atom != 0 => {
-                    Some(format!("offset {} not a multiple of atom {atom} (size {})", r.offset, m.size))
-                }
-                Some(m) if r.offset + r.size > m.size => {
-                    Some(format!("range {}+{} past the end {}", r.offset, r.size, m.size))
-                }
+                Some(m) if r.offset % atom != 0 => Some(format!(
+                    "offset {} not a multiple of atom {atom} (size {})",
+                    r.offset, m.size
+                )),
+                Some(m) if r.offset + r.size > m.size => Some(format!(
+                    "range {}+{} past the end {}",
+                    r.offset, r.size, m.size
+                )),
                 Some(m) if r.size % atom != 0 && r.offset + r.size != m.size => Some(format!(
                     "size {} not a multiple of atom {atom} and not reaching the end {}",
                     r.size, m.size
@@ -507,7 +584,8 @@ impl MemoryDevice for FakeDevice {
                 backing: None,
             },
         );
-        s.allocate_log.push((request.memory_type_index, request.size));
+        s.allocate_log
+            .push((request.memory_type_index, request.size));
         Ok(vk::DeviceMemory::from_raw(raw))
     }
 
@@ -533,9 +611,15 @@ impl MemoryDevice for FakeDevice {
             s.fail_map_at = None;
             return Err(DeviceError::MemoryMapFailed);
         }
-        let m = s.memories.get_mut(&memory.as_raw()).expect("fake device: mapping unknown memory");
+        let m = s
+            .memories
+            .get_mut(&memory.as_raw())
+            .expect("fake device: mapping unknown memory");
         let flags = self.properties.memory_types[m.type_index as usize].flags;
-        assert!(flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE), "mapping non-host-visible memory");
+        assert!(
+            flags.contains(vk::MemoryPropertyFlags::HOST_VISIBLE),
+            "mapping non-host-visible memory"
+        );
         assert!(!m.mapped, "fake device: memory mapped twice");
         assert_eq!(size, m.size, "fake device: partial map");
         let len = usize::try_from(size).map_err(|_| DeviceError::MemoryMapFailed)?;
@@ -546,7 +630,10 @@ impl MemoryDevice for FakeDevice {
 
     unsafe fn unmap_memory(&self, memory: vk::DeviceMemory) {
         let mut s = self.state.lock();
-        let m = s.memories.get_mut(&memory.as_raw()).expect("fake device: unmapping unknown memory");
+        let m = s
+            .memories
+            .get_mut(&memory.as_raw())
+            .expect("fake device: unmapping unknown memory");
         assert!(m.mapped, "fake device: unmapping memory that is not mapped");
         m.mapped = false;
     }
@@ -570,7 +657,10 @@ impl MemoryDevice for FakeDevice {
             s.heap_capacity
                 .iter()
                 .zip(&s.heap_used)
-                .map(|(&cap, &used)| HeapBudget { budget: cap, usage: used })
+                .map(|(&cap, &used)| HeapBudget {
+                    budget: cap,
+                    usage: used,
+                })
                 .collect(),
         )
     }
@@ -596,8 +686,16 @@ mod tests {
         let t = DeviceTable::builtin("nvidia-h100").unwrap();
         assert_eq!(t.types.len(), 5);
         assert_eq!(t.heaps[0].size, 81559 << 20);
-        assert_eq!(t.types[4].flags, vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE | vk::MemoryPropertyFlags::HOST_COHERENT);
-        assert_eq!(t.queue_families[1].flags, vk::QueueFlags::TRANSFER | vk::QueueFlags::SPARSE_BINDING);
+        assert_eq!(
+            t.types[4].flags,
+            vk::MemoryPropertyFlags::DEVICE_LOCAL
+                | vk::MemoryPropertyFlags::HOST_VISIBLE
+                | vk::MemoryPropertyFlags::HOST_COHERENT
+        );
+        assert_eq!(
+            t.queue_families[1].flags,
+            vk::QueueFlags::TRANSFER | vk::QueueFlags::SPARSE_BINDING
+        );
         assert!(t.memory_properties().memory_budget);
         assert_eq!(t.memory_properties().buffer_image_granularity, 1024);
     }
@@ -621,7 +719,8 @@ mod tests {
 
     #[test]
     fn shipped_tables_match_shared_copy_when_present() {
-        let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/device-tables");
+        let shared =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/device-tables");
         for (name, text) in DEVICE_TABLES {
             if let Ok(original) = std::fs::read_to_string(shared.join(format!("{name}.txt"))) {
                 assert_eq!(&original, text, "{name} differs from shared/device-tables");
@@ -632,20 +731,39 @@ mod tests {
     #[test]
     fn fault_injection_and_capacity() {
         let dev = FakeDevice::builtin("lavapipe-mesa-22.3").unwrap();
-        let req = MemoryAllocateRequest { memory_type_index: 0, size: 1 << 20, dedicated: None, device_address: false };
+        let req = MemoryAllocateRequest {
+            memory_type_index: 0,
+            size: 1 << 20,
+            dedicated: None,
+            device_address: false,
+        };
         dev.fail_allocate_at(2, DeviceError::OutOfDeviceMemory);
         // SAFETY: fake device, no real handles.
         unsafe {
             let a = dev.allocate_memory(&req).unwrap();
-            assert_eq!(dev.allocate_memory(&req), Err(DeviceError::OutOfDeviceMemory));
+            assert_eq!(
+                dev.allocate_memory(&req),
+                Err(DeviceError::OutOfDeviceMemory)
+            );
             let b = dev.allocate_memory(&req).unwrap();
             dev.set_heap_capacity(0, 2 << 20);
-            assert_eq!(dev.allocate_memory(&req), Err(DeviceError::OutOfDeviceMemory));
+            assert_eq!(
+                dev.allocate_memory(&req),
+                Err(DeviceError::OutOfDeviceMemory)
+            );
             dev.fail_map_at(1);
-            assert_eq!(dev.map_memory(a, 1 << 20), Err(DeviceError::MemoryMapFailed));
+            assert_eq!(
+                dev.map_memory(a, 1 << 20),
+                Err(DeviceError::MemoryMapFailed)
+            );
             let p = dev.map_memory(a, 1 << 20).unwrap();
             p.as_ptr().write(7);
-            dev.flush_ranges(&[MappedRange { memory: a, offset: 3, size: 64 }]).unwrap();
+            dev.flush_ranges(&[MappedRange {
+                memory: a,
+                offset: 3,
+                size: 64,
+            }])
+            .unwrap();
             assert_eq!(dev.range_violations().len(), 1);
             dev.unmap_memory(a);
             dev.free_memory(a);

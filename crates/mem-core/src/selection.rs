@@ -35,8 +35,12 @@ pub enum MemoryUsage {
 
 impl MemoryUsage {
     /// All usages, for tables and tests.
-    pub const ALL: [MemoryUsage; 4] =
-        [MemoryUsage::GpuOnly, MemoryUsage::Upload, MemoryUsage::Dynamic, MemoryUsage::Readback];
+    pub const ALL: [MemoryUsage; 4] = [
+        MemoryUsage::GpuOnly,
+        MemoryUsage::Upload,
+        MemoryUsage::Dynamic,
+        MemoryUsage::Readback,
+    ];
 
     /// Flags every acceptable type must have.
     pub fn required_flags(self) -> vk::MemoryPropertyFlags {
@@ -52,19 +56,23 @@ impl MemoryUsage {
         let has = |f: F| flags.contains(f);
         let mut cost = match self {
             MemoryUsage::GpuOnly => {
-                8 * u32::from(!has(F::DEVICE_LOCAL)) + 4 * u32::from(has(F::HOST_VISIBLE))
+                8 * u32::from(!has(F::DEVICE_LOCAL))
+                    + 4 * u32::from(has(F::HOST_VISIBLE))
                     + u32::from(has(F::HOST_CACHED))
             }
             MemoryUsage::Upload => {
-                4 * u32::from(has(F::DEVICE_LOCAL)) + 2 * u32::from(!has(F::HOST_COHERENT))
+                4 * u32::from(has(F::DEVICE_LOCAL))
+                    + 2 * u32::from(!has(F::HOST_COHERENT))
                     + u32::from(has(F::HOST_CACHED))
             }
             MemoryUsage::Dynamic => {
-                8 * u32::from(!has(F::DEVICE_LOCAL)) + 2 * u32::from(!has(F::HOST_COHERENT))
+                8 * u32::from(!has(F::DEVICE_LOCAL))
+                    + 2 * u32::from(!has(F::HOST_COHERENT))
                     + u32::from(has(F::HOST_CACHED))
             }
             MemoryUsage::Readback => {
-                8 * u32::from(!has(F::HOST_CACHED)) + 2 * u32::from(!has(F::HOST_COHERENT))
+                8 * u32::from(!has(F::HOST_CACHED))
+                    + 2 * u32::from(!has(F::HOST_COHERENT))
                     + u32::from(has(F::DEVICE_LOCAL))
             }
         };
@@ -96,6 +104,12 @@ pub fn rank_memory_types(props: &DeviceMemoryProperties, usage: MemoryUsage) -> 
 }
 
 /// The ranked types of `usage` restricted to `memory_type_bits`.
-pub fn candidate_types(ranked: &RankedTypes, memory_type_bits: u32) -> impl Iterator<Item = u32> + '_ {
-    ranked.iter().copied().filter(move |&i| memory_type_bits & (1 << i) != 0)
+pub fn candidate_types(
+    ranked: &RankedTypes,
+    memory_type_bits: u32,
+) -> impl Iterator<Item = u32> + '_ {
+    ranked
+        .iter()
+        .copied()
+        .filter(move |&i| memory_type_bits & (1 << i) != 0)
 }

@@ -98,8 +98,15 @@ pub struct AllocatorStats {
 }
 
 impl AllocatorStats {
-    pub(crate) fn from_parts(heaps: Vec<HeapStats>, memory_types: Vec<MemoryTypeStats>, calls: u64) -> Self {
-        let mut total = TotalStats { allocate_memory_calls: calls, ..TotalStats::default() };
+    pub(crate) fn from_parts(
+        heaps: Vec<HeapStats>,
+        memory_types: Vec<MemoryTypeStats>,
+        calls: u64,
+    ) -> Self {
+        let mut total = TotalStats {
+            allocate_memory_calls: calls,
+            ..TotalStats::default()
+        };
         for h in &heaps {
             total.block_count += h.block_count;
             total.dedicated_count += h.dedicated_count;
@@ -111,7 +118,11 @@ impl AllocatorStats {
         if total.committed_bytes > 0 {
             total.efficiency = total.requested_bytes as f64 / total.committed_bytes as f64;
         }
-        Self { total, heaps, memory_types }
+        Self {
+            total,
+            heaps,
+            memory_types,
+        }
     }
 
     /// Committed bytes: the sum of live `VkDeviceMemory` sizes.

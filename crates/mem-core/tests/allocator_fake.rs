@@ -8,8 +8,8 @@ use ash::vk;
 use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, RangeOp};
 use mem_core::{
-    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
-    Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
+    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, Dedicated,
+    MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 const MIB: u64 = 1 << 20;
@@ -33,7 +33,11 @@ impl MemoryDevice for Shared {
         // SAFETY: forwarded.
         unsafe { self.0.free_memory(m) }
     }
-    unsafe fn map_memory(&self, m: vk::DeviceMemory, s: u64) -> Result<std::ptr::NonNull<u8>, DeviceError> {
+    unsafe fn map_memory(
+        &self,
+        m: vk::DeviceMemory,
+        s: u64,
+    ) -> Result<std::ptr::NonNull<u8>, DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.map_memory(m, s) }
     }
@@ -45,7 +49,10 @@ impl MemoryDevice for Shared {
         // SAFETY: forwarded.
         unsafe { self.0.flush_ranges(r) }
     }
-    unsafe fn invalidate_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), DeviceError> {
+    unsafe fn invalidate_ranges(
+        &self,
+        r: &[mem_core::device::MappedRange],
+    ) -> Result<(), DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.invalidate_ranges(r) }
     }
@@ -66,7 +73,11 @@ fn setup_with(name: &str, config: AllocatorConfig) -> (Arc<FakeDevice>, Allocato
 
 fn req(size: u64, usage: MemoryUsage) -> AllocationDesc<'static> {
     AllocationDesc::new(
-        vk::MemoryRequirements { size, alignment: 256, memory_type_bits: u32::MAX },
+        vk::MemoryRequirements {
+            size,
+            alignment: 256,
+            memory_type_bits: u32::MAX,
+        },
         usage,
     )
 }
@@ -102,8 +113,14 @@ fn selection_on_every_table() {
         for (usage, want) in MemoryUsage::ALL.iter().zip(expected) {
             let a = alloc.allocate(&req(4096, *usage)).unwrap();
             assert_eq!(a.memory_type_index(), *want, "{name} {usage:?}");
-            let host_visible = fake.properties().type_has(*want, vk::MemoryPropertyFlags::HOST_VISIBLE);
-            assert_eq!(a.mapped_ptr().is_some(), host_visible, "{name} {usage:?} mapping");
+            let host_visible = fake
+                .properties()
+                .type_has(*want, vk::MemoryPropertyFlags::HOST_VISIBLE);
+            assert_eq!(
+                a.mapped_ptr().is_some(),
+                host_visible,
+                "{name} {usage:?} mapping"
+            );
             alloc.free(a).unwrap();
         }
         alloc.validate().unwrap();
@@ -134,7 +151,11 @@ fn rx6600_dynamic_falls_back_when_bar_heap_is_full() {
         live.push(a);
     }
     assert_eq!(types[0], 2, "first Dynamic allocations use the BAR heap");
-    assert_eq!(*types.last().unwrap(), 1, "then host-visible system memory: {types:?}");
+    assert_eq!(
+        *types.last().unwrap(),
+        1,
+        "then host-visible system memory: {types:?}"
+    );
     alloc.validate().unwrap();
     for a in live {
         alloc.free(a).unwrap();
@@ -147,11 +168,18 @@ fn h100_gpu_only_falls_back_to_system_memory_when_vram_is_full() {
     fake.set_heap_capacity(0, 64 * MIB);
     let mut live = Vec::new();
     for _ in 0..6 {
-        live.push(alloc.allocate(&req(20 * MIB, MemoryUsage::GpuOnly)).unwrap());
+        live.push(
+            alloc
+                .allocate(&req(20 * MIB, MemoryUsage::GpuOnly))
+                .unwrap(),
+        );
     }
     let types: Vec<u32> = live.iter().map(Allocation::memory_type_index).collect();
     assert_eq!(types[0], 1);
-    assert!(types.contains(&0), "falls back to type 0 (system memory): {types:?}");
+    assert!(
+        types.contains(&0),
+        "falls back to type 0 (system memory): {types:?}"
+    );
     for a in live {
         alloc.free(a).unwrap();
     }
@@ -173,7 +201,10 @@ fn within_budget_fails_instead_of_exceeding() {
 
 #[test]
 fn heap_size_limit_caps_and_escalates() {
-    let config = AllocatorConfig { heap_size_limits: vec![Some(64 * MIB)], ..Default::default() };
+    let config = AllocatorConfig {
+        heap_size_limits: vec![Some(64 * MIB)],
+        ..Default::default()
+    };
     let (_fake, alloc) = setup_with("nvidia-h100", config);
     let mut live = Vec::new();
     let mut last_err = None;
@@ -227,12 +258,18 @@ fn small_heaps_use_an_eighth() {
 #[test]
 fn dedicated_when_large_required_or_preferred() {
     let (fake, alloc) = setup("nvidia-h100");
-    let big = alloc.allocate(&req(200 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    let big = alloc
+        .allocate(&req(200 * MIB, MemoryUsage::GpuOnly))
+        .unwrap();
     assert!(big.is_dedicated());
     assert_eq!(fake.allocate_log().last().unwrap().1, 200 * MIB);
-    let small = alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None))).unwrap();
+    let small = alloc
+        .allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None)))
+        .unwrap();
     assert!(small.is_dedicated());
-    let pref = alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Preferred(None))).unwrap();
+    let pref = alloc
+        .allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Preferred(None)))
+        .unwrap();
     assert!(pref.is_dedicated());
     let normal = alloc.allocate(&req(4096, MemoryUsage::GpuOnly)).unwrap();
     assert!(!normal.is_dedicated());
@@ -250,14 +287,18 @@ fn granularity_separates_linear_and_optimal_on_nvidia() {
     let (_fake, alloc) = setup("nvidia-h100"); // bufferImageGranularity 1024 > 256
     assert!(alloc.separates_resource_classes());
     let lin = alloc.allocate(&req(300, MemoryUsage::GpuOnly)).unwrap();
-    let opt = alloc.allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal)).unwrap();
+    let opt = alloc
+        .allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal))
+        .unwrap();
     assert_ne!(lin.memory(), opt.memory());
     alloc.free(lin).unwrap();
     alloc.free(opt).unwrap();
     let (_fake, alloc) = setup("lavapipe-mesa-22.3"); // 64 <= 256
     assert!(!alloc.separates_resource_classes());
     let lin = alloc.allocate(&req(300, MemoryUsage::GpuOnly)).unwrap();
-    let opt = alloc.allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal)).unwrap();
+    let opt = alloc
+        .allocate(&req(300, MemoryUsage::GpuOnly).class(ResourceClass::Optimal))
+        .unwrap();
     assert_eq!(lin.memory(), opt.memory());
     // Naturally aligned to the minimum block: never within one 64-byte page.
     assert!(lin.offset().abs_diff(opt.offset()) >= 256);
@@ -273,7 +314,9 @@ fn mali_readback_flushes_and_invalidates_whole_atoms() {
         let mut a = alloc.allocate(&req(size, MemoryUsage::Readback)).unwrap();
         assert_eq!(a.memory_type_index(), 1);
         assert!(!a.is_coherent());
-        let data: Vec<u8> = (0..size).map(|b| (b as u8).wrapping_mul(7).wrapping_add(i as u8)).collect();
+        let data: Vec<u8> = (0..size)
+            .map(|b| (b as u8).wrapping_mul(7).wrapping_add(i as u8))
+            .collect();
         alloc.write(&mut a, 0, &data).unwrap();
         let mut back = vec![0u8; data.len()];
         alloc.read(&a, 0, &mut back).unwrap();
@@ -299,31 +342,60 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     let before = alloc.stats();
     let calls = fake.allocate_calls();
 
-    assert_eq!(alloc.allocate(&req(0, MemoryUsage::GpuOnly)).unwrap_err(), AllocError::ZeroSize);
+    assert_eq!(
+        alloc.allocate(&req(0, MemoryUsage::GpuOnly)).unwrap_err(),
+        AllocError::ZeroSize
+    );
     let mut d = req(64, MemoryUsage::GpuOnly);
     d.alignment = 48;
-    assert_eq!(alloc.allocate(&d).unwrap_err(), AllocError::AlignmentNotPowerOfTwo { alignment: 48 });
+    assert_eq!(
+        alloc.allocate(&d).unwrap_err(),
+        AllocError::AlignmentNotPowerOfTwo { alignment: 48 }
+    );
     let mut d = req(64, MemoryUsage::GpuOnly);
     d.memory_type_bits = 1 << 2; // lazily allocated only
-    assert!(matches!(alloc.allocate(&d), Err(AllocError::NoCompatibleMemoryType { memory_type_bits: 4, .. })));
+    assert!(matches!(
+        alloc.allocate(&d),
+        Err(AllocError::NoCompatibleMemoryType {
+            memory_type_bits: 4,
+            ..
+        })
+    ));
     d.memory_type_bits = 0;
-    assert!(matches!(alloc.allocate(&d), Err(AllocError::NoCompatibleMemoryType { .. })));
+    assert!(matches!(
+        alloc.allocate(&d),
+        Err(AllocError::NoCompatibleMemoryType { .. })
+    ));
     let huge = req(20_000 * MIB, MemoryUsage::GpuOnly);
-    assert!(matches!(alloc.allocate(&huge), Err(AllocError::ExceedsHeap { size, .. }) if size == 20_000 * MIB));
+    assert!(
+        matches!(alloc.allocate(&huge), Err(AllocError::ExceedsHeap { size, .. }) if size == 20_000 * MIB)
+    );
     let e = alloc.allocate(&huge).unwrap_err().to_string();
     assert!(e.contains("20971520000"), "message names the size: {e}");
 
     let (_f2, other) = setup("mali-g715-android");
     let foreign = other.allocate(&req(64, MemoryUsage::GpuOnly)).unwrap();
-    assert!(matches!(alloc.free(foreign), Err(AllocError::ForeignAllocation { .. })));
+    assert!(matches!(
+        alloc.free(foreign),
+        Err(AllocError::ForeignAllocation { .. })
+    ));
 
     let mut host = alloc.allocate(&req(64, MemoryUsage::Upload)).unwrap();
-    assert!(matches!(alloc.write(&mut host, 60, &[0; 8]), Err(AllocError::OutOfBounds { offset: 60, size: 8, .. })));
+    assert!(matches!(
+        alloc.write(&mut host, 60, &[0; 8]),
+        Err(AllocError::OutOfBounds {
+            offset: 60,
+            size: 8,
+            ..
+        })
+    ));
     alloc.free(host).unwrap();
 
     // Container capacity (host_metadata_bytes) may stay grown; all else is equal.
     let strip = |mut s: mem_core::AllocatorStats| {
-        s.memory_types.iter_mut().for_each(|t| t.host_metadata_bytes = 0);
+        s.memory_types
+            .iter_mut()
+            .for_each(|t| t.host_metadata_bytes = 0);
         s
     };
     assert_eq!(strip(alloc.stats()), strip(before));
@@ -336,19 +408,33 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
 fn gpu_only_host_access_is_refused() {
     let (_fake, alloc) = setup("nvidia-h100");
     let mut a = alloc.allocate(&req(64, MemoryUsage::GpuOnly)).unwrap();
-    assert!(matches!(alloc.write(&mut a, 0, &[1]), Err(AllocError::NotHostVisible { memory_type_index: 1 })));
+    assert!(matches!(
+        alloc.write(&mut a, 0, &[1]),
+        Err(AllocError::NotHostVisible {
+            memory_type_index: 1
+        })
+    ));
     alloc.free(a).unwrap();
 }
 
 #[test]
 fn max_allocation_size_is_enforced() {
-    let fake = Arc::new(FakeDevice::builtin("nvidia-h100").unwrap().with_properties(|p| {
-        p.max_memory_allocation_size = 64 * MIB;
-    }));
+    let fake = Arc::new(
+        FakeDevice::builtin("nvidia-h100")
+            .unwrap()
+            .with_properties(|p| {
+                p.max_memory_allocation_size = 64 * MIB;
+            }),
+    );
     let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
     assert_eq!(
-        alloc.allocate(&req(65 * MIB, MemoryUsage::GpuOnly)).unwrap_err(),
-        AllocError::ExceedsMaxAllocationSize { size: 65 * MIB, max: 64 * MIB }
+        alloc
+            .allocate(&req(65 * MIB, MemoryUsage::GpuOnly))
+            .unwrap_err(),
+        AllocError::ExceedsMaxAllocationSize {
+            size: 65 * MIB,
+            max: 64 * MIB
+        }
     );
 }
 
@@ -389,11 +475,17 @@ fn fault_injection_sweep_allocate_and_map() {
                 let result = scenario(&alloc, &mut live);
                 if let Err(e) = &result {
                     assert!(
-                        matches!(e, AllocError::OutOfHostMemory | AllocError::Device(DeviceError::MemoryMapFailed)),
+                        matches!(
+                            e,
+                            AllocError::OutOfHostMemory
+                                | AllocError::Device(DeviceError::MemoryMapFailed)
+                        ),
                         "{table} n={n}: {e:?}"
                     );
                 }
-                alloc.validate().unwrap_or_else(|e| panic!("{table} n={n}: {e}"));
+                alloc
+                    .validate()
+                    .unwrap_or_else(|e| panic!("{table} n={n}: {e}"));
                 // The next request works.
                 let a = alloc.allocate(&req(4096, MemoryUsage::Upload)).unwrap();
                 live.push(a);
@@ -402,7 +494,11 @@ fn fault_injection_sweep_allocate_and_map() {
                 }
                 alloc.validate().unwrap();
                 drop(alloc);
-                assert_eq!(fake.live_memory_objects(), 0, "{table} n={n}: leaked memory");
+                assert_eq!(
+                    fake.live_memory_objects(),
+                    0,
+                    "{table} n={n}: leaked memory"
+                );
                 assert_eq!(fake.heap_used().iter().sum::<u64>(), 0);
             }
         }
@@ -420,7 +516,10 @@ fn out_of_device_memory_in_every_type_is_typed() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, AllocError::OutOfDeviceMemory { tried: 1, .. }), "{err:?}");
+    assert!(
+        matches!(err, AllocError::OutOfDeviceMemory { tried: 1, .. }),
+        "{err:?}"
+    );
     assert!(live.len() >= 10, "used most of the heap: {}", live.len());
     alloc.validate().unwrap();
     for a in live {
@@ -430,13 +529,18 @@ fn out_of_device_memory_in_every_type_is_typed() {
 
 #[test]
 fn too_many_objects_is_typed() {
-    let fake = Arc::new(FakeDevice::builtin("amd-rx6600-no-rebar").unwrap().with_properties(|p| {
-        p.max_memory_allocation_count = 3;
-    }));
+    let fake = Arc::new(
+        FakeDevice::builtin("amd-rx6600-no-rebar")
+            .unwrap()
+            .with_properties(|p| {
+                p.max_memory_allocation_count = 3;
+            }),
+    );
     let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
     let mut live = Vec::new();
     let err = loop {
-        match alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None))) {
+        match alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None)))
+        {
             Ok(a) => live.push(a),
             Err(e) => break e,
         }
@@ -450,17 +554,29 @@ fn too_many_objects_is_typed() {
 #[test]
 fn leak_report_and_json() {
     let (_fake, alloc) = setup("nvidia-h100");
-    let a = alloc.allocate(&req(1000, MemoryUsage::Upload).name("vertex buffer")).unwrap();
-    let b = alloc.allocate(&req(200 * MIB, MemoryUsage::GpuOnly).name("big texture")).unwrap();
+    let a = alloc
+        .allocate(&req(1000, MemoryUsage::Upload).name("vertex buffer"))
+        .unwrap();
+    let b = alloc
+        .allocate(&req(200 * MIB, MemoryUsage::GpuOnly).name("big texture"))
+        .unwrap();
     let leaks = alloc.leak_report();
     assert_eq!(leaks.len(), 2);
-    assert!(leaks.iter().any(|l| l.name.as_deref() == Some("vertex buffer") && l.size == 1000));
-    assert!(leaks.iter().any(|l| l.name.as_deref() == Some("big texture") && l.dedicated));
+    assert!(leaks
+        .iter()
+        .any(|l| l.name.as_deref() == Some("vertex buffer") && l.size == 1000));
+    assert!(leaks
+        .iter()
+        .any(|l| l.name.as_deref() == Some("big texture") && l.dedicated));
     let json: serde_json::Value = serde_json::from_str(&alloc.dump_json(true)).unwrap();
     assert_eq!(json["stats"]["total"]["allocation_count"], 2);
     assert_eq!(json["stats"]["total"]["requested_bytes"], 1000 + 200 * MIB);
     let blocks = json["blocks"].as_array().unwrap();
-    assert!(blocks.iter().any(|b| b["ranges"].as_array().unwrap().iter().any(|r| r["name"] == "vertex buffer")));
+    assert!(blocks.iter().any(|b| b["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "vertex buffer")));
     let s = alloc.stats();
     assert_eq!(s.committed_bytes(), 32 * MIB + 200 * MIB);
     assert!(s.memory_types[2].largest_free_block >= 16 * MIB);
@@ -531,7 +647,10 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
     }
     let last = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
     assert!(last.is_dedicated(), "fell back to exact-size memory");
-    assert!(matches!(alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)), Err(AllocError::OutOfDeviceMemory { .. })));
+    assert!(matches!(
+        alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)),
+        Err(AllocError::OutOfDeviceMemory { .. })
+    ));
     alloc.validate().unwrap();
     live.push(last);
     for a in live {
@@ -542,9 +661,13 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
 #[test]
 fn requests_over_a_quarter_block_get_their_own_memory() {
     let (_fake, alloc) = setup("nvidia-h100"); // 256 MiB blocks
-    let a = alloc.allocate(&req(64 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    let a = alloc
+        .allocate(&req(64 * MIB, MemoryUsage::GpuOnly))
+        .unwrap();
     assert!(!a.is_dedicated());
-    let b = alloc.allocate(&req(64 * MIB + 1, MemoryUsage::GpuOnly)).unwrap();
+    let b = alloc
+        .allocate(&req(64 * MIB + 1, MemoryUsage::GpuOnly))
+        .unwrap();
     assert!(b.is_dedicated());
     alloc.free(a).unwrap();
     alloc.free(b).unwrap();

@@ -3,7 +3,10 @@
 //! and check that nothing overlapped; zero validation messages.
 
 use ash::vk;
-use mem_core::{AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, Dedicated, MemoryUsage, ResourceClass};
+use mem_core::{
+    AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, Dedicated, MemoryUsage,
+    ResourceClass,
+};
 use mem_testkit::TestContext;
 
 fn allocator(ctx: &TestContext) -> Allocator {
@@ -39,9 +42,19 @@ fn many_sizes_patterns_do_not_overlap() {
             _ => 1 + rng % (4 << 20),
         };
         let usage = MemoryUsage::ALL[(rng >> 33) as usize % 4];
-        let class = if rng & 1 == 0 { ResourceClass::Linear } else { ResourceClass::Optimal };
-        let req = vk::MemoryRequirements { size, alignment: 1 << ((rng >> 40) % 13), memory_type_bits: 1 };
-        let mut a = alloc.allocate(&AllocationDesc::new(req, usage).class(class)).unwrap();
+        let class = if rng & 1 == 0 {
+            ResourceClass::Linear
+        } else {
+            ResourceClass::Optimal
+        };
+        let req = vk::MemoryRequirements {
+            size,
+            alignment: 1 << ((rng >> 40) % 13),
+            memory_type_bits: 1,
+        };
+        let mut a = alloc
+            .allocate(&AllocationDesc::new(req, usage).class(class))
+            .unwrap();
         assert_eq!(a.offset() % req.alignment, 0);
         let fill: Vec<u8> = (0..size).map(|b| (i as u64 * 31 + b) as u8).collect();
         alloc.write(&mut a, 0, &fill).unwrap();
@@ -53,15 +66,26 @@ fn many_sizes_patterns_do_not_overlap() {
         }
     }
     // One dedicated allocation too.
-    let req = vk::MemoryRequirements { size: 1 << 20, alignment: 256, memory_type_bits: 1 };
-    let mut d = alloc.allocate(&AllocationDesc::new(req, MemoryUsage::Upload).dedicated(Dedicated::Required(None))).unwrap();
+    let req = vk::MemoryRequirements {
+        size: 1 << 20,
+        alignment: 256,
+        memory_type_bits: 1,
+    };
+    let mut d = alloc
+        .allocate(
+            &AllocationDesc::new(req, MemoryUsage::Upload).dedicated(Dedicated::Required(None)),
+        )
+        .unwrap();
     alloc.write(&mut d, 0, &vec![0xEE; 1 << 20]).unwrap();
     alloc.validate().unwrap();
     for (a, i) in &live {
         let mut back = vec![0u8; a.size() as usize];
         alloc.read(a, 0, &mut back).unwrap();
         let expected: Vec<u8> = (0..a.size()).map(|b| (*i as u64 * 31 + b) as u8).collect();
-        assert!(back == expected, "allocation {i} was overwritten by a neighbour");
+        assert!(
+            back == expected,
+            "allocation {i} was overwritten by a neighbour"
+        );
     }
     let mut back = vec![0u8; 1 << 20];
     alloc.read(&d, 0, &mut back).unwrap();
@@ -85,17 +109,24 @@ fn memory_is_bindable_by_real_buffers() {
     let d = ctx.device();
     let mut bound = Vec::new();
     for size in [1u64, 100, 4096, 65_536, 3 << 20, 200 << 20] {
-        let info = vk::BufferCreateInfo::default().size(size).usage(vk::BufferUsageFlags::TRANSFER_DST);
+        let info = vk::BufferCreateInfo::default()
+            .size(size)
+            .usage(vk::BufferUsageFlags::TRANSFER_DST);
         // SAFETY: valid device; the buffer is destroyed below.
         let buffer = unsafe { d.create_buffer(&info, None) }.unwrap();
         // SAFETY: as above.
         let req = unsafe { d.get_buffer_memory_requirements(buffer) };
-        let a = alloc.allocate(&AllocationDesc::new(req, MemoryUsage::GpuOnly).name("bound")).unwrap();
+        let a = alloc
+            .allocate(&AllocationDesc::new(req, MemoryUsage::GpuOnly).name("bound"))
+            .unwrap();
         // SAFETY: memory from this device, range inside it, buffer unbound.
         unsafe { d.bind_buffer_memory(buffer, a.memory(), a.offset()) }.unwrap();
         bound.push((buffer, a));
     }
-    assert!(bound.last().unwrap().1.is_dedicated(), "200 MiB > half a block: dedicated");
+    assert!(
+        bound.last().unwrap().1.is_dedicated(),
+        "200 MiB > half a block: dedicated"
+    );
     for (buffer, a) in bound {
         // SAFETY: never used by the GPU.
         unsafe { d.destroy_buffer(buffer, None) };

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::fake::FakeDevice;
-use mem_core::{AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryDevice, MemoryUsage};
+use mem_core::{
+    AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryDevice, MemoryUsage,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -17,7 +19,10 @@ impl MemoryDevice for Shared {
     fn properties(&self) -> &mem_core::DeviceMemoryProperties {
         self.0.properties()
     }
-    unsafe fn allocate_memory(&self, r: &mem_core::device::MemoryAllocateRequest) -> Result<vk::DeviceMemory, mem_core::DeviceError> {
+    unsafe fn allocate_memory(
+        &self,
+        r: &mem_core::device::MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, mem_core::DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.allocate_memory(r) }
     }
@@ -25,7 +30,11 @@ impl MemoryDevice for Shared {
         // SAFETY: forwarded.
         unsafe { self.0.free_memory(m) }
     }
-    unsafe fn map_memory(&self, m: vk::DeviceMemory, s: u64) -> Result<std::ptr::NonNull<u8>, mem_core::DeviceError> {
+    unsafe fn map_memory(
+        &self,
+        m: vk::DeviceMemory,
+        s: u64,
+    ) -> Result<std::ptr::NonNull<u8>, mem_core::DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.map_memory(m, s) }
     }
@@ -33,11 +42,17 @@ impl MemoryDevice for Shared {
         // SAFETY: forwarded.
         unsafe { self.0.unmap_memory(m) }
     }
-    unsafe fn flush_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), mem_core::DeviceError> {
+    unsafe fn flush_ranges(
+        &self,
+        r: &[mem_core::device::MappedRange],
+    ) -> Result<(), mem_core::DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.flush_ranges(r) }
     }
-    unsafe fn invalidate_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), mem_core::DeviceError> {
+    unsafe fn invalidate_ranges(
+        &self,
+        r: &[mem_core::device::MappedRange],
+    ) -> Result<(), mem_core::DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.invalidate_ranges(r) }
     }
@@ -57,7 +72,11 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
     fake.set_heap_capacity(1, 70 * MIB);
     fake.set_heap_capacity(0, 40 * MIB);
     let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), AllocatorConfig::default());
-    let req = vk::MemoryRequirements { size: 5 * MIB, alignment: 256, memory_type_bits: u32::MAX };
+    let req = vk::MemoryRequirements {
+        size: 5 * MIB,
+        alignment: 256,
+        memory_type_bits: u32::MAX,
+    };
     let mut live: Vec<Allocation> = Vec::new();
     let err = loop {
         match alloc.allocate(&AllocationDesc::new(req, MemoryUsage::Upload).name("level data")) {
@@ -70,7 +89,10 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
         }
         assert!(live.len() < 100, "never fails?");
     };
-    let seq: Vec<(u32, bool)> = live.iter().map(|a| (a.memory_type_index(), a.is_dedicated())).collect();
+    let seq: Vec<(u32, bool)> = live
+        .iter()
+        .map(|a| (a.memory_type_index(), a.is_dedicated()))
+        .collect();
     // Each 5 MiB request takes an 8 MiB buddy (tail trimmed), so a 32 MiB
     // block holds 4. Heap 1 (70 MiB): blocks of 32 + 32 MiB, then no
     // power-of-two block fits (96, 80, 72 MiB > 70) but exact-size memory
@@ -83,7 +105,11 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
     match err {
         AllocError::OutOfDeviceMemory { size, usage, tried } => {
             assert_eq!((size, usage), (5 * MIB, MemoryUsage::Upload));
-            assert_eq!(tried, (1 << 2) | (1 << 3) | (1 << 4), "every compatible type was tried");
+            assert_eq!(
+                tried,
+                (1 << 2) | (1 << 3) | (1 << 4),
+                "every compatible type was tried"
+            );
         }
         other => panic!("expected a typed out-of-memory error, got {other:?}"),
     }
@@ -99,7 +125,9 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
     // Freeing makes room again: the next request succeeds on the best type.
     let first = live.remove(0);
     alloc.free(first).unwrap();
-    let again = alloc.allocate(&AllocationDesc::new(req, MemoryUsage::Upload)).unwrap();
+    let again = alloc
+        .allocate(&AllocationDesc::new(req, MemoryUsage::Upload))
+        .unwrap();
     assert_eq!(again.memory_type_index(), 2);
     live.push(again);
     for a in live {
@@ -117,16 +145,24 @@ fn within_budget_stops_at_the_budget_not_the_heap() {
     let fake = Arc::new(FakeDevice::builtin("amd-rx6600-no-rebar").unwrap());
     fake.set_heap_capacity(2, 32 * MIB); // the 256 MiB BAR heap, nearly full
     let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), AllocatorConfig::default());
-    let req = vk::MemoryRequirements { size: 3 * MIB, alignment: 256, memory_type_bits: 1 << 2 };
+    let req = vk::MemoryRequirements {
+        size: 3 * MIB,
+        alignment: 256,
+        memory_type_bits: 1 << 2,
+    };
     let mut live = Vec::new();
     let err = loop {
-        let d = AllocationDesc::new(req, MemoryUsage::Dynamic).flags(mem_core::AllocationFlags::WITHIN_BUDGET);
+        let d = AllocationDesc::new(req, MemoryUsage::Dynamic)
+            .flags(mem_core::AllocationFlags::WITHIN_BUDGET);
         match alloc.allocate(&d) {
             Ok(a) => live.push(a),
             Err(e) => break e,
         }
     };
-    assert!(matches!(err, AllocError::OutOfDeviceMemory { tried: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, AllocError::OutOfDeviceMemory { tried: 4, .. }),
+        "{err:?}"
+    );
     assert!(!live.is_empty());
     for a in live {
         alloc.free(a).unwrap();

@@ -13,14 +13,22 @@ mod allocator_fake;
 use std::path::PathBuf;
 
 fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.is_file())
         .collect();
     files.sort();
-    files.into_iter().map(|p| { let d = std::fs::read(&p).expect("read corpus file"); (p, d) }).collect()
+    files
+        .into_iter()
+        .map(|p| {
+            let d = std::fs::read(&p).expect("read corpus file");
+            (p, d)
+        })
+        .collect()
 }
 
 /// xorshift64*: a fixed, dependency-free byte source.
@@ -52,7 +60,10 @@ fn random(seed: u64, n: usize, max_len: usize, run: fn(&[u8])) {
     for i in 0..n {
         let data = rng.bytes(max_len);
         let r = std::panic::catch_unwind(|| run(&data));
-        assert!(r.is_ok(), "random input #{i} (seed {seed:#x}) fails: {data:?}");
+        assert!(
+            r.is_ok(),
+            "random input #{i} (seed {seed:#x}) fails: {data:?}"
+        );
     }
 }
 
@@ -63,7 +74,7 @@ fn buddy_corpus() {
 
 #[test]
 fn buddy_random_10k() {
-    random(0x6275_6464_79, 10_000, 512, buddy::run);
+    random(0x62_7564_6479, 10_000, 512, buddy::run);
 }
 
 #[test]
@@ -73,5 +84,5 @@ fn allocator_fake_corpus() {
 
 #[test]
 fn allocator_fake_random_10k() {
-    random(0x616c_6c6f_63, 10_000, 512, allocator_fake::run);
+    random(0x61_6c6c_6f63, 10_000, 512, allocator_fake::run);
 }

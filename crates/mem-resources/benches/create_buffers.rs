@@ -53,12 +53,17 @@ fn raw_vulkan(ctx: &TestContext, sizes: &[u64]) -> Duration {
             let type_index = (0..mem.memory_type_count)
                 .find(|&i| {
                     req.memory_type_bits & (1 << i) != 0
-                        && mem.memory_types[i as usize].property_flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
+                        && mem.memory_types[i as usize]
+                            .property_flags
+                            .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL)
                 })
                 .expect("a device-local type");
-            let alloc = vk::MemoryAllocateInfo::default().allocation_size(req.size).memory_type_index(type_index);
+            let alloc = vk::MemoryAllocateInfo::default()
+                .allocation_size(req.size)
+                .memory_type_index(type_index);
             let memory = d.allocate_memory(&alloc, None).expect("vkAllocateMemory");
-            d.bind_buffer_memory(buffer, memory, 0).expect("vkBindBufferMemory");
+            d.bind_buffer_memory(buffer, memory, 0)
+                .expect("vkBindBufferMemory");
             made.push((buffer, memory));
         }
     }
@@ -99,7 +104,10 @@ fn through_manager(rm: &ResourceManager, descs: &[BufferDesc], batch: bool) -> D
     let buffers = if batch {
         rm.create_buffers(descs).expect("create_buffers")
     } else {
-        descs.iter().map(|d| rm.create_buffer(d).expect("create_buffer")).collect()
+        descs
+            .iter()
+            .map(|d| rm.create_buffer(d).expect("create_buffer"))
+            .collect()
     };
     for b in buffers {
         // SAFETY: no GPU work uses them.
@@ -151,7 +159,10 @@ fn allocations_per_round(allocator: &Allocator, rm: &ResourceManager, descs: &[B
 fn bench(c: &mut Criterion) {
     let ctx = TestContext::builder().validation(false).build();
     let sizes = sizes();
-    let descs: Vec<BufferDesc> = sizes.iter().map(|&s| BufferDesc::new(s, USAGE, MemoryUsage::GpuOnly)).collect();
+    let descs: Vec<BufferDesc> = sizes
+        .iter()
+        .map(|&s| BufferDesc::new(s, USAGE, MemoryUsage::GpuOnly))
+        .collect();
     // Default config: one empty block kept per type, so a round that frees
     // all 10,000 buffers gives most blocks back and the next one allocates
     // them again: the full-churn cost.
@@ -159,8 +170,13 @@ fn bench(c: &mut Criterion) {
     let rm = manager(&ctx, &default_alloc);
     // Blocks kept across rounds: the steady state of an engine whose working
     // set does not shrink to zero between frames.
-    let kept_alloc =
-        allocator(&ctx, AllocatorConfig { max_empty_blocks_per_type: 64, ..AllocatorConfig::default() });
+    let kept_alloc = allocator(
+        &ctx,
+        AllocatorConfig {
+            max_empty_blocks_per_type: 64,
+            ..AllocatorConfig::default()
+        },
+    );
     let rm_kept = manager(&ctx, &kept_alloc);
     eprintln!(
         "vkAllocateMemory calls per round of 10,000: default config {}, empty blocks kept {}",
@@ -172,27 +188,51 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(COUNT as u64));
     group.measurement_time(Duration::from_secs(10));
     group.sample_size(20);
-    group.bench_function(BenchmarkId::new("floor_objects_only_no_memory", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| objects_only(&ctx, &sizes)).sum())
-    });
+    group.bench_function(
+        BenchmarkId::new("floor_objects_only_no_memory", COUNT),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| objects_only(&ctx, &sizes)).sum()),
+    );
     // One round takes seconds on drivers with a slow vkAllocateMemory.
     group.sample_size(10);
-    group.bench_function(BenchmarkId::new("raw_vulkan_one_allocation_each", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| raw_vulkan(&ctx, &sizes)).sum())
-    });
+    group.bench_function(
+        BenchmarkId::new("raw_vulkan_one_allocation_each", COUNT),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| raw_vulkan(&ctx, &sizes)).sum()),
+    );
     group.sample_size(20);
-    group.bench_function(BenchmarkId::new("mem_resources_create_buffer", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| through_manager(&rm, &descs, false)).sum())
-    });
-    group.bench_function(BenchmarkId::new("mem_resources_create_buffers_batch", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| through_manager(&rm, &descs, true)).sum())
-    });
-    group.bench_function(BenchmarkId::new("mem_resources_create_buffer_blocks_kept", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| through_manager(&rm_kept, &descs, false)).sum())
-    });
-    group.bench_function(BenchmarkId::new("mem_resources_create_buffers_batch_blocks_kept", COUNT), |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| through_manager(&rm_kept, &descs, true)).sum())
-    });
+    group.bench_function(
+        BenchmarkId::new("mem_resources_create_buffer", COUNT),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| through_manager(&rm, &descs, false))
+                    .sum()
+            })
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new("mem_resources_create_buffers_batch", COUNT),
+        |b| b.iter_custom(|iters| (0..iters).map(|_| through_manager(&rm, &descs, true)).sum()),
+    );
+    group.bench_function(
+        BenchmarkId::new("mem_resources_create_buffer_blocks_kept", COUNT),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| through_manager(&rm_kept, &descs, false))
+                    .sum()
+            })
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new("mem_resources_create_buffers_batch_blocks_kept", COUNT),
+        |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| through_manager(&rm_kept, &descs, true))
+                    .sum()
+            })
+        },
+    );
     group.finish();
 
     for (rm, allocator) in [(rm, default_alloc), (rm_kept, kept_alloc)] {

@@ -85,19 +85,33 @@ impl BufferDesc {
     /// A buffer of `size` bytes for `usage`, memory for `memory`; exclusive,
     /// unnamed.
     pub fn new(size: u64, usage: vk::BufferUsageFlags, memory: MemoryUsage) -> Self {
-        Self { size, usage, memory, sharing: Sharing::Exclusive, name: None }
+        Self {
+            size,
+            usage,
+            memory,
+            sharing: Sharing::Exclusive,
+            name: None,
+        }
     }
 
     /// A host-visible staging buffer the GPU copies from
     /// (`TRANSFER_SRC`, [`MemoryUsage::Upload`]).
     pub fn staging(size: u64) -> Self {
-        Self::new(size, vk::BufferUsageFlags::TRANSFER_SRC, MemoryUsage::Upload)
+        Self::new(
+            size,
+            vk::BufferUsageFlags::TRANSFER_SRC,
+            MemoryUsage::Upload,
+        )
     }
 
     /// A host-visible buffer the GPU copies into for the CPU to read
     /// (`TRANSFER_DST`, [`MemoryUsage::Readback`]).
     pub fn readback(size: u64) -> Self {
-        Self::new(size, vk::BufferUsageFlags::TRANSFER_DST, MemoryUsage::Readback)
+        Self::new(
+            size,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUsage::Readback,
+        )
     }
 
     /// Sets the size.
@@ -261,14 +275,30 @@ impl ImageDesc {
 
     /// A 1D texture `width` texels wide with `mip_levels` levels.
     pub fn texture_1d(format: vk::Format, width: u32, mip_levels: u32) -> Self {
-        Self::new(ImageKind::D1, format, vk::Extent3D { width, height: 1, depth: 1 })
-            .mip_levels(mip_levels)
+        Self::new(
+            ImageKind::D1,
+            format,
+            vk::Extent3D {
+                width,
+                height: 1,
+                depth: 1,
+            },
+        )
+        .mip_levels(mip_levels)
     }
 
     /// A 2D texture of `width` x `height` with `mip_levels` levels.
     pub fn texture_2d(format: vk::Format, width: u32, height: u32, mip_levels: u32) -> Self {
-        Self::new(ImageKind::D2, format, vk::Extent3D { width, height, depth: 1 })
-            .mip_levels(mip_levels)
+        Self::new(
+            ImageKind::D2,
+            format,
+            vk::Extent3D {
+                width,
+                height,
+                depth: 1,
+            },
+        )
+        .mip_levels(mip_levels)
     }
 
     /// A 2D array texture of `layers` layers.
@@ -283,26 +313,48 @@ impl ImageDesc {
     }
 
     /// A 3D texture of `width` x `height` x `depth` with `mip_levels` levels.
-    pub fn texture_3d(format: vk::Format, width: u32, height: u32, depth: u32, mip_levels: u32) -> Self {
-        Self::new(ImageKind::D3, format, vk::Extent3D { width, height, depth })
-            .mip_levels(mip_levels)
+    pub fn texture_3d(
+        format: vk::Format,
+        width: u32,
+        height: u32,
+        depth: u32,
+        mip_levels: u32,
+    ) -> Self {
+        Self::new(
+            ImageKind::D3,
+            format,
+            vk::Extent3D {
+                width,
+                height,
+                depth,
+            },
+        )
+        .mip_levels(mip_levels)
     }
 
     /// A cube map with faces of `size` x `size` and `mip_levels` levels (6
     /// layers; use [`Self::array_layers`] with a multiple of 6 for a cube
     /// array).
     pub fn cube(format: vk::Format, size: u32, mip_levels: u32) -> Self {
-        Self::new(ImageKind::Cube, format, vk::Extent3D { width: size, height: size, depth: 1 })
-            .mip_levels(mip_levels)
+        Self::new(
+            ImageKind::Cube,
+            format,
+            vk::Extent3D {
+                width: size,
+                height: size,
+                depth: 1,
+            },
+        )
+        .mip_levels(mip_levels)
     }
 
     /// A 2D render target (`COLOR_ATTACHMENT | SAMPLED`, or
     /// `DEPTH_STENCIL_ATTACHMENT | SAMPLED` for depth/stencil formats), one
     /// level.
     pub fn render_target(format: vk::Format, width: u32, height: u32) -> Self {
-        let attachment = if format_aspect(format).intersects(
-            vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL,
-        ) {
+        let attachment = if format_aspect(format)
+            .intersects(vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL)
+        {
             vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT
         } else {
             vk::ImageUsageFlags::COLOR_ATTACHMENT
@@ -432,7 +484,9 @@ pub fn format_aspect(format: vk::Format) -> vk::ImageAspectFlags {
     match format {
         F::D16_UNORM | F::X8_D24_UNORM_PACK32 | F::D32_SFLOAT => A::DEPTH,
         F::S8_UINT => A::STENCIL,
-        F::D16_UNORM_S8_UINT | F::D24_UNORM_S8_UINT | F::D32_SFLOAT_S8_UINT => A::DEPTH | A::STENCIL,
+        F::D16_UNORM_S8_UINT | F::D24_UNORM_S8_UINT | F::D32_SFLOAT_S8_UINT => {
+            A::DEPTH | A::STENCIL
+        }
         _ => A::COLOR,
     }
 }
@@ -443,7 +497,11 @@ mod tests {
 
     #[test]
     fn mip_chain_lengths() {
-        let e = |w, h, d| vk::Extent3D { width: w, height: h, depth: d };
+        let e = |w, h, d| vk::Extent3D {
+            width: w,
+            height: h,
+            depth: d,
+        };
         assert_eq!(full_mip_chain(e(0, 0, 0)), 1);
         assert_eq!(full_mip_chain(e(1, 1, 1)), 1);
         assert_eq!(full_mip_chain(e(2, 1, 1)), 2);
@@ -467,10 +525,17 @@ mod tests {
         let c = ImageDesc::cube(vk::Format::R8G8B8A8_UNORM, 64, 1).full_mip_chain();
         assert_eq!(c.array_layers, 6);
         assert_eq!(c.mip_levels, 7);
-        assert!(c.create_flags().contains(vk::ImageCreateFlags::CUBE_COMPATIBLE));
+        assert!(c
+            .create_flags()
+            .contains(vk::ImageCreateFlags::CUBE_COMPATIBLE));
         let d = ImageDesc::render_target(vk::Format::D24_UNORM_S8_UINT, 8, 8);
-        assert!(d.usage.contains(vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT));
-        assert_eq!(d.full_subresource_range().aspect_mask, vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL);
+        assert!(d
+            .usage
+            .contains(vk::ImageUsageFlags::DEPTH_STENCIL_ATTACHMENT));
+        assert_eq!(
+            d.full_subresource_range().aspect_mask,
+            vk::ImageAspectFlags::DEPTH | vk::ImageAspectFlags::STENCIL
+        );
         let a = ImageDesc::texture_2d_array(vk::Format::R8_UNORM, 4, 4, 3, 2);
         assert_eq!((a.array_layers, a.mip_levels), (3, 2));
         let b = BufferDesc::staging(10).name("x");

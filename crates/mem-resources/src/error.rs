@@ -113,7 +113,9 @@ pub enum ResourceError {
         samples: vk::SampleCountFlags,
     },
     /// Multisampling where the spec forbids it.
-    #[error("samples {samples:?} needs a 2D, non-cube, OPTIMAL image with one mip level ({reason})")]
+    #[error(
+        "samples {samples:?} needs a 2D, non-cube, OPTIMAL image with one mip level ({reason})"
+    )]
     MultisampleNotAllowed {
         /// The sample count asked for.
         samples: vk::SampleCountFlags,
@@ -304,8 +306,10 @@ impl ResourceError {
     pub fn is_out_of_device_memory(&self) -> bool {
         matches!(
             self.root(),
-            ResourceError::Vulkan { result: vk::Result::ERROR_OUT_OF_DEVICE_MEMORY, .. }
-                | ResourceError::Alloc(AllocError::OutOfDeviceMemory { .. })
+            ResourceError::Vulkan {
+                result: vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+                ..
+            } | ResourceError::Alloc(AllocError::OutOfDeviceMemory { .. })
         )
     }
 
@@ -313,8 +317,10 @@ impl ResourceError {
     pub fn is_out_of_host_memory(&self) -> bool {
         matches!(
             self.root(),
-            ResourceError::Vulkan { result: vk::Result::ERROR_OUT_OF_HOST_MEMORY, .. }
-                | ResourceError::Alloc(AllocError::OutOfHostMemory)
+            ResourceError::Vulkan {
+                result: vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+                ..
+            } | ResourceError::Alloc(AllocError::OutOfHostMemory)
         )
     }
 }

@@ -122,15 +122,26 @@ mod tests {
     fn fails_the_nth_call_once() {
         let f = FaultInjector::default();
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
-        f.set(FaultPoint::CreateBuffer, 2, vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+        f.set(
+            FaultPoint::CreateBuffer,
+            2,
+            vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+        );
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
         assert_eq!(f.check(FaultPoint::CreateImage), Ok(()));
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
-        assert_eq!(f.check(FaultPoint::CreateBuffer), Err(vk::Result::ERROR_OUT_OF_HOST_MEMORY));
+        assert_eq!(
+            f.check(FaultPoint::CreateBuffer),
+            Err(vk::Result::ERROR_OUT_OF_HOST_MEMORY)
+        );
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
         assert_eq!(f.calls(FaultPoint::CreateBuffer), 5);
         assert_eq!(f.calls(FaultPoint::CreateImage), 1);
-        f.set(FaultPoint::BindImageMemory, 0, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+        f.set(
+            FaultPoint::BindImageMemory,
+            0,
+            vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
+        );
         f.clear();
         assert_eq!(f.check(FaultPoint::BindImageMemory), Ok(()));
     }

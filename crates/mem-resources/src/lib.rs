@@ -89,8 +89,8 @@ pub use desc::{format_aspect, full_mip_chain, BufferDesc, ImageDesc, ImageKind, 
 pub use error::ResourceError;
 pub use fault::FaultPoint;
 pub use manager::{
-    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc, ResourceReport,
-    TimelinePoint,
+    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc,
+    ResourceReport, TimelinePoint,
 };
 pub use validate::DeviceLimits;
 

@@ -288,7 +288,9 @@ impl Registry {
     }
 
     fn entry_mut(&mut self, slot: u32) -> &mut Entry {
-        self.entries[slot as usize].as_mut().expect("resource slots are unique")
+        self.entries[slot as usize]
+            .as_mut()
+            .expect("resource slots are unique")
     }
 }
 
@@ -308,7 +310,13 @@ impl RetiredResource {
 }
 
 /// Key of the format-properties cache.
-type FormatKey = (vk::Format, vk::ImageType, vk::ImageTiling, vk::ImageUsageFlags, vk::ImageCreateFlags);
+type FormatKey = (
+    vk::Format,
+    vk::ImageType,
+    vk::ImageTiling,
+    vk::ImageUsageFlags,
+    vk::ImageCreateFlags,
+);
 
 /// Creates buffers and images with memory from a mem-core [`Allocator`],
 /// destroys them now or after a timeline point, and reports leaks.
@@ -367,8 +375,8 @@ impl ResourceManager {
         // SAFETY: the physical device belongs to the instance (contract).
         let props = unsafe { desc.instance.get_physical_device_properties(pd) };
         // SAFETY: as above.
-        let extensions = unsafe { desc.instance.enumerate_device_extension_properties(pd) }
-            .unwrap_or_default();
+        let extensions =
+            unsafe { desc.instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
         let has_maintenance4 = extensions
             .iter()
             .any(|e| e.extension_name_as_c_str().ok() == Some(ash::khr::maintenance4::NAME));
@@ -379,13 +387,20 @@ impl ResourceManager {
             // so the chained struct is allowed (physical-device-level
             // functionality follows the device's version and extensions).
             unsafe { desc.instance.get_physical_device_properties2(pd, &mut p2) };
-            if m4.max_buffer_size == 0 { u64::MAX } else { m4.max_buffer_size }
+            if m4.max_buffer_size == 0 {
+                u64::MAX
+            } else {
+                m4.max_buffer_size
+            }
         } else {
             u64::MAX
         };
         // SAFETY: as above.
-        let queue_family_count =
-            unsafe { desc.instance.get_physical_device_queue_family_properties(pd) }.len() as u32;
+        let queue_family_count = unsafe {
+            desc.instance
+                .get_physical_device_queue_family_properties(pd)
+        }
+        .len() as u32;
         Self {
             id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
             instance: desc.instance.clone(),
@@ -394,7 +409,11 @@ impl ResourceManager {
             allocator: desc.allocator,
             debug_utils: desc.debug_utils,
             callbacks: HostCallbacks(desc.allocation_callbacks),
-            limits: DeviceLimits { api_version: props.api_version, max_buffer_size, queue_family_count },
+            limits: DeviceLimits {
+                api_version: props.api_version,
+                max_buffer_size,
+                queue_family_count,
+            },
             format_cache: Mutex::new(HashMap::new()),
             registry: Mutex::new(Registry::default()),
             retired: Mutex::new(VecDeque::new()),
@@ -421,7 +440,10 @@ impl ResourceManager {
         if owner == self.id {
             Ok(())
         } else {
-            Err(ResourceError::ForeignResource { owner, this: self.id })
+            Err(ResourceError::ForeignResource {
+                owner,
+                this: self.id,
+            })
         }
     }
 
@@ -466,8 +488,17 @@ impl ResourceManager {
     /// type, tiling, usage and flags, cached. `FORMAT_NOT_SUPPORTED` becomes
     /// [`ResourceError::FormatNotSupported`] with the format's features.
     #[doc(alias = "vkGetPhysicalDeviceImageFormatProperties")]
-    pub fn image_format_properties(&self, desc: &ImageDesc) -> Result<vk::ImageFormatProperties, ResourceError> {
-        let key = (desc.format, desc.kind.image_type(), desc.tiling, desc.usage, desc.create_flags());
+    pub fn image_format_properties(
+        &self,
+        desc: &ImageDesc,
+    ) -> Result<vk::ImageFormatProperties, ResourceError> {
+        let key = (
+            desc.format,
+            desc.kind.image_type(),
+            desc.tiling,
+            desc.usage,
+            desc.create_flags(),
+        );
         if let Some(p) = self.format_cache.lock().get(&key) {
             return Ok(*p);
         }
@@ -500,16 +531,26 @@ impl ResourceManager {
                 })
             }
             // Out of memory is not an answer about the format: not cached.
-            Err(result) => Err(ResourceError::Vulkan { call: "vkGetPhysicalDeviceImageFormatProperties", result }),
+            Err(result) => Err(ResourceError::Vulkan {
+                call: "vkGetPhysicalDeviceImageFormatProperties",
+                result,
+            }),
         }
     }
 
     /// The features of `format` for `tiling`
     /// (`vkGetPhysicalDeviceFormatProperties`).
     #[doc(alias = "vkGetPhysicalDeviceFormatProperties")]
-    pub fn format_features(&self, format: vk::Format, tiling: vk::ImageTiling) -> vk::FormatFeatureFlags {
+    pub fn format_features(
+        &self,
+        format: vk::Format,
+        tiling: vk::ImageTiling,
+    ) -> vk::FormatFeatureFlags {
         // SAFETY: valid instance and physical device (constructor contract).
-        let p = unsafe { self.instance.get_physical_device_format_properties(self.physical_device, format) };
+        let p = unsafe {
+            self.instance
+                .get_physical_device_format_properties(self.physical_device, format)
+        };
         if tiling == vk::ImageTiling::LINEAR {
             p.linear_tiling_features
         } else {
@@ -545,7 +586,10 @@ impl ResourceManager {
     ) -> Result<SmallVec<[Buffer; 1]>, ResourceError> {
         let wrap = |index: usize, e: ResourceError| {
             if batch {
-                ResourceError::Batch { index, source: Box::new(e) }
+                ResourceError::Batch {
+                    index,
+                    source: Box::new(e),
+                }
             } else {
                 e
             }
@@ -586,20 +630,32 @@ impl ResourceManager {
             .iter()
             .zip(&p.allocations)
             .map(|(&b, a)| {
-                vk::BindBufferMemoryInfo::default().buffer(b).memory(a.memory()).memory_offset(a.offset())
+                vk::BindBufferMemoryInfo::default()
+                    .buffer(b)
+                    .memory(a.memory())
+                    .memory_offset(a.offset())
             })
             .collect();
-        let bound = self.faults.check(FaultPoint::BindBufferMemory).and_then(|()| {
-            // SAFETY: each buffer is fresh (no memory bound) and its
-            // allocation was made from its own requirements, so size,
-            // alignment and memory type satisfy the bind's valid usage.
-            unsafe { self.device.bind_buffer_memory2(&binds) }
-        });
+        let bound = self
+            .faults
+            .check(FaultPoint::BindBufferMemory)
+            .and_then(|()| {
+                // SAFETY: each buffer is fresh (no memory bound) and its
+                // allocation was made from its own requirements, so size,
+                // alignment and memory type satisfy the bind's valid usage.
+                unsafe { self.device.bind_buffer_memory2(&binds) }
+            });
         drop(binds);
         if let Err(result) = bound {
             // If the bind failed, spec: the buffers' memory binding state is
             // undefined, but destroying them and freeing the memory is valid.
-            return Err(self.undo_buffers(p, ResourceError::Vulkan { call: "vkBindBufferMemory2", result }));
+            return Err(self.undo_buffers(
+                p,
+                ResourceError::Vulkan {
+                    call: "vkBindBufferMemory2",
+                    result,
+                },
+            ));
         }
         for (i, d) in descs.iter().enumerate() {
             if let Some(name) = &d.name {
@@ -621,7 +677,13 @@ impl ResourceManager {
                 memory_size: allocation.size(),
                 retired: None,
             });
-            out.push(Buffer { handle, allocation, desc: d.clone(), owner: self.id, slot });
+            out.push(Buffer {
+                handle,
+                allocation,
+                desc: d.clone(),
+                owner: self.id,
+                slot,
+            });
         }
         Ok(out)
     }
@@ -641,7 +703,10 @@ impl ResourceManager {
                 // concurrent sharing).
                 unsafe { self.device.create_buffer(&info, self.callbacks.get()) }
             })
-            .map_err(|result| ResourceError::Vulkan { call: "vkCreateBuffer", result })
+            .map_err(|result| ResourceError::Vulkan {
+                call: "vkCreateBuffer",
+                result,
+            })
     }
 
     fn buffer_requirements(&self, buffer: vk::Buffer) -> (vk::MemoryRequirements, Dedicated) {
@@ -650,9 +715,15 @@ impl ResourceManager {
         let info = vk::BufferMemoryRequirementsInfo2::default().buffer(buffer);
         // SAFETY: the buffer is a live object of this device; the chain is on
         // the stack.
-        unsafe { self.device.get_buffer_memory_requirements2(&info, &mut req2) };
+        unsafe {
+            self.device
+                .get_buffer_memory_requirements2(&info, &mut req2)
+        };
         let requirements = req2.memory_requirements;
-        (requirements, dedicated_hint(&dedicated, DedicatedTarget::Buffer(buffer)))
+        (
+            requirements,
+            dedicated_hint(&dedicated, DedicatedTarget::Buffer(buffer)),
+        )
     }
 
     /// Destroys the objects and frees the allocations of a failed creation,
@@ -665,7 +736,10 @@ impl ResourceManager {
         }
         for a in p.allocations.into_iter().rev() {
             let freed = self.allocator.free(a);
-            debug_assert!(freed.is_ok(), "allocation from our own allocator: {freed:?}");
+            debug_assert!(
+                freed.is_ok(),
+                "allocation from our own allocator: {freed:?}"
+            );
         }
         error
     }
@@ -694,9 +768,15 @@ impl ResourceManager {
     unsafe fn destroy_buffer_now(&self, buffer: Buffer) {
         // SAFETY: the GPU is done with it (caller's contract); created by this
         // manager with these callbacks.
-        unsafe { self.device.destroy_buffer(buffer.handle, self.callbacks.get()) };
+        unsafe {
+            self.device
+                .destroy_buffer(buffer.handle, self.callbacks.get())
+        };
         let freed = self.allocator.free(buffer.allocation);
-        debug_assert!(freed.is_ok(), "allocation from our own allocator: {freed:?}");
+        debug_assert!(
+            freed.is_ok(),
+            "allocation from our own allocator: {freed:?}"
+        );
     }
 
     /// Queues a buffer for destruction once the GPU passes `after`
@@ -707,7 +787,11 @@ impl ResourceManager {
     ///   alive until the buffer is collected or the manager is dropped;
     /// - every GPU use of the buffer completes before the semaphore reaches
     ///   `after.value` (e.g. the frame's submission signals that value).
-    pub unsafe fn retire_buffer(&self, buffer: Buffer, after: TimelinePoint) -> Result<(), ResourceError> {
+    pub unsafe fn retire_buffer(
+        &self,
+        buffer: Buffer,
+        after: TimelinePoint,
+    ) -> Result<(), ResourceError> {
         self.check_owner(buffer.owner)?;
         self.retire(RetiredResource::Buffer(buffer), after);
         Ok(())
@@ -740,7 +824,10 @@ impl ResourceManager {
     ) -> Result<SmallVec<[Image; 1]>, ResourceError> {
         let wrap = |index: usize, e: ResourceError| {
             if batch {
-                ResourceError::Batch { index, source: Box::new(e) }
+                ResourceError::Batch {
+                    index,
+                    source: Box::new(e),
+                }
             } else {
                 e
             }
@@ -770,7 +857,9 @@ impl ResourceManager {
             } else {
                 ResourceClass::Linear
             };
-            let mut adesc = AllocationDesc::new(requirements, d.memory).class(class).dedicated(dedicated);
+            let mut adesc = AllocationDesc::new(requirements, d.memory)
+                .class(class)
+                .dedicated(dedicated);
             if let Some(n) = &d.name {
                 adesc = adesc.name(n);
             }
@@ -784,17 +873,29 @@ impl ResourceManager {
             .iter()
             .zip(&p.allocations)
             .map(|(&img, a)| {
-                vk::BindImageMemoryInfo::default().image(img).memory(a.memory()).memory_offset(a.offset())
+                vk::BindImageMemoryInfo::default()
+                    .image(img)
+                    .memory(a.memory())
+                    .memory_offset(a.offset())
             })
             .collect();
-        let bound = self.faults.check(FaultPoint::BindImageMemory).and_then(|()| {
-            // SAFETY: each image is fresh, not disjoint (refused by
-            // validation), and its allocation satisfies its requirements.
-            unsafe { self.device.bind_image_memory2(&binds) }
-        });
+        let bound = self
+            .faults
+            .check(FaultPoint::BindImageMemory)
+            .and_then(|()| {
+                // SAFETY: each image is fresh, not disjoint (refused by
+                // validation), and its allocation satisfies its requirements.
+                unsafe { self.device.bind_image_memory2(&binds) }
+            });
         drop(binds);
         if let Err(result) = bound {
-            return Err(self.undo_images(p, ResourceError::Vulkan { call: "vkBindImageMemory2", result }));
+            return Err(self.undo_images(
+                p,
+                ResourceError::Vulkan {
+                    call: "vkBindImageMemory2",
+                    result,
+                },
+            ));
         }
         for (i, d) in descs.iter().enumerate() {
             if let Some(name) = &d.name {
@@ -816,7 +917,13 @@ impl ResourceManager {
                 memory_size: allocation.size(),
                 retired: None,
             });
-            out.push(Image { handle, allocation, desc: d.clone(), owner: self.id, slot });
+            out.push(Image {
+                handle,
+                allocation,
+                desc: d.clone(),
+                owner: self.id,
+                slot,
+            });
         }
         Ok(out)
     }
@@ -843,7 +950,10 @@ impl ResourceManager {
                 // properties for exactly this format/type/tiling/usage/flags.
                 unsafe { self.device.create_image(&info, self.callbacks.get()) }
             })
-            .map_err(|result| ResourceError::Vulkan { call: "vkCreateImage", result })
+            .map_err(|result| ResourceError::Vulkan {
+                call: "vkCreateImage",
+                result,
+            })
     }
 
     fn image_requirements(&self, image: vk::Image) -> (vk::MemoryRequirements, Dedicated) {
@@ -853,7 +963,10 @@ impl ResourceManager {
         // SAFETY: the image is a live, non-disjoint object of this device.
         unsafe { self.device.get_image_memory_requirements2(&info, &mut req2) };
         let requirements = req2.memory_requirements;
-        (requirements, dedicated_hint(&dedicated, DedicatedTarget::Image(image)))
+        (
+            requirements,
+            dedicated_hint(&dedicated, DedicatedTarget::Image(image)),
+        )
     }
 
     fn undo_images(&self, p: Pending<vk::Image>, error: ResourceError) -> ResourceError {
@@ -863,7 +976,10 @@ impl ResourceManager {
         }
         for a in p.allocations.into_iter().rev() {
             let freed = self.allocator.free(a);
-            debug_assert!(freed.is_ok(), "allocation from our own allocator: {freed:?}");
+            debug_assert!(
+                freed.is_ok(),
+                "allocation from our own allocator: {freed:?}"
+            );
         }
         error
     }
@@ -889,9 +1005,15 @@ impl ResourceManager {
     /// - as for [`Self::destroy_image`]; the image is out of the registry.
     unsafe fn destroy_image_now(&self, image: Image) {
         // SAFETY: the GPU is done with it (caller's contract).
-        unsafe { self.device.destroy_image(image.handle, self.callbacks.get()) };
+        unsafe {
+            self.device
+                .destroy_image(image.handle, self.callbacks.get())
+        };
         let freed = self.allocator.free(image.allocation);
-        debug_assert!(freed.is_ok(), "allocation from our own allocator: {freed:?}");
+        debug_assert!(
+            freed.is_ok(),
+            "allocation from our own allocator: {freed:?}"
+        );
     }
 
     /// Queues an image for destruction once the GPU passes `after`.
@@ -899,7 +1021,11 @@ impl ResourceManager {
     /// # Safety
     /// - as for [`Self::retire_buffer`]; views of the image must be destroyed
     ///   by the time it is collected.
-    pub unsafe fn retire_image(&self, image: Image, after: TimelinePoint) -> Result<(), ResourceError> {
+    pub unsafe fn retire_image(
+        &self,
+        image: Image,
+        after: TimelinePoint,
+    ) -> Result<(), ResourceError> {
         self.check_owner(image.owner)?;
         self.retire(RetiredResource::Image(image), after);
         Ok(())
@@ -945,11 +1071,20 @@ impl ResourceManager {
         for s in semaphores {
             // SAFETY: retire's contract keeps the semaphore alive and of
             // timeline type until its resources are collected.
-            let value = unsafe { self.device.get_semaphore_counter_value(s) }
-                .map_err(|result| ResourceError::Vulkan { call: "vkGetSemaphoreCounterValue", result })?;
+            let value =
+                unsafe { self.device.get_semaphore_counter_value(s) }.map_err(|result| {
+                    ResourceError::Vulkan {
+                        call: "vkGetSemaphoreCounterValue",
+                        result,
+                    }
+                })?;
             values.push((s, value));
         }
-        let passed = |p: &TimelinePoint| values.iter().any(|&(s, v)| s == p.semaphore && v >= p.value);
+        let passed = |p: &TimelinePoint| {
+            values
+                .iter()
+                .any(|&(s, v)| s == p.semaphore && v >= p.value)
+        };
         let done: Vec<RetiredResource> = {
             let mut retired = self.retired.lock();
             let mut done = Vec::new();
@@ -991,9 +1126,15 @@ impl ResourceManager {
     // ---------------------------------------------------------------- naming
 
     fn set_name<H: vk::Handle>(&self, handle: H, name: &str) -> Result<(), ResourceError> {
-        let Some(du) = &self.debug_utils else { return Ok(()) };
-        let cname = CString::new(name).map_err(|_| ResourceError::InvalidName { name: name.to_owned() })?;
-        let info = vk::DebugUtilsObjectNameInfoEXT::default().object_handle(handle).object_name(&cname);
+        let Some(du) = &self.debug_utils else {
+            return Ok(());
+        };
+        let cname = CString::new(name).map_err(|_| ResourceError::InvalidName {
+            name: name.to_owned(),
+        })?;
+        let info = vk::DebugUtilsObjectNameInfoEXT::default()
+            .object_handle(handle)
+            .object_name(&cname);
         self.faults
             .check(FaultPoint::SetObjectName)
             .and_then(|()| {
@@ -1001,7 +1142,10 @@ impl ResourceManager {
                 // debug_utils was loaded for it (constructor contract).
                 unsafe { du.set_debug_utils_object_name(&info) }
             })
-            .map_err(|result| ResourceError::Vulkan { call: "vkSetDebugUtilsObjectNameEXT", result })
+            .map_err(|result| ResourceError::Vulkan {
+                call: "vkSetDebugUtilsObjectNameEXT",
+                result,
+            })
     }
 
     fn name_memory(&self, allocation: &Allocation, name: &str) -> Result<(), ResourceError> {
@@ -1020,9 +1164,20 @@ impl ResourceManager {
     /// The GPU must not be using the range (a data race on device memory is
     /// not undefined behaviour for Rust, but gives garbage); `&mut Buffer`
     /// keeps host writers exclusive.
-    pub fn write_buffer(&self, buffer: &mut Buffer, offset: u64, data: &[u8]) -> Result<(), ResourceError> {
+    pub fn write_buffer(
+        &self,
+        buffer: &mut Buffer,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ResourceError> {
         self.check_owner(buffer.owner)?;
-        check_host_range(&buffer.allocation, buffer.desc.name.as_deref(), offset, data.len() as u64, buffer.desc.size)?;
+        check_host_range(
+            &buffer.allocation,
+            buffer.desc.name.as_deref(),
+            offset,
+            data.len() as u64,
+            buffer.desc.size,
+        )?;
         self.allocator.write(&mut buffer.allocation, offset, data)?;
         Ok(())
     }
@@ -1030,9 +1185,20 @@ impl ResourceManager {
     /// Invalidates (when not coherent) and copies `out.len()` bytes of the
     /// buffer at `offset` into `out`. The GPU must have finished writing the
     /// range (wait for its submission first).
-    pub fn read_buffer(&self, buffer: &Buffer, offset: u64, out: &mut [u8]) -> Result<(), ResourceError> {
+    pub fn read_buffer(
+        &self,
+        buffer: &Buffer,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), ResourceError> {
         self.check_owner(buffer.owner)?;
-        check_host_range(&buffer.allocation, buffer.desc.name.as_deref(), offset, out.len() as u64, buffer.desc.size)?;
+        check_host_range(
+            &buffer.allocation,
+            buffer.desc.name.as_deref(),
+            offset,
+            out.len() as u64,
+            buffer.desc.size,
+        )?;
         self.allocator.read(&buffer.allocation, offset, out)?;
         Ok(())
     }
@@ -1050,7 +1216,9 @@ impl ResourceManager {
     ) -> Result<vk::SubresourceLayout, ResourceError> {
         self.check_owner(image.owner)?;
         if image.desc.tiling != vk::ImageTiling::LINEAR {
-            return Err(ResourceError::NotLinear { tiling: image.desc.tiling });
+            return Err(ResourceError::NotLinear {
+                tiling: image.desc.tiling,
+            });
         }
         if mip_level >= image.desc.mip_levels || array_layer >= image.desc.array_layers {
             return Err(ResourceError::SubresourceOutOfRange {
@@ -1060,7 +1228,11 @@ impl ResourceManager {
                 array_layers: image.desc.array_layers,
             });
         }
-        let sub = vk::ImageSubresource { aspect_mask: aspect, mip_level, array_layer };
+        let sub = vk::ImageSubresource {
+            aspect_mask: aspect,
+            mip_level,
+            array_layer,
+        };
         // SAFETY: a live LINEAR image of this device, subresource in range.
         Ok(unsafe { self.device.get_image_subresource_layout(image.handle, sub) })
     }
@@ -1069,26 +1241,52 @@ impl ResourceManager {
     /// `offset` (see [`Self::image_subresource_layout`] for where texels
     /// go), flushing when needed. The image should be in `PREINITIALIZED`
     /// or `GENERAL` layout and unused by the GPU.
-    pub fn write_image(&self, image: &mut Image, offset: u64, data: &[u8]) -> Result<(), ResourceError> {
+    pub fn write_image(
+        &self,
+        image: &mut Image,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<(), ResourceError> {
         self.check_owner(image.owner)?;
         if image.desc.tiling != vk::ImageTiling::LINEAR {
-            return Err(ResourceError::NotLinear { tiling: image.desc.tiling });
+            return Err(ResourceError::NotLinear {
+                tiling: image.desc.tiling,
+            });
         }
         let size = image.allocation.size();
-        check_host_range(&image.allocation, image.desc.name.as_deref(), offset, data.len() as u64, size)?;
+        check_host_range(
+            &image.allocation,
+            image.desc.name.as_deref(),
+            offset,
+            data.len() as u64,
+            size,
+        )?;
         self.allocator.write(&mut image.allocation, offset, data)?;
         Ok(())
     }
 
     /// Reads bytes of a host-visible `LINEAR` image's memory at `offset`,
     /// invalidating when needed.
-    pub fn read_image(&self, image: &Image, offset: u64, out: &mut [u8]) -> Result<(), ResourceError> {
+    pub fn read_image(
+        &self,
+        image: &Image,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), ResourceError> {
         self.check_owner(image.owner)?;
         if image.desc.tiling != vk::ImageTiling::LINEAR {
-            return Err(ResourceError::NotLinear { tiling: image.desc.tiling });
+            return Err(ResourceError::NotLinear {
+                tiling: image.desc.tiling,
+            });
         }
         let size = image.allocation.size();
-        check_host_range(&image.allocation, image.desc.name.as_deref(), offset, out.len() as u64, size)?;
+        check_host_range(
+            &image.allocation,
+            image.desc.name.as_deref(),
+            offset,
+            out.len() as u64,
+            size,
+        )?;
         self.allocator.read(&image.allocation, offset, out)?;
         Ok(())
     }
@@ -1159,7 +1357,11 @@ impl ResourceManager {
                 }
             }
             for (point, r) in retired.iter() {
-                match registry.entries.get(r.slot() as usize).and_then(Option::as_ref) {
+                match registry
+                    .entries
+                    .get(r.slot() as usize)
+                    .and_then(Option::as_ref)
+                {
                     Some(e) if e.retired == Some(*point) => {}
                     other => {
                         return Err(format!(
@@ -1170,9 +1372,17 @@ impl ResourceManager {
                     }
                 }
             }
-            let registered_retired = registry.entries.iter().flatten().filter(|e| e.retired.is_some()).count();
+            let registered_retired = registry
+                .entries
+                .iter()
+                .flatten()
+                .filter(|e| e.retired.is_some())
+                .count();
             if registered_retired != retired.len() {
-                return Err(format!("{registered_retired} registered as retired, {} queued", retired.len()));
+                return Err(format!(
+                    "{registered_retired} registered as retired, {} queued",
+                    retired.len()
+                ));
             }
         }
         self.allocator.validate()
@@ -1218,7 +1428,9 @@ impl Drop for ResourceManager {
         let panicking = std::thread::panicking();
         if let Err(e) = self.collect() {
             if !panicking {
-                eprintln!("gpumem: ResourceManager dropped: collect failed ({e}); retired resources leak");
+                eprintln!(
+                    "gpumem: ResourceManager dropped: collect failed ({e}); retired resources leak"
+                );
             }
         }
         let left = self.leak_report();

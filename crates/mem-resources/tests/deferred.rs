@@ -11,14 +11,18 @@ use mem_core::MemoryUsage;
 use mem_resources::{BufferDesc, ImageDesc, ResourceKind, TimelinePoint};
 
 fn timeline(gpu: &Gpu) -> vk::Semaphore {
-    let mut ty = vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE).initial_value(0);
+    let mut ty = vk::SemaphoreTypeCreateInfo::default()
+        .semaphore_type(vk::SemaphoreType::TIMELINE)
+        .initial_value(0);
     let info = vk::SemaphoreCreateInfo::default().push_next(&mut ty);
     // SAFETY: valid create info; timelineSemaphore is enabled by the test kit.
     unsafe { gpu.ctx.device().create_semaphore(&info, None) }.unwrap()
 }
 
 fn signal(gpu: &Gpu, semaphore: vk::Semaphore, value: u64) {
-    let info = vk::SemaphoreSignalInfo::default().semaphore(semaphore).value(value);
+    let info = vk::SemaphoreSignalInfo::default()
+        .semaphore(semaphore)
+        .value(value);
     // SAFETY: a live timeline semaphore; values only increase.
     unsafe { gpu.ctx.device().signal_semaphore(&info) }.unwrap();
 }
@@ -29,7 +33,12 @@ fn destroy_semaphore(gpu: &Gpu, semaphore: vk::Semaphore) {
 }
 
 fn names_left(gpu: &Gpu) -> Vec<String> {
-    let mut v: Vec<String> = gpu.rm().leak_report().into_iter().filter_map(|r| r.name).collect();
+    let mut v: Vec<String> = gpu
+        .rm()
+        .leak_report()
+        .into_iter()
+        .filter_map(|r| r.name)
+        .collect();
     v.sort();
     v
 }
@@ -37,36 +46,62 @@ fn names_left(gpu: &Gpu) -> Vec<String> {
 #[test]
 fn retire_then_collect_after_host_signal() {
     let gpu = Gpu::new();
-    assert!(gpu.ctx.features().timeline_semaphore, "the test kit enables timeline semaphores");
+    assert!(
+        gpu.ctx.features().timeline_semaphore,
+        "the test kit enables timeline semaphores"
+    );
     let rm = gpu.rm();
     let frames = timeline(&gpu);
     let other = timeline(&gpu);
     let buf = |name: &str| {
-        rm.create_buffer(&BufferDesc::new(4096, vk::BufferUsageFlags::UNIFORM_BUFFER, MemoryUsage::Dynamic).name(name))
-            .unwrap()
+        rm.create_buffer(
+            &BufferDesc::new(
+                4096,
+                vk::BufferUsageFlags::UNIFORM_BUFFER,
+                MemoryUsage::Dynamic,
+            )
+            .name(name),
+        )
+        .unwrap()
     };
     let img = |name: &str| {
-        rm.create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 64, 64, 1).full_mip_chain().name(name))
-            .unwrap()
+        rm.create_image(
+            &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 64, 64, 1)
+                .full_mip_chain()
+                .name(name),
+        )
+        .unwrap()
     };
     let at = |semaphore, value| TimelinePoint { semaphore, value };
     let keep = buf("kept alive");
     // SAFETY: (all retires below) the semaphores live until after the last
     // collect, and no GPU work uses the resources at all.
     unsafe {
-        rm.retire_buffer(buf("frame1 buffer"), at(frames, 1)).unwrap();
+        rm.retire_buffer(buf("frame1 buffer"), at(frames, 1))
+            .unwrap();
         rm.retire_image(img("frame1 image"), at(frames, 1)).unwrap();
-        rm.retire_buffer(buf("frame2 buffer"), at(frames, 2)).unwrap();
+        rm.retire_buffer(buf("frame2 buffer"), at(frames, 2))
+            .unwrap();
         rm.retire_image(img("other3 image"), at(other, 3)).unwrap();
-        rm.retire_buffer(buf("frame3 buffer"), at(frames, 3)).unwrap();
+        rm.retire_buffer(buf("frame3 buffer"), at(frames, 3))
+            .unwrap();
     }
     assert_eq!(rm.pending_retired(), 5);
     rm.validate().unwrap();
     let report = rm.report();
-    assert_eq!((report.live_buffers, report.live_images, report.retired), (1, 0, 5));
-    let retired = rm.leak_report().into_iter().filter(|r| r.retired.is_some()).collect::<Vec<_>>();
+    assert_eq!(
+        (report.live_buffers, report.live_images, report.retired),
+        (1, 0, 5)
+    );
+    let retired = rm
+        .leak_report()
+        .into_iter()
+        .filter(|r| r.retired.is_some())
+        .collect::<Vec<_>>();
     assert_eq!(retired.len(), 5);
-    assert!(retired.iter().any(|r| r.kind == ResourceKind::Image && r.retired == Some(at(other, 3))));
+    assert!(retired
+        .iter()
+        .any(|r| r.kind == ResourceKind::Image && r.retired == Some(at(other, 3))));
 
     // Nothing passed yet.
     assert_eq!(rm.collect().unwrap(), 0);
@@ -74,7 +109,15 @@ fn retire_then_collect_after_host_signal() {
 
     signal(&gpu, frames, 1);
     assert_eq!(rm.collect().unwrap(), 2);
-    assert_eq!(names_left(&gpu), ["frame2 buffer", "frame3 buffer", "kept alive", "other3 image"]);
+    assert_eq!(
+        names_left(&gpu),
+        [
+            "frame2 buffer",
+            "frame3 buffer",
+            "kept alive",
+            "other3 image"
+        ]
+    );
     assert_eq!(rm.collect().unwrap(), 0, "collect is idempotent");
 
     // Jumping past several values releases everything up to it.
@@ -106,9 +149,20 @@ fn retired_resources_whose_point_passed_are_destroyed_by_drop() {
     {
         let rm = gpu.rm();
         for i in 0..20u64 {
-            let b = rm.create_buffer(&BufferDesc::staging(1000 + i).name(format!("b{i}"))).unwrap();
+            let b = rm
+                .create_buffer(&BufferDesc::staging(1000 + i).name(format!("b{i}")))
+                .unwrap();
             // SAFETY: the semaphore outlives the manager; no GPU work.
-            unsafe { rm.retire_buffer(b, TimelinePoint { semaphore: sem, value: i % 4 + 1 }) }.unwrap();
+            unsafe {
+                rm.retire_buffer(
+                    b,
+                    TimelinePoint {
+                        semaphore: sem,
+                        value: i % 4 + 1,
+                    },
+                )
+            }
+            .unwrap();
         }
         signal(&gpu, sem, 4);
     }
@@ -118,7 +172,11 @@ fn retired_resources_whose_point_passed_are_destroyed_by_drop() {
     let rm = gpu.resources.take().unwrap();
     assert_eq!(rm.pending_retired(), 20);
     drop(rm);
-    assert!(gpu.allocator().leak_report().is_empty(), "{:?}", gpu.allocator().leak_report());
+    assert!(
+        gpu.allocator().leak_report().is_empty(),
+        "{:?}",
+        gpu.allocator().leak_report()
+    );
     destroy_semaphore(&gpu, sem);
     // A fresh manager for `finish`'s checks.
     gpu.resources = Some(common::manager(&gpu.ctx, gpu.allocator.clone().unwrap()));
@@ -137,10 +195,23 @@ fn many_frames_in_flight() {
     for frame in 1..=30u64 {
         for i in 0..10 {
             let b = rm
-                .create_buffer(&BufferDesc::new(256 * (i + 1), vk::BufferUsageFlags::UNIFORM_BUFFER, MemoryUsage::Dynamic))
+                .create_buffer(&BufferDesc::new(
+                    256 * (i + 1),
+                    vk::BufferUsageFlags::UNIFORM_BUFFER,
+                    MemoryUsage::Dynamic,
+                ))
                 .unwrap();
             // SAFETY: the semaphore outlives the manager's use of it; no GPU work.
-            unsafe { rm.retire_buffer(b, TimelinePoint { semaphore: sem, value: frame }) }.unwrap();
+            unsafe {
+                rm.retire_buffer(
+                    b,
+                    TimelinePoint {
+                        semaphore: sem,
+                        value: frame,
+                    },
+                )
+            }
+            .unwrap();
         }
         if frame > 2 {
             signal(&gpu, sem, frame - 2);

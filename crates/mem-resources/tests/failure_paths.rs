@@ -17,7 +17,9 @@ use std::sync::atomic::Ordering;
 use ash::vk;
 use common::{faulty_allocator, manager, Gpu};
 use mem_core::{AllocError, AllocatorConfig, DeviceError, MemoryUsage};
-use mem_resources::{Buffer, BufferDesc, FaultPoint, Image, ImageDesc, ResourceError, ResourceManager};
+use mem_resources::{
+    Buffer, BufferDesc, FaultPoint, Image, ImageDesc, ResourceError, ResourceManager,
+};
 use mem_testkit::TestContext;
 
 const KIB: u64 = 1024;
@@ -31,27 +33,61 @@ enum Res {
 /// Small blocks (512 KiB first, 4 MiB preferred) so the scenario makes
 /// several block and dedicated `vkAllocateMemory` calls.
 fn config() -> AllocatorConfig {
-    AllocatorConfig { preferred_large_heap_block_size: 4 * MIB, ..AllocatorConfig::default() }
+    AllocatorConfig {
+        preferred_large_heap_block_size: 4 * MIB,
+        ..AllocatorConfig::default()
+    }
 }
 
 fn scenario(rm: &ResourceManager, live: &mut Vec<Res>) -> Result<(), ResourceError> {
     let rgba = vk::Format::R8G8B8A8_UNORM;
-    live.push(Res::Buffer(rm.create_buffer(&BufferDesc::staging(KIB).name("s0 staging"))?));
-    live.push(Res::Image(rm.create_image(&ImageDesc::texture_2d(rgba, 256, 256, 1).full_mip_chain().name("s1 texture"))?));
+    live.push(Res::Buffer(
+        rm.create_buffer(&BufferDesc::staging(KIB).name("s0 staging"))?,
+    ));
+    live.push(Res::Image(
+        rm.create_image(
+            &ImageDesc::texture_2d(rgba, 256, 256, 1)
+                .full_mip_chain()
+                .name("s1 texture"),
+        )?,
+    ));
     let batch = rm.create_buffers(&[
-        BufferDesc::new(300 * KIB, vk::BufferUsageFlags::VERTEX_BUFFER, MemoryUsage::GpuOnly).name("s2 vertices"),
-        BufferDesc::new(8 * MIB, vk::BufferUsageFlags::STORAGE_BUFFER, MemoryUsage::GpuOnly).name("s3 big"),
-        BufferDesc::new(4 * KIB, vk::BufferUsageFlags::UNIFORM_BUFFER, MemoryUsage::Dynamic),
+        BufferDesc::new(
+            300 * KIB,
+            vk::BufferUsageFlags::VERTEX_BUFFER,
+            MemoryUsage::GpuOnly,
+        )
+        .name("s2 vertices"),
+        BufferDesc::new(
+            8 * MIB,
+            vk::BufferUsageFlags::STORAGE_BUFFER,
+            MemoryUsage::GpuOnly,
+        )
+        .name("s3 big"),
+        BufferDesc::new(
+            4 * KIB,
+            vk::BufferUsageFlags::UNIFORM_BUFFER,
+            MemoryUsage::Dynamic,
+        ),
     ])?;
     live.extend(batch.into_iter().map(Res::Buffer));
     let images = rm.create_images(&[
         ImageDesc::texture_2d(rgba, 2048, 2048, 1).name("s5 large"),
-        ImageDesc::cube(rgba, 64, 1).full_mip_chain().name("s6 cube"),
+        ImageDesc::cube(rgba, 64, 1)
+            .full_mip_chain()
+            .name("s6 cube"),
         ImageDesc::render_target(vk::Format::D32_SFLOAT, 128, 128),
     ])?;
     live.extend(images.into_iter().map(Res::Image));
     live.push(Res::Buffer(
-        rm.create_buffer(&BufferDesc::new(2 * MIB, vk::BufferUsageFlags::STORAGE_BUFFER, MemoryUsage::Readback).name("s8"))?,
+        rm.create_buffer(
+            &BufferDesc::new(
+                2 * MIB,
+                vk::BufferUsageFlags::STORAGE_BUFFER,
+                MemoryUsage::Readback,
+            )
+            .name("s8"),
+        )?,
     ));
     Ok(())
 }
@@ -84,8 +120,10 @@ fn failure_sweep_every_fault_point_every_position() {
     let rm = manager(&ctx, allocator.clone());
     let mut live = Vec::new();
     scenario(&rm, &mut live).expect("scenario without faults");
-    let mut counts: Vec<(Fault, u64)> =
-        FaultPoint::ALL.iter().map(|&p| (Fault::Vulkan(p), rm.fault_calls(p))).collect();
+    let mut counts: Vec<(Fault, u64)> = FaultPoint::ALL
+        .iter()
+        .map(|&p| (Fault::Vulkan(p), rm.fault_calls(p)))
+        .collect();
     counts.push((Fault::Allocate, dev.allocate_calls.load(Ordering::SeqCst)));
     counts.push((Fault::Map, dev.map_calls.load(Ordering::SeqCst)));
     let total_resources = live.len();
@@ -94,13 +132,29 @@ fn failure_sweep_every_fault_point_every_position() {
     assert!(allocator.leak_report().is_empty());
     drop(allocator);
     eprintln!("calls per fault point: {counts:?}");
-    let count = |f: &str| counts.iter().find(|(k, _)| format!("{k:?}").contains(f)).unwrap().1;
+    let count = |f: &str| {
+        counts
+            .iter()
+            .find(|(k, _)| format!("{k:?}").contains(f))
+            .unwrap()
+            .1
+    };
     assert_eq!(count("CreateBuffer"), 5);
     assert_eq!(count("CreateImage"), 4);
-    assert_eq!(count("BindBufferMemory"), 3, "one per create_buffer, one per batch");
+    assert_eq!(
+        count("BindBufferMemory"),
+        3,
+        "one per create_buffer, one per batch"
+    );
     assert_eq!(count("BindImageMemory"), 2);
-    assert!(count("SetObjectName") >= 7, "named objects (+ their dedicated memory)");
-    assert!(count("Allocate") >= 4, "several blocks and dedicated allocations");
+    assert!(
+        count("SetObjectName") >= 7,
+        "named objects (+ their dedicated memory)"
+    );
+    assert!(
+        count("Allocate") >= 4,
+        "several blocks and dedicated allocations"
+    );
     assert!(count("Map") >= 1);
 
     let mut runs = 0;
@@ -108,8 +162,11 @@ fn failure_sweep_every_fault_point_every_position() {
         for n in 0..n_calls {
             let (dev, allocator) = faulty_allocator(&ctx, false, config());
             let rm = manager(&ctx, allocator.clone());
-            let vk_result =
-                if n % 2 == 0 { vk::Result::ERROR_OUT_OF_DEVICE_MEMORY } else { vk::Result::ERROR_OUT_OF_HOST_MEMORY };
+            let vk_result = if n % 2 == 0 {
+                vk::Result::ERROR_OUT_OF_DEVICE_MEMORY
+            } else {
+                vk::Result::ERROR_OUT_OF_HOST_MEMORY
+            };
             match fault {
                 Fault::Vulkan(p) => rm.set_fault(p, n, vk_result),
                 Fault::Allocate => dev.fail_allocate_at(n, DeviceError::OutOfHostMemory),
@@ -120,12 +177,23 @@ fn failure_sweep_every_fault_point_every_position() {
             let ctxt = format!("{fault:?} #{n}: {err}");
             match fault {
                 Fault::Vulkan(p) => {
-                    assert_eq!(err.root(), &ResourceError::Vulkan { call: p.call(), result: vk_result }, "{ctxt}");
+                    assert_eq!(
+                        err.root(),
+                        &ResourceError::Vulkan {
+                            call: p.call(),
+                            result: vk_result
+                        },
+                        "{ctxt}"
+                    );
                     assert_eq!(err.is_out_of_device_memory(), n % 2 == 0, "{ctxt}");
                     assert_eq!(err.is_out_of_host_memory(), n % 2 == 1, "{ctxt}");
                 }
                 Fault::Allocate => {
-                    assert_eq!(err.root(), &ResourceError::Alloc(AllocError::OutOfHostMemory), "{ctxt}");
+                    assert_eq!(
+                        err.root(),
+                        &ResourceError::Alloc(AllocError::OutOfHostMemory),
+                        "{ctxt}"
+                    );
                     assert!(err.is_out_of_host_memory());
                 }
                 Fault::Map => assert_eq!(
@@ -138,15 +206,24 @@ fn failure_sweep_every_fault_point_every_position() {
             // Only what was made before the failure exists.
             rm.validate().unwrap_or_else(|e| panic!("{ctxt}: {e}"));
             assert_eq!(rm.leak_report().len(), live.len(), "{ctxt}");
-            assert_eq!(allocator.leak_report().len(), live.len(), "{ctxt}: {:?}", allocator.leak_report());
+            assert_eq!(
+                allocator.leak_report().len(),
+                live.len(),
+                "{ctxt}: {:?}",
+                allocator.leak_report()
+            );
             // The manager still works.
-            let extra = rm.create_buffer(&BufferDesc::staging(100).name("after the fault")).unwrap();
+            let extra = rm
+                .create_buffer(&BufferDesc::staging(100).name("after the fault"))
+                .unwrap();
             // SAFETY: no GPU work.
             unsafe { rm.destroy_buffer(extra) }.unwrap();
             destroy_all(&rm, live);
             assert!(rm.leak_report().is_empty(), "{ctxt}");
             assert!(allocator.leak_report().is_empty(), "{ctxt}");
-            allocator.validate().unwrap_or_else(|e| panic!("{ctxt}: {e}"));
+            allocator
+                .validate()
+                .unwrap_or_else(|e| panic!("{ctxt}: {e}"));
             drop(rm);
             drop(allocator);
             runs += 1;
@@ -199,9 +276,19 @@ fn allocation_out_of_device_memory_recovers_or_fails_cleanly() {
 
 #[test]
 fn heap_limit_gives_real_out_of_device_memory() {
-    let gpu = Gpu::with_config(AllocatorConfig { heap_size_limits: vec![Some(4 * MIB)], ..AllocatorConfig::default() });
+    let gpu = Gpu::with_config(AllocatorConfig {
+        heap_size_limits: vec![Some(4 * MIB)],
+        ..AllocatorConfig::default()
+    });
     let rm = gpu.rm();
-    let desc = |i: usize| BufferDesc::new(1536 * KIB, vk::BufferUsageFlags::STORAGE_BUFFER, MemoryUsage::GpuOnly).name(format!("b{i}"));
+    let desc = |i: usize| {
+        BufferDesc::new(
+            1536 * KIB,
+            vk::BufferUsageFlags::STORAGE_BUFFER,
+            MemoryUsage::GpuOnly,
+        )
+        .name(format!("b{i}"))
+    };
     let mut live = Vec::new();
     let err = loop {
         match rm.create_buffer(&desc(live.len())) {
@@ -211,7 +298,10 @@ fn heap_limit_gives_real_out_of_device_memory() {
         assert!(live.len() < 10, "the heap limit is not enforced");
     };
     assert!(err.is_out_of_device_memory(), "{err}");
-    assert!(matches!(err, ResourceError::Alloc(AllocError::OutOfDeviceMemory { size, .. }) if size >= 1536 * KIB), "{err}");
+    assert!(
+        matches!(err, ResourceError::Alloc(AllocError::OutOfDeviceMemory { size, .. }) if size >= 1536 * KIB),
+        "{err}"
+    );
     assert!(!live.is_empty());
     assert_eq!(rm.leak_report().len(), live.len());
     assert_eq!(gpu.allocator().leak_report().len(), live.len());
@@ -226,10 +316,20 @@ fn heap_limit_gives_real_out_of_device_memory() {
     }
     gpu.allocator().trim();
     assert_eq!(gpu.allocator().stats().committed_bytes(), 0);
-    let mut descs = vec![BufferDesc::new(4 * KIB, vk::BufferUsageFlags::UNIFORM_BUFFER, MemoryUsage::GpuOnly).name("m0")];
-    descs.extend(
-        (1..=4).map(|i| BufferDesc::new(1536 * KIB, vk::BufferUsageFlags::STORAGE_BUFFER, MemoryUsage::GpuOnly).name(format!("m{i}"))),
-    );
+    let mut descs = vec![BufferDesc::new(
+        4 * KIB,
+        vk::BufferUsageFlags::UNIFORM_BUFFER,
+        MemoryUsage::GpuOnly,
+    )
+    .name("m0")];
+    descs.extend((1..=4).map(|i| {
+        BufferDesc::new(
+            1536 * KIB,
+            vk::BufferUsageFlags::STORAGE_BUFFER,
+            MemoryUsage::GpuOnly,
+        )
+        .name(format!("m{i}"))
+    }));
     let err = rm.create_buffers(&descs).unwrap_err();
     match &err {
         ResourceError::Batch { index, source } => {
@@ -242,7 +342,17 @@ fn heap_limit_gives_real_out_of_device_memory() {
     assert!(gpu.allocator().leak_report().is_empty());
 
     // Larger than the whole (limited) heap: a different typed error.
-    let err = rm.create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 2048, 2048, 1)).unwrap_err();
-    assert!(matches!(err, ResourceError::Alloc(AllocError::ExceedsHeap { largest_heap, .. }) if largest_heap == 4 * MIB), "{err}");
+    let err = rm
+        .create_image(&ImageDesc::texture_2d(
+            vk::Format::R8G8B8A8_UNORM,
+            2048,
+            2048,
+            1,
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(err, ResourceError::Alloc(AllocError::ExceedsHeap { largest_heap, .. }) if largest_heap == 4 * MIB),
+        "{err}"
+    );
     gpu.finish();
 }

@@ -70,8 +70,8 @@ use mem_core::MemoryUsage;
 use mem_resources::{Buffer, BufferDesc, Image, ResourceError, ResourceManager, Sharing};
 use parking_lot::Mutex;
 
-use crate::plan::{plan_image_upload, CopyLimits, ImageLayout, PlanError};
 use crate::import::{aligned_interior, HostImporter, ImportedBuffer};
+use crate::plan::{plan_image_upload, CopyLimits, ImageLayout, PlanError};
 use crate::ring::Ring;
 
 static NEXT_BELT_ID: AtomicU64 = AtomicU64::new(1);
@@ -161,7 +161,12 @@ impl StagingBeltDesc {
     /// Default configuration with a ring of `ring_size` bytes (chunk and
     /// auto-submit sizes follow it).
     pub fn with_ring_size(ring_size: u64) -> Self {
-        Self { ring_size, chunk_size: ring_size / 4, auto_submit_bytes: ring_size / 4, ..Self::default() }
+        Self {
+            ring_size,
+            chunk_size: ring_size / 4,
+            auto_submit_bytes: ring_size / 4,
+            ..Self::default()
+        }
     }
 }
 
@@ -260,7 +265,10 @@ impl StagingError {
     fn sticky_copy(&self) -> Self {
         match self {
             Self::DeviceLost => Self::DeviceLost,
-            Self::Vulkan { call, result } => Self::Vulkan { call, result: *result },
+            Self::Vulkan { call, result } => Self::Vulkan {
+                call,
+                result: *result,
+            },
             other => Self::InvalidConfig(format!("belt unusable after an earlier error: {other}")),
         }
     }
@@ -333,8 +341,16 @@ impl AcquireBarriers {
         if self.is_empty() {
             return;
         }
-        let buffers: Vec<_> = self.buffers.iter().map(|b| b.dst_access_mask(dst_access)).collect();
-        let images: Vec<_> = self.images.iter().map(|b| b.dst_access_mask(dst_access)).collect();
+        let buffers: Vec<_> = self
+            .buffers
+            .iter()
+            .map(|b| b.dst_access_mask(dst_access))
+            .collect();
+        let images: Vec<_> = self
+            .images
+            .iter()
+            .map(|b| b.dst_access_mask(dst_access))
+            .collect();
         // SAFETY: the caller guarantees `cmd` is recording on the destination
         // family; the barriers name resources the belt released to it.
         unsafe {
@@ -417,8 +433,14 @@ fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
         dst.copy_from_slice(src);
         return;
     }
-    let piece = src.len().div_ceil(threads).next_multiple_of(4096).max(1 << 20);
-    dst.par_chunks_mut(piece).zip(src.par_chunks(piece)).for_each(|(d, s)| d.copy_from_slice(s));
+    let piece = src
+        .len()
+        .div_ceil(threads)
+        .next_multiple_of(4096)
+        .max(1 << 20);
+    dst.par_chunks_mut(piece)
+        .zip(src.par_chunks(piece))
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// Reads the copy limits of `physical_device` for queue family `family`.
@@ -435,11 +457,22 @@ pub unsafe fn query_copy_limits(
     // SAFETY: as above.
     let families = unsafe { instance.get_physical_device_queue_family_properties(physical_device) };
     CopyLimits {
-        optimal_buffer_copy_offset_alignment: props.limits.optimal_buffer_copy_offset_alignment.max(1),
-        optimal_buffer_copy_row_pitch_alignment: props.limits.optimal_buffer_copy_row_pitch_alignment.max(1),
-        min_image_transfer_granularity: families
-            .get(family as usize)
-            .map_or(vk::Extent3D { width: 1, height: 1, depth: 1 }, |f| f.min_image_transfer_granularity),
+        optimal_buffer_copy_offset_alignment: props
+            .limits
+            .optimal_buffer_copy_offset_alignment
+            .max(1),
+        optimal_buffer_copy_row_pitch_alignment: props
+            .limits
+            .optimal_buffer_copy_row_pitch_alignment
+            .max(1),
+        min_image_transfer_granularity: families.get(family as usize).map_or(
+            vk::Extent3D {
+                width: 1,
+                height: 1,
+                depth: 1,
+            },
+            |f| f.min_image_transfer_granularity,
+        ),
     }
 }
 
@@ -467,10 +500,15 @@ impl StagingBelt {
         desc: StagingBeltDesc,
     ) -> Result<Self, StagingError> {
         if desc.ring_memory == MemoryUsage::GpuOnly {
-            return Err(StagingError::InvalidConfig("ring_memory must be host-visible, not GpuOnly".into()));
+            return Err(StagingError::InvalidConfig(
+                "ring_memory must be host-visible, not GpuOnly".into(),
+            ));
         }
         if desc.ring_size < 64 * 1024 {
-            return Err(StagingError::InvalidConfig(format!("ring_size {} < 64 KiB", desc.ring_size)));
+            return Err(StagingError::InvalidConfig(format!(
+                "ring_size {} < 64 KiB",
+                desc.ring_size
+            )));
         }
         let mut desc = desc;
         desc.chunk_size = desc.chunk_size.max(4096).min(desc.ring_size / 2);
@@ -479,20 +517,27 @@ impl StagingBelt {
         let limits = unsafe { query_copy_limits(instance, physical_device, queue.family) };
         let device = resources.device().clone();
         let ring_buffer = resources.create_buffer(
-            &BufferDesc::new(desc.ring_size, vk::BufferUsageFlags::TRANSFER_SRC, desc.ring_memory)
-                .name("gpumem staging ring"),
+            &BufferDesc::new(
+                desc.ring_size,
+                vk::BufferUsageFlags::TRANSFER_SRC,
+                desc.ring_memory,
+            )
+            .name("gpumem staging ring"),
         )?;
         let ring_ptr = match ring_buffer.allocation().mapped_ptr() {
             Some(p) => RingPtr(p.as_ptr()),
             None => {
                 // SAFETY: just created, never used by the GPU.
                 let _ = unsafe { resources.destroy_buffer(ring_buffer) };
-                return Err(StagingError::InvalidConfig("Upload memory is not host-visible".into()));
+                return Err(StagingError::InvalidConfig(
+                    "Upload memory is not host-visible".into(),
+                ));
             }
         };
         let ring_coherent = ring_buffer.allocation().is_coherent();
-        let mut type_info =
-            vk::SemaphoreTypeCreateInfo::default().semaphore_type(vk::SemaphoreType::TIMELINE).initial_value(0);
+        let mut type_info = vk::SemaphoreTypeCreateInfo::default()
+            .semaphore_type(vk::SemaphoreType::TIMELINE)
+            .initial_value(0);
         let sem_info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
         // SAFETY: the device is valid; timeline semaphores are enabled (contract).
         let semaphore = match unsafe { device.create_semaphore(&sem_info, None) } {
@@ -505,7 +550,10 @@ impl StagingBelt {
         };
         let pool_info = vk::CommandPoolCreateInfo::default()
             .queue_family_index(queue.family)
-            .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER | vk::CommandPoolCreateFlags::TRANSIENT);
+            .flags(
+                vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER
+                    | vk::CommandPoolCreateFlags::TRANSIENT,
+            );
         // SAFETY: valid device and family (contract).
         let pool = match unsafe { device.create_command_pool(&pool_info, None) } {
             Ok(p) => p,
@@ -519,7 +567,10 @@ impl StagingBelt {
             }
         };
         let ring = Ring::new(desc.ring_size);
-        let stats = StagingStats { ring_size: desc.ring_size, ..StagingStats::default() };
+        let stats = StagingStats {
+            ring_size: desc.ring_size,
+            ..StagingStats::default()
+        };
         let importer = if desc.external_memory_host {
             // SAFETY: the engine enabled the extension on this device
             // (`desc.external_memory_host`); handles per this function's contract.
@@ -528,7 +579,8 @@ impl StagingBelt {
             None
         };
         if let Some(imp) = &importer {
-            desc.import_chunk_size = (desc.import_chunk_size / imp.alignment() * imp.alignment()).max(imp.alignment());
+            desc.import_chunk_size =
+                (desc.import_chunk_size / imp.alignment() * imp.alignment()).max(imp.alignment());
         }
         Ok(Self {
             id: NEXT_BELT_ID.fetch_add(1, Ordering::Relaxed),
@@ -601,7 +653,10 @@ impl StagingBelt {
 
     fn check_ticket(&self, ticket: Ticket) -> Result<(), StagingError> {
         if ticket.belt != self.id {
-            return Err(StagingError::ForeignTicket { ticket_belt: ticket.belt, belt: self.id });
+            return Err(StagingError::ForeignTicket {
+                ticket_belt: ticket.belt,
+                belt: self.id,
+            });
         }
         Ok(())
     }
@@ -661,7 +716,9 @@ impl StagingBelt {
         let start = Instant::now();
         let semaphores = [self.semaphore];
         let values = [value];
-        let info = vk::SemaphoreWaitInfo::default().semaphores(&semaphores).values(&values);
+        let info = vk::SemaphoreWaitInfo::default()
+            .semaphores(&semaphores)
+            .values(&values);
         let timeout = self.desc.wait_timeout.as_nanos().min(u64::MAX as u128) as u64;
         // SAFETY: the semaphore is alive; the value was (or will be) signaled
         // by a batch already submitted.
@@ -674,7 +731,11 @@ impl StagingBelt {
             }
             Err(vk::Result::TIMEOUT) => {
                 let completed = self.poll_completed().unwrap_or(self.completed);
-                Err(StagingError::Timeout { value, completed, waited: start.elapsed() })
+                Err(StagingError::Timeout {
+                    value,
+                    completed,
+                    waited: start.elapsed(),
+                })
             }
             Err(e) => Err(self.fail(StagingError::vulkan("vkWaitSemaphores", e))),
         }
@@ -687,7 +748,10 @@ impl StagingBelt {
         if self.open.as_ref().is_some_and(|b| b.has_work) {
             self.submit_open()?;
         }
-        Ok(Ticket { belt: self.id, value: self.next_value - 1 })
+        Ok(Ticket {
+            belt: self.id,
+            value: self.next_value - 1,
+        })
     }
 
     /// Submits everything and waits until the GPU has finished all of it.
@@ -698,7 +762,10 @@ impl StagingBelt {
 
     /// Removes and returns the acquire barriers of every upload whose ticket
     /// is at most `ticket`, merged, with the semaphore wait they need.
-    pub fn take_acquire_barriers(&mut self, ticket: Ticket) -> Result<AcquireBarriers, StagingError> {
+    pub fn take_acquire_barriers(
+        &mut self,
+        ticket: Ticket,
+    ) -> Result<AcquireBarriers, StagingError> {
         self.check_ticket(ticket)?;
         let mut out = AcquireBarriers::default();
         let mut max_value = 0;
@@ -732,7 +799,8 @@ impl StagingBelt {
                         .map_err(|e| StagingError::vulkan("vkAllocateCommandBuffers", e))?[0]
                 }
             };
-            let begin = vk::CommandBufferBeginInfo::default().flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
+            let begin = vk::CommandBufferBeginInfo::default()
+                .flags(vk::CommandBufferUsageFlags::ONE_TIME_SUBMIT);
             // SAFETY: `cmd` is not in use (fresh, or its batch completed);
             // `begin_command_buffer` implicitly resets it (pool has
             // RESET_COMMAND_BUFFER).
@@ -774,7 +842,9 @@ impl StagingBelt {
     /// Ends and submits the open batch, signaling its timeline value.
     fn submit_open(&mut self) -> Result<(), StagingError> {
         self.record_pending_copy();
-        let Some(batch) = self.open.take() else { return Ok(()) };
+        let Some(batch) = self.open.take() else {
+            return Ok(());
+        };
         let cmd = batch.cmd;
         if !batch.end_buffer_barriers.is_empty() || !batch.end_image_barriers.is_empty() {
             // SAFETY: `cmd` is recording; the barriers name live resources.
@@ -806,7 +876,8 @@ impl StagingBelt {
         let signal = [self.semaphore];
         let values = [batch.value];
         let cmds = [cmd];
-        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+        let mut timeline =
+            vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
         let submit = vk::SubmitInfo::default()
             .command_buffers(&cmds)
             .signal_semaphores(&signal)
@@ -816,7 +887,10 @@ impl StagingBelt {
             // SAFETY: the queue belongs to the device, its lock is held (the
             // engine honours it per `new`'s contract); the command buffer is
             // executable and not pending.
-            unsafe { self.device.queue_submit(self.queue.queue, &[submit], vk::Fence::null()) }
+            unsafe {
+                self.device
+                    .queue_submit(self.queue.queue, &[submit], vk::Fence::null())
+            }
         };
         if let Err(e) = result {
             return Err(self.fail(StagingError::vulkan("vkQueueSubmit", e)));
@@ -865,7 +939,9 @@ impl StagingBelt {
         // life; [offset, offset+len) was just reserved, so the GPU is not
         // reading it (its previous batch completed) and no other slice of it
         // is alive; `&mut self` makes this access exclusive.
-        unsafe { std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize) }
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize)
+        }
     }
 
     fn note_write(&mut self, dst: vk::Buffer, start: u64, end: u64) {
@@ -909,7 +985,9 @@ impl StagingBelt {
 
     /// Records the merged buffer copy waiting in the open batch, if any.
     fn record_pending_copy(&mut self) {
-        let Some(batch) = self.open.as_mut() else { return };
+        let Some(batch) = self.open.as_mut() else {
+            return;
+        };
         if let Some((dst, region)) = batch.pending_copy.take() {
             let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
             // SAFETY: the batch's command buffer is recording; the ring range
@@ -925,7 +1003,10 @@ impl StagingBelt {
     fn queue_buffer_copy(&mut self, dst: vk::Buffer, region: vk::BufferCopy) {
         let batch = self.open.as_mut().expect("open batch");
         if let Some((pdst, p)) = &mut batch.pending_copy {
-            if *pdst == dst && p.src_offset + p.size == region.src_offset && p.dst_offset + p.size == region.dst_offset {
+            if *pdst == dst
+                && p.src_offset + p.size == region.src_offset
+                && p.dst_offset + p.size == region.dst_offset
+            {
                 p.size += region.size;
                 return;
             }
@@ -954,7 +1035,12 @@ impl StagingBelt {
     /// failed import falls back to the ring (counted in
     /// [`StagingStats::import_fallbacks`]), never an error.
     #[doc(alias = "vkCmdCopyBuffer")]
-    pub fn upload_buffer(&mut self, dst: &Buffer, dst_offset: u64, data: &[u8]) -> Result<Ticket, StagingError> {
+    pub fn upload_buffer(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        data: &[u8],
+    ) -> Result<Ticket, StagingError> {
         self.check_usable()?;
         let len = data.len() as u64;
         if len == 0 {
@@ -962,13 +1048,21 @@ impl StagingBelt {
         }
         let size = dst.size();
         if dst_offset.checked_add(len).is_none_or(|end| end > size) {
-            return Err(StagingError::OutOfRange { offset: dst_offset, len, size });
+            return Err(StagingError::OutOfRange {
+                offset: dst_offset,
+                len,
+                size,
+            });
         }
         let direct = !self.desc.force_staging && dst.allocation().mapped_ptr().is_some();
         if direct {
             return self.upload_direct(dst, dst_offset, data);
         }
-        if !dst.desc().usage.contains(vk::BufferUsageFlags::TRANSFER_DST) {
+        if !dst
+            .desc()
+            .usage
+            .contains(vk::BufferUsageFlags::TRANSFER_DST)
+        {
             return Err(StagingError::MissingTransferDst {
                 name: dst.desc().name.clone(),
                 usage: format!("{:?}", dst.desc().usage),
@@ -985,15 +1079,18 @@ impl StagingBelt {
                 .size(len)
         });
         if len >= self.desc.import_threshold {
-            if let Some(interior) =
-                self.importer.as_ref().and_then(|imp| aligned_interior(data.as_ptr() as usize, data.len(), imp.alignment()))
-            {
+            if let Some(interior) = self.importer.as_ref().and_then(|imp| {
+                aligned_interior(data.as_ptr() as usize, data.len(), imp.alignment())
+            }) {
                 return self.upload_imported(dst.handle(), dst_offset, data, interior, release);
             }
         }
         self.stage_range(dst.handle(), dst_offset, data, release)?;
         self.stats.uploads += 1;
-        Ok(Ticket { belt: self.id, value: self.current_value() })
+        Ok(Ticket {
+            belt: self.id,
+            value: self.current_value(),
+        })
     }
 
     /// Copies `data` through the ring into `dst` at `dst_offset`, streaming
@@ -1012,12 +1109,23 @@ impl StagingBelt {
         while done < len {
             let piece = (len - done).min(chunk);
             let offset = self.reserve(piece, 16)?;
-            let threads = if piece >= self.desc.parallel_copy_threshold { self.desc.copy_threads } else { 1 };
+            let threads = if piece >= self.desc.parallel_copy_threshold {
+                self.desc.copy_threads
+            } else {
+                1
+            };
             let src = &data[done as usize..(done + piece) as usize];
             parallel_copy(self.ring_slice(offset, piece), src, threads);
             let dst_start = dst_offset + done;
             self.note_write(dst, dst_start, dst_start + piece);
-            self.queue_buffer_copy(dst, vk::BufferCopy { src_offset: offset, dst_offset: dst_start, size: piece });
+            self.queue_buffer_copy(
+                dst,
+                vk::BufferCopy {
+                    src_offset: offset,
+                    dst_offset: dst_start,
+                    size: piece,
+                },
+            );
             let batch = self.open.as_mut().expect("reserve opened a batch");
             batch.has_work = true;
             batch.bytes += piece;
@@ -1051,7 +1159,10 @@ impl StagingBelt {
         interior: crate::import::Interior,
         release: Option<vk::BufferMemoryBarrier<'static>>,
     ) -> Result<Ticket, StagingError> {
-        let (head, mid_end) = (interior.head as usize, (interior.head + interior.len) as usize);
+        let (head, mid_end) = (
+            interior.head as usize,
+            (interior.head + interior.len) as usize,
+        );
         if head > 0 {
             self.stage_range(dst, dst_offset, &data[..head], None)?;
         }
@@ -1059,7 +1170,8 @@ impl StagingBelt {
             self.stage_range(dst, dst_offset + mid_end as u64, &data[mid_end..], None)?;
         }
         let mut imports: Vec<ImportedBuffer> = Vec::new();
-        let result = self.import_interior(dst, dst_offset, data, head, mid_end, release, &mut imports);
+        let result =
+            self.import_interior(dst, dst_offset, data, head, mid_end, release, &mut imports);
         // Every import is recorded in a submitted batch (or in one that never
         // will be: the belt is then sticky). Wait for the last one before
         // freeing: the host memory is only borrowed for this call.
@@ -1084,7 +1196,10 @@ impl StagingBelt {
         let value = result?;
         waited?;
         self.stats.uploads += 1;
-        Ok(Ticket { belt: self.id, value })
+        Ok(Ticket {
+            belt: self.id,
+            value,
+        })
     }
 
     /// Imports `data[start..end]` in pieces and records and submits a copy of
@@ -1103,8 +1218,10 @@ impl StagingBelt {
         imports: &mut Vec<ImportedBuffer>,
     ) -> Result<u64, StagingError> {
         let chunk = self.desc.import_chunk_size as usize;
-        let pieces: Vec<(usize, usize)> =
-            (start..end).step_by(chunk.max(1)).map(|d| (d, (end - d).min(chunk))).collect();
+        let pieces: Vec<(usize, usize)> = (start..end)
+            .step_by(chunk.max(1))
+            .map(|d| (d, (end - d).min(chunk)))
+            .collect();
         // Pinning pages is the cost of an import (the driver locks every
         // page), so a group of pieces is imported in parallel; the GPU copies
         // one group while the next is imported.
@@ -1144,7 +1261,11 @@ impl StagingBelt {
                 self.record_pending_copy();
                 self.note_write(dst, dst_start, dst_start + piece as u64);
                 let batch = self.open.as_mut().expect("opened");
-                let region = vk::BufferCopy { src_offset: 0, dst_offset: dst_start, size: piece as u64 };
+                let region = vk::BufferCopy {
+                    src_offset: 0,
+                    dst_offset: dst_start,
+                    size: piece as u64,
+                };
                 // SAFETY: `cmd` is recording; the imported buffer is bound and
                 // lives until this batch completes; the destination range was
                 // checked against its size and usage.
@@ -1188,16 +1309,25 @@ impl StagingBelt {
         }
     }
 
-    fn upload_direct(&mut self, dst: &Buffer, dst_offset: u64, data: &[u8]) -> Result<Ticket, StagingError> {
+    fn upload_direct(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        data: &[u8],
+    ) -> Result<Ticket, StagingError> {
         let ptr = dst.allocation().mapped_ptr().expect("checked host-visible");
         let len = data.len();
         // SAFETY: the destination is persistently mapped for its whole size
         // and [dst_offset, dst_offset+len) is inside it (checked by the
         // caller); the caller guarantees the GPU is not using the range; the
         // belt writes only through this call, which holds `&mut self`.
-        let dst_slice = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len) };
-        let threads =
-            if data.len() as u64 >= self.desc.parallel_copy_threshold { self.desc.copy_threads } else { 1 };
+        let dst_slice =
+            unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len) };
+        let threads = if data.len() as u64 >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        };
         parallel_copy(dst_slice, data, threads);
         if !dst.allocation().is_coherent() {
             self.resources
@@ -1208,7 +1338,10 @@ impl StagingBelt {
         self.stats.bytes_direct += len as u64;
         self.stats.uploads += 1;
         // Host writes are visible to every later queue submission: complete.
-        Ok(Ticket { belt: self.id, value: 0 })
+        Ok(Ticket {
+            belt: self.id,
+            value: 0,
+        })
     }
 
     /// Uploads every mip level and array layer of `dst` from `data` (laid out
@@ -1225,7 +1358,10 @@ impl StagingBelt {
         self.check_usable()?;
         let desc = dst.desc();
         if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
-            return Err(StagingError::MissingTransferDst { name: desc.name.clone(), usage: format!("{:?}", desc.usage) });
+            return Err(StagingError::MissingTransferDst {
+                name: desc.name.clone(),
+                usage: format!("{:?}", desc.usage),
+            });
         }
         if data.is_empty() {
             return Err(StagingError::EmptyData);
@@ -1238,7 +1374,12 @@ impl StagingBelt {
             array_layers: desc.array_layers,
             aspect: None,
         };
-        let plan = plan_image_upload(&layout, data.len() as u64, &self.limits, self.desc.chunk_size)?;
+        let plan = plan_image_upload(
+            &layout,
+            data.len() as u64,
+            &self.limits,
+            self.desc.chunk_size,
+        )?;
         let aspect = desc.aspect();
         let range = vk::ImageSubresourceRange {
             aspect_mask: aspect,
@@ -1276,12 +1417,19 @@ impl StagingBelt {
             let offset = self.reserve(copy.staging_size, plan.staging_alignment)?;
             let contiguous = copy.dst_row_pitch == copy.src_row_pitch
                 && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
-            let threads =
-                if copy.staging_size >= self.desc.parallel_copy_threshold { self.desc.copy_threads } else { 1 };
+            let threads = if copy.staging_size >= self.desc.parallel_copy_threshold {
+                self.desc.copy_threads
+            } else {
+                1
+            };
             let slice = self.ring_slice(offset, copy.staging_size);
             if contiguous && threads > 1 {
                 let start = copy.src_offset as usize;
-                parallel_copy(slice, &data[start..start + copy.staging_size as usize], threads);
+                parallel_copy(
+                    slice,
+                    &data[start..start + copy.staging_size as usize],
+                    threads,
+                );
             } else {
                 copy.write_into(data, slice);
             }
@@ -1332,7 +1480,10 @@ impl StagingBelt {
             self.push_acquire(value, |a| a.images.push(to_final));
         }
         self.stats.uploads += 1;
-        Ok(Ticket { belt: self.id, value })
+        Ok(Ticket {
+            belt: self.id,
+            value,
+        })
     }
 
     /// Identifier of this belt (tickets carry it).

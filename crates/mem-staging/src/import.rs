@@ -18,7 +18,8 @@ use std::ffi::c_void;
 use ash::vk;
 
 /// Handle type of every import made here.
-const HANDLE_TYPE: vk::ExternalMemoryHandleTypeFlags = vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT;
+const HANDLE_TYPE: vk::ExternalMemoryHandleTypeFlags =
+    vk::ExternalMemoryHandleTypeFlags::HOST_ALLOCATION_EXT;
 
 /// Imports host memory as buffers; created by the belt when the engine
 /// enabled `VK_EXT_external_memory_host` and the device can import host
@@ -56,7 +57,10 @@ pub fn aligned_interior(addr: usize, len: usize, alignment: u64) -> Option<Inter
     let a = alignment.max(1) as usize;
     let start = addr.checked_next_multiple_of(a)?;
     let end = addr.checked_add(len)? / a * a;
-    (end > start).then(|| Interior { head: (start - addr) as u64, len: (end - start) as u64 })
+    (end > start).then(|| Interior {
+        head: (start - addr) as u64,
+        len: (end - start) as u64,
+    })
 }
 
 impl HostImporter {
@@ -68,7 +72,11 @@ impl HostImporter {
     /// - `device` was created from `physical_device` of `instance` with
     ///   `VK_EXT_external_memory_host` enabled; all are alive and outlive the
     ///   importer.
-    pub unsafe fn new(instance: &ash::Instance, physical_device: vk::PhysicalDevice, device: &ash::Device) -> Option<Self> {
+    pub unsafe fn new(
+        instance: &ash::Instance,
+        physical_device: vk::PhysicalDevice,
+        device: &ash::Device,
+    ) -> Option<Self> {
         let mut host_props = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
         let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut host_props);
         // SAFETY: the physical device belongs to the instance (contract); the
@@ -83,7 +91,13 @@ impl HostImporter {
             .handle_type(HANDLE_TYPE);
         let mut ext_props = vk::ExternalBufferProperties::default();
         // SAFETY: as above (Vulkan 1.1 core query).
-        unsafe { instance.get_physical_device_external_buffer_properties(physical_device, &info, &mut ext_props) };
+        unsafe {
+            instance.get_physical_device_external_buffer_properties(
+                physical_device,
+                &info,
+                &mut ext_props,
+            )
+        };
         if !ext_props
             .external_memory_properties
             .external_memory_features
@@ -93,7 +107,10 @@ impl HostImporter {
         }
         // SAFETY: as above.
         let mem = unsafe { instance.get_physical_device_memory_properties(physical_device) };
-        let type_flags = mem.memory_types[..mem.memory_type_count as usize].iter().map(|t| t.property_flags).collect();
+        let type_flags = mem.memory_types[..mem.memory_type_count as usize]
+            .iter()
+            .map(|t| t.property_flags)
+            .collect();
         Some(Self {
             fns: ash::ext::external_memory_host::Device::new(instance, device),
             device: device.clone(),
@@ -149,7 +166,11 @@ impl HostImporter {
         let buffer = unsafe { self.device.create_buffer(&buffer_info, None) }?;
         // SAFETY: the buffer was just created.
         let req = unsafe { self.device.get_buffer_memory_requirements(buffer) };
-        let type_index = if req.size <= size { self.pick_type(host_props.memory_type_bits & req.memory_type_bits) } else { None };
+        let type_index = if req.size <= size {
+            self.pick_type(host_props.memory_type_bits & req.memory_type_bits)
+        } else {
+            None
+        };
         let Some(type_index) = type_index else {
             // SAFETY: never bound or used.
             unsafe { self.device.destroy_buffer(buffer, None) };
@@ -184,7 +205,11 @@ impl HostImporter {
             }
             return Err(e);
         }
-        Ok(ImportedBuffer { buffer, memory, size })
+        Ok(ImportedBuffer {
+            buffer,
+            memory,
+            size,
+        })
     }
 
     /// Destroys the buffer and frees the imported memory.
@@ -207,8 +232,17 @@ mod tests {
 
     #[test]
     fn interior_is_aligned_and_inside() {
-        assert_eq!(aligned_interior(4096, 8192, 4096), Some(Interior { head: 0, len: 8192 }));
-        assert_eq!(aligned_interior(4101, 8192, 4096), Some(Interior { head: 4091, len: 4096 }));
+        assert_eq!(
+            aligned_interior(4096, 8192, 4096),
+            Some(Interior { head: 0, len: 8192 })
+        );
+        assert_eq!(
+            aligned_interior(4101, 8192, 4096),
+            Some(Interior {
+                head: 4091,
+                len: 4096
+            })
+        );
         assert_eq!(aligned_interior(4101, 4096, 4096), None);
         assert_eq!(aligned_interior(5, 3, 4096), None);
         assert_eq!(aligned_interior(0, 4095, 4096), None);

@@ -4,6 +4,6 @@
 pub mod belt;
 pub mod format;
 pub mod import;
-pub mod ring;
 pub mod plan;
 pub mod queues;
+pub mod ring;

@@ -276,7 +276,9 @@ pub enum PlanError {
     },
     /// The plan would need more than [`MAX_COPIES`] copy regions (an extent
     /// far beyond any device's limits, or a chunk far too small for it).
-    #[error("the upload would need more than {max} copy regions; use a larger chunk or a smaller image")]
+    #[error(
+        "the upload would need more than {max} copy regions; use a larger chunk or a smaller image"
+    )]
     TooManyCopies {
         /// The planner's limit, [`MAX_COPIES`].
         max: usize,
@@ -504,7 +506,10 @@ fn check(layout: &ImageLayout) -> Result<Checked, PlanError> {
         });
     }
     if layout.array_layers > MAX_ARRAY_LAYERS {
-        return Err(PlanError::TooManyArrayLayers { layers: layout.array_layers, max: MAX_ARRAY_LAYERS });
+        return Err(PlanError::TooManyArrayLayers {
+            layers: layout.array_layers,
+            max: MAX_ARRAY_LAYERS,
+        });
     }
     let max = 32 - width.max(height).max(depth).leading_zeros();
     if layout.mip_levels > max {

@@ -19,12 +19,18 @@ pub fn pick_transfer_family(families: &[vk::QueueFamilyProperties]) -> Option<u3
     let dedicated = |f: &vk::QueueFamilyProperties| {
         f.queue_count > 0
             && f.queue_flags.contains(vk::QueueFlags::TRANSFER)
-            && !f.queue_flags.intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
+            && !f
+                .queue_flags
+                .intersects(vk::QueueFlags::GRAPHICS | vk::QueueFlags::COMPUTE)
     };
     let granularity = |f: &vk::QueueFamilyProperties| {
         let g = f.min_image_transfer_granularity;
         // (0,0,0) means whole mips only: the coarsest.
-        if g.width == 0 { u64::MAX } else { u64::from(g.width) * u64::from(g.height) * u64::from(g.depth) }
+        if g.width == 0 {
+            u64::MAX
+        } else {
+            u64::from(g.width) * u64::from(g.height) * u64::from(g.depth)
+        }
     };
     let best = families
         .iter()
@@ -48,7 +54,11 @@ pub fn pick_graphics_family(families: &[vk::QueueFamilyProperties]) -> Option<u3
 /// `(src, dst)` queue families of the release/acquire pair an upload needs,
 /// or `None` when no ownership transfer is needed: same family, or
 /// `CONCURRENT` sharing.
-pub fn ownership_transfer(belt_family: u32, destination_family: u32, exclusive: bool) -> Option<(u32, u32)> {
+pub fn ownership_transfer(
+    belt_family: u32,
+    destination_family: u32,
+    exclusive: bool,
+) -> Option<(u32, u32)> {
     (exclusive && belt_family != destination_family).then_some((belt_family, destination_family))
 }
 
@@ -93,7 +103,11 @@ mod tests {
             assert_eq!(pick_graphics_family(&f), Some(graphics), "{name}");
             let needs = ownership_transfer(transfer, graphics, true);
             assert_eq!(needs.is_some(), transfer != graphics, "{name}");
-            assert_eq!(ownership_transfer(transfer, graphics, false), None, "{name}: concurrent");
+            assert_eq!(
+                ownership_transfer(transfer, graphics, false),
+                None,
+                "{name}: concurrent"
+            );
         }
     }
 

@@ -32,7 +32,15 @@ pub struct Ring {
 impl Ring {
     /// An empty ring of `size` bytes.
     pub fn new(size: u64) -> Self {
-        Self { size, head: 0, tail: 0, used: 0, open_bytes: 0, closed: VecDeque::new(), high_water: 0 }
+        Self {
+            size,
+            head: 0,
+            tail: 0,
+            used: 0,
+            open_bytes: 0,
+            closed: VecDeque::new(),
+            high_water: 0,
+        }
     }
 
     /// Capacity in bytes.
@@ -68,23 +76,24 @@ impl Ring {
             self.tail = 0;
         }
         let start = self.head.checked_add(align - 1)? & !(align - 1);
-        let (offset, new_head) = if self.head >= self.tail && !(self.used > 0 && self.head == self.tail) {
-            // Free: [head, size) and [0, tail).
-            if start.checked_add(len)? <= self.size {
-                (start, start + len)
-            } else if len <= self.tail {
-                (0, len)
+        let (offset, new_head) =
+            if self.head >= self.tail && !(self.used > 0 && self.head == self.tail) {
+                // Free: [head, size) and [0, tail).
+                if start.checked_add(len)? <= self.size {
+                    (start, start + len)
+                } else if len <= self.tail {
+                    (0, len)
+                } else {
+                    return None;
+                }
             } else {
-                return None;
-            }
-        } else {
-            // Wrapped: free is [head, tail).
-            if start.checked_add(len)? <= self.tail {
-                (start, start + len)
-            } else {
-                return None;
-            }
-        };
+                // Wrapped: free is [head, tail).
+                if start.checked_add(len)? <= self.tail {
+                    (start, start + len)
+                } else {
+                    return None;
+                }
+            };
         let charged = if offset == 0 && self.head != 0 {
             (self.size - self.head) + len
         } else {

@@ -54,14 +54,31 @@ impl Setup {
             })
         });
         let (family, queue) = ctx.transfer_queue();
-        let shared = SharedQueue { family, queue, lock: Arc::new(Mutex::new(())) };
+        let shared = SharedQueue {
+            family,
+            queue,
+            lock: Arc::new(Mutex::new(())),
+        };
         // SAFETY: handles from the context; tests submit on this queue only
         // from this thread.
         let belt = unsafe {
-            StagingBelt::new(resources.clone(), ctx.instance(), ctx.physical_device(), shared, family, desc)
+            StagingBelt::new(
+                resources.clone(),
+                ctx.instance(),
+                ctx.physical_device(),
+                shared,
+                family,
+                desc,
+            )
         }
         .unwrap();
-        Self { belt: Some(belt), resources: Some(resources), allocator: Some(allocator), ctx: Some(ctx), family }
+        Self {
+            belt: Some(belt),
+            resources: Some(resources),
+            allocator: Some(allocator),
+            ctx: Some(ctx),
+            family,
+        }
     }
 
     fn belt(&mut self) -> &mut StagingBelt {
@@ -92,7 +109,10 @@ impl Setup {
     /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
     fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
         let size = src.size();
-        let readback = self.res().create_buffer(&BufferDesc::readback(size)).unwrap();
+        let readback = self
+            .res()
+            .create_buffer(&BufferDesc::readback(size))
+            .unwrap();
         let device = self.ctx().device().clone();
         self.ctx().one_shot(self.family, |cmd| {
             // SAFETY: recording; both buffers alive; a memory barrier orders
@@ -103,7 +123,11 @@ impl Setup {
                     cmd,
                     src.handle(),
                     readback.handle(),
-                    &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size }],
+                    &[vk::BufferCopy {
+                        src_offset: 0,
+                        dst_offset: 0,
+                        size,
+                    }],
                 );
             }
         });
@@ -119,7 +143,10 @@ impl Setup {
     fn read_image(&self, image: &Image, bytes_per_texel: u64) -> Vec<u8> {
         let d = image.desc();
         let total = expected_data_size(&layout_of(d)).unwrap();
-        let readback = self.res().create_buffer(&BufferDesc::readback(total)).unwrap();
+        let readback = self
+            .res()
+            .create_buffer(&BufferDesc::readback(total))
+            .unwrap();
         let device = self.ctx().device().clone();
         let mut regions = Vec::new();
         let mut offset = 0;
@@ -138,7 +165,11 @@ impl Setup {
                     layer_count: d.array_layers,
                 },
                 image_offset: vk::Offset3D::default(),
-                image_extent: vk::Extent3D { width: w, height: h, depth },
+                image_extent: vk::Extent3D {
+                    width: w,
+                    height: h,
+                    depth,
+                },
             });
             offset += u64::from(w * h * depth) * bytes_per_texel * u64::from(d.array_layers);
         }
@@ -175,7 +206,11 @@ impl Setup {
         }
         self.resources.take();
         let allocator = self.allocator.take().unwrap();
-        assert!(allocator.leak_report().is_empty(), "leaks: {:?}", allocator.leak_report());
+        assert!(
+            allocator.leak_report().is_empty(),
+            "leaks: {:?}",
+            allocator.leak_report()
+        );
         drop(allocator);
         self.ctx.take().unwrap().finish();
     }
@@ -225,13 +260,19 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 fn staged(ring: u64) -> StagingBeltDesc {
-    StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(ring) }
+    StagingBeltDesc {
+        force_staging: true,
+        ..StagingBeltDesc::with_ring_size(ring)
+    }
 }
 
 #[test]
 fn buffers_from_one_byte_to_larger_than_the_ring() {
     let mut s = Setup::new(staged(8 * MIB));
-    for (i, size) in [1u64, 3, 4, 255, 4096, 65_537, MIB + 17, 5 * MIB, 20 * MIB].into_iter().enumerate() {
+    for (i, size) in [1u64, 3, 4, 255, 4096, 65_537, MIB + 17, 5 * MIB, 20 * MIB]
+        .into_iter()
+        .enumerate()
+    {
         let dst = s.device_buffer(size);
         let data = pattern(size as usize, i as u64);
         let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
@@ -256,7 +297,10 @@ fn a_256_mib_buffer_streams_through_a_64_mib_ring() {
     let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
     s.belt().wait(t).unwrap();
     assert!(s.read_buffer(&dst) == data);
-    assert!(s.belt().stats().batches_submitted >= 16, "streamed in chunks");
+    assert!(
+        s.belt().stats().batches_submitted >= 16,
+        "streamed in chunks"
+    );
     s.destroy(dst);
     s.finish();
 }
@@ -268,7 +312,16 @@ fn offsets_inside_a_buffer_and_overlapping_rewrites() {
     let mut model = vec![0u8; 10_000];
     let zero = vec![0u8; 10_000];
     let _ = s.belt().upload_buffer(&dst, 0, &zero).unwrap();
-    for (i, (off, len)) in [(0u64, 100usize), (50, 100), (9_000, 1_000), (4_000, 3_000), (4_500, 10)].into_iter().enumerate() {
+    for (i, (off, len)) in [
+        (0u64, 100usize),
+        (50, 100),
+        (9_000, 1_000),
+        (4_000, 3_000),
+        (4_500, 10),
+    ]
+    .into_iter()
+    .enumerate()
+    {
         let data = pattern(len, 1000 + i as u64);
         model[off as usize..off as usize + len].copy_from_slice(&data);
         let _ = s.belt().upload_buffer(&dst, off, &data).unwrap();
@@ -296,7 +349,10 @@ fn ten_thousand_small_uploads_share_one_submit() {
     let st = s.belt().stats();
     assert_eq!(st.batches_submitted, 1);
     assert_eq!(st.uploads, 10_000);
-    assert_eq!(st.copy_commands, 1, "contiguous uploads merge into one copy region");
+    assert_eq!(
+        st.copy_commands, 1,
+        "contiguous uploads merge into one copy region"
+    );
     assert!(s.read_buffer(&big) == model);
     s.destroy(big);
     s.finish();
@@ -326,7 +382,10 @@ fn tiny_ring_wraps_under_pressure() {
     }
     s.belt().finish().unwrap();
     let st = s.belt().stats();
-    assert!(st.batches_submitted > 20, "the 64 KiB ring forced many submits: {st:?}");
+    assert!(
+        st.batches_submitted > 20,
+        "the 64 KiB ring forced many submits: {st:?}"
+    );
     assert!(st.ring_high_water <= 64 * 1024);
     for (b, m) in bufs.into_iter().zip(models) {
         assert!(s.read_buffer(&b) == m);
@@ -342,7 +401,10 @@ fn direct_path_writes_host_visible_memory() {
     let dst = s.device_buffer(100_000);
     let data = pattern(100_000, 5);
     let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
-    assert!(s.belt().is_complete(t).unwrap(), "direct writes complete at once");
+    assert!(
+        s.belt().is_complete(t).unwrap(),
+        "direct writes complete at once"
+    );
     let st = s.belt().stats();
     assert_eq!(st.bytes_direct, 100_000);
     assert_eq!(st.copy_commands, 0);
@@ -353,9 +415,11 @@ fn direct_path_writes_host_visible_memory() {
 
 fn texture(s: &Setup, desc: ImageDesc) -> Image {
     s.res()
-        .create_image(
-            &desc.usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::SAMPLED),
-        )
+        .create_image(&desc.usage(
+            vk::ImageUsageFlags::TRANSFER_DST
+                | vk::ImageUsageFlags::TRANSFER_SRC
+                | vk::ImageUsageFlags::SAMPLED,
+        ))
         .unwrap()
 }
 
@@ -374,10 +438,17 @@ fn textures_with_full_mip_chains_arrays_and_3d() {
         let img = texture(&s, desc);
         let len = expected_data_size(&layout_of(img.desc())).unwrap();
         let data = pattern(len as usize, 77 + i as u64);
-        let t = s.belt().upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap();
+        let t = s
+            .belt()
+            .upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+            .unwrap();
         s.belt().wait(t).unwrap();
         let back = s.read_image(&img, 4);
-        assert!(back == data, "case {i} {:?}: mip data differs", img.desc().kind);
+        assert!(
+            back == data,
+            "case {i} {:?}: mip data differs",
+            img.desc().kind
+        );
         // SAFETY: waited.
         unsafe { s.res().destroy_image(img) }.unwrap();
     }
@@ -387,7 +458,10 @@ fn textures_with_full_mip_chains_arrays_and_3d() {
 #[test]
 fn block_compressed_textures_when_supported() {
     let mut s = Setup::new(staged(MIB));
-    for format in [vk::Format::BC1_RGBA_UNORM_BLOCK, vk::Format::BC7_UNORM_BLOCK] {
+    for format in [
+        vk::Format::BC1_RGBA_UNORM_BLOCK,
+        vk::Format::BC7_UNORM_BLOCK,
+    ] {
         let feats = s.res().format_features(format, vk::ImageTiling::OPTIMAL);
         if !feats.contains(vk::FormatFeatureFlags::TRANSFER_DST) {
             eprintln!("note: lavapipe does not support {format:?} for transfer; skipped");
@@ -396,12 +470,19 @@ fn block_compressed_textures_when_supported() {
         let img = texture(&s, ImageDesc::texture_2d(format, 128, 64, 8));
         let len = expected_data_size(&layout_of(img.desc())).unwrap();
         let data = pattern(len as usize, 3);
-        let t = s.belt().upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap();
+        let t = s
+            .belt()
+            .upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+            .unwrap();
         s.belt().wait(t).unwrap();
         // Read back block by block: copy each level into a buffer.
         let readback = s.res().create_buffer(&BufferDesc::readback(len)).unwrap();
         let device = s.ctx().device().clone();
-        let block = if format == vk::Format::BC1_RGBA_UNORM_BLOCK { 8 } else { 16 };
+        let block = if format == vk::Format::BC1_RGBA_UNORM_BLOCK {
+            8
+        } else {
+            16
+        };
         let mut regions = Vec::new();
         let mut off = 0;
         for level in 0..8u32 {
@@ -418,7 +499,11 @@ fn block_compressed_textures_when_supported() {
                     layer_count: 1,
                 },
                 image_offset: vk::Offset3D::default(),
-                image_extent: vk::Extent3D { width: w, height: h, depth: 1 },
+                image_extent: vk::Extent3D {
+                    width: w,
+                    height: h,
+                    depth: 1,
+                },
             });
             off += u64::from(w.div_ceil(4) * h.div_ceil(4)) * block;
         }
@@ -427,7 +512,13 @@ fn block_compressed_textures_when_supported() {
             // SAFETY: recording; image in TRANSFER_SRC_OPTIMAL.
             unsafe {
                 transfer_barrier(&device, cmd);
-                device.cmd_copy_image_to_buffer(cmd, img.handle(), vk::ImageLayout::TRANSFER_SRC_OPTIMAL, readback.handle(), &regions);
+                device.cmd_copy_image_to_buffer(
+                    cmd,
+                    img.handle(),
+                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                    readback.handle(),
+                    &regions,
+                );
             }
         });
         let mut back = vec![0u8; len as usize];
@@ -446,25 +537,60 @@ fn block_compressed_textures_when_supported() {
 fn bad_input_is_typed_and_the_belt_stays_usable() {
     let mut s = Setup::new(staged(MIB));
     let dst = s.device_buffer(1000);
-    assert!(matches!(s.belt().upload_buffer(&dst, 0, &[]), Err(StagingError::EmptyData)));
+    assert!(matches!(
+        s.belt().upload_buffer(&dst, 0, &[]),
+        Err(StagingError::EmptyData)
+    ));
     let e = s.belt().upload_buffer(&dst, 990, &[0; 20]).unwrap_err();
-    assert!(matches!(e, StagingError::OutOfRange { offset: 990, len: 20, size: 1000 }), "{e}");
+    assert!(
+        matches!(
+            e,
+            StagingError::OutOfRange {
+                offset: 990,
+                len: 20,
+                size: 1000
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("990") && e.to_string().contains("1000"));
-    assert!(matches!(s.belt().upload_buffer(&dst, u64::MAX, &[0; 2]), Err(StagingError::OutOfRange { .. })));
+    assert!(matches!(
+        s.belt().upload_buffer(&dst, u64::MAX, &[0; 2]),
+        Err(StagingError::OutOfRange { .. })
+    ));
     let no_dst = s
         .res()
-        .create_buffer(&BufferDesc::new(64, vk::BufferUsageFlags::VERTEX_BUFFER, MemoryUsage::GpuOnly).name("vb"))
+        .create_buffer(
+            &BufferDesc::new(
+                64,
+                vk::BufferUsageFlags::VERTEX_BUFFER,
+                MemoryUsage::GpuOnly,
+            )
+            .name("vb"),
+        )
         .unwrap();
     let e = s.belt().upload_buffer(&no_dst, 0, &[1; 8]).unwrap_err();
-    assert!(matches!(&e, StagingError::MissingTransferDst { name: Some(n), .. } if n == "vb"), "{e}");
-    let img = texture(&s, ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 16, 16, 5));
-    let e = s.belt().upload_image(&img, &[0; 100], vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap_err();
+    assert!(
+        matches!(&e, StagingError::MissingTransferDst { name: Some(n), .. } if n == "vb"),
+        "{e}"
+    );
+    let img = texture(
+        &s,
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 16, 16, 5),
+    );
+    let e = s
+        .belt()
+        .upload_image(&img, &[0; 100], vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap_err();
     assert!(matches!(e, StagingError::Plan(_)), "{e}");
     assert!(e.to_string().contains("100"), "{e}");
     // A ticket of another belt.
     let mut other = Setup::new(staged(MIB));
     let t_other = other.belt().flush().unwrap();
-    assert!(matches!(s.belt().wait(t_other), Err(StagingError::ForeignTicket { .. })));
+    assert!(matches!(
+        s.belt().wait(t_other),
+        Err(StagingError::ForeignTicket { .. })
+    ));
     other.finish();
     // Nothing was recorded: the belt still works and nothing is pending.
     assert_eq!(s.belt().stats().copy_commands, 0);

@@ -61,14 +61,31 @@ impl Setup {
             })
         });
         let (family, queue) = ctx.transfer_queue();
-        let shared = SharedQueue { family, queue, lock: Arc::new(Mutex::new(())) };
+        let shared = SharedQueue {
+            family,
+            queue,
+            lock: Arc::new(Mutex::new(())),
+        };
         // SAFETY: handles from the context; the extension is enabled when the
         // desc says so; tests submit on this queue only from this thread.
         let belt = unsafe {
-            StagingBelt::new(resources.clone(), ctx.instance(), ctx.physical_device(), shared, family, desc(has))
+            StagingBelt::new(
+                resources.clone(),
+                ctx.instance(),
+                ctx.physical_device(),
+                shared,
+                family,
+                desc(has),
+            )
         }
         .unwrap();
-        Self { belt: Some(belt), resources: Some(resources), allocator: Some(allocator), ctx: Some(ctx), family }
+        Self {
+            belt: Some(belt),
+            resources: Some(resources),
+            allocator: Some(allocator),
+            ctx: Some(ctx),
+            family,
+        }
     }
 
     fn belt(&mut self) -> &mut StagingBelt {
@@ -99,7 +116,10 @@ impl Setup {
     /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
     fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
         let size = src.size();
-        let readback = self.res().create_buffer(&BufferDesc::readback(size)).unwrap();
+        let readback = self
+            .res()
+            .create_buffer(&BufferDesc::readback(size))
+            .unwrap();
         let device = self.ctx().device().clone();
         self.ctx().one_shot(self.family, |cmd| {
             // SAFETY: recording; both buffers alive; a memory barrier orders
@@ -110,7 +130,11 @@ impl Setup {
                     cmd,
                     src.handle(),
                     readback.handle(),
-                    &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size }],
+                    &[vk::BufferCopy {
+                        src_offset: 0,
+                        dst_offset: 0,
+                        size,
+                    }],
                 );
             }
         });
@@ -132,7 +156,11 @@ impl Setup {
         }
         self.resources.take();
         let allocator = self.allocator.take().unwrap();
-        assert!(allocator.leak_report().is_empty(), "leaks: {:?}", allocator.leak_report());
+        assert!(
+            allocator.leak_report().is_empty(),
+            "leaks: {:?}",
+            allocator.leak_report()
+        );
         drop(allocator);
         self.ctx.take().unwrap().finish();
     }
@@ -191,7 +219,10 @@ fn upload_sizes(s: &mut Setup, sizes: &[u64]) {
         let t = s.belt().upload_buffer(&dst, 0, data).unwrap();
         let after = s.belt().stats();
         if after.bytes_imported > before.bytes_imported {
-            assert!(s.belt().is_complete(t).unwrap(), "imported uploads are synchronous");
+            assert!(
+                s.belt().is_complete(t).unwrap(),
+                "imported uploads are synchronous"
+            );
         }
         s.belt().wait(t).unwrap();
         assert!(s.read_buffer(&dst) == data, "size {size}: mismatch");
@@ -218,7 +249,10 @@ fn imports_in_pieces_at_a_destination_offset() {
     let size = 40 * MIB + 4099;
     let dst = s.device_buffer(size + 1000);
     let zero = vec![0u8; (size + 1000) as usize];
-    let _ = s.belt().upload_buffer(&dst, 0, &zero[..2 * MIB as usize]).unwrap();
+    let _ = s
+        .belt()
+        .upload_buffer(&dst, 0, &zero[..2 * MIB as usize])
+        .unwrap();
     let backing = pattern(size as usize + 3, 42);
     let data = &backing[3..];
     let batches = s.belt().stats().batches_submitted;
@@ -228,7 +262,10 @@ fn imports_in_pieces_at_a_destination_offset() {
     // Six 8 MiB pieces (at most), imported in groups of copy_threads / 2,
     // one batch per group.
     let group = (mem_staging::belt::StagingBeltDesc::default().copy_threads / 2).max(1) as u64;
-    assert!(st.batches_submitted >= batches + 5u64.div_ceil(group), "one batch per group of pieces: {st:?}");
+    assert!(
+        st.batches_submitted >= batches + 5u64.div_ceil(group),
+        "one batch per group of pieces: {st:?}"
+    );
     assert!(st.bytes_imported >= 40 * MIB - 8192, "{st:?}");
     let mut model = vec![0u8; (size + 1000) as usize];
     model[333..333 + size as usize].copy_from_slice(data);
@@ -250,8 +287,18 @@ fn without_the_extension_flag_nothing_is_imported() {
 
 #[test]
 fn host_visible_destinations_are_written_directly() {
-    let mut s = Setup::new(true, |ext| StagingBeltDesc { force_staging: false, ..importing(ext, 256 * MIB) });
-    let dst = s.res().create_buffer(&BufferDesc::new(8 * MIB, vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC, MemoryUsage::Upload)).unwrap();
+    let mut s = Setup::new(true, |ext| StagingBeltDesc {
+        force_staging: false,
+        ..importing(ext, 256 * MIB)
+    });
+    let dst = s
+        .res()
+        .create_buffer(&BufferDesc::new(
+            8 * MIB,
+            vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
+            MemoryUsage::Upload,
+        ))
+        .unwrap();
     let data = pattern(8 * MIB as usize, 3);
     let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
     s.belt().wait(t).unwrap();

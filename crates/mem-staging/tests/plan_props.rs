@@ -619,18 +619,50 @@ fn lavapipe_row_pitch_alignment() {
 
 #[test]
 fn absurd_layer_counts_are_refused_not_planned() {
-    use mem_staging::plan::{expected_data_size, plan_image_upload, CopyLimits, ImageLayout, PlanError, MAX_ARRAY_LAYERS};
+    use mem_staging::plan::{
+        expected_data_size, plan_image_upload, CopyLimits, ImageLayout, PlanError, MAX_ARRAY_LAYERS,
+    };
     let layout = ImageLayout {
         format: vk::Format::R8G8B8A8_UNORM,
         image_type: vk::ImageType::TYPE_2D,
-        extent: vk::Extent3D { width: 1, height: 1, depth: 1 },
+        extent: vk::Extent3D {
+            width: 1,
+            height: 1,
+            depth: 1,
+        },
         mip_levels: 1,
         array_layers: u32::MAX,
         aspect: None,
     };
-    let e = plan_image_upload(&layout, 4 * u64::from(u32::MAX), &CopyLimits::default(), u64::MAX).unwrap_err();
-    assert_eq!(e, PlanError::TooManyArrayLayers { layers: u32::MAX, max: MAX_ARRAY_LAYERS });
+    let e = plan_image_upload(
+        &layout,
+        4 * u64::from(u32::MAX),
+        &CopyLimits::default(),
+        u64::MAX,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        PlanError::TooManyArrayLayers {
+            layers: u32::MAX,
+            max: MAX_ARRAY_LAYERS
+        }
+    );
     assert!(expected_data_size(&layout).is_err());
-    let ok = ImageLayout { array_layers: MAX_ARRAY_LAYERS, ..layout };
-    assert_eq!(plan_image_upload(&ok, 4 * u64::from(MAX_ARRAY_LAYERS), &CopyLimits::default(), u64::MAX).unwrap().copies.len(), 1 << 16);
+    let ok = ImageLayout {
+        array_layers: MAX_ARRAY_LAYERS,
+        ..layout
+    };
+    assert_eq!(
+        plan_image_upload(
+            &ok,
+            4 * u64::from(MAX_ARRAY_LAYERS),
+            &CopyLimits::default(),
+            u64::MAX
+        )
+        .unwrap()
+        .copies
+        .len(),
+        1 << 16
+    );
 }

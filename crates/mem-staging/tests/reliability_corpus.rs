@@ -36,7 +36,7 @@ fn image_plan_corpus() {
 
 #[test]
 fn image_plan_random_10k() {
-    let mut rng = Rng(0x696d_6167_65);
+    let mut rng = Rng(0x69_6d61_6765);
     for i in 0..10_000 {
         let len = (rng.next() % 96) as usize;
         let data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
@@ -49,10 +49,15 @@ fn image_plan_random_10k() {
 /// planner refused absurd array-layer counts) now plans or fails quickly.
 #[test]
 fn image_plan_oom_finding_is_bounded() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/findings/image_plan-oom-646959f4");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/findings/image_plan-oom-646959f4");
     let data = std::fs::read(&path).expect("read finding");
     let start = std::time::Instant::now();
     let r = std::panic::catch_unwind(|| image_plan::run(&data));
     assert!(r.is_ok(), "finding panics");
-    assert!(start.elapsed().as_secs() < 10, "finding takes {:?}", start.elapsed());
+    assert!(
+        start.elapsed().as_secs() < 10,
+        "finding takes {:?}",
+        start.elapsed()
+    );
 }

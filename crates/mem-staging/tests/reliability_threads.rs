@@ -73,12 +73,26 @@ fn sixteen_threads_allocate_create_upload() {
         })
     });
     let (family, queue) = ctx.transfer_queue();
-    let shared = SharedQueue { family, queue, lock: Arc::new(Mutex::new(())) };
-    let desc = StagingBeltDesc { force_staging: true, ..StagingBeltDesc::with_ring_size(8 << 20) };
+    let shared = SharedQueue {
+        family,
+        queue,
+        lock: Arc::new(Mutex::new(())),
+    };
+    let desc = StagingBeltDesc {
+        force_staging: true,
+        ..StagingBeltDesc::with_ring_size(8 << 20)
+    };
     // SAFETY: handles from the context; the belt is used behind one mutex,
     // and readbacks on the same queue run while holding that mutex.
     let belt = unsafe {
-        StagingBelt::new(resources.clone(), ctx.instance(), ctx.physical_device(), shared, family, desc)
+        StagingBelt::new(
+            resources.clone(),
+            ctx.instance(),
+            ctx.physical_device(),
+            shared,
+            family,
+            desc,
+        )
     }
     .unwrap();
     let belt = Mutex::new(belt);
@@ -87,7 +101,8 @@ fn sixteen_threads_allocate_create_upload() {
 
     std::thread::scope(|s| {
         for t in 0..THREADS {
-            let (allocator, resources, belt, counts, ctx) = (&allocator, &resources, &belt, &counts, &ctx);
+            let (allocator, resources, belt, counts, ctx) =
+                (&allocator, &resources, &belt, &counts, &ctx);
             s.spawn(move || {
                 let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
                 let mut live = Vec::new();
@@ -96,9 +111,17 @@ fn sixteen_threads_allocate_create_upload() {
                         // Raw allocator traffic with a pattern check.
                         0 => {
                             let size = 1 + rng.next() % (256 << 10);
-                            let usage = if rng.next() % 2 == 0 { MemoryUsage::Upload } else { MemoryUsage::GpuOnly };
+                            let usage = if rng.next() % 2 == 0 {
+                                MemoryUsage::Upload
+                            } else {
+                                MemoryUsage::GpuOnly
+                            };
                             let d = AllocationDesc::new(
-                                vk::MemoryRequirements { size, alignment: 256, memory_type_bits: u32::MAX },
+                                vk::MemoryRequirements {
+                                    size,
+                                    alignment: 256,
+                                    memory_type_bits: u32::MAX,
+                                },
                                 usage,
                             );
                             let mut a = allocator.allocate(&d).unwrap();
@@ -110,12 +133,16 @@ fn sixteen_threads_allocate_create_upload() {
                             }
                             live.push((a, t as u8));
                             if live.len() > 32 || rng.next() % 2 == 0 {
-                                let (a, tag) = live.swap_remove((rng.next() % live.len() as u64) as usize);
+                                let (a, tag) =
+                                    live.swap_remove((rng.next() % live.len() as u64) as usize);
                                 if a.mapped_ptr().is_some() {
                                     let n = (a.size() as usize).min(64);
                                     let mut buf = [0u8; 64];
                                     allocator.read(&a, 0, &mut buf[..n]).unwrap();
-                                    assert!(buf[..n].iter().all(|&b| b == tag), "thread {t}: allocation overwritten");
+                                    assert!(
+                                        buf[..n].iter().all(|&b| b == tag),
+                                        "thread {t}: allocation overwritten"
+                                    );
                                     counts.verified_allocs.fetch_add(1, Ordering::Relaxed);
                                 }
                                 allocator.free(a).unwrap();
@@ -127,8 +154,12 @@ fn sixteen_threads_allocate_create_upload() {
                             let size = 256 + rng.next() % (1 << 20);
                             let b = resources
                                 .create_buffer(
-                                    &BufferDesc::new(size, vk::BufferUsageFlags::STORAGE_BUFFER, MemoryUsage::GpuOnly)
-                                        .name(format!("t{t}")),
+                                    &BufferDesc::new(
+                                        size,
+                                        vk::BufferUsageFlags::STORAGE_BUFFER,
+                                        MemoryUsage::GpuOnly,
+                                    )
+                                    .name(format!("t{t}")),
                                 )
                                 .unwrap();
                             counts.buffers_created.fetch_add(1, Ordering::Relaxed);
@@ -143,14 +174,17 @@ fn sixteen_threads_allocate_create_upload() {
                                 .create_buffer(
                                     &BufferDesc::new(
                                         size,
-                                        vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
+                                        vk::BufferUsageFlags::TRANSFER_DST
+                                            | vk::BufferUsageFlags::TRANSFER_SRC,
                                         MemoryUsage::GpuOnly,
                                     )
                                     .name(format!("upload t{t}")),
                                 )
                                 .unwrap();
                             let seed = rng.next();
-                            let data: Vec<u8> = (0..size).map(|i| (i.wrapping_mul(seed | 1) >> 3) as u8).collect();
+                            let data: Vec<u8> = (0..size)
+                                .map(|i| (i.wrapping_mul(seed | 1) >> 3) as u8)
+                                .collect();
                             let verify = rng.next() % 4 == 0;
                             let mut belt = belt.lock();
                             let ticket = belt.upload_buffer(&dst, 0, &data).unwrap();
@@ -158,7 +192,9 @@ fn sixteen_threads_allocate_create_upload() {
                             counts.upload_bytes.fetch_add(size, Ordering::Relaxed);
                             belt.wait(ticket).unwrap();
                             if verify {
-                                let readback = resources.create_buffer(&BufferDesc::readback(size)).unwrap();
+                                let readback = resources
+                                    .create_buffer(&BufferDesc::readback(size))
+                                    .unwrap();
                                 let device = ctx.device().clone();
                                 // The belt's lock is held: nothing else submits to the queue.
                                 ctx.one_shot(family, |cmd| {
@@ -169,13 +205,20 @@ fn sixteen_threads_allocate_create_upload() {
                                             cmd,
                                             dst.handle(),
                                             readback.handle(),
-                                            &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size }],
+                                            &[vk::BufferCopy {
+                                                src_offset: 0,
+                                                dst_offset: 0,
+                                                size,
+                                            }],
                                         )
                                     }
                                 });
                                 let mut out = vec![0u8; size as usize];
                                 resources.read_buffer(&readback, 0, &mut out).unwrap();
-                                assert!(out == data, "thread {t}: upload of {size} bytes read back wrong");
+                                assert!(
+                                    out == data,
+                                    "thread {t}: upload of {size} bytes read back wrong"
+                                );
                                 counts.readbacks.fetch_add(1, Ordering::Relaxed);
                                 // SAFETY: the one-shot waited for the copy.
                                 unsafe { resources.destroy_buffer(readback) }.unwrap();
@@ -200,9 +243,17 @@ fn sixteen_threads_allocate_create_upload() {
     resources.collect().unwrap();
     allocator.validate().unwrap();
     resources.validate().unwrap();
-    assert!(resources.leak_report().is_empty(), "{:?}", resources.leak_report());
+    assert!(
+        resources.leak_report().is_empty(),
+        "{:?}",
+        resources.leak_report()
+    );
     drop(resources);
-    assert!(allocator.leak_report().is_empty(), "{:?}", allocator.leak_report());
+    assert!(
+        allocator.leak_report().is_empty(),
+        "{:?}",
+        allocator.leak_report()
+    );
     allocator.validate().unwrap();
     eprintln!(
         "reliability_threads: {THREADS} threads, {:.2} s: {} allocations ({} pattern-verified), {} frees, \

@@ -31,9 +31,12 @@ fn ownership_transfer_of_an_imported_upload() {
 }
 
 fn two_family(import: bool) {
-    let ctx = TestContext::builder().want_device_extension(ash::ext::external_memory_host::NAME).build();
+    let ctx = TestContext::builder()
+        .want_device_extension(ash::ext::external_memory_host::NAME)
+        .build();
     let import = import && ctx.has_extension(ash::ext::external_memory_host::NAME);
-    let families: Vec<vk::QueueFamilyProperties> = ctx.queue_families().into_iter().map(|(_, p)| p).collect();
+    let families: Vec<vk::QueueFamilyProperties> =
+        ctx.queue_families().into_iter().map(|(_, p)| p).collect();
     let (graphics, gqueue) = ctx.graphics_queue();
     let transfer = pick_transfer_family(&families).unwrap();
     if transfer == graphics {
@@ -45,7 +48,9 @@ fn two_family(import: bool) {
         ctx.finish();
         return;
     }
-    let tqueue = ctx.queue(transfer).expect("testkit creates a queue on every transfer family");
+    let tqueue = ctx
+        .queue(transfer)
+        .expect("testkit creates a queue on every transfer family");
     // SAFETY: the context's handles outlive the allocator and manager,
     // dropped before `finish`.
     let allocator = Arc::new(
@@ -72,7 +77,11 @@ fn two_family(import: bool) {
             allocation_callbacks: None,
         })
     });
-    let shared = SharedQueue { family: transfer, queue: tqueue, lock: Arc::new(Mutex::new(())) };
+    let shared = SharedQueue {
+        family: transfer,
+        queue: tqueue,
+        lock: Arc::new(Mutex::new(())),
+    };
     // SAFETY: handles from the context; the transfer queue is used only by the belt.
     let mut belt = unsafe {
         StagingBelt::new(
@@ -101,8 +110,11 @@ fn two_family(import: bool) {
             MemoryUsage::GpuOnly,
         ))
         .unwrap();
-    let img_desc = ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 256, 128, 9)
-        .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC | vk::ImageUsageFlags::SAMPLED);
+    let img_desc = ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 256, 128, 9).usage(
+        vk::ImageUsageFlags::TRANSFER_DST
+            | vk::ImageUsageFlags::TRANSFER_SRC
+            | vk::ImageUsageFlags::SAMPLED,
+    );
     let img = res.create_image(&img_desc).unwrap();
     let layout = ImageLayout {
         format: img_desc.format,
@@ -116,19 +128,26 @@ fn two_family(import: bool) {
     let img_data: Vec<u8> = (0..img_len).map(|i| (i * 13 + 1) as u8).collect();
 
     let _ = belt.upload_buffer(&buf, 0, &data).unwrap();
-    let _ = belt.upload_image(&img, &img_data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL).unwrap();
+    let _ = belt
+        .upload_image(&img, &img_data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap();
     let ticket = belt.flush().unwrap();
     let acquire = belt.take_acquire_barriers(ticket).unwrap();
     assert_eq!(acquire.buffers.len(), 1);
     assert_eq!(acquire.images.len(), 1);
     assert_eq!(acquire.buffers[0].src_queue_family_index, transfer);
     assert_eq!(acquire.buffers[0].dst_queue_family_index, graphics);
-    assert_eq!(acquire.images[0].new_layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL);
+    assert_eq!(
+        acquire.images[0].new_layout,
+        vk::ImageLayout::TRANSFER_SRC_OPTIMAL
+    );
     let (sem, value) = acquire.wait.unwrap();
     assert_eq!(value, ticket.value());
 
     // On the graphics family: wait for the ticket, acquire, read back.
-    let readback = res.create_buffer(&BufferDesc::readback(size as u64 + img_len)).unwrap();
+    let readback = res
+        .create_buffer(&BufferDesc::readback(size as u64 + img_len))
+        .unwrap();
     let d = ctx.device();
     let pool_info = vk::CommandPoolCreateInfo::default().queue_family_index(graphics);
     // SAFETY: everything below runs on this thread with live handles; the
@@ -136,11 +155,30 @@ fn two_family(import: bool) {
     unsafe {
         let pool = d.create_command_pool(&pool_info, None).unwrap();
         let cmd = d
-            .allocate_command_buffers(&vk::CommandBufferAllocateInfo::default().command_pool(pool).command_buffer_count(1))
+            .allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(pool)
+                    .command_buffer_count(1),
+            )
             .unwrap()[0];
-        d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default()).unwrap();
-        acquire.record(d, cmd, vk::PipelineStageFlags::TRANSFER, vk::AccessFlags::TRANSFER_READ);
-        d.cmd_copy_buffer(cmd, buf.handle(), readback.handle(), &[vk::BufferCopy { src_offset: 0, dst_offset: 0, size: size as u64 }]);
+        d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())
+            .unwrap();
+        acquire.record(
+            d,
+            cmd,
+            vk::PipelineStageFlags::TRANSFER,
+            vk::AccessFlags::TRANSFER_READ,
+        );
+        d.cmd_copy_buffer(
+            cmd,
+            buf.handle(),
+            readback.handle(),
+            &[vk::BufferCopy {
+                src_offset: 0,
+                dst_offset: 0,
+                size: size as u64,
+            }],
+        );
         let mut regions = Vec::new();
         let mut off = size as u64;
         for level in 0..9u32 {
@@ -153,24 +191,37 @@ fn two_family(import: bool) {
                     base_array_layer: 0,
                     layer_count: 1,
                 },
-                image_extent: vk::Extent3D { width: w, height: h, depth: 1 },
+                image_extent: vk::Extent3D {
+                    width: w,
+                    height: h,
+                    depth: 1,
+                },
                 ..Default::default()
             });
             off += u64::from(w * h * 4);
         }
-        d.cmd_copy_image_to_buffer(cmd, img.handle(), vk::ImageLayout::TRANSFER_SRC_OPTIMAL, readback.handle(), &regions);
+        d.cmd_copy_image_to_buffer(
+            cmd,
+            img.handle(),
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+            readback.handle(),
+            &regions,
+        );
         d.end_command_buffer(cmd).unwrap();
         let waits = [sem];
         let wait_values = [value];
         let stages = [vk::PipelineStageFlags::TRANSFER];
         let cmds = [cmd];
-        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
+        let mut timeline =
+            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
         let submit = vk::SubmitInfo::default()
             .wait_semaphores(&waits)
             .wait_dst_stage_mask(&stages)
             .command_buffers(&cmds)
             .push_next(&mut timeline);
-        let fence = d.create_fence(&vk::FenceCreateInfo::default(), None).unwrap();
+        let fence = d
+            .create_fence(&vk::FenceCreateInfo::default(), None)
+            .unwrap();
         {
             let _q = ctx.lock_queue(graphics).unwrap();
             d.queue_submit(gqueue, &[submit], fence).unwrap();
@@ -182,11 +233,21 @@ fn two_family(import: bool) {
     assert!(belt.is_complete(ticket).unwrap());
     let mut back = vec![0u8; size + img_len as usize];
     res.read_buffer(&readback, 0, &mut back).unwrap();
-    assert!(back[..size] == data[..], "buffer contents after ownership transfer");
+    assert!(
+        back[..size] == data[..],
+        "buffer contents after ownership transfer"
+    );
     if import {
-        assert!(belt.stats().bytes_imported > 0, "the large buffer was imported: {:?}", belt.stats());
+        assert!(
+            belt.stats().bytes_imported > 0,
+            "the large buffer was imported: {:?}",
+            belt.stats()
+        );
     }
-    assert!(back[size..] == img_data[..], "image contents after ownership transfer");
+    assert!(
+        back[size..] == img_data[..],
+        "image contents after ownership transfer"
+    );
     eprintln!(
         "two-family upload verified (import {import}): transfer family {transfer} -> graphics family {graphics}, {} batches, {} bytes imported",
         belt.stats().batches_submitted,

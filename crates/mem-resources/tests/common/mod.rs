@@ -49,7 +49,11 @@ impl Gpu {
             .expect("allocator"),
         );
         let resources = manager(&ctx, Arc::clone(&allocator));
-        Self { resources: Some(resources), allocator: Some(allocator), ctx }
+        Self {
+            resources: Some(resources),
+            allocator: Some(allocator),
+            ctx,
+        }
     }
 
     pub fn rm(&self) -> &ResourceManager {
@@ -63,11 +67,19 @@ impl Gpu {
     /// Asserts nothing is left, tears down, checks validation messages.
     pub fn finish(mut self) {
         let rm = self.resources.take().expect("manager alive");
-        assert_eq!(rm.leak_report(), vec![], "resources left at the end of the test");
+        assert_eq!(
+            rm.leak_report(),
+            vec![],
+            "resources left at the end of the test"
+        );
         rm.validate().expect("manager invariants");
         drop(rm);
         let allocator = self.allocator.take().expect("allocator alive");
-        assert!(allocator.leak_report().is_empty(), "allocations left: {:?}", allocator.leak_report());
+        assert!(
+            allocator.leak_report().is_empty(),
+            "allocations left: {:?}",
+            allocator.leak_report()
+        );
         allocator.validate().expect("allocator invariants");
         drop(allocator);
         self.ctx.finish();
@@ -109,7 +121,13 @@ impl FaultyDevice {
         // SAFETY: the context's handles are valid and outlive the device
         // wrapper (the allocator owning it is dropped before the context).
         let inner = unsafe {
-            AshMemoryDevice::new(ctx.instance(), ctx.physical_device(), ctx.device(), false, None)
+            AshMemoryDevice::new(
+                ctx.instance(),
+                ctx.physical_device(),
+                ctx.device(),
+                false,
+                None,
+            )
         };
         let mut props = inner.properties().clone();
         if hide_host_visible {
@@ -147,7 +165,10 @@ impl MemoryDevice for FaultyDevice {
         &self.props
     }
 
-    unsafe fn allocate_memory(&self, request: &MemoryAllocateRequest) -> Result<vk::DeviceMemory, DeviceError> {
+    unsafe fn allocate_memory(
+        &self,
+        request: &MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, DeviceError> {
         let n = self.allocate_calls.fetch_add(1, Ordering::SeqCst);
         if n == self.fail_allocate_at.load(Ordering::SeqCst) {
             return Err(*self.fail_allocate_with.lock());
@@ -161,7 +182,11 @@ impl MemoryDevice for FaultyDevice {
         unsafe { self.inner.free_memory(memory) }
     }
 
-    unsafe fn map_memory(&self, memory: vk::DeviceMemory, size: u64) -> Result<NonNull<u8>, DeviceError> {
+    unsafe fn map_memory(
+        &self,
+        memory: vk::DeviceMemory,
+        size: u64,
+    ) -> Result<NonNull<u8>, DeviceError> {
         let n = self.map_calls.fetch_add(1, Ordering::SeqCst);
         if n == self.fail_map_at.load(Ordering::SeqCst) {
             return Err(DeviceError::MemoryMapFailed);
@@ -198,7 +223,10 @@ impl MemoryDevice for SharedDevice {
     fn properties(&self) -> &DeviceMemoryProperties {
         self.0.properties()
     }
-    unsafe fn allocate_memory(&self, r: &MemoryAllocateRequest) -> Result<vk::DeviceMemory, DeviceError> {
+    unsafe fn allocate_memory(
+        &self,
+        r: &MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, DeviceError> {
         // SAFETY: forwarded.
         unsafe { self.0.allocate_memory(r) }
     }
@@ -228,9 +256,16 @@ impl MemoryDevice for SharedDevice {
 }
 
 /// An allocator over a shared [`FaultyDevice`].
-pub fn faulty_allocator(ctx: &TestContext, hide_host_visible: bool, config: AllocatorConfig) -> (Arc<FaultyDevice>, Arc<Allocator>) {
+pub fn faulty_allocator(
+    ctx: &TestContext,
+    hide_host_visible: bool,
+    config: AllocatorConfig,
+) -> (Arc<FaultyDevice>, Arc<Allocator>) {
     let dev = Arc::new(FaultyDevice::new(ctx, hide_host_visible));
-    let allocator = Arc::new(Allocator::with_device(Box::new(SharedDevice(Arc::clone(&dev))), config));
+    let allocator = Arc::new(Allocator::with_device(
+        Box::new(SharedDevice(Arc::clone(&dev))),
+        config,
+    ));
     (dev, allocator)
 }
 
