@@ -400,6 +400,8 @@ pub struct Allocator {
     min_block: u64,
     separate_classes: bool,
     ranked: [RankedTypes; 4],
+    /// [`Self::preferred_block_size`] of each memory type, computed once.
+    preferred: Vec<u64>,
     pools: Vec<Mutex<TypePool>>,
     /// Bytes of `VkDeviceMemory` committed per heap (our own accounting).
     heap_committed: Vec<AtomicU64>,
@@ -499,6 +501,21 @@ impl Allocator {
             .debug_margin
             .checked_next_multiple_of(16)
             .unwrap_or(0);
+        let large =
+            prev_power_of_two(config.preferred_large_heap_block_size).clamp(MIB, 4096 * MIB);
+        let preferred = props
+            .memory_types
+            .iter()
+            .map(|t| {
+                let heap_size = props.memory_heaps[t.heap_index as usize].size;
+                let size = if heap_size > 1024 * MIB {
+                    large
+                } else {
+                    prev_power_of_two(heap_size / 8).max(MIB)
+                };
+                size.max(min_block)
+            })
+            .collect();
         Self {
             id: NEXT_ALLOCATOR_ID.fetch_add(1, Ordering::Relaxed),
             device,
@@ -507,6 +524,7 @@ impl Allocator {
             min_block,
             separate_classes,
             ranked,
+            preferred,
             pools,
             heap_committed,
             memory_objects: AtomicU32::new(0),
@@ -552,16 +570,7 @@ impl Allocator {
 
     /// Preferred block size for memory type `type_index`'s heap.
     pub fn preferred_block_size(&self, type_index: u32) -> u64 {
-        let heap = self.props.memory_types[type_index as usize].heap_index as usize;
-        let heap_size = self.props.memory_heaps[heap].size;
-        let large =
-            prev_power_of_two(self.config.preferred_large_heap_block_size).clamp(MIB, 4096 * MIB);
-        let size = if heap_size > 1024 * MIB {
-            large
-        } else {
-            prev_power_of_two(heap_size / 8).max(MIB)
-        };
-        size.max(self.min_block)
+        self.preferred[type_index as usize]
     }
 
     fn heap_limit(&self, heap: usize) -> u64 {
@@ -591,13 +600,27 @@ impl Allocator {
         }
         let ranked = &self.ranked[usage_index(desc.usage)];
         let type_count = self.props.memory_types.len() as u32;
-        let mut candidates = candidate_types(ranked, desc.memory_type_bits).peekable();
-        if candidates.peek().is_none() {
+        let Some(best) = candidate_types(ranked, desc.memory_type_bits).next() else {
             return Err(AllocError::NoCompatibleMemoryType {
                 memory_type_bits: desc.memory_type_bits,
                 usage: desc.usage,
                 type_count,
             });
+        };
+        // Fast path: room in an existing block of the best type. The limits,
+        // the fallback over types and new memory below run only on a miss.
+        // (Debug margins take the full path.)
+        if self.margin == 0
+            && desc.size <= self.props.max_memory_allocation_size
+            && !self.wants_dedicated(best, desc, alignment)
+        {
+            let class = self.class_index(desc.class, desc.size, alignment);
+            let mut pool = self.pools[best as usize].lock();
+            if let Some(a) =
+                self.try_existing_blocks(&mut pool, best, class, desc, desc.size, 0, alignment)
+            {
+                return Ok(a);
+            }
         }
         if desc.size > self.props.max_memory_allocation_size {
             return Err(AllocError::ExceedsMaxAllocationSize {
@@ -616,7 +639,6 @@ impl Allocator {
             });
         }
 
-        // Fast path: room in an existing block of the best type.
         let mut tried = 0u32;
         // Two passes: first within every heap's budget, then (unless the
         // caller forbids it) past the soft budget, up to the hard heap limit.
