@@ -37,7 +37,7 @@ struct Args {
     sweep: bool,
     tune: bool,
     import: bool,
-    ring_memory: MemoryUsage,
+    ring_memory: Option<MemoryUsage>,
     threads: Option<usize>,
     chunk_mib: Option<u64>,
 }
@@ -55,7 +55,7 @@ fn parse_args() -> Args {
         sweep: false,
         tune: false,
         import: false,
-        ring_memory: MemoryUsage::Upload,
+        ring_memory: None,
         threads: None,
         chunk_mib: None,
     };
@@ -80,9 +80,9 @@ fn parse_args() -> Args {
             "--import" => a.import = true,
             "--ring-memory" => {
                 a.ring_memory = match it.next().as_deref() {
-                    Some("upload") => MemoryUsage::Upload,
-                    Some("cached") => MemoryUsage::Readback,
-                    Some("rebar") => MemoryUsage::Dynamic,
+                    Some("upload") => Some(MemoryUsage::Upload),
+                    Some("cached") => Some(MemoryUsage::Readback),
+                    Some("rebar") => Some(MemoryUsage::Dynamic),
                     other => panic!("--ring-memory upload|cached|rebar, not {other:?}"),
                 }
             }
@@ -106,7 +106,7 @@ struct Rig {
     chunk: Option<u64>,
     /// Large uploads import the caller's memory (VK_EXT_external_memory_host).
     import: bool,
-    ring_memory: MemoryUsage,
+    ring_memory: Option<MemoryUsage>,
 }
 
 impl Rig {
@@ -115,7 +115,7 @@ impl Rig {
         threads: Option<usize>,
         chunk: Option<u64>,
         import: bool,
-        ring_memory: MemoryUsage,
+        ring_memory: Option<MemoryUsage>,
     ) -> Self {
         let ctx = TestContext::builder()
             .validation(validation)
@@ -189,7 +189,9 @@ impl Rig {
             desc.auto_submit_bytes = c;
         }
         desc.external_memory_host |= self.import;
-        desc.ring_memory = self.ring_memory;
+        if let Some(m) = self.ring_memory {
+            desc.ring_memory = m;
+        }
         let shared = SharedQueue {
             family: self.family,
             queue: self.queue,
@@ -525,7 +527,7 @@ fn main() {
         .map(|(_, p)| p.queue_flags)
         .unwrap();
     println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
-        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory);
+        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltDesc::default().ring_memory));
     let ring = args.ring_mib * MIB;
     let rows = [
         bench_big(&rig, &args, args.size_mib * MIB, ring),
