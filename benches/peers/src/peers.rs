@@ -81,7 +81,7 @@ pub fn settings() -> Vec<(&'static str, String)> {
         (
             MEM_CORE,
             "mem-core (path dep, this tree): `Allocator::new` with `AllocatorConfig::default()` \
-             (256 MiB preferred block, first blocks 1/8, 1/4, 1/2; 256 B min block; 1 empty block kept per type), \
+             (256 MiB preferred block; pools grow geometrically from 32 MiB by half their size; 256 B min block; requests up to 1 MiB in their own blocks; > 64 MiB dedicated; 1 empty block kept per type), \
              memory_budget false; `MemoryUsage::GpuOnly`, `ResourceClass::Linear/Optimal`"
                 .into(),
         ),
