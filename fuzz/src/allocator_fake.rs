@@ -11,15 +11,14 @@
 //! end, after freeing everything and `trim()`: no leak report, no live or
 //! mapped `VkDeviceMemory` on the fake device.
 
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use ash::vk;
-use mem_core::device::{DeviceError, HeapBudget, MappedRange, MemoryAllocateRequest};
+use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, DEVICE_TABLES};
 use mem_core::{
     AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, Dedicated,
-    DeviceMemoryProperties, MemoryDevice, MemoryUsage, ResourceClass,
+    MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 struct Input<'a> {
@@ -44,45 +43,6 @@ impl Input<'_> {
     }
     fn is_empty(&self) -> bool {
         self.data.is_empty()
-    }
-}
-
-/// The fake device shared between the allocator and the checks.
-struct Shared(Arc<FakeDevice>);
-
-impl MemoryDevice for Shared {
-    fn properties(&self) -> &DeviceMemoryProperties {
-        self.0.properties()
-    }
-    unsafe fn allocate_memory(
-        &self,
-        r: &MemoryAllocateRequest,
-    ) -> Result<vk::DeviceMemory, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.allocate_memory(r) }
-    }
-    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free_memory(m) }
-    }
-    unsafe fn map_memory(&self, m: vk::DeviceMemory, s: u64) -> Result<NonNull<u8>, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.map_memory(m, s) }
-    }
-    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.unmap_memory(m) }
-    }
-    unsafe fn flush_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.flush_ranges(r) }
-    }
-    unsafe fn invalidate_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.invalidate_ranges(r) }
-    }
-    fn heap_budgets(&self) -> Option<smallvec::SmallVec<[HeapBudget; 4]>> {
-        self.0.heap_budgets()
     }
 }
 
@@ -192,7 +152,7 @@ pub fn run(data: &[u8]) {
         },
     };
     let margin = config.debug_margin;
-    let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), config);
+    let alloc = Allocator::with_device(Box::new(fake.clone()), config);
     let type_count = fake.properties().memory_types.len() as u32;
     let mut live: Vec<Live> = Vec::new();
     let mut next_tag = 1u64;

@@ -268,6 +268,56 @@ pub trait MemoryDevice: Send + Sync {
     fn heap_budgets(&self) -> Option<SmallVec<[HeapBudget; 4]>>;
 }
 
+/// A shared device is a device: tests keep an `Arc` to inspect the fake while
+/// the allocator owns another, and engines can share one wrapper between
+/// several allocators.
+impl<T: MemoryDevice + ?Sized> MemoryDevice for std::sync::Arc<T> {
+    fn properties(&self) -> &DeviceMemoryProperties {
+        (**self).properties()
+    }
+
+    unsafe fn allocate_memory(
+        &self,
+        request: &MemoryAllocateRequest,
+    ) -> Result<vk::DeviceMemory, DeviceError> {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).allocate_memory(request) }
+    }
+
+    unsafe fn free_memory(&self, memory: vk::DeviceMemory) {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).free_memory(memory) }
+    }
+
+    unsafe fn map_memory(
+        &self,
+        memory: vk::DeviceMemory,
+        size: u64,
+    ) -> Result<NonNull<u8>, DeviceError> {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).map_memory(memory, size) }
+    }
+
+    unsafe fn unmap_memory(&self, memory: vk::DeviceMemory) {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).unmap_memory(memory) }
+    }
+
+    unsafe fn flush_ranges(&self, ranges: &[MappedRange]) -> Result<(), DeviceError> {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).flush_ranges(ranges) }
+    }
+
+    unsafe fn invalidate_ranges(&self, ranges: &[MappedRange]) -> Result<(), DeviceError> {
+        // SAFETY: forwarded from the trait's contract.
+        unsafe { (**self).invalidate_ranges(ranges) }
+    }
+
+    fn heap_budgets(&self) -> Option<SmallVec<[HeapBudget; 4]>> {
+        (**self).heap_budgets()
+    }
+}
+
 /// Host allocation callbacks the engine gave, passed to every Vulkan call.
 #[derive(Clone, Copy)]
 pub(crate) struct HostCallbacks(pub(crate) Option<vk::AllocationCallbacks<'static>>);

@@ -14,60 +14,13 @@ use mem_core::{
 
 const MIB: u64 = 1 << 20;
 
-/// A device shared between the allocator (which owns a `Box<dyn MemoryDevice>`)
-/// and the test (which inspects it).
-struct Shared(Arc<FakeDevice>);
-
-impl MemoryDevice for Shared {
-    fn properties(&self) -> &mem_core::DeviceMemoryProperties {
-        self.0.properties()
-    }
-    unsafe fn allocate_memory(
-        &self,
-        r: &mem_core::device::MemoryAllocateRequest,
-    ) -> Result<vk::DeviceMemory, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.allocate_memory(r) }
-    }
-    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free_memory(m) }
-    }
-    unsafe fn map_memory(
-        &self,
-        m: vk::DeviceMemory,
-        s: u64,
-    ) -> Result<std::ptr::NonNull<u8>, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.map_memory(m, s) }
-    }
-    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.unmap_memory(m) }
-    }
-    unsafe fn flush_ranges(&self, r: &[mem_core::device::MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.flush_ranges(r) }
-    }
-    unsafe fn invalidate_ranges(
-        &self,
-        r: &[mem_core::device::MappedRange],
-    ) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.invalidate_ranges(r) }
-    }
-    fn heap_budgets(&self) -> Option<smallvec::SmallVec<[mem_core::device::HeapBudget; 4]>> {
-        self.0.heap_budgets()
-    }
-}
-
 fn setup(name: &str) -> (Arc<FakeDevice>, Allocator) {
     setup_with(name, AllocatorConfig::default())
 }
 
 fn setup_with(name: &str, config: AllocatorConfig) -> (Arc<FakeDevice>, Allocator) {
     let fake = Arc::new(FakeDevice::builtin(name).unwrap_or_else(|| panic!("no table {name}")));
-    let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), config);
+    let alloc = Allocator::with_device(Box::new(fake.clone()), config);
     (fake, alloc)
 }
 
@@ -426,7 +379,7 @@ fn max_allocation_size_is_enforced() {
                 p.max_memory_allocation_size = 64 * MIB;
             }),
     );
-    let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
+    let alloc = Allocator::with_device(Box::new(fake), AllocatorConfig::default());
     assert_eq!(
         alloc
             .allocate(&req(65 * MIB, MemoryUsage::GpuOnly))
@@ -536,7 +489,7 @@ fn too_many_objects_is_typed() {
                 p.max_memory_allocation_count = 3;
             }),
     );
-    let alloc = Allocator::with_device(Box::new(Shared(fake)), AllocatorConfig::default());
+    let alloc = Allocator::with_device(Box::new(fake), AllocatorConfig::default());
     let mut live = Vec::new();
     let err = loop {
         match alloc.allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None)))

@@ -7,59 +7,9 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::fake::FakeDevice;
-use mem_core::{
-    AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryDevice, MemoryUsage,
-};
+use mem_core::{AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage};
 
 const MIB: u64 = 1 << 20;
-
-struct Shared(Arc<FakeDevice>);
-
-impl MemoryDevice for Shared {
-    fn properties(&self) -> &mem_core::DeviceMemoryProperties {
-        self.0.properties()
-    }
-    unsafe fn allocate_memory(
-        &self,
-        r: &mem_core::device::MemoryAllocateRequest,
-    ) -> Result<vk::DeviceMemory, mem_core::DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.allocate_memory(r) }
-    }
-    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free_memory(m) }
-    }
-    unsafe fn map_memory(
-        &self,
-        m: vk::DeviceMemory,
-        s: u64,
-    ) -> Result<std::ptr::NonNull<u8>, mem_core::DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.map_memory(m, s) }
-    }
-    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.unmap_memory(m) }
-    }
-    unsafe fn flush_ranges(
-        &self,
-        r: &[mem_core::device::MappedRange],
-    ) -> Result<(), mem_core::DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.flush_ranges(r) }
-    }
-    unsafe fn invalidate_ranges(
-        &self,
-        r: &[mem_core::device::MappedRange],
-    ) -> Result<(), mem_core::DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.invalidate_ranges(r) }
-    }
-    fn heap_budgets(&self) -> Option<smallvec::SmallVec<[mem_core::device::HeapBudget; 4]>> {
-        self.0.heap_budgets()
-    }
-}
 
 fn fill(i: usize, len: u64) -> Vec<u8> {
     (0..len).map(|b| (b as usize * 31 + i * 7) as u8).collect()
@@ -71,7 +21,7 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
     let fake = Arc::new(FakeDevice::builtin("nvidia-h100").unwrap());
     fake.set_heap_capacity(1, 70 * MIB);
     fake.set_heap_capacity(0, 40 * MIB);
-    let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), AllocatorConfig::default());
+    let alloc = Allocator::with_device(Box::new(fake.clone()), AllocatorConfig::default());
     let req = vk::MemoryRequirements {
         size: 5 * MIB,
         alignment: 256,
@@ -144,7 +94,7 @@ fn within_budget_stops_at_the_budget_not_the_heap() {
     // WITHIN_BUDGET request fails typed where a plain one spills over types.
     let fake = Arc::new(FakeDevice::builtin("amd-rx6600-no-rebar").unwrap());
     fake.set_heap_capacity(2, 32 * MIB); // the 256 MiB BAR heap, nearly full
-    let alloc = Allocator::with_device(Box::new(Shared(fake.clone())), AllocatorConfig::default());
+    let alloc = Allocator::with_device(Box::new(fake.clone()), AllocatorConfig::default());
     let req = vk::MemoryRequirements {
         size: 3 * MIB,
         alignment: 256,

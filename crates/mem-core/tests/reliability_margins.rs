@@ -6,52 +6,8 @@
 use std::sync::Arc;
 
 use ash::vk;
-use mem_core::device::{DeviceError, HeapBudget, MappedRange, MemoryAllocateRequest};
 use mem_core::fake::FakeDevice;
-use mem_core::{
-    AllocationDesc, Allocator, AllocatorConfig, DeviceMemoryProperties, MemoryDevice, MemoryUsage,
-};
-
-struct Shared(Arc<FakeDevice>);
-impl MemoryDevice for Shared {
-    fn properties(&self) -> &DeviceMemoryProperties {
-        self.0.properties()
-    }
-    unsafe fn allocate_memory(
-        &self,
-        r: &MemoryAllocateRequest,
-    ) -> Result<vk::DeviceMemory, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.allocate_memory(r) }
-    }
-    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free_memory(m) }
-    }
-    unsafe fn map_memory(
-        &self,
-        m: vk::DeviceMemory,
-        s: u64,
-    ) -> Result<std::ptr::NonNull<u8>, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.map_memory(m, s) }
-    }
-    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.unmap_memory(m) }
-    }
-    unsafe fn flush_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.flush_ranges(r) }
-    }
-    unsafe fn invalidate_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.invalidate_ranges(r) }
-    }
-    fn heap_budgets(&self) -> Option<smallvec::SmallVec<[HeapBudget; 4]>> {
-        self.0.heap_budgets()
-    }
-}
+use mem_core::{AllocationDesc, Allocator, AllocatorConfig, MemoryUsage};
 
 fn setup(table: &str, margin: u64) -> (Arc<FakeDevice>, Allocator) {
     let fake = Arc::new(FakeDevice::builtin(table).expect("table"));
@@ -59,10 +15,7 @@ fn setup(table: &str, margin: u64) -> (Arc<FakeDevice>, Allocator) {
         debug_margin: margin,
         ..AllocatorConfig::default()
     };
-    (
-        fake.clone(),
-        Allocator::with_device(Box::new(Shared(fake)), config),
-    )
+    (fake.clone(), Allocator::with_device(Box::new(fake), config))
 }
 
 fn desc(size: u64, alignment: u64, usage: MemoryUsage, name: &str) -> AllocationDesc<'_> {

@@ -215,46 +215,6 @@ impl MemoryDevice for FaultyDevice {
     }
 }
 
-/// Forwards to a shared [`FaultyDevice`] so the test keeps a handle to it
-/// after the allocator took its box.
-pub struct SharedDevice(pub Arc<FaultyDevice>);
-
-impl MemoryDevice for SharedDevice {
-    fn properties(&self) -> &DeviceMemoryProperties {
-        self.0.properties()
-    }
-    unsafe fn allocate_memory(
-        &self,
-        r: &MemoryAllocateRequest,
-    ) -> Result<vk::DeviceMemory, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.allocate_memory(r) }
-    }
-    unsafe fn free_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.free_memory(m) }
-    }
-    unsafe fn map_memory(&self, m: vk::DeviceMemory, s: u64) -> Result<NonNull<u8>, DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.map_memory(m, s) }
-    }
-    unsafe fn unmap_memory(&self, m: vk::DeviceMemory) {
-        // SAFETY: forwarded.
-        unsafe { self.0.unmap_memory(m) }
-    }
-    unsafe fn flush_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.flush_ranges(r) }
-    }
-    unsafe fn invalidate_ranges(&self, r: &[MappedRange]) -> Result<(), DeviceError> {
-        // SAFETY: forwarded.
-        unsafe { self.0.invalidate_ranges(r) }
-    }
-    fn heap_budgets(&self) -> Option<SmallVec<[HeapBudget; 4]>> {
-        self.0.heap_budgets()
-    }
-}
-
 /// An allocator over a shared [`FaultyDevice`].
 pub fn faulty_allocator(
     ctx: &TestContext,
@@ -262,10 +222,7 @@ pub fn faulty_allocator(
     config: AllocatorConfig,
 ) -> (Arc<FaultyDevice>, Arc<Allocator>) {
     let dev = Arc::new(FaultyDevice::new(ctx, hide_host_visible));
-    let allocator = Arc::new(Allocator::with_device(
-        Box::new(SharedDevice(Arc::clone(&dev))),
-        config,
-    ));
+    let allocator = Arc::new(Allocator::with_device(Box::new(Arc::clone(&dev)), config));
     (dev, allocator)
 }
 
