@@ -3,199 +3,27 @@
 //! validation: every test ends with `ctx.finish()`, which fails on any
 //! warning or error message.
 
-use std::sync::Arc;
+mod common;
 
 use ash::vk;
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{Buffer, BufferDesc, ResourceManager, ResourceManagerDesc};
-use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use common::{pattern, Setup, MIB};
+use mem_core::MemoryUsage;
+use mem_resources::BufferDesc;
+use mem_staging::belt::StagingBeltDesc;
 use mem_testkit::TestContext;
-use parking_lot::Mutex;
-
-const MIB: u64 = 1 << 20;
 const EXT: &std::ffi::CStr = ash::ext::external_memory_host::NAME;
 
-struct Setup {
-    belt: Option<StagingBelt>,
-    resources: Option<Arc<ResourceManager>>,
-    allocator: Option<Arc<Allocator>>,
-    ctx: Option<TestContext>,
-    family: u32,
-}
-
-impl Setup {
-    /// A belt on a context that enabled `VK_EXT_external_memory_host` when
-    /// `want_ext`; `desc.external_memory_host` is set by the caller.
-    fn new(want_ext: bool, desc: impl FnOnce(bool) -> StagingBeltDesc) -> Self {
-        let mut builder = TestContext::builder();
-        if want_ext {
-            builder = builder.want_device_extension(EXT);
-        }
-        let ctx = builder.build();
-        let has = ctx.has_extension(EXT);
-        assert_eq!(has, want_ext, "lavapipe has VK_EXT_external_memory_host");
-        // SAFETY: the context's handles are valid and outlive the allocator
-        // (dropped first in `finish`).
-        let allocator = Arc::new(
-            unsafe {
-                Allocator::new(AllocatorDesc {
-                    instance: ctx.instance(),
-                    physical_device: ctx.physical_device(),
-                    device: ctx.device(),
-                    memory_budget: false,
-                    allocation_callbacks: None,
-                    config: AllocatorConfig::default(),
-                })
-            }
-            .unwrap(),
-        );
-        // SAFETY: as above.
-        let resources = Arc::new(unsafe {
-            ResourceManager::new(ResourceManagerDesc {
-                instance: ctx.instance(),
-                physical_device: ctx.physical_device(),
-                device: ctx.device(),
-                allocator: allocator.clone(),
-                debug_utils: ctx.debug_utils().cloned(),
-                allocation_callbacks: None,
-            })
-        });
-        let (family, queue) = ctx.transfer_queue();
-        let shared = SharedQueue {
-            family,
-            queue,
-            lock: Arc::new(Mutex::new(())),
-        };
-        // SAFETY: handles from the context; the extension is enabled when the
-        // desc says so; tests submit on this queue only from this thread.
-        let belt = unsafe {
-            StagingBelt::new(
-                resources.clone(),
-                ctx.instance(),
-                ctx.physical_device(),
-                shared,
-                family,
-                desc(has),
-            )
-        }
-        .unwrap();
-        Self {
-            belt: Some(belt),
-            resources: Some(resources),
-            allocator: Some(allocator),
-            ctx: Some(ctx),
-            family,
-        }
+/// A belt on a context that enabled `VK_EXT_external_memory_host` when
+/// `want_ext`; `desc` gets whether the extension is there.
+fn setup(want_ext: bool, desc: impl FnOnce(bool) -> StagingBeltDesc) -> Setup {
+    let mut builder = TestContext::builder();
+    if want_ext {
+        builder = builder.want_device_extension(EXT);
     }
-
-    fn belt(&mut self) -> &mut StagingBelt {
-        self.belt.as_mut().unwrap()
-    }
-
-    fn res(&self) -> &ResourceManager {
-        self.resources.as_ref().unwrap()
-    }
-
-    fn ctx(&self) -> &TestContext {
-        self.ctx.as_ref().unwrap()
-    }
-
-    fn device_buffer(&self, size: u64) -> Buffer {
-        self.res()
-            .create_buffer(
-                &BufferDesc::new(
-                    size,
-                    vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
-                    MemoryUsage::GpuOnly,
-                )
-                .name(format!("dst {size}")),
-            )
-            .unwrap()
-    }
-
-    /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
-    fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
-        let size = src.size();
-        let readback = self
-            .res()
-            .create_buffer(&BufferDesc::readback(size))
-            .unwrap();
-        let device = self.ctx().device().clone();
-        self.ctx().one_shot(self.family, |cmd| {
-            // SAFETY: recording; both buffers alive; a memory barrier orders
-            // this copy after the belt's earlier writes on this queue.
-            unsafe {
-                transfer_barrier(&device, cmd);
-                device.cmd_copy_buffer(
-                    cmd,
-                    src.handle(),
-                    readback.handle(),
-                    &[vk::BufferCopy {
-                        src_offset: 0,
-                        dst_offset: 0,
-                        size,
-                    }],
-                );
-            }
-        });
-        let mut out = vec![0u8; size as usize];
-        self.res().read_buffer(&readback, 0, &mut out).unwrap();
-        // SAFETY: the one-shot waited for the copy.
-        unsafe { self.res().destroy_buffer(readback) }.unwrap();
-        out
-    }
-
-    fn destroy(&self, b: Buffer) {
-        // SAFETY: callers wait for their uploads before destroying.
-        unsafe { self.res().destroy_buffer(b) }.unwrap();
-    }
-
-    fn finish(mut self) {
-        if let Some(mut belt) = self.belt.take() {
-            belt.finish().unwrap();
-        }
-        self.resources.take();
-        let allocator = self.allocator.take().unwrap();
-        assert!(
-            allocator.leak_report().is_empty(),
-            "leaks: {:?}",
-            allocator.leak_report()
-        );
-        drop(allocator);
-        self.ctx.take().unwrap().finish();
-    }
-}
-
-/// # Safety
-/// `cmd` is recording on `device`.
-unsafe fn transfer_barrier(device: &ash::Device, cmd: vk::CommandBuffer) {
-    let barrier = vk::MemoryBarrier::default()
-        .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-        .dst_access_mask(vk::AccessFlags::TRANSFER_READ | vk::AccessFlags::TRANSFER_WRITE);
-    // SAFETY: forwarded.
-    unsafe {
-        device.cmd_pipeline_barrier(
-            cmd,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::DependencyFlags::empty(),
-            &[barrier],
-            &[],
-            &[],
-        )
-    }
-}
-
-fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    let ctx = builder.build();
+    let has = ctx.has_extension(EXT);
+    assert_eq!(has, want_ext, "lavapipe has VK_EXT_external_memory_host");
+    Setup::with_context(ctx, desc(has))
 }
 
 fn importing(ext: bool, chunk: u64) -> StagingBeltDesc {
@@ -232,7 +60,7 @@ fn upload_sizes(s: &mut Setup, sizes: &[u64]) {
 
 #[test]
 fn large_unaligned_uploads_import_the_source() {
-    let mut s = Setup::new(true, |ext| importing(ext, 256 * MIB));
+    let mut s = setup(true, |ext| importing(ext, 256 * MIB));
     upload_sizes(&mut s, &[1, 4096 + 3]);
     assert_eq!(s.belt().stats().bytes_imported, 0, "below the threshold");
     upload_sizes(&mut s, &[100 * MIB + 17]);
@@ -245,7 +73,7 @@ fn large_unaligned_uploads_import_the_source() {
 
 #[test]
 fn imports_in_pieces_at_a_destination_offset() {
-    let mut s = Setup::new(true, |ext| importing(ext, 8 * MIB));
+    let mut s = setup(true, |ext| importing(ext, 8 * MIB));
     let size = 40 * MIB + 4099;
     let dst = s.device_buffer(size + 1000);
     let zero = vec![0u8; (size + 1000) as usize];
@@ -276,7 +104,7 @@ fn imports_in_pieces_at_a_destination_offset() {
 
 #[test]
 fn without_the_extension_flag_nothing_is_imported() {
-    let mut s = Setup::new(true, |_| importing(false, 256 * MIB));
+    let mut s = setup(true, |_| importing(false, 256 * MIB));
     upload_sizes(&mut s, &[1, 4096 + 3, 100 * MIB + 17]);
     let st = s.belt().stats();
     assert_eq!(st.bytes_imported, 0);
@@ -287,7 +115,7 @@ fn without_the_extension_flag_nothing_is_imported() {
 
 #[test]
 fn host_visible_destinations_are_written_directly() {
-    let mut s = Setup::new(true, |ext| StagingBeltDesc {
+    let mut s = setup(true, |ext| StagingBeltDesc {
         force_staging: false,
         ..importing(ext, 256 * MIB)
     });

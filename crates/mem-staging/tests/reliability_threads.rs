@@ -7,13 +7,15 @@
 //! (`TestContext::finish`). The belt is `&mut self` (no lock-free ring), so a
 //! loom model is not needed; see RELIABILITY.md.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
-use mem_core::{AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{BufferDesc, ResourceManager, ResourceManagerDesc};
+use mem_core::{AllocationDesc, MemoryUsage};
+use mem_resources::BufferDesc;
 use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
@@ -46,32 +48,7 @@ struct Counts {
 #[test]
 fn sixteen_threads_allocate_create_upload() {
     let ctx = TestContext::new();
-    // SAFETY: the context's handles are valid and outlive the allocator,
-    // resources and belt (all dropped before `ctx.finish()`).
-    let allocator = Arc::new(
-        unsafe {
-            Allocator::new(AllocatorDesc {
-                instance: ctx.instance(),
-                physical_device: ctx.physical_device(),
-                device: ctx.device(),
-                memory_budget: false,
-                allocation_callbacks: None,
-                config: AllocatorConfig::default(),
-            })
-        }
-        .unwrap(),
-    );
-    // SAFETY: as above.
-    let resources = Arc::new(unsafe {
-        ResourceManager::new(ResourceManagerDesc {
-            instance: ctx.instance(),
-            physical_device: ctx.physical_device(),
-            device: ctx.device(),
-            allocator: allocator.clone(),
-            debug_utils: ctx.debug_utils().cloned(),
-            allocation_callbacks: None,
-        })
-    });
+    let (allocator, resources) = common::stack(&ctx);
     let (family, queue) = ctx.transfer_queue();
     let shared = SharedQueue {
         family,

@@ -7,11 +7,13 @@
 //! (this test says so and returns); the two-family run is made on the lent
 //! NVIDIA H100 (see the staging issue's closing note and BENCHMARKS.md).
 
+mod common;
+
 use std::sync::Arc;
 
 use ash::vk;
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{BufferDesc, ImageDesc, ResourceManager, ResourceManagerDesc};
+use mem_core::MemoryUsage;
+use mem_resources::{BufferDesc, ImageDesc};
 use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_staging::plan::{expected_data_size, ImageLayout};
 use mem_staging::queues::pick_transfer_family;
@@ -51,32 +53,7 @@ fn two_family(import: bool) {
     let tqueue = ctx
         .queue(transfer)
         .expect("testkit creates a queue on every transfer family");
-    // SAFETY: the context's handles outlive the allocator and manager,
-    // dropped before `finish`.
-    let allocator = Arc::new(
-        unsafe {
-            Allocator::new(AllocatorDesc {
-                instance: ctx.instance(),
-                physical_device: ctx.physical_device(),
-                device: ctx.device(),
-                memory_budget: false,
-                allocation_callbacks: None,
-                config: AllocatorConfig::default(),
-            })
-        }
-        .unwrap(),
-    );
-    // SAFETY: as above.
-    let res = Arc::new(unsafe {
-        ResourceManager::new(ResourceManagerDesc {
-            instance: ctx.instance(),
-            physical_device: ctx.physical_device(),
-            device: ctx.device(),
-            allocator: allocator.clone(),
-            debug_utils: ctx.debug_utils().cloned(),
-            allocation_callbacks: None,
-        })
-    });
+    let (allocator, res) = common::stack(&ctx);
     let shared = SharedQueue {
         family: transfer,
         queue: tqueue,
