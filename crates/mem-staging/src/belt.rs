@@ -213,6 +213,18 @@ pub enum StagingError {
         /// Its usage flags, as text.
         usage: String,
     },
+    /// The image's usage does not allow the requested final layout (the
+    /// spec ties e.g. `TRANSFER_SRC_OPTIMAL` to `TRANSFER_SRC` usage), or the
+    /// layout cannot be transitioned to (`UNDEFINED`, `PREINITIALIZED`).
+    #[error("final layout {layout} is not allowed for image {name:?} with usage {usage}")]
+    LayoutNotAllowed {
+        /// The image's name.
+        name: Option<String>,
+        /// The layout asked for, as text.
+        layout: String,
+        /// The image's usage flags, as text.
+        usage: String,
+    },
     /// The image upload cannot be planned (format, data size, layout).
     #[error("image upload: {0}")]
     Plan(#[from] PlanError),
@@ -272,6 +284,35 @@ impl StagingError {
             other => Self::InvalidConfig(format!("belt unusable after an earlier error: {other}")),
         }
     }
+}
+
+/// A Vulkan call of the belt that [`StagingBelt::inject_fault`] can make
+/// fail, for tests of the failure paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BeltFault {
+    /// `vkBeginCommandBuffer` when a batch opens.
+    BeginCommandBuffer,
+    /// `vkQueueSubmit` of a batch.
+    QueueSubmit,
+    /// `vkWaitSemaphores` while waiting for ring space or a ticket.
+    WaitSemaphores,
+}
+
+impl BeltFault {
+    fn index(self) -> usize {
+        match self {
+            BeltFault::BeginCommandBuffer => 0,
+            BeltFault::QueueSubmit => 1,
+            BeltFault::WaitSemaphores => 2,
+        }
+    }
+}
+
+/// Injected failures: calls made per point, and the call that fails.
+#[derive(Default)]
+struct Faults {
+    calls: [u64; 3],
+    fail_at: [Option<(u64, vk::Result)>; 3],
 }
 
 /// Counters of a belt, for insight.
@@ -408,6 +449,7 @@ pub struct StagingBelt {
     completed: u64,
     acquires: Vec<(u64, AcquireBarriers)>,
     sticky: Option<StagingError>,
+    faults: Faults,
     stats: StagingStats,
     importer: Option<HostImporter>,
 }
@@ -441,6 +483,31 @@ fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
         .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// True when an image with `usage` may be transitioned to `layout`
+/// (VUID-VkImageMemoryBarrier-oldLayout-01208..01212 and friends).
+fn layout_allowed(layout: vk::ImageLayout, usage: vk::ImageUsageFlags) -> bool {
+    use vk::ImageLayout as L;
+    use vk::ImageUsageFlags as U;
+    match layout {
+        L::UNDEFINED | L::PREINITIALIZED => false,
+        L::TRANSFER_SRC_OPTIMAL => usage.contains(U::TRANSFER_SRC),
+        L::TRANSFER_DST_OPTIMAL => usage.contains(U::TRANSFER_DST),
+        L::SHADER_READ_ONLY_OPTIMAL => usage.intersects(U::SAMPLED | U::INPUT_ATTACHMENT),
+        L::COLOR_ATTACHMENT_OPTIMAL => usage.contains(U::COLOR_ATTACHMENT),
+        L::DEPTH_STENCIL_ATTACHMENT_OPTIMAL
+        | L::DEPTH_STENCIL_READ_ONLY_OPTIMAL
+        | L::DEPTH_ATTACHMENT_OPTIMAL
+        | L::DEPTH_READ_ONLY_OPTIMAL
+        | L::STENCIL_ATTACHMENT_OPTIMAL
+        | L::STENCIL_READ_ONLY_OPTIMAL
+        | L::DEPTH_READ_ONLY_STENCIL_ATTACHMENT_OPTIMAL
+        | L::DEPTH_ATTACHMENT_STENCIL_READ_ONLY_OPTIMAL => {
+            usage.contains(U::DEPTH_STENCIL_ATTACHMENT)
+        }
+        _ => true,
+    }
 }
 
 /// Reads the copy limits of `physical_device` for queue family `family`.
@@ -603,6 +670,7 @@ impl StagingBelt {
             completed: 0,
             acquires: Vec::new(),
             sticky: None,
+            faults: Faults::default(),
             stats,
             importer,
         })
@@ -722,7 +790,11 @@ impl StagingBelt {
         let timeout = self.desc.wait_timeout.as_nanos().min(u64::MAX as u128) as u64;
         // SAFETY: the semaphore is alive; the value was (or will be) signaled
         // by a batch already submitted.
-        let result = unsafe { self.device.wait_semaphores(&info, timeout) };
+        let result = match self.fault(BeltFault::WaitSemaphores) {
+            Some(injected) => Err(injected),
+            // SAFETY: see above.
+            None => unsafe { self.device.wait_semaphores(&info, timeout) },
+        };
         self.stats.wait_time += start.elapsed();
         match result {
             Ok(()) => {
@@ -804,9 +876,16 @@ impl StagingBelt {
             // SAFETY: `cmd` is not in use (fresh, or its batch completed);
             // `begin_command_buffer` implicitly resets it (pool has
             // RESET_COMMAND_BUFFER).
-            if let Err(e) = unsafe { self.device.begin_command_buffer(cmd, &begin) } {
+            let begun = match self.fault(BeltFault::BeginCommandBuffer) {
+                Some(injected) => Err(injected),
+                // SAFETY: see above.
+                None => unsafe { self.device.begin_command_buffer(cmd, &begin) },
+            };
+            if let Err(e) = begun {
                 self.free_cmds.push(cmd);
-                return Err(StagingError::vulkan("vkBeginCommandBuffer", e));
+                // Sticky like every device failure in the belt: a streamed
+                // upload may already have submitted earlier chunks.
+                return Err(self.fail(StagingError::vulkan("vkBeginCommandBuffer", e)));
             }
             // Order this batch's transfer writes after earlier batches' on the
             // same queue (uploads may rewrite what an earlier batch wrote).
@@ -882,7 +961,10 @@ impl StagingBelt {
             .command_buffers(&cmds)
             .signal_semaphores(&signal)
             .push_next(&mut timeline);
-        let result = {
+        let injected = self.fault(BeltFault::QueueSubmit);
+        let result = if let Some(injected) = injected {
+            Err(injected)
+        } else {
             let _guard = self.queue.lock.lock();
             // SAFETY: the queue belongs to the device, its lock is held (the
             // engine honours it per `new`'s contract); the command buffer is
@@ -1366,6 +1448,13 @@ impl StagingBelt {
         if data.is_empty() {
             return Err(StagingError::EmptyData);
         }
+        if !layout_allowed(final_layout, desc.usage) {
+            return Err(StagingError::LayoutNotAllowed {
+                name: desc.name.clone(),
+                layout: format!("{final_layout:?}"),
+                usage: format!("{:?}", desc.usage),
+            });
+        }
         let layout = ImageLayout {
             format: desc.format,
             image_type: desc.kind.image_type(),
@@ -1486,6 +1575,29 @@ impl StagingBelt {
         })
     }
 
+    /// Makes the `nth` call from now (1 = the next) of `point` fail with
+    /// `result` instead of calling Vulkan, to test how callers and the belt
+    /// survive. Like a real failure, it makes the belt unusable (every later
+    /// call returns the error: a streamed upload may be half on the GPU), and
+    /// dropping the belt still frees everything it made.
+    pub fn inject_fault(&mut self, point: BeltFault, nth: u64, result: vk::Result) {
+        let i = point.index();
+        self.faults.fail_at[i] = Some((self.faults.calls[i] + nth, result));
+    }
+
+    /// Counts a call of `point`; `Some(result)` when it is the injected one.
+    fn fault(&mut self, point: BeltFault) -> Option<vk::Result> {
+        let i = point.index();
+        self.faults.calls[i] += 1;
+        match self.faults.fail_at[i] {
+            Some((at, result)) if at == self.faults.calls[i] => {
+                self.faults.fail_at[i] = None;
+                Some(result)
+            }
+            _ => None,
+        }
+    }
+
     /// Identifier of this belt (tickets carry it).
     pub fn id(&self) -> u64 {
         self.id
@@ -1501,12 +1613,12 @@ impl Drop for StagingBelt {
     fn drop(&mut self) {
         // Submit nothing new: an open batch is abandoned (its command buffer
         // is freed with the pool). Wait for what is in flight so the ring and
-        // command buffers are idle before they are destroyed.
+        // command buffers are idle before they are destroyed; when that wait
+        // cannot be trusted (an earlier device error, or the wait itself
+        // fails), idle the whole queue instead.
         if let Some(last) = self.in_flight.back().map(|b| b.0) {
-            if self.sticky.is_none() {
-                let _ = self.wait_value(last);
-            } else {
-                // After device loss, waiting can fail; idle the queue instead.
+            let waited = self.sticky.is_none() && self.wait_value(last).is_ok();
+            if !waited {
                 let _guard = self.queue.lock.lock();
                 // SAFETY: the queue belongs to the device; its lock is held.
                 let _ = unsafe { self.device.queue_wait_idle(self.queue.queue) };

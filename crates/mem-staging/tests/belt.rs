@@ -336,6 +336,30 @@ fn bad_input_is_typed_and_the_belt_stays_usable() {
         .unwrap_err();
     assert!(matches!(e, StagingError::Plan(_)), "{e}");
     assert!(e.to_string().contains("100"), "{e}");
+    // A final layout the image's usage does not allow (no TRANSFER_SRC, no
+    // COLOR_ATTACHMENT), or one that cannot be transitioned to.
+    let sampled_only = s
+        .res()
+        .create_image(
+            &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 16, 16, 1)
+                .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED)
+                .name("albedo"),
+        )
+        .unwrap();
+    for layout in [
+        vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+        vk::ImageLayout::COLOR_ATTACHMENT_OPTIMAL,
+        vk::ImageLayout::UNDEFINED,
+    ] {
+        let e = s
+            .belt()
+            .upload_image(&sampled_only, &[0; 16 * 16 * 4], layout)
+            .unwrap_err();
+        assert!(
+            matches!(&e, StagingError::LayoutNotAllowed { name: Some(n), .. } if n == "albedo"),
+            "{e}"
+        );
+    }
     // A ticket of another belt.
     let mut other = Setup::new(staged(MIB));
     let t_other = other.belt().flush().unwrap();
@@ -353,6 +377,7 @@ fn bad_input_is_typed_and_the_belt_stays_usable() {
     // SAFETY: idle.
     unsafe {
         s.res().destroy_image(img).unwrap();
+        s.res().destroy_image(sampled_only).unwrap();
         s.res().destroy_buffer(no_dst).unwrap();
     }
     s.destroy(dst);
