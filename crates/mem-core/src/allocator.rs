@@ -1058,8 +1058,9 @@ impl Allocator {
     }
 
     /// Frees an allocation. An allocation of another allocator is refused
-    /// (and handed back inside nothing: it stays owned by its allocator's
-    /// accounting until that one is dropped).
+    /// with [`AllocError::ForeignAllocation`]; the range then stays in its own
+    /// allocator's accounting (and leak report) until that allocator is
+    /// dropped, since the handle was consumed.
     #[doc(alias = "vmaFreeMemory")]
     pub fn free(&self, allocation: Allocation) -> Result<(), AllocError> {
         if allocation.allocator_id != self.id {
