@@ -726,6 +726,17 @@ impl ResourceManager {
         )
     }
 
+    /// Frees the allocations of a failed creation, last made first.
+    fn free_in_reverse(&self, allocations: impl DoubleEndedIterator<Item = Allocation>) {
+        for a in allocations.rev() {
+            let freed = self.allocator.free(a);
+            debug_assert!(
+                freed.is_ok(),
+                "allocation from our own allocator: {freed:?}"
+            );
+        }
+    }
+
     /// Destroys the objects and frees the allocations of a failed creation,
     /// objects first (reverse of creation), and returns `error`.
     fn undo_buffers(&self, p: Pending<vk::Buffer>, error: ResourceError) -> ResourceError {
@@ -734,13 +745,7 @@ impl ResourceManager {
             // so no GPU work can use it.
             unsafe { self.device.destroy_buffer(b, self.callbacks.get()) };
         }
-        for a in p.allocations.into_iter().rev() {
-            let freed = self.allocator.free(a);
-            debug_assert!(
-                freed.is_ok(),
-                "allocation from our own allocator: {freed:?}"
-            );
-        }
+        self.free_in_reverse(p.allocations.into_iter());
         error
     }
 
@@ -974,13 +979,7 @@ impl ResourceManager {
             // SAFETY: created by this call, never handed out.
             unsafe { self.device.destroy_image(img, self.callbacks.get()) };
         }
-        for a in p.allocations.into_iter().rev() {
-            let freed = self.allocator.free(a);
-            debug_assert!(
-                freed.is_ok(),
-                "allocation from our own allocator: {freed:?}"
-            );
-        }
+        self.free_in_reverse(p.allocations.into_iter());
         error
     }
 
