@@ -17,8 +17,8 @@ use ash::vk;
 use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, DEVICE_TABLES};
 use mem_core::{
-    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, Dedicated,
-    MemoryDevice, MemoryUsage, ResourceClass,
+    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
+    BlockPlacement, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 struct Input<'a> {
@@ -149,6 +149,16 @@ pub fn run(data: &[u8]) {
             u64::from(input.u8() % 5) * 16
         } else {
             0
+        },
+        placement: if flags & 16 != 0 {
+            BlockPlacement::Buddy
+        } else {
+            BlockPlacement::Tlsf
+        },
+        dedicated_threshold: if flags & 32 != 0 {
+            u64::MAX
+        } else {
+            MIB >> (input.u8() % 8)
         },
     };
     let margin = config.debug_margin;

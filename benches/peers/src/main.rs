@@ -222,6 +222,16 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
         ),
         peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t),
         peers::VMA => run(peers::Vma::new(ctx, V::empty()), t),
+        peers::MEM_CORE_BUDDY => run(
+            peers::MemCore::new(
+                ctx,
+                mem_core::AllocatorConfig {
+                    placement: mem_core::BlockPlacement::Buddy,
+                    ..Default::default()
+                },
+            ),
+            t,
+        ),
         peers::GPU_ALLOCATOR_GROW => run(
             peers::GpuAllocator::new(
                 ctx,
@@ -334,12 +344,14 @@ struct Args {
     md: Option<String>,
     plot: Option<String>,
     csv: Option<String>,
+    only: Option<String>,
 }
 
 fn parse_args() -> Args {
     let mut a = Args {
         quick: false,
         variants: false,
+        only: None,
         scale: false,
         reps: 3,
         json: None,
@@ -354,6 +366,7 @@ fn parse_args() -> Args {
             "--quick" => a.quick = true,
             "--scale" => a.scale = true,
             "--variants" => a.variants = true,
+            "--only" => a.only = Some(val("--only")),
             "--reps" => a.reps = val("--reps").parse().expect("--reps N"),
             "--json" => a.json = Some(val("--json")),
             "--md" => a.md = Some(val("--md")),
@@ -448,6 +461,9 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
     let mut names: Vec<&str> = peers::ALL.to_vec();
     if args.variants {
         names.extend(peers::VARIANTS);
+    }
+    if let Some(only) = &args.only {
+        names.retain(|n| only.split(',').any(|o| o == *n));
     }
     let mut results = Vec::new();
     for t in &traces {

@@ -49,7 +49,9 @@ pub const GPU_ALLOCATOR_GROW: &str = "gpu-allocator 4-256 MB";
 pub const GPU_ALLOC_TRANSIENT: &str = "gpu-alloc TRANSIENT";
 pub const VMA_MIN_MEMORY: &str = "VMA min-memory";
 pub const VMA_MIN_TIME: &str = "VMA min-time";
-pub const VARIANTS: [&str; 4] = [
+pub const MEM_CORE_BUDDY: &str = "mem-core buddy";
+pub const VARIANTS: [&str; 5] = [
+    MEM_CORE_BUDDY,
     GPU_ALLOCATOR_GROW,
     GPU_ALLOC_TRANSIENT,
     VMA_MIN_MEMORY,
@@ -58,6 +60,12 @@ pub const VARIANTS: [&str; 4] = [
 
 pub fn variant_settings() -> Vec<(&'static str, String)> {
     vec![
+        (
+            MEM_CORE_BUDDY,
+            "as mem-core, with `AllocatorConfig::placement = BlockPlacement::Buddy` (the tail-trimmed buddy \
+             inside blocks instead of TLSF, with its own block growth: half the pool from 1/8 of the preferred size)"
+                .into(),
+        ),
         (
             GPU_ALLOCATOR_GROW,
             "as gpu-allocator, with `AllocationSizes::new(4 MB, 4 MB)` grown to 256 MB (`with_max_*_memblock_size`): \

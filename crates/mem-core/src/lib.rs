@@ -19,10 +19,12 @@ pub mod fake;
 pub mod host;
 pub mod selection;
 pub mod stats;
+pub mod tlsf;
 pub mod virtual_block;
 
 mod allocator;
 mod error;
+mod placement;
 
 pub use allocator::{
     Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorDesc,
@@ -32,6 +34,7 @@ pub use device::{
     AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MemoryDevice,
 };
 pub use error::AllocError;
+pub use placement::BlockPlacement;
 pub use selection::MemoryUsage;
 pub use stats::AllocatorStats;
 pub use virtual_block::{VirtualAllocation, VirtualBlock};

@@ -30,8 +30,13 @@ pub struct MemoryTypeStats {
     pub largest_free_block: u64,
     /// Free buddy blocks by size: `size -> count`.
     pub free_block_histogram: BTreeMap<u64, u64>,
-    /// Host memory used by the buddy metadata of this type's blocks.
+    /// Host memory used by the placement metadata of this type's blocks.
     pub host_metadata_bytes: u64,
+    /// Bytes of freed memory objects of their own kept for reuse
+    /// (`AllocatorConfig::dedicated_threshold`); part of `committed_bytes`.
+    pub cached_bytes: u64,
+    /// Number of such cached memory objects.
+    pub cached_count: u64,
 }
 
 /// Statistics of one heap (sums over its memory types, plus the budget).

@@ -8,8 +8,8 @@ use ash::vk;
 use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, RangeOp};
 use mem_core::{
-    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, Dedicated,
-    MemoryDevice, MemoryUsage, ResourceClass,
+    AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
+    BlockPlacement, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 const MIB: u64 = 1 << 20;
@@ -183,6 +183,40 @@ fn heap_size_limit_caps_and_escalates() {
 #[test]
 fn small_first_blocks_then_preferred_size() {
     let (fake, alloc) = setup("nvidia-h100");
+    let mut live = Vec::new();
+    // 1024 allocations of 512 KiB (512 MiB): TLSF pools grow by 1/8 of the
+    // pool (power of two, 16..256 MiB): sixteen 16 MiB blocks up to 256 MiB,
+    // then eight of 32 MiB. Every block is filled exactly.
+    for _ in 0..1024 {
+        live.push(
+            alloc
+                .allocate(&req(512 * 1024, MemoryUsage::GpuOnly))
+                .unwrap(),
+        );
+    }
+    let sizes: Vec<u64> = fake.allocate_log().iter().map(|&(_, s)| s / MIB).collect();
+    let mut expected = vec![16; 16];
+    expected.extend([32; 8]);
+    assert_eq!(sizes, expected);
+    alloc.validate().unwrap();
+    for a in live {
+        alloc.free(a).unwrap();
+    }
+    assert_eq!(fake.live_memory_objects(), 1);
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+}
+
+#[test]
+fn buddy_pools_grow_by_half() {
+    let (fake, alloc) = setup_with(
+        "nvidia-h100",
+        AllocatorConfig {
+            placement: BlockPlacement::Buddy,
+            dedicated_threshold: u64::MAX,
+            ..Default::default()
+        },
+    );
     let mut live = Vec::new();
     // 61 allocations of 8 MiB: each new block is half the pool (power of
     // two, 32..256 MiB): 32, 32, 32, 32, 64, 64, 128, 128 (512 MiB in all).
@@ -531,8 +565,8 @@ fn leak_report_and_json() {
         .iter()
         .any(|r| r["name"] == "vertex buffer")));
     let s = alloc.stats();
-    assert_eq!(s.committed_bytes(), 32 * MIB + 200 * MIB);
-    assert!(s.memory_types[2].largest_free_block >= 16 * MIB);
+    assert_eq!(s.committed_bytes(), 16 * MIB + 200 * MIB);
+    assert!(s.memory_types[2].largest_free_block >= 8 * MIB);
     assert!(!s.memory_types[2].free_block_histogram.is_empty());
     alloc.free(a).unwrap();
     alloc.free(b).unwrap();
@@ -590,7 +624,14 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
     // 32 MiB first block + 3 MiB of room: after the block is full (eight
     // 3 MiB allocations in 4 MiB buddies), no 4 MiB block fits the heap but
     // a 3 MiB dedicated allocation does.
-    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    let (fake, alloc) = setup_with(
+        "lavapipe-mesa-22.3",
+        AllocatorConfig {
+            placement: BlockPlacement::Buddy,
+            dedicated_threshold: u64::MAX,
+            ..Default::default()
+        },
+    );
     fake.set_heap_capacity(0, 35 * MIB);
     let mut live = Vec::new();
     for _ in 0..8 {
@@ -613,7 +654,13 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
 
 #[test]
 fn requests_over_a_quarter_block_get_their_own_memory() {
-    let (_fake, alloc) = setup("nvidia-h100"); // 256 MiB blocks
+    let (_fake, alloc) = setup_with(
+        "nvidia-h100", // 256 MiB blocks
+        AllocatorConfig {
+            dedicated_threshold: u64::MAX,
+            ..Default::default()
+        },
+    );
     let a = alloc
         .allocate(&req(64 * MIB, MemoryUsage::GpuOnly))
         .unwrap();
@@ -624,4 +671,83 @@ fn requests_over_a_quarter_block_get_their_own_memory() {
     assert!(b.is_dedicated());
     alloc.free(a).unwrap();
     alloc.free(b).unwrap();
+}
+
+#[test]
+fn large_requests_get_their_own_memory_and_reuse_it() {
+    let (fake, alloc) = setup("nvidia-h100");
+    // Below the 1 MiB threshold: a block.
+    let small = alloc
+        .allocate(&req(MIB - 256, MemoryUsage::GpuOnly))
+        .unwrap();
+    assert!(!small.is_dedicated());
+    // Enough live bytes that the cache (1/16 of them) can keep 2 MiB.
+    let filler: Vec<_> = (0..8)
+        .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    assert!(filler.iter().all(|a| a.is_dedicated() && a.offset() == 0));
+    let big = alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert!(big.is_dedicated());
+    let calls = fake.allocate_log().len();
+    let objects = fake.live_memory_objects();
+    alloc.free(big).unwrap();
+    // Cached, not freed.
+    assert_eq!(fake.live_memory_objects(), objects);
+    let s = alloc.stats();
+    let t = s.memory_types.iter().find(|t| t.cached_count > 0).unwrap();
+    assert_eq!(t.cached_bytes, 2 * MIB);
+    alloc.validate().unwrap();
+    // Up to 1/4 smaller reuses it without vkAllocateMemory; the allocation
+    // reports the request's size and the memory's size apart.
+    let again = alloc
+        .allocate(&req(2 * MIB - 300 * 1024, MemoryUsage::GpuOnly))
+        .unwrap();
+    assert_eq!(fake.allocate_log().len(), calls);
+    assert_eq!(again.size(), 2 * MIB - 300 * 1024);
+    assert_eq!(
+        alloc.stats().total.requested_bytes,
+        MIB - 256 + 32 * MIB + 2 * MIB - 300 * 1024
+    );
+    // Much smaller: new memory.
+    let other = alloc.allocate(&req(MIB + 1, MemoryUsage::GpuOnly)).unwrap();
+    assert_eq!(fake.allocate_log().len(), calls + 1);
+    alloc.validate().unwrap();
+    for a in filler.into_iter().chain([again, other, small]) {
+        alloc.free(a).unwrap();
+    }
+    alloc.validate().unwrap();
+    // Nothing live: the cache keeps nothing (its share of 0 live bytes).
+    assert_eq!(
+        alloc
+            .stats()
+            .memory_types
+            .iter()
+            .map(|t| t.cached_bytes)
+            .sum::<u64>(),
+        0
+    );
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+}
+
+#[test]
+fn cached_memory_is_given_back_when_the_heap_is_full() {
+    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    fake.set_heap_capacity(0, 48 * MIB);
+    let live: Vec<_> = (0..20)
+        .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    let mut live = live.into_iter();
+    // Free one: 2 MiB cached (under 1/16 of 38 MiB live).
+    alloc.free(live.next().unwrap()).unwrap();
+    assert_eq!(alloc.stats().committed_bytes(), 40 * MIB);
+    // 9 MiB does not fit next to 40 MiB in 48: the cache is dropped first.
+    let big = alloc.allocate(&req(9 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert_eq!(alloc.stats().committed_bytes(), 38 * MIB + 9 * MIB);
+    alloc.validate().unwrap();
+    for a in live.chain([big]) {
+        alloc.free(a).unwrap();
+    }
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::fake::FakeDevice;
-use mem_core::{AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage};
+use mem_core::{
+    AllocError, Allocation, AllocationDesc, Allocator, AllocatorConfig, BlockPlacement, MemoryUsage,
+};
 
 const MIB: u64 = 1 << 20;
 
@@ -17,11 +19,40 @@ fn fill(i: usize, len: u64) -> Vec<u8> {
 
 #[test]
 fn upload_escalates_across_types_and_heaps_then_fails_typed() {
+    // Each 5 MiB request takes an 8 MiB buddy (tail trimmed), so a 32 MiB
+    // block holds 4. Heap 1 (70 MiB): blocks of 32 + 32 MiB, then no
+    // power-of-two block fits (96, 80, 72 MiB > 70) but exact-size memory
+    // does (69 MiB). Type 3 shares heap 1: full. Type 4 on heap 0 (40 MiB):
+    // a 32 MiB block, then halved sizes down to an 8 MiB block.
+    let mut expected = vec![(2, false); 8];
+    expected.push((2, true));
+    expected.extend([(4, false); 5]);
+    escalate(
+        AllocatorConfig {
+            placement: BlockPlacement::Buddy,
+            dedicated_threshold: u64::MAX,
+            ..Default::default()
+        },
+        &expected,
+    );
+}
+
+#[test]
+fn large_uploads_escalate_with_memory_of_their_own() {
+    // The default config gives 5 MiB requests memory of their own (exact
+    // size): 14 fill heap 1's 70 MiB, type 3 shares heap 1, then 8 fill heap
+    // 0's 40 MiB.
+    let mut expected = vec![(2, true); 14];
+    expected.extend([(4, true); 8]);
+    escalate(AllocatorConfig::default(), &expected);
+}
+
+fn escalate(config: AllocatorConfig, expected: &[(u32, bool)]) {
     // H100: Upload ranks type 2 (heap 1, system), 3 (heap 1), 4 (heap 0, ReBAR).
     let fake = Arc::new(FakeDevice::builtin("nvidia-h100").unwrap());
     fake.set_heap_capacity(1, 70 * MIB);
     fake.set_heap_capacity(0, 40 * MIB);
-    let alloc = Allocator::with_device(Box::new(fake.clone()), AllocatorConfig::default());
+    let alloc = Allocator::with_device(Box::new(fake.clone()), config);
     let req = vk::MemoryRequirements {
         size: 5 * MIB,
         alignment: 256,
@@ -43,14 +74,6 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
         .iter()
         .map(|a| (a.memory_type_index(), a.is_dedicated()))
         .collect();
-    // Each 5 MiB request takes an 8 MiB buddy (tail trimmed), so a 32 MiB
-    // block holds 4. Heap 1 (70 MiB): blocks of 32 + 32 MiB, then no
-    // power-of-two block fits (96, 80, 72 MiB > 70) but exact-size memory
-    // does (69 MiB). Type 3 shares heap 1: full. Type 4 on heap 0 (40 MiB):
-    // a 32 MiB block, then halved sizes down to an 8 MiB block.
-    let mut expected = vec![(2, false); 8];
-    expected.push((2, true));
-    expected.extend([(4, false); 5]);
     assert_eq!(seq, expected);
     match err {
         AllocError::OutOfDeviceMemory { size, usage, tried } => {
