@@ -160,6 +160,7 @@ pub fn run(data: &[u8]) {
         } else {
             MIB >> (input.u8() % 8)
         },
+        debug_margin_gpu_checked: flags & 64 != 0,
     };
     let margin = config.debug_margin;
     let alloc = Allocator::with_device(Box::new(fake.clone()), config);
@@ -282,6 +283,17 @@ pub fn run(data: &[u8]) {
             alloc
                 .check_corruption()
                 .unwrap_or_else(|e| panic!("{name}: margins after step {steps}: {e}"));
+            for m in alloc.device_margins() {
+                let user_end = m.allocation_offset + m.allocation_size;
+                assert!(
+                    m.offset % 4 == 0
+                        && m.size % 4 == 0
+                        && m.size > 0
+                        && m.offset + m.size <= m.memory_size
+                        && (m.offset + m.size <= m.allocation_offset || m.offset >= user_end),
+                    "{name}: bad device margin after step {steps}: {m:?}"
+                );
+            }
         }
     }
     for l in live.drain(..) {

@@ -57,8 +57,8 @@ use crate::error::AllocError;
 use crate::placement::{BlockPlacement, PoolPlacer};
 use crate::selection::{candidate_types, rank_memory_types, MemoryUsage, RankedTypes};
 use crate::stats::{
-    AllocatorStats, BlockMap, CorruptionReport, HeapStats, LeakedAllocation, MemoryTypeStats,
-    RangeKind, RangeMap,
+    AllocatorStats, BlockMap, CorruptionReport, DeviceMargin, HeapStats, LeakedAllocation,
+    MemoryTypeStats, RangeKind, RangeMap,
 };
 
 static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
@@ -120,11 +120,22 @@ pub struct AllocatorConfig {
     /// checked on [`Allocator::free`] and by [`Allocator::check_corruption`];
     /// a damaged one is printed to stderr, counted in
     /// [`crate::stats::TotalStats::corruptions_detected`] and kept for
-    /// [`Allocator::corruption_reports`]. Not covered: dedicated allocations
-    /// (their own `VkDeviceMemory`; an overrun there leaves the memory) and
-    /// device-local memory that is not host-visible (checking it needs a GPU
-    /// copy to a readback buffer). Device writes into the margins of
+    /// [`Allocator::corruption_reports`]. Device writes into the margins of
     /// non-coherent memory are seen only after the range is invalidated.
+    ///
+    /// Sub-allocations in memory types that are not `HOST_VISIBLE` get
+    /// margins too (same layout, except that the back margin starts at the
+    /// end of the request rounded up to 4 bytes, so the 0..3 bytes of that
+    /// rounding are not guarded), but the host can neither fill nor read
+    /// them: the allocator only tracks them ([`Allocator::device_margins`]),
+    /// and a GPU checker (`mem_staging::margins::MarginChecker`) fills them
+    /// with `vkCmdFillBuffer` and checks them with a copy to a readback
+    /// buffer, reporting damage through [`Allocator::report_corruption`].
+    /// Such margins are *not* checked on [`Allocator::free`] or by
+    /// [`Allocator::check_corruption`], and writes that land before the
+    /// checker's first fill are not seen. Not covered at all: dedicated
+    /// allocations (their own `VkDeviceMemory`; an overrun there leaves the
+    /// memory).
     pub debug_margin: u64,
     /// How sub-allocations are placed inside a block. Default
     /// [`BlockPlacement::Tlsf`]; [`BlockPlacement::Buddy`] gives every
@@ -144,6 +155,15 @@ pub struct AllocatorConfig {
     /// bytes) and serve later requests up to 1/4 smaller, so steady churn
     /// rarely calls `vkAllocateMemory`. `u64::MAX` turns it off.
     pub dedicated_threshold: u64,
+    /// Leave the margins of `HOST_VISIBLE` sub-allocations to the GPU
+    /// checker as well, exactly like those of device-local memory (see
+    /// [`Self::debug_margin`]): the host neither writes nor reads them.
+    /// Default false. For host-visible memory whose host reads are slow
+    /// (write-combined system memory, ReBAR VRAM read across PCIe), and to
+    /// exercise the GPU path on devices whose only memory type is
+    /// host-visible (lavapipe, most UMA GPUs). No effect when
+    /// [`Self::debug_margin`] is 0.
+    pub debug_margin_gpu_checked: bool,
 }
 
 impl Default for AllocatorConfig {
@@ -159,6 +179,7 @@ impl Default for AllocatorConfig {
             debug_margin: 0,
             placement: BlockPlacement::Tlsf,
             dedicated_threshold: MIB,
+            debug_margin_gpu_checked: false,
         }
     }
 }
@@ -380,10 +401,19 @@ struct AllocMeta {
     /// after it is `kept - front - requested` bytes, at least the configured
     /// margin.
     front: u64,
+    /// Nonzero when the margins are left to a GPU checker (see
+    /// [`AllocatorConfig::debug_margin`]): the allocation's id in
+    /// [`DeviceMargin::allocation_id`]. The back margin then starts at
+    /// `front + requested` rounded up to 4.
+    device_margin: u64,
+    /// A GPU checker wrote the canary into both margins.
+    device_margin_filled: bool,
 }
 
 struct Block {
     memory: vk::DeviceMemory,
+    /// Unique for the allocator's life ([`DeviceMargin::block_id`]).
+    id: u64,
     size: u64,
     mapped: Option<MappedPtr>,
 }
@@ -459,6 +489,8 @@ pub struct Allocator {
     margin: u64,
     corruptions: AtomicU64,
     corruption_log: Mutex<Vec<CorruptionReport>>,
+    /// Source of block ids and device-margin allocation ids.
+    next_serial: AtomicU64,
 }
 
 /// The debug-margin canary, little-endian: byte `p` of a `VkDeviceMemory`
@@ -589,6 +621,7 @@ impl Allocator {
             margin,
             corruptions: AtomicU64::new(0),
             corruption_log: Mutex::new(Vec::new()),
+            next_serial: AtomicU64::new(1),
         }
     }
 
@@ -777,16 +810,9 @@ impl Allocator {
         if self.wants_dedicated(type_index, desc, alignment) {
             return self.allocate_dedicated(type_index, desc, within_budget);
         }
-        // Debug margins (host-visible sub-allocations only): the buddy range
-        // is [front margin | request | back margin].
-        let (front, inner_size) = if self.margin > 0 && self.is_host_visible(type_index) {
-            let front = self.margin.next_multiple_of(alignment);
-            match desc.size.checked_add(front + self.margin) {
-                Some(s) => (front, s),
-                None => return Err(TypeFailure::Exhausted),
-            }
-        } else {
-            (0, desc.size)
+        // Debug margins: the buddy range is [front margin | request | back margin].
+        let Some((front, inner_size)) = self.margin_layout(type_index, desc.size, alignment) else {
+            return Err(TypeFailure::Exhausted);
         };
         let class = self.class_index(desc.class, inner_size, alignment);
         let mut pool = self.pools[type_index as usize].lock();
@@ -910,10 +936,17 @@ impl Allocator {
         front: u64,
         alignment: u64,
     ) -> Option<Allocation> {
+        let on_gpu = front > 0 && self.margins_on_gpu(type_index);
         let meta = AllocMeta {
             requested: desc.size,
             name: desc.name.map(Box::from),
             front,
+            device_margin: if on_gpu {
+                self.next_serial.fetch_add(1, Ordering::Relaxed)
+            } else {
+                0
+            },
+            device_margin_filled: false,
         };
         let cp = &mut pool.classes[class];
         let placed = cp
@@ -921,7 +954,7 @@ impl Allocator {
             .allocate(inner_size, alignment, meta, &mut cp.hint)?;
         let (inner, handle, slot) = (placed.offset, placed.handle, placed.slot);
         let block = cp.blocks[slot].as_ref().expect("placer and blocks agree");
-        if front > 0 {
+        if front > 0 && !on_gpu {
             let (kept, _) = cp.placer.get(slot, handle, inner).expect("just allocated");
             let mapped = block.mapped.expect("margins only in host-visible memory");
             // SAFETY: [inner, inner + kept) is this allocation's placed range,
@@ -1067,6 +1100,7 @@ impl Allocator {
         let (memory, mapped) = self.create_memory(type_index, size, None, within_budget)?;
         Ok(Block {
             memory,
+            id: self.next_serial.fetch_add(1, Ordering::Relaxed),
             size,
             mapped,
         })
@@ -1810,6 +1844,174 @@ impl Allocator {
     }
 }
 
+/// Debug margins that only the GPU can fill and check (see
+/// [`AllocatorConfig::debug_margin`]): layout, listing and reporting for an
+/// external checker such as `mem_staging::margins::MarginChecker`.
+impl Allocator {
+    /// True when the margins of sub-allocations in `type_index` are left to
+    /// a GPU checker rather than written and read through the mapping.
+    fn margins_on_gpu(&self, type_index: u32) -> bool {
+        self.config.debug_margin_gpu_checked || !self.is_host_visible(type_index)
+    }
+
+    /// `(front margin, buddy range size)` of a request of `size` bytes in
+    /// `type_index`; `(0, size)` without margins; `None` on overflow. GPU
+    /// margins round the request up to 4 so the back margin starts at a
+    /// multiple of 4 (`vkCmdFillBuffer` needs `dstOffset % 4 == 0`); the
+    /// front margin is a multiple of 16 and starts on a buddy block.
+    fn margin_layout(&self, type_index: u32, size: u64, alignment: u64) -> Option<(u64, u64)> {
+        if self.margin == 0 {
+            return Some((0, size));
+        }
+        let front = self.margin.checked_next_multiple_of(alignment)?;
+        let body = if self.margins_on_gpu(type_index) {
+            size.checked_next_multiple_of(4)?
+        } else {
+            size
+        };
+        Some((front, body.checked_add(front)?.checked_add(self.margin)?))
+    }
+
+    /// Every debug margin the host does not fill or check, two per live
+    /// sub-allocation (front and back), in no particular order; empty when
+    /// [`AllocatorConfig::debug_margin`] is 0. Takes each memory type's lock
+    /// in turn: allocations made or freed meanwhile on other threads may or
+    /// may not appear.
+    pub fn device_margins(&self) -> Vec<DeviceMargin> {
+        let mut out = Vec::new();
+        if self.margin == 0 {
+            return out;
+        }
+        for (t, pool) in self.pools.iter().enumerate() {
+            let pool = pool.lock();
+            for cp in &pool.classes {
+                for (slot, b) in cp.blocks.iter().enumerate() {
+                    let Some(b) = b else { continue };
+                    for (_, inner, kept, meta) in cp.placer.block_live(slot) {
+                        if meta.device_margin == 0 {
+                            continue;
+                        }
+                        let user = inner + meta.front;
+                        let back = user + meta.requested.next_multiple_of(4);
+                        for (side, offset, end) in
+                            [("before", inner, user), ("after", back, inner + kept)]
+                        {
+                            out.push(DeviceMargin {
+                                memory: b.memory,
+                                block_id: b.id,
+                                memory_size: b.size,
+                                memory_type_index: t as u32,
+                                offset,
+                                size: end - offset,
+                                side,
+                                allocation_id: meta.device_margin,
+                                allocation_offset: user,
+                                allocation_size: meta.requested,
+                                name: meta.name.as_deref().map(str::to_owned),
+                                filled: meta.device_margin_filled,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Records that a GPU checker wrote the canary into the margins of the
+    /// allocations of `margins` (matched by [`DeviceMargin::allocation_id`],
+    /// so an allocation freed meanwhile is skipped, even if a new one took
+    /// its place). Returns how many live allocations were marked.
+    pub fn mark_device_margins_filled(&self, margins: &[DeviceMargin]) -> usize {
+        let mut by_block: ahash::AHashMap<u64, ahash::AHashSet<u64>> = ahash::AHashMap::new();
+        let mut types = Vec::new();
+        for m in margins {
+            by_block
+                .entry(m.block_id)
+                .or_default()
+                .insert(m.allocation_id);
+            types.push(m.memory_type_index);
+        }
+        types.sort_unstable();
+        types.dedup();
+        let mut marked = 0;
+        for t in types {
+            let Some(pool) = self.pools.get(t as usize) else {
+                continue;
+            };
+            let mut pool = pool.lock();
+            for cp in pool.classes.iter_mut() {
+                for slot in 0..cp.blocks.len() {
+                    let Some(ids) = cp.blocks[slot].as_ref().and_then(|b| by_block.get(&b.id))
+                    else {
+                        continue;
+                    };
+                    let live: Vec<(u32, u64)> = cp
+                        .placer
+                        .block_live(slot)
+                        .filter(|(_, _, _, m)| {
+                            ids.contains(&m.device_margin) && !m.device_margin_filled
+                        })
+                        .map(|(h, o, _, _)| (h, o))
+                        .collect();
+                    for (h, o) in live {
+                        if let Some(meta) = cp.placer.get_mut(slot, h, o) {
+                            meta.device_margin_filled = true;
+                            marked += 1;
+                        }
+                    }
+                }
+            }
+        }
+        marked
+    }
+
+    /// Reports damage a GPU checker found in `margin` (the first differing
+    /// byte at `corrupted_offset` of the memory): printed, counted in
+    /// [`crate::stats::TotalStats::corruptions_detected`] and kept for
+    /// [`Self::corruption_reports`], like the host check's findings. Returns
+    /// the report, or `None` (nothing recorded) when the allocation was
+    /// freed since the margin was listed.
+    pub fn report_device_corruption(
+        &self,
+        margin: &DeviceMargin,
+        corrupted_offset: u64,
+    ) -> Option<CorruptionReport> {
+        let live = {
+            let pool = self.pools.get(margin.memory_type_index as usize)?.lock();
+            pool.classes.iter().any(|cp| {
+                cp.blocks.iter().enumerate().any(|(slot, b)| {
+                    b.as_ref().is_some_and(|b| b.id == margin.block_id)
+                        && cp
+                            .placer
+                            .block_live(slot)
+                            .any(|(_, _, _, m)| m.device_margin == margin.allocation_id)
+                })
+            })
+        };
+        if !live {
+            return None;
+        }
+        let report = CorruptionReport {
+            name: margin.name.clone(),
+            memory_type_index: margin.memory_type_index,
+            offset: margin.allocation_offset,
+            size: margin.allocation_size,
+            side: margin.side,
+            corrupted_offset,
+        };
+        self.report_corruption(report.clone());
+        Some(report)
+    }
+
+    /// Records a corrupted margin found by an external checker: printed to
+    /// stderr, counted in [`crate::stats::TotalStats::corruptions_detected`]
+    /// and kept for [`Self::corruption_reports`].
+    pub fn report_corruption(&self, report: CorruptionReport) {
+        self.record_corruption(report);
+    }
+}
+
 /// Writes the canary into `[start, user_start)` and `[user_end, end)` of a
 /// mapped block.
 ///
@@ -1837,6 +2039,9 @@ fn check_block_margins(
     inner: u64,
 ) -> Option<CorruptionReport> {
     let (kept, meta) = cp.placer.get(slot, handle, inner)?;
+    if meta.device_margin != 0 {
+        return None; // the GPU checker's (the host never filled them)
+    }
     let mapped = cp.blocks.get(slot)?.as_ref()?.mapped?;
     let user = inner + meta.front;
     let user_end = user + meta.requested;

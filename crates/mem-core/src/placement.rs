@@ -160,6 +160,14 @@ impl<T> PoolPlacer<T> {
         }
     }
 
+    /// Payload of a live allocation, mutably.
+    pub(crate) fn get_mut(&mut self, slot: usize, handle: u32, offset: u64) -> Option<&mut T> {
+        match self {
+            Self::Tlsf(t) => t.get_mut(handle, slot as u32, offset),
+            Self::Buddy(blocks) => blocks.get_mut(slot)?.as_mut()?.get_mut(offset),
+        }
+    }
+
     /// Whether a block holds no allocation.
     #[inline]
     pub(crate) fn block_is_empty(&self, slot: usize) -> bool {

@@ -83,8 +83,9 @@ pub struct TotalStats {
     pub allocation_count: u64,
     /// `vkAllocateMemory` calls made so far.
     pub allocate_memory_calls: u64,
-    /// Corrupted debug margins found so far (on free or by
-    /// [`crate::Allocator::check_corruption`]); always 0 when
+    /// Corrupted debug margins found so far (on free, by
+    /// [`crate::Allocator::check_corruption`], or reported by a GPU checker
+    /// through [`crate::Allocator::report_corruption`]); always 0 when
     /// [`crate::AllocatorConfig::debug_margin`] is 0.
     pub corruptions_detected: u64,
     /// requested / committed, 0 when nothing is committed.
@@ -164,6 +165,52 @@ pub struct CorruptionReport {
     pub side: &'static str,
     /// Offset in the `VkDeviceMemory` of the first byte that differs.
     pub corrupted_offset: u64,
+}
+
+/// One debug margin that the host does not fill or check: a margin of a
+/// sub-allocation in memory that is not `HOST_VISIBLE` (or in any memory when
+/// [`crate::AllocatorConfig::debug_margin_gpu_checked`] is set), listed by
+/// [`crate::Allocator::device_margins`] for a GPU checker such as
+/// `mem_staging::margins::MarginChecker`.
+///
+/// Every such margin starts and ends at a multiple of 4 bytes (what
+/// `vkCmdFillBuffer` needs), so the canary `0x7F84E666` written as a `u32` at
+/// its 4-aligned offsets gives byte `p` of the memory the value
+/// `CANARY[p % 4]` the host path uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceMargin {
+    /// The `VkDeviceMemory` (a buddy block) holding the margin.
+    pub memory: ash::vk::DeviceMemory,
+    /// Identifies the block for the allocator's life. A `VkDeviceMemory`
+    /// handle may be reused by the driver after the block is freed; this id
+    /// is not, so a checker can cache per-block objects (alias buffers) by it.
+    pub block_id: u64,
+    /// Size of [`Self::memory`] in bytes.
+    pub memory_size: u64,
+    /// Memory type index.
+    pub memory_type_index: u32,
+    /// Offset of the margin's first byte in [`Self::memory`] (a multiple of 4).
+    pub offset: u64,
+    /// Margin size in bytes (a multiple of 4, never 0).
+    pub size: u64,
+    /// `"before"` (the front margin: an underrun lands here) or `"after"`
+    /// (the back margin: an overrun).
+    pub side: &'static str,
+    /// Identifies the allocation for the allocator's life (a freed and
+    /// re-made allocation at the same offset gets a new id). Both margins of
+    /// an allocation share it.
+    pub allocation_id: u64,
+    /// The allocation's offset in [`Self::memory`] (what
+    /// [`crate::Allocation::offset`] returned).
+    pub allocation_offset: u64,
+    /// The allocation's requested size.
+    pub allocation_size: u64,
+    /// The allocation's name, if it had one.
+    pub name: Option<String>,
+    /// True once a checker has written the canary into the margin and told
+    /// the allocator ([`crate::Allocator::mark_device_margins_filled`]);
+    /// only filled margins can be checked.
+    pub filled: bool,
 }
 
 /// A live allocation, as the leak report lists it.

@@ -642,6 +642,13 @@ impl<T> Tlsf<T> {
         ))
     }
 
+    /// Payload of the live allocation `handle` at `offset` of `region`,
+    /// mutably.
+    pub fn get_mut(&mut self, handle: u32, region: u32, offset: u64) -> Option<&mut T> {
+        self.live_node(handle, region, offset)?;
+        self.nodes[handle as usize].payload.as_mut()
+    }
+
     /// Frees every live allocation and removes every region.
     pub fn clear(&mut self) {
         self.regions.clear();
