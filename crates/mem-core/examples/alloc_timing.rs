@@ -1,5 +1,6 @@
 //! Allocator-level ns per allocate and per free on a small-churn trace over
-//! the fake lavapipe device (no Vulkan): the overhead above the buddy core.
+//! the fake lavapipe device (no Vulkan): the overhead above the placement
+//! cores (TLSF, the default, and the buddy), timed alone on the same trace.
 //!
 //! Then two threads at once, on the same memory type (one lock) and on two
 //! types (two locks), to show what per-memory-type locking buys.
@@ -10,6 +11,7 @@ use std::time::Instant;
 use ash::vk;
 use mem_core::buddy::BuddyBlock;
 use mem_core::fake::FakeDevice;
+use mem_core::tlsf::{Tlsf, TlsfAllocation};
 use mem_core::{AllocationDesc, Allocator, AllocatorConfig, MemoryUsage};
 
 fn main() {
@@ -100,6 +102,40 @@ fn main() {
     }
     println!(
         "BuddyBlock: allocate {:.1} ns, free {:.1} ns",
+        ta as f64 / n as f64,
+        tf as f64 / n as f64
+    );
+    // The TLSF core alone on the same trace (one 1 GiB region).
+    let mut t: Tlsf<()> = Tlsf::new(256).unwrap();
+    t.add_region(1 << 30).unwrap();
+    let mut handles: Vec<TlsfAllocation> = sizes[..20_000]
+        .iter()
+        .map(|&s| t.allocate(s, 256, ()).unwrap())
+        .collect();
+    let (mut ta, mut tf, mut n) = (0u128, 0u128, 0u128);
+    for round in 0..90 {
+        let mut freed = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            let i = (next() as usize) % handles.len();
+            freed.push(handles.swap_remove(i));
+        }
+        let start = Instant::now();
+        for a in freed {
+            t.free(a.handle, a.region, a.offset).unwrap();
+        }
+        tf += start.elapsed().as_nanos();
+        let start = Instant::now();
+        for k in 0..1000 {
+            handles.push(
+                t.allocate(sizes[20_000 + (round * 1000 + k) % 180_000], 256, ())
+                    .unwrap(),
+            );
+        }
+        ta += start.elapsed().as_nanos();
+        n += 1000;
+    }
+    println!(
+        "Tlsf: allocate {:.1} ns, free {:.1} ns",
         ta as f64 / n as f64,
         tf as f64 / n as f64
     );

@@ -916,12 +916,8 @@ impl Allocator {
         front: u64,
         alignment: u64,
     ) -> Option<Allocation> {
-        if !pool.classes[class]
-            .placer
-            .can_allocate(inner_size, alignment)
-        {
-            return None;
-        }
+        // No separate `can_allocate`: a miss costs only the metadata built
+        // for it, a hit would pay the lookup twice.
         self.allocate_in_class(pool, type_index, class, desc, inner_size, front, alignment)
     }
 
@@ -1219,8 +1215,7 @@ impl Allocator {
                         handle,
                         &allocation,
                     )
-                    .into_iter()
-                    .collect::<Vec<_>>(),
+                    .map_or_else(Vec::new, |r| vec![r]),
                 Placement::Dedicated { slot } => {
                     let entry = pool.dedicated[slot as usize]
                         .take()

@@ -378,15 +378,14 @@ impl<T> Tlsf<T> {
         if !alignment.is_power_of_two() {
             return Err(BuddyError::AlignmentNotPowerOfTwo { alignment });
         }
-        let too_large = BuddyError::TooLarge {
-            size,
-            alignment,
-            capacity: self.largest_region(),
-        };
         let kept = size.div_ceil(self.granularity());
         let align = (alignment >> self.unit_log2).max(1);
         if kept >= u64::from(u32::MAX) || align >= u64::from(u32::MAX) {
-            return Err(too_large);
+            return Err(BuddyError::TooLarge {
+                size,
+                alignment,
+                capacity: self.largest_region(),
+            });
         }
         Ok((kept as u32, align as u32))
     }
