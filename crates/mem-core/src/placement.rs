@@ -84,18 +84,6 @@ impl<T> PoolPlacer<T> {
         }
     }
 
-    /// Whether [`Self::allocate`] would find room now.
-    #[inline]
-    pub(crate) fn can_allocate(&self, size: u64, alignment: u64) -> bool {
-        match self {
-            Self::Tlsf(t) => t.can_allocate(size, alignment),
-            Self::Buddy(blocks) => blocks
-                .iter()
-                .flatten()
-                .any(|b| b.can_allocate(size, alignment)),
-        }
-    }
-
     /// Places a request in some block (the buddy tries `hint` first, then
     /// the others in order, and updates `hint`).
     #[inline]
