@@ -45,8 +45,8 @@ use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::lock::Mutex;
 use ash::vk;
-use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::device::{
@@ -896,13 +896,35 @@ impl Allocator {
         cp.blocks[slot] = Some(block);
         cp.hint = slot;
         pool.empty_blocks += 1; // it is empty until the allocation below
-        match self.allocate_in_class(
+        let Some(a) = self.allocate_in_class(
             &mut pool, type_index, class, desc, inner_size, front, alignment,
-        ) {
-            Some(a) => Ok(a),
+        ) else {
             // A fresh block of at least `needed` bytes always fits the request.
-            None => unreachable!("fresh block of {size} bytes could not fit {needed}"),
+            unreachable!("fresh block of {size} bytes could not fit {needed}")
+        };
+        // While the lock was dropped another thread may have made room, and
+        // the placer put the request there: the fresh block is then surplus
+        // if it would exceed the empty blocks kept.
+        if pool.empty_blocks > self.config.max_empty_blocks_per_type
+            && pool.classes[class].placer.block_is_empty(slot)
+        {
+            let cp = &mut pool.classes[class];
+            let block = cp.blocks[slot].take().expect("just added");
+            cp.placer.remove_block(slot);
+            cp.live_blocks -= 1;
+            cp.hint = 0;
+            pool.empty_blocks -= 1;
+            drop(pool);
+            self.release_memory(
+                type_index,
+                Retired {
+                    memory: block.memory,
+                    size: block.size,
+                    mapped: block.mapped.is_some(),
+                },
+            );
         }
+        Ok(a)
     }
 
     #[allow(clippy::too_many_arguments)]

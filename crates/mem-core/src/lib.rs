@@ -24,6 +24,7 @@ pub mod virtual_block;
 
 mod allocator;
 mod error;
+mod lock;
 mod placement;
 
 pub use allocator::{

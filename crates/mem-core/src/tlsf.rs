@@ -53,7 +53,8 @@
 //!
 //! # Host metadata
 //!
-//! One node (`24 + size_of::<Option<T>>()` bytes) per live allocation and per
+//! One node (32 bytes, plus `size_of::<Option<T>>()` for the payload, kept
+//! apart so merges touch only dense links) per live allocation and per
 //! free range (at most one more than the live ones), plus 3.6 KiB of list
 //! heads. Unlike the buddy's bitmaps it does not grow with the block size.
 #![deny(unsafe_code)]
@@ -77,8 +78,10 @@ enum State {
     Spare,
 }
 
-#[derive(Debug)]
-struct Node<T> {
+/// 32 bytes: the links a merge reads from the neighbours stay dense in
+/// cache; payloads live apart, in `Tlsf::payloads`.
+#[derive(Debug, Clone, Copy)]
+struct Node {
     offset: u32,
     size: u32,
     region: u32,
@@ -87,7 +90,6 @@ struct Node<T> {
     prev_free: u32,
     next_free: u32,
     state: State,
-    payload: Option<T>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -117,7 +119,9 @@ pub struct TlsfAllocation {
 pub struct Tlsf<T> {
     unit_log2: u32,
     regions: Vec<Option<Region>>,
-    nodes: Vec<Node<T>>,
+    nodes: Vec<Node>,
+    /// Payload of each live node, by node index.
+    payloads: Vec<Option<T>>,
     spare: Vec<u32>,
     fl_bitmap: u32,
     sl_bitmaps: [u32; FL_COUNT],
@@ -164,6 +168,7 @@ impl<T> Tlsf<T> {
             unit_log2: granularity.trailing_zeros(),
             regions: Vec::new(),
             nodes: Vec::new(),
+            payloads: Vec::new(),
             spare: Vec::new(),
             fl_bitmap: 0,
             sl_bitmaps: [0; FL_COUNT],
@@ -210,7 +215,6 @@ impl<T> Tlsf<T> {
             prev_free: NIL,
             next_free: NIL,
             state: State::Free,
-            payload: None,
         });
         self.regions[index] = Some(Region {
             units,
@@ -466,7 +470,7 @@ impl<T> Tlsf<T> {
         }
     }
 
-    fn new_node(&mut self, node: Node<T>) -> u32 {
+    fn new_node(&mut self, node: Node) -> u32 {
         match self.spare.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;
@@ -474,6 +478,7 @@ impl<T> Tlsf<T> {
             }
             None => {
                 self.nodes.push(node);
+                self.payloads.push(None);
                 (self.nodes.len() - 1) as u32
             }
         }
@@ -494,7 +499,6 @@ impl<T> Tlsf<T> {
             prev_free: NIL,
             next_free: NIL,
             state,
-            payload: None,
         });
         self.nodes[after as usize].next_phys = n;
         if next != NIL {
@@ -546,7 +550,7 @@ impl<T> Tlsf<T> {
         let node = &mut self.nodes[n as usize];
         node.size = kept;
         node.state = State::Live;
-        node.payload = Some(payload);
+        self.payloads[n as usize] = Some(payload);
         let r = self.regions[region as usize]
             .as_mut()
             .expect("a listed node's region exists");
@@ -562,7 +566,7 @@ impl<T> Tlsf<T> {
     }
 
     #[inline]
-    fn live_node(&self, handle: u32, region: u32, offset: u64) -> Option<&Node<T>> {
+    fn live_node(&self, handle: u32, region: u32, offset: u64) -> Option<&Node> {
         let node = self.nodes.get(handle as usize)?;
         (node.state == State::Live
             && node.region == region
@@ -580,15 +584,11 @@ impl<T> Tlsf<T> {
             return Err(BuddyError::UnknownOffset { offset });
         }
         let mut n = handle;
-        let (kept, payload, prev, next) = {
+        let payload = self.payloads[n as usize].take();
+        let (kept, prev, next) = {
             let node = &mut self.nodes[n as usize];
             node.state = State::Free;
-            (
-                node.size,
-                node.payload.take(),
-                node.prev_phys,
-                node.next_phys,
-            )
+            (node.size, node.prev_phys, node.next_phys)
         };
         let r = self.regions[region as usize]
             .as_mut()
@@ -618,7 +618,6 @@ impl<T> Tlsf<T> {
         let (next_size, after) = {
             let node = &mut self.nodes[next as usize];
             node.state = State::Spare;
-            node.payload = None;
             (node.size, node.next_phys)
         };
         let node = &mut self.nodes[n as usize];
@@ -637,7 +636,7 @@ impl<T> Tlsf<T> {
         let node = self.live_node(handle, region, offset)?;
         Some((
             u64::from(node.size) << self.unit_log2,
-            node.payload.as_ref()?,
+            self.payloads[handle as usize].as_ref()?,
         ))
     }
 
@@ -645,13 +644,14 @@ impl<T> Tlsf<T> {
     /// mutably.
     pub fn get_mut(&mut self, handle: u32, region: u32, offset: u64) -> Option<&mut T> {
         self.live_node(handle, region, offset)?;
-        self.nodes[handle as usize].payload.as_mut()
+        self.payloads[handle as usize].as_mut()
     }
 
     /// Frees every live allocation and removes every region.
     pub fn clear(&mut self) {
         self.regions.clear();
         self.nodes.clear();
+        self.payloads.clear();
         self.spare.clear();
         self.fl_bitmap = 0;
         self.sl_bitmaps = [0; FL_COUNT];
@@ -679,7 +679,7 @@ impl<T> Tlsf<T> {
     }
 
     /// A region's nodes in address order.
-    fn physical(&self, region: u32) -> impl Iterator<Item = &Node<T>> + '_ {
+    fn physical(&self, region: u32) -> impl Iterator<Item = &Node> + '_ {
         let mut n = self.region(region).map_or(NIL, |r| r.first);
         std::iter::from_fn(move || {
             if n == NIL {
@@ -721,7 +721,7 @@ impl<T> Tlsf<T> {
             let handle = n;
             let node = &self.nodes[n as usize];
             n = node.next_phys;
-            if let (State::Live, Some(p)) = (node.state, node.payload.as_ref()) {
+            if let (State::Live, Some(p)) = (node.state, self.payloads[handle as usize].as_ref()) {
                 return Some((
                     handle,
                     u64::from(node.offset) << shift,
@@ -743,7 +743,8 @@ impl<T> Tlsf<T> {
     /// Estimate of the host memory the metadata uses, in bytes.
     pub fn host_memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.nodes.capacity() * std::mem::size_of::<Node<T>>()
+            + self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self.payloads.capacity() * std::mem::size_of::<Option<T>>()
             + self.spare.capacity() * 4
             + self.regions.capacity() * std::mem::size_of::<Option<Region>>()
             + self.heads.len() * 4
@@ -801,13 +802,13 @@ impl<T> Tlsf<T> {
                         if prev_free {
                             return Err(format!("free node {n} follows a free node"));
                         }
-                        if node.payload.is_some() {
+                        if self.payloads[n as usize].is_some() {
                             return Err(format!("free node {n} has a payload"));
                         }
                         free += 1;
                     }
                     State::Live => {
-                        if node.payload.is_none() {
+                        if self.payloads[n as usize].is_none() {
                             return Err(format!("live node {n} has no payload"));
                         }
                         r_live += 1;
