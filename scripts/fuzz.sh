@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(buddy allocator_fake image_plan)
+[ ${#targets[@]} -eq 0 ] && targets=(buddy tlsf allocator_fake image_plan)
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 cargo fuzz build -s none

@@ -232,6 +232,16 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
             ),
             t,
         ),
+        peers::MEM_CORE_BLOCKS_ONLY => run(
+            peers::MemCore::new(
+                ctx,
+                mem_core::AllocatorConfig {
+                    dedicated_threshold: u64::MAX,
+                    ..Default::default()
+                },
+            ),
+            t,
+        ),
         peers::GPU_ALLOCATOR_GROW => run(
             peers::GpuAllocator::new(
                 ctx,

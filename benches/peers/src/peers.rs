@@ -50,8 +50,10 @@ pub const GPU_ALLOC_TRANSIENT: &str = "gpu-alloc TRANSIENT";
 pub const VMA_MIN_MEMORY: &str = "VMA min-memory";
 pub const VMA_MIN_TIME: &str = "VMA min-time";
 pub const MEM_CORE_BUDDY: &str = "mem-core buddy";
-pub const VARIANTS: [&str; 5] = [
+pub const MEM_CORE_BLOCKS_ONLY: &str = "mem-core blocks only";
+pub const VARIANTS: [&str; 6] = [
     MEM_CORE_BUDDY,
+    MEM_CORE_BLOCKS_ONLY,
     GPU_ALLOCATOR_GROW,
     GPU_ALLOC_TRANSIENT,
     VMA_MIN_MEMORY,
@@ -64,6 +66,12 @@ pub fn variant_settings() -> Vec<(&'static str, String)> {
             MEM_CORE_BUDDY,
             "as mem-core, with `AllocatorConfig::placement = BlockPlacement::Buddy` (the tail-trimmed buddy \
              inside blocks instead of TLSF, with its own block growth: half the pool from 1/8 of the preferred size)"
+                .into(),
+        ),
+        (
+            MEM_CORE_BLOCKS_ONLY,
+            "as mem-core, with `AllocatorConfig::dedicated_threshold = u64::MAX`: requests up to a quarter block \
+             are placed in shared blocks (TLSF), none gets memory of its own below 64 MiB"
                 .into(),
         ),
         (
@@ -89,7 +97,7 @@ pub fn settings() -> Vec<(&'static str, String)> {
         (
             MEM_CORE,
             "mem-core (path dep, this tree): `Allocator::new` with `AllocatorConfig::default()` \
-             (256 MiB preferred block; pools grow geometrically from 32 MiB by half their size; 256 B min block; requests up to 1 MiB in their own blocks; > 64 MiB dedicated; 1 empty block kept per type), \
+             (TLSF placement over each pool's blocks; 256 MiB preferred block; pools grow geometrically from 16 MiB by 1/8 of their size; 256 B min block; memory of its own from 1 MiB (freed ones cached up to 1/16 of live bytes, reused by requests up to 1/4 smaller); 1 empty block kept per type), \
              memory_budget false; `MemoryUsage::GpuOnly`, `ResourceClass::Linear/Optimal`"
                 .into(),
         ),

@@ -1,11 +1,14 @@
-//! The `buddy` and `allocator_fake` fuzz targets as regression tests: every
-//! file of `fuzz/corpus/{buddy,allocator_fake}/` is replayed through the same
+//! The `buddy`, `tlsf` and `allocator_fake` fuzz targets as regression
+//! tests: every file of `fuzz/corpus/{buddy,tlsf,allocator_fake}/` is replayed through the same
 //! target body libFuzzer runs (`fuzz/src/*.rs`, included by path), then
 //! 10 000 inputs from a fixed-seed generator. Runs under
 //! `cargo test --workspace --release`; see RELIABILITY.md.
 
 #[path = "../../../fuzz/src/buddy.rs"]
 mod buddy;
+
+#[path = "../../../fuzz/src/tlsf.rs"]
+mod tlsf;
 
 #[path = "../../../fuzz/src/allocator_fake.rs"]
 mod allocator_fake;
@@ -85,4 +88,14 @@ fn allocator_fake_corpus() {
 #[test]
 fn allocator_fake_random_10k() {
     random(0x61_6c6c_6f63, 10_000, 512, allocator_fake::run);
+}
+
+#[test]
+fn tlsf_corpus() {
+    replay("tlsf", tlsf::run);
+}
+
+#[test]
+fn tlsf_random_10k() {
+    random(0x746c_7366, 10_000, 1024, tlsf::run);
 }
