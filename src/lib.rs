@@ -1,7 +1,8 @@
 //! gpumem: a Vulkan memory subsystem for game engines.
 //!
 //! This facade re-exports the member crates so an engine needs one dependency:
-//! - [`core`] (`mem-core`): buddy sub-allocation of `VkDeviceMemory` per
+//! - [`core`] (`mem-core`): sub-allocation of `VkDeviceMemory` (TLSF over
+//!   pooled blocks, or a tail-trimmed buddy) per
 //!   memory type, memory-type selection, statistics, the tracking host
 //!   allocator and virtual blocks;
 //! - [`resources`] (`mem-resources`): buffers and images created, bound,

@@ -860,8 +860,9 @@ fn scale(ctx: &VkCtx, args: &Args) {
         s,
         "Buffers of 256 B-1 KiB (log-uniform, align 256); warm up to N live, then ~{ops} steady-state \
          allocations and frees in rounds of min(1000, N/10) random frees + as many allocations. Block size = \
-         `AllocatorConfig::preferred_large_heap_block_size` (lavapipe's heap is 2 GiB, so it applies; first \
-         blocks 1/8, 1/4, 1/2 of it).\n"
+         `AllocatorConfig::preferred_large_heap_block_size` (lavapipe's heap is 2 GiB, so it applies; TLSF \
+         pools start at 1/16 of it and grow by 1/8 of the pool). Requests are rounded up to the 256 B \
+         minimum block, which costs ~20% at these sizes.\n"
     );
     let _ = writeln!(
         s,

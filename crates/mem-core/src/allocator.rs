@@ -78,7 +78,7 @@ pub struct AllocatorConfig {
     /// 1 GiB or less use heap/8 (rounded down to a power of two, at least
     /// 1 MiB) instead.
     pub preferred_large_heap_block_size: u64,
-    /// Smallest buddy block, in bytes: every sub-allocation is rounded up to a
+    /// Placement unit (smallest block), in bytes: every sub-allocation is rounded up to a
     /// multiple of it and aligned to it. Default 256. Rounded up to a power of
     /// two and raised to at least `nonCoherentAtomSize` (so flushing one
     /// allocation never touches a neighbour's atoms). Waste per allocation is
@@ -392,7 +392,7 @@ impl Allocation {
     }
 }
 
-/// Per-allocation metadata kept in the buddy block (for stats and leaks).
+/// Per-allocation metadata kept by the placer (for stats and leaks).
 #[derive(Debug)]
 struct AllocMeta {
     requested: u64,
@@ -640,7 +640,7 @@ impl Allocator {
         &self.config
     }
 
-    /// The effective buddy minimum block (see
+    /// The effective minimum block (placement unit) (see
     /// [`AllocatorConfig::min_block_size`]).
     pub fn min_block_size(&self) -> u64 {
         self.min_block
@@ -774,12 +774,12 @@ impl Allocator {
         }
     }
 
-    /// Dedicated when the driver asks for it, or when the request exceeds a
-    /// quarter of a block: a buddy block serves a request only from a
-    /// naturally aligned free power-of-two range, and ranges over a quarter
-    /// of a block are rarely free once the block has churned (measured: an
-    /// 85 MiB texture failed against 8 blocks of 256 MiB holding 440 MiB when
-    /// the cut was half a block).
+    /// Memory of its own when the driver asks for it, when the request
+    /// exceeds a quarter of a block (ranges that large are rarely free once
+    /// blocks have churned: an 85 MiB texture failed against 8 buddy blocks
+    /// of 256 MiB holding 440 MiB when the cut was half a block), or when it
+    /// reaches [`AllocatorConfig::dedicated_threshold`] while memory objects
+    /// are plentiful.
     fn wants_dedicated(&self, type_index: u32, desc: &AllocationDesc<'_>, alignment: u64) -> bool {
         let quarter = self.preferred_block_size(type_index) / 4;
         match desc.dedicated {
@@ -810,7 +810,7 @@ impl Allocator {
         if self.wants_dedicated(type_index, desc, alignment) {
             return self.allocate_dedicated(type_index, desc, within_budget);
         }
-        // Debug margins: the buddy range is [front margin | request | back margin].
+        // Debug margins: the placed range is [front margin | request | back margin].
         let Some((front, inner_size)) = self.margin_layout(type_index, desc.size, alignment) else {
             return Err(TypeFailure::Exhausted);
         };
@@ -1760,9 +1760,11 @@ impl Allocator {
         out
     }
 
-    /// Checks every invariant: each block's buddy state
-    /// ([`BuddyBlock::validate`]), the pools' counters against the blocks, and
-    /// the per-heap committed bytes against the blocks. Cheap enough for tests.
+    /// Checks every invariant: each pool's placement state
+    /// ([`crate::tlsf::Tlsf::validate`] or [`crate::buddy::BuddyBlock::validate`]),
+    /// the placer's blocks against the memory blocks, the pools' counters and
+    /// the reuse cache against the blocks, and the per-heap committed bytes.
+    /// Cheap enough for tests.
     pub fn validate(&self) -> Result<(), String> {
         let mut committed = vec![0u64; self.props.memory_heaps.len()];
         let mut objects = 0u32;
@@ -1871,11 +1873,11 @@ impl Allocator {
         self.config.debug_margin_gpu_checked || !self.is_host_visible(type_index)
     }
 
-    /// `(front margin, buddy range size)` of a request of `size` bytes in
+    /// `(front margin, placed range size)` of a request of `size` bytes in
     /// `type_index`; `(0, size)` without margins; `None` on overflow. GPU
     /// margins round the request up to 4 so the back margin starts at a
     /// multiple of 4 (`vkCmdFillBuffer` needs `dstOffset % 4 == 0`); the
-    /// front margin is a multiple of 16 and starts on a buddy block.
+    /// front margin is a multiple of 16 and starts on a minimum block.
     fn margin_layout(&self, type_index: u32, size: u64, alignment: u64) -> Option<(u64, u64)> {
         if self.margin == 0 {
             return Some((0, size));

@@ -1,10 +1,13 @@
 //! mem-core: sub-allocation of Vulkan device memory.
 //!
-//! Each memory type owns a pool of `VkDeviceMemory` blocks; each block is
-//! managed by a power-of-two buddy allocator with tail trimming (see
-//! [`buddy`]), so waste per allocation stays below the minimum block size.
-//! The buddy algorithm itself knows no Vulkan type and is also offered as a
-//! [`VirtualBlock`] for ranges that are not device memory.
+//! Each memory type owns pools of `VkDeviceMemory` blocks. By default one
+//! two-level segregated fit index ([`tlsf`]) places requests over all the
+//! blocks of a pool in O(1), with waste per allocation below the minimum
+//! block; requests of 1 MiB and more get memory of their own, reused through
+//! a small cache. The tail-trimmed power-of-two buddy ([`buddy`]) the
+//! project started with is [`BlockPlacement::Buddy`] and the core of
+//! [`VirtualBlock`], for ranges that are not device memory. Both cores know
+//! no Vulkan type.
 //!
 //! Every Vulkan call goes through the small [`MemoryDevice`] trait, with an
 //! `ash` implementation ([`AshMemoryDevice`]) and a fake one ([`fake`]) that
