@@ -418,6 +418,17 @@ struct Block {
     mapped: Option<MappedPtr>,
 }
 
+impl Block {
+    /// The block as memory to unmap and free outside the lock.
+    fn retired(self) -> Retired {
+        Retired {
+            memory: self.memory,
+            size: self.size,
+            mapped: self.mapped.is_some(),
+        }
+    }
+}
+
 struct DedicatedMemory {
     memory: vk::DeviceMemory,
     size: u64,
@@ -878,14 +889,7 @@ impl Allocator {
                 // Sizes were checked by `create_memory`'s caller; give the
                 // memory back rather than leak it.
                 drop(pool);
-                self.release_memory(
-                    type_index,
-                    Retired {
-                        memory: block.memory,
-                        size: block.size,
-                        mapped: block.mapped.is_some(),
-                    },
-                );
+                self.release_memory(type_index, block.retired());
                 return Err(TypeFailure::Exhausted);
             }
         };
@@ -915,14 +919,7 @@ impl Allocator {
             cp.hint = 0;
             pool.empty_blocks -= 1;
             drop(pool);
-            self.release_memory(
-                type_index,
-                Retired {
-                    memory: block.memory,
-                    size: block.size,
-                    mapped: block.mapped.is_some(),
-                },
-            );
+            self.release_memory(type_index, block.retired());
         }
         Ok(a)
     }
@@ -1346,11 +1343,7 @@ impl Allocator {
         if cp.hint == slot {
             cp.hint = 0;
         }
-        Some(Retired {
-            memory: block.memory,
-            size: block.size,
-            mapped: block.mapped.is_some(),
-        })
+        Some(block.retired())
     }
 
     fn release_memory(&self, type_index: u32, r: Retired) {
@@ -1429,11 +1422,7 @@ impl Allocator {
                             let b = cp.blocks[slot].take().expect("placer and blocks agree");
                             cp.placer.remove_block(slot);
                             cp.live_blocks -= 1;
-                            retired.push(Retired {
-                                memory: b.memory,
-                                size: b.size,
-                                mapped: b.mapped.is_some(),
-                            });
+                            retired.push(b.retired());
                         }
                     }
                     cp.hint = 0;
@@ -2113,11 +2102,7 @@ impl Drop for Allocator {
                         cp.placer.remove_block(slot);
                     }
                     for b in cp.blocks.drain(..).flatten() {
-                        retired.push(Retired {
-                            memory: b.memory,
-                            size: b.size,
-                            mapped: b.mapped.is_some(),
-                        });
+                        retired.push(b.retired());
                     }
                     cp.live_blocks = 0;
                 }
