@@ -12,7 +12,7 @@
 //! - bad input (zero size, non-power-of-two alignment, sizes beyond `u32`
 //!   units, unknown handles, removing a region in use) is a typed `Err` and
 //!   changes nothing;
-//! - `can_allocate` agrees with `allocate`;
+//! - `can_allocate` agrees with `allocate` and `try_allocate`;
 //! - freeing everything leaves one free range per region, and every region
 //!   can then be removed.
 
@@ -154,7 +154,19 @@ pub fn run(data: &[u8]) {
                 let before = (t.allocated_bytes(), t.allocation_count());
                 let could = t.can_allocate(size, alignment);
                 tag += 1;
-                match t.allocate(size, alignment, tag) {
+                // `try_allocate` (the allocator's path) must agree with
+                // `allocate`, minus the error's details.
+                let result = if input.u8() % 4 == 0 {
+                    t.try_allocate(size, alignment, tag)
+                        .ok_or(BuddyError::OutOfSpace {
+                            size,
+                            alignment,
+                            largest_free: 0,
+                        })
+                } else {
+                    t.allocate(size, alignment, tag)
+                };
+                match result {
                     Ok(a) => {
                         assert!(could, "can_allocate said no to ({size}, {alignment})");
                         let region_size = *regions.get(&a.region).expect("known region");

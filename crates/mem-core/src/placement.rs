@@ -97,7 +97,7 @@ impl<T> PoolPlacer<T> {
         match self {
             Self::Tlsf(t) => {
                 // The lookup is global; only the region's emptiness is needed.
-                let a = t.allocate(size, alignment, payload).ok()?;
+                let a = t.try_allocate(size, alignment, payload)?;
                 let was_empty = t.region_allocation_count(a.region) == 1;
                 Some(Placed {
                     slot: a.region as usize,

@@ -523,13 +523,33 @@ impl<T> Tlsf<T> {
         payload: T,
     ) -> Result<TlsfAllocation, BuddyError> {
         let (kept, align) = self.request(size, alignment)?;
-        let Some((mut n, start)) = self.find(kept, align) else {
+        let Some((n, start)) = self.find(kept, align) else {
             return Err(BuddyError::OutOfSpace {
                 size,
                 alignment,
                 largest_free: self.largest_free(),
             });
         };
+        Ok(self.take(n, start, kept, payload))
+    }
+
+    /// [`Self::allocate`] without the error's details (a miss costs no walk
+    /// for the largest free range): `None` for any error. The allocator's
+    /// path, where a miss means "try elsewhere or grow".
+    #[inline]
+    pub fn try_allocate(
+        &mut self,
+        size: u64,
+        alignment: u64,
+        payload: T,
+    ) -> Option<TlsfAllocation> {
+        let (kept, align) = self.request(size, alignment).ok()?;
+        let (n, start) = self.find(kept, align)?;
+        Some(self.take(n, start, kept, payload))
+    }
+
+    /// Places `kept` units at `start` inside free node `n` (from `find`).
+    fn take(&mut self, mut n: u32, start: u32, kept: u32, payload: T) -> TlsfAllocation {
         self.unlink_free(n);
         let (offset, node_size, region) = {
             let node = &self.nodes[n as usize];
@@ -558,11 +578,11 @@ impl<T> Tlsf<T> {
         r.allocated_units += u64::from(kept);
         self.allocated_units += u64::from(kept);
         self.live += 1;
-        Ok(TlsfAllocation {
+        TlsfAllocation {
             region,
             offset: u64::from(start) << self.unit_log2,
             handle: n,
-        })
+        }
     }
 
     #[inline]
