@@ -41,6 +41,7 @@ struct Args {
     ring_memory: Option<MemoryUsage>,
     threads: Option<usize>,
     chunk_mib: Option<u64>,
+    split: bool,
 }
 
 fn parse_args() -> Args {
@@ -59,6 +60,7 @@ fn parse_args() -> Args {
         ring_memory: None,
         threads: None,
         chunk_mib: None,
+        split: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,6 +90,7 @@ fn parse_args() -> Args {
                 }
             }
             "--threads" => a.threads = Some(num() as usize),
+            "--split" => a.split = true,
             "--chunk-mib" => a.chunk_mib = Some(num()),
             other => panic!("unknown flag {other}"),
         }
@@ -559,6 +562,9 @@ fn main() {
             gbps(args.size_mib * MIB, t)
         );
     }
+    if args.split {
+        bench_split(&rig, &args, args.size_mib * MIB);
+    }
     if args.tune {
         let size = args.size_mib * MIB;
         let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
@@ -699,4 +705,90 @@ fn main() {
     if args.validation {
         println!("validation messages: {messages}");
     }
+}
+
+/// `--split`: a prototype of feeding the link from two sides. The belt
+/// streams the first part of the buffer through its system-memory ring
+/// (memcpy + DMA) while other threads write the rest straight into a
+/// device-local host-visible (ReBAR) staging buffer; a VRAM-to-VRAM copy then
+/// moves that part into place. Timed from the `&[u8]` to the GPU done.
+fn bench_split(rig: &Rig, args: &Args, size: u64) {
+    let dst = rig.gpu_buffer(size, MemoryUsage::GpuOnly);
+    let data = pattern(size as usize);
+    let rebar = rig
+        .res()
+        .create_buffer(&BufferDesc::new(
+            size,
+            vk::BufferUsageFlags::TRANSFER_SRC,
+            MemoryUsage::Dynamic,
+        ))
+        .expect("rebar buffer");
+    let ty = rebar.allocation().memory_type_index();
+    let flags = rig
+        .allocator
+        .as_ref()
+        .unwrap()
+        .memory_properties()
+        .memory_types[ty as usize]
+        .flags;
+    let device_local = flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL);
+    let ptr = rebar.allocation().mapped_ptr().expect("host-visible");
+    println!();
+    println!(
+        "| ReBAR share | belt threads | ReBAR threads | GB/s ({} MiB; ReBAR staging type {ty}, device-local {device_local}) |",
+        size / MIB
+    );
+    println!("|---:|---:|---:|---:|");
+    let d = rig.ctx.device().clone();
+    for share_pct in [0u64, 15, 25, 35] {
+        for (t1, t2) in [(16usize, 4usize), (12, 4), (12, 8), (16, 8)] {
+            if share_pct == 0 && t2 != 4 {
+                continue;
+            }
+            let split = (size * share_pct / 100) / 4096 * 4096;
+            let ring_len = size - split;
+            let mut belt = rig.belt_with(StagingBeltDesc {
+                force_staging: true,
+                copy_threads: t1,
+                ..StagingBeltDesc::with_ring_size(64 * MIB)
+            });
+            let t = best(args.reps, || {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    if split > 0 {
+                        // SAFETY: the ReBAR buffer is mapped for `size` bytes,
+                        // unused by the GPU until the copy below, and each
+                        // thread writes a disjoint piece of [0, split).
+                        let dst_slice =
+                            unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), split as usize) };
+                        let src = &data[ring_len as usize..];
+                        let piece = (split as usize).div_ceil(t2).next_multiple_of(4096);
+                        for (dchunk, schunk) in dst_slice.chunks_mut(piece).zip(src.chunks(piece)) {
+                            s.spawn(move || dchunk.copy_from_slice(schunk));
+                        }
+                    }
+                    let _ = belt
+                        .upload_buffer(&dst, 0, &data[..ring_len as usize])
+                        .unwrap();
+                });
+                if split > 0 {
+                    rig.submit_timed(|cmd| {
+                        let region = vk::BufferCopy {
+                            src_offset: 0,
+                            dst_offset: ring_len,
+                            size: split,
+                        };
+                        // SAFETY: recording; both buffers alive and large enough.
+                        unsafe { d.cmd_copy_buffer(cmd, rebar.handle(), dst.handle(), &[region]) };
+                    });
+                }
+                belt.finish().unwrap();
+                start.elapsed()
+            });
+            drop(belt);
+            println!("| {share_pct}% | {t1} | {t2} | {:.2} |", gbps(size, t));
+        }
+    }
+    rig.destroy(rebar);
+    rig.destroy(dst);
 }
