@@ -7,7 +7,7 @@
 //! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
 //!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
-//!     [--threads N] [--chunk-mib N]
+//!     [--threads N] [--chunk-mib N] [--split]
 //! ```
 //! Prints a markdown table: GB/s for raw and belt, and their ratio.
 
