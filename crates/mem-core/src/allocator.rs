@@ -68,6 +68,9 @@ const MIB: u64 = 1 << 20;
 /// Freed memory objects of their own are kept for reuse up to 1/16 of the
 /// memory type's live requested bytes.
 const CACHE_SHARE: u64 = 16;
+/// At most this many cached objects per memory type, so the cache never
+/// holds many of `maxMemoryAllocationCount`'s objects.
+const MAX_CACHED_OBJECTS: u32 = 64;
 
 /// Tuning of an [`Allocator`]. Every field has a documented default
 /// ([`Default`]); out-of-range values are clamped as each field says.
@@ -467,6 +470,7 @@ struct TypePool {
     /// smaller (no `vkAllocateMemory`), bounded by [`CACHE_SHARE`].
     cache: BTreeMap<u64, SmallVec<[CachedMemory; 1]>>,
     cached_bytes: u64,
+    cached_count: u32,
     requested_bytes: u64,
     allocation_count: u64,
     empty_blocks: u32,
@@ -586,6 +590,7 @@ impl Allocator {
                     dedicated_free_slots: Vec::new(),
                     cache: BTreeMap::new(),
                     cached_bytes: 0,
+                    cached_count: 0,
                     requested_bytes: 0,
                     allocation_count: 0,
                     empty_blocks: 0,
@@ -871,12 +876,18 @@ impl Allocator {
         // then, as a last resort on this type, memory of exactly the request's
         // size: a heap too fragmented or too full for a power-of-two block
         // may still hold it.
+        let mut caches_dropped = false;
         let block = loop {
             match self.create_block(type_index, size, within_budget) {
                 Ok(b) => break b,
                 Err(TypeFailure::Exhausted) if size / 2 >= needed => size /= 2,
                 Err(TypeFailure::Exhausted) if desc.size < needed => {
                     return self.allocate_dedicated(type_index, desc, within_budget)
+                }
+                // Cached objects of their own may be what fills the heap or
+                // the object count: give them back and retry once.
+                Err(e) if !caches_dropped && self.drop_caches_for(type_index, &e) => {
+                    caches_dropped = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -1135,43 +1146,55 @@ impl Allocator {
             Dedicated::No => None,
         };
         let reusable = target.is_none();
-        // A freed object of the same type at most 1/4 larger serves without
-        // a `vkAllocateMemory`.
-        let cached = if reusable {
+        if reusable {
+            // A freed object of the same type at most 1/4 larger serves
+            // without a `vkAllocateMemory`; it moves from the cache to the
+            // live objects under one lock, so it is always counted.
             let mut pool = self.pools[type_index as usize].lock();
             let hit = pool
                 .cache
                 .range(desc.size..=desc.size + desc.size / 4)
                 .next()
                 .map(|(&size, _)| size);
-            hit.map(|size| {
+            if let Some(size) = hit {
                 let list = pool.cache.get_mut(&size).expect("found above");
                 let m = list.pop().expect("cache lists are never empty");
                 if list.is_empty() {
                     pool.cache.remove(&size);
                 }
                 pool.cached_bytes -= size;
-                (m.memory, size, m.mapped)
-            })
-        } else {
-            None
-        };
-        let (memory, size, mapped) = match cached {
-            Some(hit) => hit,
-            None => {
-                let created = match self.create_memory(type_index, desc.size, target, within_budget)
-                {
-                    // Out of room: give the cached objects back and retry once.
-                    Err(TypeFailure::Exhausted) if self.drop_cache(type_index) => {
-                        self.create_memory(type_index, desc.size, target, within_budget)
-                    }
-                    r => r,
-                };
-                let (memory, mapped) = created?;
-                (memory, desc.size, mapped)
+                pool.cached_count -= 1;
+                return Ok(self.insert_dedicated(
+                    &mut pool, type_index, desc, m.memory, size, m.mapped, reusable,
+                ));
             }
+        }
+        let created = match self.create_memory(type_index, desc.size, target, within_budget) {
+            // Out of room: give the cached objects back and retry once.
+            Err(f) if self.drop_caches_for(type_index, &f) => {
+                self.create_memory(type_index, desc.size, target, within_budget)
+            }
+            r => r,
         };
+        let (memory, mapped) = created?;
         let mut pool = self.pools[type_index as usize].lock();
+        Ok(self.insert_dedicated(
+            &mut pool, type_index, desc, memory, desc.size, mapped, reusable,
+        ))
+    }
+
+    /// Records memory of its own as a live allocation.
+    #[allow(clippy::too_many_arguments)]
+    fn insert_dedicated(
+        &self,
+        pool: &mut TypePool,
+        type_index: u32,
+        desc: &AllocationDesc<'_>,
+        memory: vk::DeviceMemory,
+        size: u64,
+        mapped: Option<MappedPtr>,
+        reusable: bool,
+    ) -> Allocation {
         let entry = DedicatedMemory {
             memory,
             size,
@@ -1192,7 +1215,7 @@ impl Allocator {
         };
         pool.requested_bytes += desc.size;
         pool.allocation_count += 1;
-        Ok(Allocation {
+        Allocation {
             memory,
             offset: 0,
             size: desc.size,
@@ -1203,7 +1226,7 @@ impl Allocator {
             allocator_id: self.id,
             placement: Placement::Dedicated { slot },
             margin_front: 0,
-        })
+        }
     }
 
     /// Frees an allocation. An allocation of another allocator is refused
@@ -1226,15 +1249,22 @@ impl Allocator {
                     class,
                     block,
                     handle,
-                } => self
-                    .free_in_block(
-                        &mut pool,
-                        class as usize,
-                        block as usize,
-                        handle,
-                        &allocation,
-                    )
-                    .map_or_else(Vec::new, |r| vec![r]),
+                } => {
+                    let mut retired = self
+                        .free_in_block(
+                            &mut pool,
+                            class as usize,
+                            block as usize,
+                            handle,
+                            &allocation,
+                        )
+                        .map_or_else(Vec::new, |r| vec![r]);
+                    // Live bytes fell: keep the cache within its share.
+                    if pool.cached_bytes > 0 {
+                        retired.extend(self.evict_cache(&mut pool, CACHE_SHARE));
+                    }
+                    retired
+                }
                 Placement::Dedicated { slot } => {
                     let entry = pool.dedicated[slot as usize]
                         .take()
@@ -1251,6 +1281,7 @@ impl Allocator {
                                 mapped: entry.mapped,
                             });
                         pool.cached_bytes += entry.size;
+                        pool.cached_count += 1;
                         self.evict_cache(&mut pool, CACHE_SHARE)
                     } else {
                         vec![Retired {
@@ -1273,7 +1304,7 @@ impl Allocator {
     fn evict_cache(&self, pool: &mut TypePool, share: u64) -> Vec<Retired> {
         let cap = pool.requested_bytes.checked_div(share).unwrap_or(0);
         let mut out = Vec::new();
-        while pool.cached_bytes > cap {
+        while pool.cached_bytes > cap || pool.cached_count > MAX_CACHED_OBJECTS {
             let Some(mut entry) = pool.cache.last_entry() else {
                 break;
             };
@@ -1283,6 +1314,7 @@ impl Allocator {
                 entry.remove();
             }
             pool.cached_bytes -= size;
+            pool.cached_count -= 1;
             out.push(Retired {
                 memory: m.memory,
                 size,
@@ -1292,15 +1324,27 @@ impl Allocator {
         out
     }
 
-    /// Frees every cached object of a type; whether there was any.
-    fn drop_cache(&self, type_index: u32) -> bool {
-        let retired = {
-            let mut pool = self.pools[type_index as usize].lock();
-            self.evict_cache(&mut pool, 0)
+    /// After `failure` to create memory of `type_index`: frees the cached
+    /// objects that stand in the way (every type on the same heap when the
+    /// heap is full or over budget, every type when memory objects ran out);
+    /// whether there was any, so a retry may succeed.
+    fn drop_caches_for(&self, type_index: u32, failure: &TypeFailure) -> bool {
+        let heap = self.props.memory_types[type_index as usize].heap_index;
+        let same_heap = match failure {
+            TypeFailure::Exhausted => true,
+            TypeFailure::Fatal(AllocError::TooManyObjects { .. }) => false,
+            TypeFailure::Fatal(_) => return false,
         };
-        let any = !retired.is_empty();
-        for r in retired {
-            self.release_memory(type_index, r);
+        let mut any = false;
+        for (t, pool) in self.pools.iter().enumerate() {
+            if same_heap && self.props.memory_types[t].heap_index != heap {
+                continue;
+            }
+            let retired = self.evict_cache(&mut pool.lock(), 0);
+            any |= !retired.is_empty();
+            for r in retired {
+                self.release_memory(t as u32, r);
+            }
         }
         any
     }
@@ -1602,7 +1646,7 @@ impl Allocator {
             }
             s.committed_bytes += pool.cached_bytes;
             s.cached_bytes = pool.cached_bytes;
-            s.cached_count = pool.cache.values().map(|l| l.len() as u64).sum();
+            s.cached_count = u64::from(pool.cached_count);
             types.push(s);
         }
         let heaps = self
@@ -1813,11 +1857,15 @@ impl Allocator {
                 cached += size * list.len() as u64;
                 objects += list.len() as u32;
             }
-            if cached != pool.cached_bytes {
+            let cached_objects: usize = pool.cache.values().map(|l| l.len()).sum();
+            if cached != pool.cached_bytes || cached_objects != pool.cached_count as usize {
                 return Err(format!(
-                    "type {t}: cache holds {cached} bytes, counter says {}",
-                    pool.cached_bytes
+                    "type {t}: cache holds {cached} bytes in {cached_objects} objects, counters say {} in {}",
+                    pool.cached_bytes, pool.cached_count
                 ));
+            }
+            if pool.cached_count > MAX_CACHED_OBJECTS {
+                return Err(format!("type {t}: {} cached objects", pool.cached_count));
             }
             committed[heap] += cached;
             if requested != pool.requested_bytes || count != pool.allocation_count {
