@@ -1054,26 +1054,51 @@ impl Allocator {
         within_budget: bool,
     ) -> Result<(vk::DeviceMemory, Option<MappedPtr>), TypeFailure> {
         let heap = self.props.memory_types[type_index as usize].heap_index as usize;
-        let committed = self.heap_committed[heap].load(Ordering::Relaxed);
-        if committed + size > self.heap_limit(heap) {
-            return Err(TypeFailure::Exhausted);
-        }
+        // Reserve the bytes and the object before allocating, so threads
+        // allocating at once cannot overshoot the heap limit or the object
+        // count together; every failure below gives the reservation back.
+        let limit = self.heap_limit(heap);
+        let committed = match self.heap_committed[heap].fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |c| c.checked_add(size).filter(|&n| n <= limit),
+        ) {
+            Ok(c) => c,
+            Err(_) => return Err(TypeFailure::Exhausted),
+        };
+        let unreserve_bytes = || {
+            self.heap_committed[heap].fetch_sub(size, Ordering::Relaxed);
+        };
         if within_budget {
             let over = match self.device.heap_budgets() {
                 Some(b) => b.get(heap).is_some_and(|b| b.usage + size > b.budget),
                 None => committed + size > self.props.memory_heaps[heap].size / 10 * 8,
             };
             if over {
+                unreserve_bytes();
                 return Err(TypeFailure::Exhausted);
             }
         }
-        let count = self.memory_objects.load(Ordering::Relaxed);
-        if count >= self.props.max_memory_allocation_count {
-            return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
-                count,
-                max: self.props.max_memory_allocation_count,
-            }));
-        }
+        let max = self.props.max_memory_allocation_count;
+        let count =
+            match self
+                .memory_objects
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                    (c < max).then_some(c + 1)
+                }) {
+                Ok(c) => c,
+                Err(count) => {
+                    unreserve_bytes();
+                    return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
+                        count,
+                        max,
+                    }));
+                }
+            };
+        let unreserve = || {
+            unreserve_bytes();
+            self.memory_objects.fetch_sub(1, Ordering::Relaxed);
+        };
         let request = MemoryAllocateRequest {
             memory_type_index: type_index,
             size,
@@ -1086,17 +1111,17 @@ impl Allocator {
         // memory; everything else is plain data.
         let memory = match unsafe { self.device.allocate_memory(&request) } {
             Ok(m) => m,
-            Err(DeviceError::OutOfDeviceMemory) => return Err(TypeFailure::Exhausted),
-            Err(DeviceError::OutOfHostMemory) => {
-                return Err(TypeFailure::Fatal(AllocError::OutOfHostMemory))
+            Err(e) => {
+                unreserve();
+                return Err(match e {
+                    DeviceError::OutOfDeviceMemory => TypeFailure::Exhausted,
+                    DeviceError::OutOfHostMemory => TypeFailure::Fatal(AllocError::OutOfHostMemory),
+                    DeviceError::TooManyObjects => {
+                        TypeFailure::Fatal(AllocError::TooManyObjects { count, max })
+                    }
+                    e => TypeFailure::Fatal(AllocError::Device(e)),
+                });
             }
-            Err(DeviceError::TooManyObjects) => {
-                return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
-                    count,
-                    max: self.props.max_memory_allocation_count,
-                }))
-            }
-            Err(e) => return Err(TypeFailure::Fatal(AllocError::Device(e))),
         };
         let mapped = if self.is_host_visible(type_index) {
             // SAFETY: `memory` was just allocated from a HOST_VISIBLE type with
@@ -1106,14 +1131,13 @@ impl Allocator {
                 Err(e) => {
                     // SAFETY: just allocated, unused, unmapped.
                     unsafe { self.device.free_memory(memory) };
+                    unreserve();
                     return Err(TypeFailure::Fatal(AllocError::Device(e)));
                 }
             }
         } else {
             None
         };
-        self.heap_committed[heap].fetch_add(size, Ordering::Relaxed);
-        self.memory_objects.fetch_add(1, Ordering::Relaxed);
         Ok((memory, mapped))
     }
 

@@ -764,7 +764,9 @@ fn cached_memory_is_given_back_when_a_block_cannot_grow() {
     assert_eq!(alloc.stats().committed_bytes(), 40 * MIB);
     // A small request needs a block; no block size fits next to 40 MiB, so
     // the cached object is freed and the smallest block is retried.
-    let small = alloc.allocate(&req(512 * 1024, MemoryUsage::GpuOnly)).unwrap();
+    let small = alloc
+        .allocate(&req(512 * 1024, MemoryUsage::GpuOnly))
+        .unwrap();
     assert!(!small.is_dedicated());
     let s = alloc.stats();
     assert_eq!(s.memory_types[0].cached_bytes, 0);
@@ -784,13 +786,22 @@ fn the_cache_follows_live_bytes_down_when_blocks_are_freed() {
         .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
         .collect();
     let small: Vec<_> = (0..256)
-        .map(|_| alloc.allocate(&req(256 * 1024, MemoryUsage::GpuOnly)).unwrap())
+        .map(|_| {
+            alloc
+                .allocate(&req(256 * 1024, MemoryUsage::GpuOnly))
+                .unwrap()
+        })
         .collect();
     let mut big = big.into_iter();
     // 70 MiB live: 2 MiB fits in the cache's 1/16 share.
     alloc.free(big.next().unwrap()).unwrap();
     let cached = |alloc: &Allocator| -> u64 {
-        alloc.stats().memory_types.iter().map(|t| t.cached_bytes).sum()
+        alloc
+            .stats()
+            .memory_types
+            .iter()
+            .map(|t| t.cached_bytes)
+            .sum()
     };
     assert_eq!(cached(&alloc), 2 * MIB);
     // Freeing the small ones drops live bytes to 6 MiB: the cache must go.

@@ -115,10 +115,12 @@ fn tiny_ring_wraps_under_pressure() {
     let mut s = Setup::new(staged(64 * 1024));
     let mut bufs = Vec::new();
     let mut models = Vec::new();
-    for i in 0..12u64 {
-        bufs.push(s.device_buffer(300_000));
-        models.push(vec![0u8; 300_000]);
-        let _ = i;
+    for _ in 0..12u64 {
+        let b = s.device_buffer(300_000);
+        // Vulkan memory starts undefined (lavapipe hands out recycled heap
+        // memory), so the model starts from what the buffer holds.
+        models.push(s.read_buffer(&b));
+        bufs.push(b);
     }
     let mut rng = 7u64;
     for step in 0..400u64 {
