@@ -171,6 +171,16 @@ impl Rig {
         }
     }
 
+    /// Property flags of memory type `ty`.
+    fn memory_flags(&self, ty: u32) -> vk::MemoryPropertyFlags {
+        self.allocator
+            .as_ref()
+            .unwrap()
+            .memory_properties()
+            .memory_types[ty as usize]
+            .flags
+    }
+
     fn res(&self) -> &Arc<ResourceManager> {
         self.resources.as_ref().unwrap()
     }
@@ -353,13 +363,7 @@ fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
     // Dynamic memory: device-local + host-visible where the device has it.
     let dst = rig.gpu_buffer(size, MemoryUsage::Dynamic);
     let ty = dst.allocation().memory_type_index();
-    let flags = rig
-        .allocator
-        .as_ref()
-        .unwrap()
-        .memory_properties()
-        .memory_types[ty as usize]
-        .flags;
+    let flags = rig.memory_flags(ty);
     if !flags
         .contains(vk::MemoryPropertyFlags::DEVICE_LOCAL | vk::MemoryPropertyFlags::HOST_VISIBLE)
     {
@@ -724,13 +728,7 @@ fn bench_split(rig: &Rig, args: &Args, size: u64) {
         ))
         .expect("rebar buffer");
     let ty = rebar.allocation().memory_type_index();
-    let flags = rig
-        .allocator
-        .as_ref()
-        .unwrap()
-        .memory_properties()
-        .memory_types[ty as usize]
-        .flags;
+    let flags = rig.memory_flags(ty);
     let device_local = flags.contains(vk::MemoryPropertyFlags::DEVICE_LOCAL);
     let ptr = rebar.allocation().mapped_ptr().expect("host-visible");
     println!();
