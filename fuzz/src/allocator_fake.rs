@@ -18,7 +18,7 @@ use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, DEVICE_TABLES};
 use mem_core::{
     AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
-    BlockPlacement, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
+    BlockPlacement, CacheRetention, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 struct Input<'a> {
@@ -161,6 +161,11 @@ pub fn run(data: &[u8]) {
             MIB >> (input.u8() % 8)
         },
         debug_margin_gpu_checked: flags & 64 != 0,
+        cache_retention: if flags & 128 != 0 {
+            CacheRetention::LiveShare
+        } else {
+            CacheRetention::UpToPeak
+        },
     };
     let margin = config.debug_margin;
     let alloc = Allocator::with_device(Box::new(fake.clone()), config);

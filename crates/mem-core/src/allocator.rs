@@ -167,6 +167,31 @@ pub struct AllocatorConfig {
     /// host-visible (lavapipe, most UMA GPUs). No effect when
     /// [`Self::debug_margin`] is 0.
     pub debug_margin_gpu_checked: bool,
+    /// How many freed memory objects of their own are kept for reuse (see
+    /// [`Self::dedicated_threshold`]). Default [`CacheRetention::UpToPeak`].
+    pub cache_retention: CacheRetention,
+}
+
+/// How long freed memory objects of their own (requests at or above
+/// [`AllocatorConfig::dedicated_threshold`]) stay cached for reuse by later
+/// requests up to 1/4 smaller, which then need no `vkAllocateMemory`.
+///
+/// Either way at most 64 objects per memory type are kept, a full heap or
+/// an exhausted object count empties the cache before anything fails, and
+/// [`Allocator::trim`] empties it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheRetention {
+    /// Keep at most 1/16 of the memory type's live requested bytes: memory
+    /// goes back to the driver soon after it is freed.
+    LiveShare,
+    /// Keep freed objects as long as the heap's committed bytes stay within
+    /// the peak they already reached (since creation or the last
+    /// [`Allocator::trim`]): before a new `VkDeviceMemory` would push the
+    /// heap past that peak, cached objects on the heap are freed first. The
+    /// cache thus never raises peak memory, and a game that streams assets in
+    /// and out at a steady level stops calling `vkAllocateMemory`. Call
+    /// [`Allocator::trim`] after a level unload to give the memory back.
+    UpToPeak,
 }
 
 impl Default for AllocatorConfig {
@@ -183,6 +208,7 @@ impl Default for AllocatorConfig {
             placement: BlockPlacement::Tlsf,
             dedicated_threshold: MIB,
             debug_margin_gpu_checked: false,
+            cache_retention: CacheRetention::UpToPeak,
         }
     }
 }
@@ -498,6 +524,9 @@ pub struct Allocator {
     pools: Vec<Mutex<TypePool>>,
     /// Bytes of `VkDeviceMemory` committed per heap (our own accounting).
     heap_committed: Vec<AtomicU64>,
+    /// Highest `heap_committed` since creation or the last [`Self::trim`]
+    /// (see [`CacheRetention::UpToPeak`]).
+    heap_peak: Vec<AtomicU64>,
     memory_objects: AtomicU32,
     allocate_memory_calls: AtomicU64,
     /// Effective debug margin (0 = off).
@@ -597,11 +626,14 @@ impl Allocator {
                 })
             })
             .collect();
-        let heap_committed = props
-            .memory_heaps
-            .iter()
-            .map(|_| AtomicU64::new(0))
-            .collect();
+        let zeroes = || {
+            props
+                .memory_heaps
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect()
+        };
+        let (heap_committed, heap_peak) = (zeroes(), zeroes());
         let margin = config
             .debug_margin
             .checked_next_multiple_of(16)
@@ -631,6 +663,7 @@ impl Allocator {
             ranked,
             preferred,
             pools,
+            heap_peak,
             heap_committed,
             memory_objects: AtomicU32::new(0),
             allocate_memory_calls: AtomicU64::new(0),
@@ -1054,6 +1087,9 @@ impl Allocator {
         within_budget: bool,
     ) -> Result<(vk::DeviceMemory, Option<MappedPtr>), TypeFailure> {
         let heap = self.props.memory_types[type_index as usize].heap_index as usize;
+        if self.config.cache_retention == CacheRetention::UpToPeak {
+            self.keep_cache_under_peak(heap, size);
+        }
         // Reserve the bytes and the object before allocating, so threads
         // allocating at once cannot overshoot the heap limit or the object
         // count together; every failure below gives the reservation back.
@@ -1123,6 +1159,7 @@ impl Allocator {
                 });
             }
         };
+        self.heap_peak[heap].fetch_max(committed + size, Ordering::Relaxed);
         let mapped = if self.is_host_visible(type_index) {
             // SAFETY: `memory` was just allocated from a HOST_VISIBLE type with
             // `size` bytes and is not mapped.
@@ -1285,7 +1322,8 @@ impl Allocator {
                         .map_or_else(Vec::new, |r| vec![r]);
                     // Live bytes fell: keep the cache within its share.
                     if pool.cached_bytes > 0 {
-                        retired.extend(self.evict_cache(&mut pool, CACHE_SHARE));
+                        let cap = self.cache_cap(&pool);
+                        retired.extend(self.evict_cache(&mut pool, cap));
                     }
                     retired
                 }
@@ -1306,7 +1344,8 @@ impl Allocator {
                             });
                         pool.cached_bytes += entry.size;
                         pool.cached_count += 1;
-                        self.evict_cache(&mut pool, CACHE_SHARE)
+                        let cap = self.cache_cap(&pool);
+                        self.evict_cache(&mut pool, cap)
                     } else {
                         vec![Retired {
                             memory: entry.memory,
@@ -1323,27 +1362,72 @@ impl Allocator {
         Ok(())
     }
 
+    /// Cached bytes a pool keeps after a free (see [`CacheRetention`]).
+    fn cache_cap(&self, pool: &TypePool) -> u64 {
+        match self.config.cache_retention {
+            CacheRetention::LiveShare => pool.requested_bytes / CACHE_SHARE,
+            CacheRetention::UpToPeak => u64::MAX,
+        }
+    }
+
+    /// Before `size` new bytes on `heap`: frees cached objects of the heap's
+    /// types (largest first) until the heap stays within its peak, or the
+    /// caches are empty.
+    fn keep_cache_under_peak(&self, heap: usize, size: u64) {
+        let peak = self.heap_peak[heap].load(Ordering::Relaxed);
+        for (t, pool) in self.pools.iter().enumerate() {
+            if self.props.memory_types[t].heap_index as usize != heap {
+                continue;
+            }
+            let committed = self.heap_committed[heap].load(Ordering::Relaxed);
+            let Some(excess) = (committed + size).checked_sub(peak).filter(|&e| e > 0) else {
+                return;
+            };
+            let retired = {
+                let mut pool = pool.lock();
+                let mut out = Vec::new();
+                let mut freed = 0;
+                while freed < excess {
+                    let Some(r) = Self::pop_cached(&mut pool) else {
+                        break;
+                    };
+                    freed += r.size;
+                    out.push(r);
+                }
+                out
+            };
+            for r in retired {
+                self.release_memory(t as u32, r);
+            }
+        }
+    }
+
+    /// Takes the largest cached object out of the pool.
+    fn pop_cached(pool: &mut TypePool) -> Option<Retired> {
+        let mut entry = pool.cache.last_entry()?;
+        let size = *entry.key();
+        let m = entry.get_mut().pop().expect("cache lists are never empty");
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        pool.cached_bytes -= size;
+        pool.cached_count -= 1;
+        Some(Retired {
+            memory: m.memory,
+            size,
+            mapped: m.mapped.is_some(),
+        })
+    }
+
     /// Takes the largest cached objects out until the cache holds at most
-    /// `1/share` of the type's live requested bytes (`share == 0`: all).
-    fn evict_cache(&self, pool: &mut TypePool, share: u64) -> Vec<Retired> {
-        let cap = pool.requested_bytes.checked_div(share).unwrap_or(0);
+    /// `cap` bytes and [`MAX_CACHED_OBJECTS`] objects (`cap == 0`: all).
+    fn evict_cache(&self, pool: &mut TypePool, cap: u64) -> Vec<Retired> {
         let mut out = Vec::new();
         while pool.cached_bytes > cap || pool.cached_count > MAX_CACHED_OBJECTS {
-            let Some(mut entry) = pool.cache.last_entry() else {
+            let Some(r) = Self::pop_cached(pool) else {
                 break;
             };
-            let size = *entry.key();
-            let m = entry.get_mut().pop().expect("cache lists are never empty");
-            if entry.get().is_empty() {
-                entry.remove();
-            }
-            pool.cached_bytes -= size;
-            pool.cached_count -= 1;
-            out.push(Retired {
-                memory: m.memory,
-                size,
-                mapped: m.mapped.is_some(),
-            });
+            out.push(r);
         }
         out
     }
@@ -1501,6 +1585,10 @@ impl Allocator {
             for r in retired {
                 self.release_memory(t as u32, r);
             }
+        }
+        // The cache may fill up to the heaps' present level again.
+        for (peak, committed) in self.heap_peak.iter().zip(&self.heap_committed) {
+            peak.store(committed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
 

@@ -32,7 +32,7 @@ mod placement;
 
 pub use allocator::{
     Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorDesc,
-    Dedicated, ResourceClass,
+    CacheRetention, Dedicated, ResourceClass,
 };
 pub use device::{
     AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MemoryDevice,

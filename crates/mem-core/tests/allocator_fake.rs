@@ -9,7 +9,7 @@ use mem_core::device::DeviceError;
 use mem_core::fake::{FakeDevice, RangeOp};
 use mem_core::{
     AllocError, Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig,
-    BlockPlacement, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
+    BlockPlacement, CacheRetention, Dedicated, MemoryDevice, MemoryUsage, ResourceClass,
 };
 
 const MIB: u64 = 1 << 20;
@@ -22,6 +22,17 @@ fn setup_with(name: &str, config: AllocatorConfig) -> (Arc<FakeDevice>, Allocato
     let fake = Arc::new(FakeDevice::builtin(name).unwrap_or_else(|| panic!("no table {name}")));
     let alloc = Allocator::with_device(Box::new(fake.clone()), config);
     (fake, alloc)
+}
+
+/// An allocator whose cache keeps at most 1/16 of live bytes.
+fn live_share(name: &str) -> (Arc<FakeDevice>, Allocator) {
+    setup_with(
+        name,
+        AllocatorConfig {
+            cache_retention: CacheRetention::LiveShare,
+            ..Default::default()
+        },
+    )
 }
 
 fn req(size: u64, usage: MemoryUsage) -> AllocationDesc<'static> {
@@ -266,7 +277,18 @@ fn dedicated_when_large_required_or_preferred() {
         alloc.free(a).unwrap();
     }
     alloc.validate().unwrap();
-    assert_eq!(fake.live_memory_objects(), 1); // the kept empty block
+    // The kept empty block and the three objects, cached (none has a
+    // dedicated target): the heap is at its peak.
+    assert_eq!(fake.live_memory_objects(), 4);
+    let cached: u64 = alloc
+        .stats()
+        .memory_types
+        .iter()
+        .map(|t| t.cached_count)
+        .sum();
+    assert_eq!(cached, 3);
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
 }
 
 #[test]
@@ -675,7 +697,7 @@ fn requests_over_a_quarter_block_get_their_own_memory() {
 
 #[test]
 fn large_requests_get_their_own_memory_and_reuse_it() {
-    let (fake, alloc) = setup("nvidia-h100");
+    let (fake, alloc) = live_share("nvidia-h100");
     // Below the 1 MiB threshold: a block.
     let small = alloc
         .allocate(&req(MIB - 256, MemoryUsage::GpuOnly))
@@ -781,7 +803,7 @@ fn cached_memory_is_given_back_when_a_block_cannot_grow() {
 
 #[test]
 fn the_cache_follows_live_bytes_down_when_blocks_are_freed() {
-    let (fake, alloc) = setup("nvidia-h100");
+    let (fake, alloc) = live_share("nvidia-h100");
     let big: Vec<_> = (0..4)
         .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
         .collect();
@@ -812,6 +834,93 @@ fn the_cache_follows_live_bytes_down_when_blocks_are_freed() {
     alloc.validate().unwrap();
     for a in big {
         alloc.free(a).unwrap();
+    }
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+}
+
+fn cached_bytes(alloc: &Allocator) -> u64 {
+    alloc
+        .stats()
+        .memory_types
+        .iter()
+        .map(|t| t.cached_bytes)
+        .sum()
+}
+
+#[test]
+fn the_cache_keeps_freed_objects_up_to_the_peak_and_never_past_it() {
+    let (fake, alloc) = setup("nvidia-h100");
+    // Peak: 8 x 4 MiB + 4 x 2 MiB = 40 MiB of objects of their own.
+    let mut big: Vec<_> = (0..8)
+        .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    let mut mid: Vec<_> = (0..4)
+        .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    let peak = alloc.stats().committed_bytes();
+    assert_eq!(peak, 40 * MIB);
+    // Free half of each: all of it stays cached, far above 1/16 of live.
+    for a in big.drain(..4).chain(mid.drain(..2)) {
+        alloc.free(a).unwrap();
+    }
+    assert_eq!(cached_bytes(&alloc), 20 * MIB);
+    assert_eq!(alloc.stats().committed_bytes(), peak);
+    // Same sizes come back without vkAllocateMemory.
+    let calls = fake.allocate_log().len();
+    big.extend((0..4).map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap()));
+    mid.push(alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap());
+    assert_eq!(fake.allocate_log().len(), calls);
+    assert_eq!(cached_bytes(&alloc), 2 * MIB);
+    // A size nothing cached fits: the cached 2 MiB is freed first, so the
+    // heap passes its peak by 1 MiB only, not by 3.
+    let objects = fake.live_memory_objects();
+    let odd = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert_eq!(fake.allocate_log().len(), calls + 1);
+    assert_eq!(fake.live_memory_objects(), objects);
+    assert_eq!(cached_bytes(&alloc), 0);
+    assert_eq!(alloc.stats().committed_bytes(), peak + MIB);
+    alloc.validate().unwrap();
+    // Freed objects make room for a larger one: evicted first, never both
+    // cached and new past the peak.
+    for a in mid.drain(..) {
+        alloc.free(a).unwrap();
+    }
+    let peak = alloc.stats().committed_bytes();
+    let huge = alloc.allocate(&req(5 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert!(alloc.stats().committed_bytes() <= peak);
+    alloc.validate().unwrap();
+    for a in big.into_iter().chain([odd, huge]) {
+        alloc.free(a).unwrap();
+    }
+    assert!(fake.live_memory_objects() > 0, "cached at the peak");
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+    assert_eq!(cached_bytes(&alloc), 0);
+}
+
+#[test]
+fn trim_lowers_the_peak_the_cache_may_fill() {
+    let (fake, alloc) = setup("nvidia-h100");
+    let a: Vec<_> = (0..4)
+        .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    let mut a = a.into_iter();
+    alloc.free(a.next().unwrap()).unwrap();
+    alloc.free(a.next().unwrap()).unwrap();
+    assert_eq!(cached_bytes(&alloc), 8 * MIB);
+    // After a trim the peak is what is live now (8 MiB): a freed object is
+    // still cached, but the next new object evicts it instead of adding to
+    // the heap.
+    alloc.trim();
+    assert_eq!(cached_bytes(&alloc), 0);
+    alloc.free(a.next().unwrap()).unwrap();
+    assert_eq!(cached_bytes(&alloc), 4 * MIB);
+    let other = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
+    assert_eq!(cached_bytes(&alloc), 0);
+    assert_eq!(alloc.stats().committed_bytes(), 7 * MIB);
+    for x in a.chain([other]) {
+        alloc.free(x).unwrap();
     }
     alloc.trim();
     assert_eq!(fake.live_memory_objects(), 0);

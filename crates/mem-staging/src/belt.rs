@@ -136,6 +136,11 @@ pub struct StagingBeltDesc {
     /// imported in parallel, and the GPU copies one group while the next is
     /// imported. Default 32 MiB; rounded down to the import alignment.
     pub import_chunk_size: u64,
+    /// While the copy threads fill the ring with the next chunk of a
+    /// streamed upload, hand the previous chunk's batch to the queue on
+    /// another thread, so `vkQueueSubmit` does not leave the copy threads
+    /// idle between chunks. Default true.
+    pub overlap_submit: bool,
 }
 
 impl Default for StagingBeltDesc {
@@ -153,6 +158,7 @@ impl Default for StagingBeltDesc {
             external_memory_host: false,
             import_threshold: 64 * MIB,
             import_chunk_size: 32 * MIB,
+            overlap_submit: true,
         }
     }
 }
@@ -336,6 +342,11 @@ pub struct StagingStats {
     pub ring_size: u64,
     /// Time spent waiting for ring space or tickets.
     pub wait_time: Duration,
+    /// Time spent copying upload data into the ring (wall clock of the
+    /// parallel copies, including a submit overlapped with them).
+    pub copy_time: Duration,
+    /// Time spent in `vkQueueSubmit` (on whichever thread made the call).
+    pub submit_time: Duration,
     /// Copy commands recorded.
     pub copy_commands: u64,
     /// Bytes copied by the GPU straight from imported host memory.
@@ -452,6 +463,13 @@ pub struct StagingBelt {
     faults: Faults,
     stats: StagingStats,
     importer: Option<HostImporter>,
+}
+
+/// A batch whose command buffer is ended and whose ring space is closed,
+/// waiting for [`StagingBelt::queue_submit`].
+struct ClosedBatch {
+    value: u64,
+    cmd: vk::CommandBuffer,
 }
 
 #[derive(Clone, Copy)]
@@ -920,9 +938,19 @@ impl StagingBelt {
 
     /// Ends and submits the open batch, signaling its timeline value.
     fn submit_open(&mut self) -> Result<(), StagingError> {
+        match self.close_open()? {
+            Some(closed) => self.queue_submit(closed),
+            None => Ok(()),
+        }
+    }
+
+    /// The first half of [`Self::submit_open`]: ends the open batch's
+    /// command buffer and closes its ring space. The batch must reach
+    /// [`Self::queue_submit`] before anything waits for ring space.
+    fn close_open(&mut self) -> Result<Option<ClosedBatch>, StagingError> {
         self.record_pending_copy();
         let Some(batch) = self.open.take() else {
-            return Ok(());
+            return Ok(None);
         };
         let cmd = batch.cmd;
         if !batch.end_buffer_barriers.is_empty() || !batch.end_image_barriers.is_empty() {
@@ -952,6 +980,19 @@ impl StagingBelt {
                 .flush(ring.allocation(), 0, self.desc.ring_size)
                 .map_err(|e| self.fail(StagingError::InvalidConfig(e.to_string())))?;
         }
+        self.ring.close_batch(batch.value);
+        self.next_value += 1;
+        Ok(Some(ClosedBatch {
+            value: batch.value,
+            cmd,
+        }))
+    }
+
+    /// The second half of [`Self::submit_open`]: submits a closed batch,
+    /// signaling its timeline value.
+    fn queue_submit(&mut self, batch: ClosedBatch) -> Result<(), StagingError> {
+        let start = Instant::now();
+        let cmd = batch.cmd;
         let signal = [self.semaphore];
         let values = [batch.value];
         let cmds = [cmd];
@@ -974,14 +1015,78 @@ impl StagingBelt {
                     .queue_submit(self.queue.queue, &[submit], vk::Fence::null())
             }
         };
+        self.stats.submit_time += start.elapsed();
         if let Err(e) = result {
             return Err(self.fail(StagingError::vulkan("vkQueueSubmit", e)));
         }
-        self.ring.close_batch(batch.value);
         self.in_flight.push_back((batch.value, cmd));
-        self.next_value += 1;
         self.stats.batches_submitted += 1;
         Ok(())
+    }
+
+    /// Ring space for the open batch if there is some now; never submits or
+    /// waits.
+    fn try_reserve(&mut self, len: u64, align: u64) -> Result<Option<u64>, StagingError> {
+        self.open_batch()?;
+        Ok(self.ring.reserve(len, align))
+    }
+
+    /// Ring space for the next piece of a streamed upload while `closed`
+    /// (the previous piece's batch) still waits for its submit: taken
+    /// without waiting, or else after submitting `closed` (a wait for ring
+    /// space may need it on the queue).
+    fn reserve_beside(
+        &mut self,
+        len: u64,
+        align: u64,
+        closed: &mut Option<ClosedBatch>,
+    ) -> Result<u64, StagingError> {
+        if closed.is_some() {
+            if let Some(offset) = self.try_reserve(len, align)? {
+                return Ok(offset);
+            }
+            if let Some(b) = closed.take() {
+                self.queue_submit(b)?;
+            }
+        }
+        self.reserve(len, align)
+    }
+
+    /// Copies `src` into the ring at `offset` (reserved for the open batch)
+    /// with `threads` threads; meanwhile, on another thread, submits
+    /// `closed` if there is one.
+    fn fill_ring(
+        &mut self,
+        offset: u64,
+        src: &[u8],
+        threads: usize,
+        closed: Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
+        let start = Instant::now();
+        let submitted = match closed {
+            None => {
+                parallel_copy(self.ring_slice(offset, src.len() as u64), src, threads);
+                Ok(())
+            }
+            Some(batch) => {
+                debug_assert!(offset + src.len() as u64 <= self.desc.ring_size);
+                // SAFETY: as in `ring_slice`: the range is inside the mapping
+                // and reserved for the open batch, so neither the GPU nor
+                // another slice touches it. The submit on the other side of
+                // the join reads no ring memory (the flush of a non-coherent
+                // ring happened when the batch was closed).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), src.len())
+                };
+                rayon::join(
+                    || self.queue_submit(batch),
+                    || parallel_copy(dst, src, threads),
+                )
+                .0
+            }
+        };
+        self.stats.copy_time += start.elapsed();
+        submitted
     }
 
     /// Reserves ring space for the open batch, submitting and waiting for old
@@ -1185,19 +1290,37 @@ impl StagingBelt {
         data: &[u8],
         release: Option<vk::BufferMemoryBarrier<'static>>,
     ) -> Result<(), StagingError> {
+        let mut closed = None;
+        let result = self.stage_pieces(dst, dst_offset, data, release, &mut closed);
+        // A batch closed for an overlapped submit always reaches the queue,
+        // even after an error, so the ring's accounting stays true.
+        match closed {
+            Some(b) => result.and(self.queue_submit(b)),
+            None => result,
+        }
+    }
+
+    fn stage_pieces(
+        &mut self,
+        dst: vk::Buffer,
+        dst_offset: u64,
+        data: &[u8],
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+        closed: &mut Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
         let len = data.len() as u64;
         let chunk = self.desc.chunk_size;
         let mut done = 0u64;
         while done < len {
             let piece = (len - done).min(chunk);
-            let offset = self.reserve(piece, 16)?;
+            let offset = self.reserve_beside(piece, 16, closed)?;
             let threads = if piece >= self.desc.parallel_copy_threshold {
                 self.desc.copy_threads
             } else {
                 1
             };
             let src = &data[done as usize..(done + piece) as usize];
-            parallel_copy(self.ring_slice(offset, piece), src, threads);
+            self.fill_ring(offset, src, threads, closed.take())?;
             let dst_start = dst_offset + done;
             self.note_write(dst, dst_start, dst_start + piece);
             self.queue_buffer_copy(
@@ -1220,10 +1343,16 @@ impl StagingBelt {
                 self.push_acquire(value, |a| a.buffers.push(release));
             }
             // Stream: submit chunks of a large upload at once so the GPU copy
-            // overlaps the next memcpy; submit big batches early too.
+            // overlaps the next memcpy; submit big batches early too. With
+            // `overlap_submit`, the submit of a chunk runs beside the copy of
+            // the next one.
             let batch_bytes = self.open.as_ref().map_or(0, |b| b.bytes);
             if (!last && piece == chunk) || batch_bytes >= self.desc.auto_submit_bytes {
-                self.submit_open()?;
+                if !last && self.desc.overlap_submit && threads > 1 {
+                    *closed = self.close_open()?;
+                } else {
+                    self.submit_open()?;
+                }
             }
         }
         Ok(())
@@ -1501,50 +1630,12 @@ impl StagingBelt {
             )
         };
         self.open.as_mut().expect("opened").has_work = true;
-        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
-        for copy in &plan.copies {
-            let offset = self.reserve(copy.staging_size, plan.staging_alignment)?;
-            let contiguous = copy.dst_row_pitch == copy.src_row_pitch
-                && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
-            let threads = if copy.staging_size >= self.desc.parallel_copy_threshold {
-                self.desc.copy_threads
-            } else {
-                1
-            };
-            let slice = self.ring_slice(offset, copy.staging_size);
-            if contiguous && threads > 1 {
-                let start = copy.src_offset as usize;
-                parallel_copy(
-                    slice,
-                    &data[start..start + copy.staging_size as usize],
-                    threads,
-                );
-            } else {
-                copy.write_into(data, slice);
-            }
-            let mut region = copy.region;
-            region.buffer_offset += offset;
-            let batch = self.open.as_mut().expect("reserve opened a batch");
-            // SAFETY: recording; ring range reserved for this batch; the
-            // region was planned inside the image's subresources; the image
-            // is in TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
-            // previous batch on the same queue).
-            unsafe {
-                self.device.cmd_copy_buffer_to_image(
-                    batch.cmd,
-                    ring_handle,
-                    dst.handle(),
-                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                    &[region],
-                )
-            };
-            batch.has_work = true;
-            batch.bytes += copy.staging_size;
-            self.stats.copy_commands += 1;
-            self.stats.bytes_staged += copy.staging_size;
-            if batch.bytes >= self.desc.auto_submit_bytes {
-                self.submit_open()?;
-            }
+        let mut closed = None;
+        let staged = self.stage_image_copies(dst.handle(), &plan, data, &mut closed);
+        // As in `stage_range`: a closed batch always reaches the queue.
+        match closed {
+            Some(b) => staged.and(self.queue_submit(b))?,
+            None => staged?,
         }
         let release = self.needs_release(&desc.sharing);
         let (src_family, dst_family) = if release {
@@ -1573,6 +1664,67 @@ impl StagingBelt {
             belt: self.id,
             value,
         })
+    }
+
+    /// The copies of an image upload's plan, through the ring (see
+    /// [`Self::stage_pieces`] for `closed`).
+    fn stage_image_copies(
+        &mut self,
+        image: vk::Image,
+        plan: &crate::plan::ImagePlan,
+        data: &[u8],
+        closed: &mut Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
+        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
+        for (i, copy) in plan.copies.iter().enumerate() {
+            let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
+            let contiguous = copy.dst_row_pitch == copy.src_row_pitch
+                && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
+            let threads = if copy.staging_size >= self.desc.parallel_copy_threshold {
+                self.desc.copy_threads
+            } else {
+                1
+            };
+            if contiguous {
+                let start = copy.src_offset as usize;
+                let src = &data[start..start + copy.staging_size as usize];
+                self.fill_ring(offset, src, threads, closed.take())?;
+            } else {
+                if let Some(b) = closed.take() {
+                    self.queue_submit(b)?;
+                }
+                copy.write_into(data, self.ring_slice(offset, copy.staging_size));
+            }
+            let mut region = copy.region;
+            region.buffer_offset += offset;
+            let batch = self.open.as_mut().expect("reserve opened a batch");
+            // SAFETY: recording; ring range reserved for this batch; the
+            // region was planned inside the image's subresources; the image
+            // is in TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
+            // previous batch on the same queue).
+            unsafe {
+                self.device.cmd_copy_buffer_to_image(
+                    batch.cmd,
+                    ring_handle,
+                    image,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    &[region],
+                )
+            };
+            batch.has_work = true;
+            batch.bytes += copy.staging_size;
+            self.stats.copy_commands += 1;
+            self.stats.bytes_staged += copy.staging_size;
+            if batch.bytes >= self.desc.auto_submit_bytes {
+                let more = i + 1 < plan.copies.len();
+                if more && self.desc.overlap_submit && threads > 1 {
+                    *closed = self.close_open()?;
+                } else {
+                    self.submit_open()?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Makes the `nth` call from now (1 = the next) of `point` fail with

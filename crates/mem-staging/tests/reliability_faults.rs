@@ -20,7 +20,7 @@ fn scenario(
     img: &mem_resources::Image,
     tex: &[u8],
 ) -> Result<(), StagingError> {
-    let big = pattern(3 * MIB as usize, 1);
+    let big = pattern(bufs[0].desc().size as usize, 1);
     let _ = s.belt().upload_buffer(&bufs[0], 0, &big)?;
     for i in 0..64u64 {
         let _ = s
@@ -36,6 +36,41 @@ fn scenario(
 
 #[test]
 fn every_belt_call_can_fail_at_every_position() {
+    let desc = StagingBeltDesc {
+        force_staging: true,
+        ..StagingBeltDesc::with_ring_size(MIB)
+    };
+    let failures = fault_sweep(&desc, 3 * MIB, 256);
+    assert!(
+        failures >= 12,
+        "the scenario reached the injected faults: {failures}"
+    );
+}
+
+/// The same with chunks copied by several threads, so each chunk's submit
+/// runs beside the next chunk's copy (`overlap_submit`): a submit that fails
+/// on the other thread is reported the same way and frees the same.
+#[test]
+fn overlapped_submits_can_fail_at_every_position() {
+    let desc = StagingBeltDesc {
+        force_staging: true,
+        copy_threads: 4,
+        parallel_copy_threshold: MIB,
+        ..StagingBeltDesc::with_ring_size(8 * MIB)
+    };
+    assert!(desc.overlap_submit, "on by default");
+    let failures = fault_sweep(&desc, 10 * MIB, 1024);
+    assert!(
+        failures >= 12,
+        "the scenario reached the injected faults: {failures}"
+    );
+}
+
+/// Injects each fault at its 1st..8th call into [`scenario`] (a `big`-byte
+/// buffer, a `side`² texture with mips) on a belt made from `desc`; checks
+/// the typed, sticky error and that dropping the belt frees everything.
+/// Returns how many runs failed.
+fn fault_sweep(desc: &StagingBeltDesc, big: u64, side: u32) -> u32 {
     let mut failures = 0;
     for point in [
         BeltFault::BeginCommandBuffer,
@@ -48,15 +83,13 @@ fn every_belt_call_can_fail_at_every_position() {
             } else {
                 vk::Result::ERROR_OUT_OF_HOST_MEMORY
             };
-            let mut s = Setup::new(StagingBeltDesc {
-                force_staging: true,
-                ..StagingBeltDesc::with_ring_size(MIB)
-            });
-            let bufs = vec![s.device_buffer(3 * MIB), s.device_buffer(64 * 4096)];
+            let mut s = Setup::new(desc.clone());
+            let bufs = vec![s.device_buffer(big), s.device_buffer(64 * 4096)];
+            let levels = 32 - side.leading_zeros();
             let img = s
                 .res()
                 .create_image(
-                    &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 256, 256, 9)
+                    &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, side, side, levels)
                         .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED),
                 )
                 .unwrap();
@@ -108,8 +141,5 @@ fn every_belt_call_can_fail_at_every_position() {
             s.finish(); // leak report empty, zero validation messages
         }
     }
-    assert!(
-        failures >= 12,
-        "the scenario reached the injected faults: {failures}"
-    );
+    failures
 }
