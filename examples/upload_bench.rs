@@ -7,7 +7,7 @@
 //! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
 //!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
-//!     [--threads N] [--chunk-mib N] [--split]
+//!     [--threads N] [--chunk-mib N] [--split] [--ab overlap|spin|huge]
 //! ```
 //! Prints a markdown table: GB/s for raw and belt, and their ratio.
 
@@ -42,6 +42,8 @@ struct Args {
     threads: Option<usize>,
     chunk_mib: Option<u64>,
     split: bool,
+    /// What the A/B rows change (`--ab overlap|spin|huge`).
+    ab: Ab,
 }
 
 fn parse_args() -> Args {
@@ -61,6 +63,7 @@ fn parse_args() -> Args {
         threads: None,
         chunk_mib: None,
         split: false,
+        ab: Ab::Overlap,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -91,6 +94,14 @@ fn parse_args() -> Args {
             }
             "--threads" => a.threads = Some(num() as usize),
             "--split" => a.split = true,
+            "--ab" => {
+                a.ab = match it.next().as_deref() {
+                    Some("overlap") => Ab::Overlap,
+                    Some("spin") => Ab::Spin,
+                    Some("huge") => Ab::Huge,
+                    other => panic!("--ab overlap|spin|huge, not {other:?}"),
+                }
+            }
             "--chunk-mib" => a.chunk_mib = Some(num()),
             other => panic!("unknown flag {other}"),
         }
@@ -341,9 +352,13 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> [Row; 2] {
         })
     });
     rig.destroy(staging);
-    let data = pattern(size as usize);
-    let [on, off] = overlap_ab(rig, args, ring, "buffer", |belt| {
-        let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
+    let (data, huge) = sources(args, pattern(size as usize));
+    let [on, off] = ab(rig, args, ring, "buffer", |belt, i| {
+        let src = match (&huge, i) {
+            (Some(h), 1) => h.bytes(),
+            _ => &data,
+        };
+        let _ = belt.upload_buffer(&dst, 0, src).unwrap();
     });
     rig.destroy(dst);
     let case = format!("{} MiB buffer (ring {} MiB)", size / MIB, ring / MIB);
@@ -355,7 +370,7 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> [Row; 2] {
             belt: on,
         },
         Row {
-            case: format!("{case}, submits not overlapped"),
+            case: format!("{case}, {}", args.ab.second()),
             bytes: size,
             raw,
             belt: off,
@@ -363,39 +378,132 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> [Row; 2] {
     ]
 }
 
-/// Times `upload` (then `finish`) through a belt with the default
-/// `overlap_submit` and through one without, alternating, best of
+/// What the second run of [`ab`] changes.
+#[derive(Clone, Copy)]
+enum Ab {
+    /// Its belt turns `overlap_submit` off.
+    Overlap,
+    /// Its belt turns `spin_wait` off.
+    Spin,
+    /// Its source bytes lie in transparent huge pages (a default belt).
+    Huge,
+}
+
+impl Ab {
+    fn second(self) -> &'static str {
+        match self {
+            Ab::Overlap => "submits not overlapped",
+            Ab::Spin => "no spin before waits",
+            Ab::Huge => "source in transparent huge pages",
+        }
+    }
+}
+
+/// A copy of some bytes in an anonymous mapping advised into transparent
+/// huge pages (`madvise(MADV_HUGEPAGE)`), as an engine may keep its asset
+/// data, for `--ab huge`.
+struct HugePageBytes {
+    map: *mut libc::c_void,
+    map_len: usize,
+    start: usize,
+    len: usize,
+}
+
+impl HugePageBytes {
+    fn copy_of(src: &[u8]) -> Self {
+        const HUGE: usize = 2 << 20;
+        let map_len = src.len().next_multiple_of(HUGE) + HUGE;
+        // SAFETY: a new private anonymous mapping (no file, no fixed address).
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert!(map != libc::MAP_FAILED, "mmap of {map_len} bytes failed");
+        let start = (map as usize).next_multiple_of(HUGE) - map as usize;
+        // SAFETY: the range lies inside the mapping just made; advice only.
+        unsafe {
+            libc::madvise(
+                map.cast::<u8>().add(start).cast(),
+                map_len - start,
+                libc::MADV_HUGEPAGE,
+            )
+        };
+        // SAFETY: the mapping is writable for `start + src.len() <= map_len`
+        // bytes and does not overlap `src`.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), map.cast::<u8>().add(start), src.len())
+        };
+        Self {
+            map,
+            map_len,
+            start,
+            len: src.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` initialized bytes at `start` inside the live mapping.
+        unsafe { std::slice::from_raw_parts(self.map.cast::<u8>().add(self.start), self.len) }
+    }
+}
+
+impl Drop for HugePageBytes {
+    fn drop(&mut self) {
+        // SAFETY: the mapping is ours and no slice of it outlives `self`.
+        unsafe { libc::munmap(self.map, self.map_len) };
+    }
+}
+
+/// `data`, and for `--ab huge` a copy of it in huge pages: the bytes the
+/// two runs of [`ab`] upload.
+fn sources(args: &Args, data: Vec<u8>) -> (Vec<u8>, Option<HugePageBytes>) {
+    let huge = matches!(args.ab, Ab::Huge).then(|| HugePageBytes::copy_of(&data));
+    (data, huge)
+}
+
+/// Times `upload` (then `finish`) through a belt with the defaults and
+/// through one without the feature `args.ab` names, alternating, best of
 /// `args.reps` each; prints where each belt's time went.
-fn overlap_ab(
+fn ab(
     rig: &Rig,
     args: &Args,
     ring: u64,
     what: &str,
-    mut upload: impl FnMut(&mut StagingBelt),
+    mut upload: impl FnMut(&mut StagingBelt, usize),
 ) -> [Duration; 2] {
     let mut belts = [
         rig.belt(ring),
         rig.belt_with(StagingBeltDesc {
             force_staging: true,
-            overlap_submit: false,
+            overlap_submit: !matches!(args.ab, Ab::Overlap),
+            spin_wait: match args.ab {
+                Ab::Spin => Duration::ZERO,
+                Ab::Overlap | Ab::Huge => StagingBeltDesc::default().spin_wait,
+            },
             ..StagingBeltDesc::with_ring_size(ring)
         }),
     ];
     let mut best = [Duration::MAX; 2];
     for _ in 0..args.reps.max(1) {
-        for (belt, best) in belts.iter_mut().zip(&mut best) {
+        for (i, (belt, best)) in belts.iter_mut().zip(&mut best).enumerate() {
             let start = Instant::now();
-            upload(belt);
+            upload(belt, i);
             belt.finish().unwrap();
             *best = (*best).min(start.elapsed());
         }
     }
-    for (belt, label) in belts.iter().zip(["overlapped", "not overlapped"]) {
+    for (belt, label) in belts.iter().zip(["defaults", args.ab.second()]) {
         let s = belt.stats();
         let n = args.reps.max(1) as f64;
         let ms = |d: Duration| d.as_secs_f64() * 1e3 / n;
         println!(
-            "  {what}, submits {label}: per upload {:.2} ms copying into the ring, {:.2} ms in vkQueueSubmit, \
+            "  {what}, {label}: per upload {:.2} ms copying into the ring, {:.2} ms in vkQueueSubmit, \
              {:.2} ms waiting, {:.1} batches",
             ms(s.copy_time),
             ms(s.submit_time),
@@ -540,10 +648,14 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
         })
     });
     rig.destroy(staging);
-    let data = pattern(total as usize);
-    let [on, off] = overlap_ab(rig, args, ring, "texture", |belt| {
+    let (data, huge) = sources(args, pattern(total as usize));
+    let [on, off] = ab(rig, args, ring, "texture", |belt, i| {
+        let src = match (&huge, i) {
+            (Some(h), 1) => h.bytes(),
+            _ => &data,
+        };
         let _ = belt
-            .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+            .upload_image(&img, src, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
             .unwrap();
     });
     // SAFETY: idle.
@@ -557,7 +669,7 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
             belt: on,
         },
         Row {
-            case: format!("{case}, submits not overlapped"),
+            case: format!("{case}, {}", args.ab.second()),
             bytes: total,
             raw,
             belt: off,
@@ -699,6 +811,8 @@ fn main() {
                 64 * 1024,
                 MIB,
                 16 * MIB,
+                32 * MIB,
+                64 * MIB,
                 256 * MIB,
                 args.size_mib * MIB,
             ] {

@@ -141,6 +141,11 @@ pub struct StagingBeltDesc {
     /// another thread, so `vkQueueSubmit` does not leave the copy threads
     /// idle between chunks. Default true.
     pub overlap_submit: bool,
+    /// Before blocking in `vkWaitSemaphores` for ring space or a ticket,
+    /// poll the timeline value for up to this long (yielding between polls),
+    /// so a batch that completes within it is seen at once instead of after
+    /// the driver's wake-up. Default 500 µs; zero blocks at once.
+    pub spin_wait: Duration,
 }
 
 impl Default for StagingBeltDesc {
@@ -159,6 +164,7 @@ impl Default for StagingBeltDesc {
             import_threshold: 64 * MIB,
             import_chunk_size: 32 * MIB,
             overlap_submit: true,
+            spin_wait: Duration::from_micros(500),
         }
     }
 }
@@ -483,13 +489,30 @@ unsafe impl Send for RingPtr {}
 // SAFETY: shared only with scoped copy threads writing disjoint ranges.
 unsafe impl Sync for RingPtr {}
 
-/// Copies `src` into `dst`, split into `threads` pieces of at least 1 MiB
+/// The next piece of a streamed upload of `len` bytes (more than `chunk`)
+/// after `done`: at most `chunk`, growing from `chunk / 8` at the start
+/// (each piece as large as all before it) and shrinking by halves towards
+/// the end, so the GPU starts copying soon after the call begins and
+/// finishes soon after the last byte reaches the ring. Pieces are multiples
+/// of 4 KiB except the last.
+fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
+    let left = len - done;
+    let smallest = (chunk / 8).max(4096);
+    let piece = chunk.min(done.max(smallest)).min((left / 2).max(smallest));
+    if piece >= left {
+        left
+    } else {
+        (piece & !4095).max(4096).min(left)
+    }
+}
+
+/// Copies `src` into `dst`, split into `threads` pieces of at least 256 KiB
 /// that rayon's pool copies in parallel (one core memcpys ~11 GB/s; the PCIe
 /// link takes ~50 GB/s, so big uploads need several).
 fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
     use rayon::prelude::*;
     debug_assert_eq!(dst.len(), src.len());
-    if threads <= 1 || src.len() < (2 << 20) {
+    if threads <= 1 || src.len() < (512 << 10) {
         dst.copy_from_slice(src);
         return;
     }
@@ -497,7 +520,7 @@ fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
         .len()
         .div_ceil(threads)
         .next_multiple_of(4096)
-        .max(1 << 20);
+        .max(256 << 10);
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
         .for_each(|(d, s)| d.copy_from_slice(s));
@@ -810,6 +833,7 @@ impl StagingBelt {
         // by a batch already submitted.
         let result = match self.fault(BeltFault::WaitSemaphores) {
             Some(injected) => Err(injected),
+            None if self.poll_until(value, start) => Ok(()),
             // SAFETY: see above.
             None => unsafe { self.device.wait_semaphores(&info, timeout) },
         };
@@ -828,6 +852,21 @@ impl StagingBelt {
                 })
             }
             Err(e) => Err(self.fail(StagingError::vulkan("vkWaitSemaphores", e))),
+        }
+    }
+
+    /// Polls the timeline semaphore until it reaches `value` or
+    /// [`StagingBeltDesc::spin_wait`] has passed since `start`; whether it
+    /// got there (a failing query counts as not, for the blocking wait to
+    /// report).
+    fn poll_until(&self, value: u64, start: Instant) -> bool {
+        loop {
+            // SAFETY: the semaphore is the belt's own, alive.
+            match unsafe { self.device.get_semaphore_counter_value(self.semaphore) } {
+                Ok(v) if v >= value => return true,
+                Ok(_) if start.elapsed() < self.desc.spin_wait => std::thread::yield_now(),
+                _ => return false,
+            }
         }
     }
 
@@ -1310,15 +1349,20 @@ impl StagingBelt {
     ) -> Result<(), StagingError> {
         let len = data.len() as u64;
         let chunk = self.desc.chunk_size;
+        let streamed = len > chunk;
+        let threads = if len >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        };
         let mut done = 0u64;
         while done < len {
-            let piece = (len - done).min(chunk);
-            let offset = self.reserve_beside(piece, 16, closed)?;
-            let threads = if piece >= self.desc.parallel_copy_threshold {
-                self.desc.copy_threads
+            let piece = if streamed {
+                ramp_piece(len, done, chunk)
             } else {
-                1
+                len
             };
+            let offset = self.reserve_beside(piece, 16, closed)?;
             let src = &data[done as usize..(done + piece) as usize];
             self.fill_ring(offset, src, threads, closed.take())?;
             let dst_start = dst_offset + done;
@@ -1342,12 +1386,12 @@ impl StagingBelt {
                 batch.end_buffer_barriers.push(release);
                 self.push_acquire(value, |a| a.buffers.push(release));
             }
-            // Stream: submit chunks of a large upload at once so the GPU copy
-            // overlaps the next memcpy; submit big batches early too. With
-            // `overlap_submit`, the submit of a chunk runs beside the copy of
-            // the next one.
+            // Stream: submit each piece of a large upload at once so the GPU
+            // copy overlaps the next memcpy; submit big batches early too.
+            // With `overlap_submit`, the submit of a piece runs beside the
+            // copy of the next one.
             let batch_bytes = self.open.as_ref().map_or(0, |b| b.bytes);
-            if (!last && piece == chunk) || batch_bytes >= self.desc.auto_submit_bytes {
+            if (!last && streamed) || batch_bytes >= self.desc.auto_submit_bytes {
                 if !last && self.desc.overlap_submit && threads > 1 {
                     *closed = self.close_open()?;
                 } else {
@@ -1790,5 +1834,49 @@ impl Drop for StagingBelt {
                 let _ = self.resources.destroy_buffer(ring);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ramp_piece;
+
+    /// The pieces `ramp_piece` cuts a streamed upload into.
+    fn pieces(len: u64, chunk: u64) -> Vec<u64> {
+        let mut done = 0;
+        let mut out = Vec::new();
+        while done < len {
+            let p = ramp_piece(len, done, chunk);
+            assert!(p > 0 && p <= chunk, "piece {p} of {len} at {done}");
+            out.push(p);
+            done += p;
+        }
+        assert_eq!(done, len);
+        out
+    }
+
+    #[test]
+    fn streamed_uploads_ramp_up_and_down() {
+        const MIB: u64 = 1 << 20;
+        let p = pieces(1024 * MIB, 16 * MIB);
+        assert_eq!(p[..4], [2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB]);
+        assert_eq!(p[p.len() - 4..], [8 * MIB, 4 * MIB, 2 * MIB, 2 * MIB]);
+        assert!(p.len() <= 64 + 8, "{} pieces", p.len());
+        // Odd sizes: every piece but the last is a multiple of 4 KiB.
+        for len in [
+            16 * MIB + 1,
+            17 * MIB + 4095,
+            40 * MIB + 12_345,
+            300 * MIB - 7,
+        ] {
+            let p = pieces(len, 16 * MIB);
+            assert!(
+                p[..p.len() - 1].iter().all(|x| x % 4096 == 0),
+                "{len}: {p:?}"
+            );
+        }
+        // Tiny chunks: pieces never drop below 4 KiB except the last.
+        let p = pieces(100_000, 8192);
+        assert!(p[..p.len() - 1].iter().all(|&x| x >= 4096));
     }
 }
