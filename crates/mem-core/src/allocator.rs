@@ -421,10 +421,18 @@ impl Allocation {
     }
 }
 
-/// Per-allocation metadata kept by the placer (for stats and leaks).
+/// Per-allocation metadata kept by the placer (for stats and leaks): 16
+/// bytes, since every allocate writes it and every free reads it; what only
+/// named allocations and debug margins need lives in a box.
 #[derive(Debug)]
 struct AllocMeta {
     requested: u64,
+    extra: Option<Box<MetaExtra>>,
+}
+
+/// The rare part of [`AllocMeta`].
+#[derive(Debug, Default)]
+struct MetaExtra {
     name: Option<Box<str>>,
     /// Debug margin before the user range (0 without margins); the margin
     /// after it is `kept - front - requested` bytes, at least the configured
@@ -437,6 +445,36 @@ struct AllocMeta {
     device_margin: u64,
     /// A GPU checker wrote the canary into both margins.
     device_margin_filled: bool,
+}
+
+impl AllocMeta {
+    fn new(requested: u64, name: Option<&str>, front: u64, device_margin: u64) -> Self {
+        let extra = (name.is_some() || front > 0 || device_margin > 0).then(|| {
+            Box::new(MetaExtra {
+                name: name.map(Box::from),
+                front,
+                device_margin,
+                device_margin_filled: false,
+            })
+        });
+        Self { requested, extra }
+    }
+
+    fn name(&self) -> Option<String> {
+        self.extra.as_ref()?.name.as_deref().map(str::to_owned)
+    }
+
+    fn front(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.front)
+    }
+
+    fn device_margin(&self) -> u64 {
+        self.extra.as_ref().map_or(0, |e| e.device_margin)
+    }
+
+    fn device_margin_filled(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.device_margin_filled)
+    }
 }
 
 struct Block {
@@ -996,17 +1034,12 @@ impl Allocator {
         alignment: u64,
     ) -> Option<Allocation> {
         let on_gpu = front > 0 && self.margins_on_gpu(type_index);
-        let meta = AllocMeta {
-            requested: desc.size,
-            name: desc.name.map(Box::from),
-            front,
-            device_margin: if on_gpu {
-                self.next_serial.fetch_add(1, Ordering::Relaxed)
-            } else {
-                0
-            },
-            device_margin_filled: false,
+        let device_margin = if on_gpu {
+            self.next_serial.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
         };
+        let meta = AllocMeta::new(desc.size, desc.name, front, device_margin);
         let cp = &mut pool.classes[class];
         let placed = cp
             .placer
@@ -1540,7 +1573,7 @@ impl Allocator {
                     .flat_map(|slot| {
                         cp.placer
                             .block_live(slot)
-                            .filter(|(_, _, _, m)| m.front > 0)
+                            .filter(|(_, _, _, m)| m.front() > 0)
                             .map(move |(h, o, _, _)| (slot, h, o))
                     })
                     .collect();
@@ -1812,7 +1845,7 @@ impl Allocator {
                             size: kept,
                             requested: meta.requested,
                             kind: RangeKind::Allocated,
-                            name: meta.name.as_deref().map(str::to_owned),
+                            name: meta.name(),
                         })
                         .chain(cp.placer.block_free_ranges(slot).into_iter().map(
                             |(offset, size)| RangeMap {
@@ -1884,10 +1917,10 @@ impl Allocator {
                     .flat_map(|slot| cp.placer.block_live(slot))
                 {
                     out.push(LeakedAllocation {
-                        name: meta.name.as_deref().map(str::to_owned),
+                        name: meta.name(),
                         size: meta.requested,
                         memory_type_index: t as u32,
-                        offset: offset + meta.front,
+                        offset: offset + meta.front(),
                         dedicated: false,
                     });
                 }
@@ -2056,10 +2089,10 @@ impl Allocator {
                 for (slot, b) in cp.blocks.iter().enumerate() {
                     let Some(b) = b else { continue };
                     for (_, inner, kept, meta) in cp.placer.block_live(slot) {
-                        if meta.device_margin == 0 {
+                        if meta.device_margin() == 0 {
                             continue;
                         }
-                        let user = inner + meta.front;
+                        let user = inner + meta.front();
                         let back = user + meta.requested.next_multiple_of(4);
                         for (side, offset, end) in
                             [("before", inner, user), ("after", back, inner + kept)]
@@ -2072,11 +2105,11 @@ impl Allocator {
                                 offset,
                                 size: end - offset,
                                 side,
-                                allocation_id: meta.device_margin,
+                                allocation_id: meta.device_margin(),
                                 allocation_offset: user,
                                 allocation_size: meta.requested,
-                                name: meta.name.as_deref().map(str::to_owned),
-                                filled: meta.device_margin_filled,
+                                name: meta.name(),
+                                filled: meta.device_margin_filled(),
                             });
                         }
                     }
@@ -2118,13 +2151,15 @@ impl Allocator {
                         .placer
                         .block_live(slot)
                         .filter(|(_, _, _, m)| {
-                            ids.contains(&m.device_margin) && !m.device_margin_filled
+                            ids.contains(&m.device_margin()) && !m.device_margin_filled()
                         })
                         .map(|(h, o, _, _)| (h, o))
                         .collect();
                     for (h, o) in live {
-                        if let Some(meta) = cp.placer.get_mut(slot, h, o) {
-                            meta.device_margin_filled = true;
+                        if let Some(extra) =
+                            cp.placer.get_mut(slot, h, o).and_then(|m| m.extra.as_mut())
+                        {
+                            extra.device_margin_filled = true;
                             marked += 1;
                         }
                     }
@@ -2153,7 +2188,7 @@ impl Allocator {
                         && cp
                             .placer
                             .block_live(slot)
-                            .any(|(_, _, _, m)| m.device_margin == margin.allocation_id)
+                            .any(|(_, _, _, m)| m.device_margin() == margin.allocation_id)
                 })
             })
         };
@@ -2207,11 +2242,11 @@ fn check_block_margins(
     inner: u64,
 ) -> Option<CorruptionReport> {
     let (kept, meta) = cp.placer.get(slot, handle, inner)?;
-    if meta.device_margin != 0 {
+    if meta.device_margin() != 0 {
         return None; // the GPU checker's (the host never filled them)
     }
     let mapped = cp.blocks.get(slot)?.as_ref()?.mapped?;
-    let user = inner + meta.front;
+    let user = inner + meta.front();
     let user_end = user + meta.requested;
     for (side, range) in [("before", inner..user), ("after", user_end..inner + kept)] {
         for p in range {
@@ -2222,7 +2257,7 @@ fn check_block_margins(
             let byte = unsafe { mapped.0.as_ptr().add(p as usize).read_volatile() };
             if byte != CANARY[(p % 4) as usize] {
                 return Some(CorruptionReport {
-                    name: meta.name.as_deref().map(str::to_owned),
+                    name: meta.name(),
                     memory_type_index,
                     offset: user,
                     size: meta.requested,
