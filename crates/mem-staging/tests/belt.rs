@@ -150,9 +150,10 @@ fn tiny_ring_wraps_under_pressure() {
 
 #[test]
 fn direct_path_writes_host_visible_memory() {
-    // lavapipe's only memory type is host-visible: no copy is recorded.
+    // Upload memory is host-visible on every device (lavapipe's only memory
+    // type is): the belt writes it directly and records no copy.
     let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
-    let dst = s.device_buffer(100_000);
+    let dst = s.buffer_in(100_000, MemoryUsage::Upload);
     let data = pattern(100_000, 5);
     let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();
     assert!(

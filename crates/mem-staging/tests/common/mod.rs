@@ -121,12 +121,17 @@ impl Setup {
     }
 
     pub fn device_buffer(&self, size: u64) -> Buffer {
+        self.buffer_in(size, MemoryUsage::GpuOnly)
+    }
+
+    /// A transfer source and destination buffer of `size` bytes in `memory`.
+    pub fn buffer_in(&self, size: u64, memory: MemoryUsage) -> Buffer {
         self.res()
             .create_buffer(
                 &BufferDesc::new(
                     size,
                     vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
-                    MemoryUsage::GpuOnly,
+                    memory,
                 )
                 .name(format!("dst {size}")),
             )
