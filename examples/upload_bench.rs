@@ -7,7 +7,7 @@
 //! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
 //!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
-//!     [--threads N] [--chunk-mib N] [--split] [--ab overlap|spin|huge|nta]
+//!     [--threads N] [--chunk-mib N] [--split] [--ab overlap|spin|huge]
 //! ```
 //! Prints a markdown table: GB/s for raw and belt, and their ratio.
 
@@ -19,7 +19,7 @@ use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
 };
-use gpumem::staging::belt::{CopyKernel, SharedQueue, StagingBelt, StagingBeltDesc};
+use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use gpumem::staging::plan::{expected_data_size, ImageLayout};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
@@ -42,7 +42,7 @@ struct Args {
     threads: Option<usize>,
     chunk_mib: Option<u64>,
     split: bool,
-    /// What the A/B rows change (`--ab overlap|spin|huge|nta`).
+    /// What the A/B rows change (`--ab overlap|spin|huge`).
     ab: Ab,
 }
 
@@ -99,8 +99,7 @@ fn parse_args() -> Args {
                     Some("overlap") => Ab::Overlap,
                     Some("spin") => Ab::Spin,
                     Some("huge") => Ab::Huge,
-                    Some("nta") => Ab::Nta,
-                    other => panic!("--ab overlap|spin|huge|nta, not {other:?}"),
+                    other => panic!("--ab overlap|spin|huge, not {other:?}"),
                 }
             }
             "--chunk-mib" => a.chunk_mib = Some(num()),
@@ -388,8 +387,6 @@ enum Ab {
     Spin,
     /// Its source bytes lie in transparent huge pages (a default belt).
     Huge,
-    /// Its belt copies with `CopyKernel::PrefetchNta`.
-    Nta,
 }
 
 impl Ab {
@@ -398,7 +395,6 @@ impl Ab {
             Ab::Overlap => "submits not overlapped",
             Ab::Spin => "no spin before waits",
             Ab::Huge => "source in transparent huge pages",
-            Ab::Nta => "source prefetched non-temporal",
         }
     }
 }
@@ -488,11 +484,7 @@ fn ab(
             overlap_submit: !matches!(args.ab, Ab::Overlap),
             spin_wait: match args.ab {
                 Ab::Spin => Duration::ZERO,
-                Ab::Overlap | Ab::Huge | Ab::Nta => StagingBeltDesc::default().spin_wait,
-            },
-            copy_kernel: match args.ab {
-                Ab::Nta => CopyKernel::PrefetchNta,
-                _ => CopyKernel::Memcpy,
+                Ab::Overlap | Ab::Huge => StagingBeltDesc::default().spin_wait,
             },
             ..StagingBeltDesc::with_ring_size(ring)
         }),

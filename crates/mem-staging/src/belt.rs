@@ -146,21 +146,6 @@ pub struct StagingBeltDesc {
     /// so a batch that completes within it is seen at once instead of after
     /// the driver's wake-up. Default 500 µs; zero blocks at once.
     pub spin_wait: Duration,
-    /// How the copy threads move upload data into the ring. Default
-    /// [`CopyKernel::Memcpy`].
-    pub copy_kernel: CopyKernel,
-}
-
-/// The loop that copies upload data into the ring.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CopyKernel {
-    /// The standard library's `copy_from_slice` (the C library's memcpy).
-    Memcpy,
-    /// 64-byte blocks with the source prefetched 1 KiB ahead as
-    /// non-temporal (`prefetchnta`), so the source passes by the last-level
-    /// cache and the ring stays in it for the DMA engine to read. x86-64
-    /// only; elsewhere the same as [`CopyKernel::Memcpy`].
-    PrefetchNta,
 }
 
 impl Default for StagingBeltDesc {
@@ -180,7 +165,6 @@ impl Default for StagingBeltDesc {
             import_chunk_size: 32 * MIB,
             overlap_submit: true,
             spin_wait: Duration::from_micros(500),
-            copy_kernel: CopyKernel::Memcpy,
         }
     }
 }
@@ -523,13 +507,13 @@ fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
 }
 
 /// Copies `src` into `dst`, split into `threads` pieces of at least 256 KiB
-/// that rayon's pool copies in parallel with `kernel` (one core memcpys
-/// ~11 GB/s; the PCIe link takes ~50 GB/s, so big uploads need several).
-fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize, kernel: CopyKernel) {
+/// that rayon's pool copies in parallel (one core memcpys ~11 GB/s; the PCIe
+/// link takes ~50 GB/s, so big uploads need several).
+fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
     use rayon::prelude::*;
     debug_assert_eq!(dst.len(), src.len());
     if threads <= 1 || src.len() < (512 << 10) {
-        copy_with(dst, src, kernel);
+        dst.copy_from_slice(src);
         return;
     }
     let piece = src
@@ -539,54 +523,7 @@ fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize, kernel: CopyKernel)
         .max(256 << 10);
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
-        .for_each(|(d, s)| copy_with(d, s, kernel));
-}
-
-/// One thread's copy of `src` into `dst` (same length).
-fn copy_with(dst: &mut [u8], src: &[u8], kernel: CopyKernel) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        CopyKernel::PrefetchNta => copy_prefetch_nta(dst, src),
-        _ => dst.copy_from_slice(src),
-    }
-}
-
-/// [`CopyKernel::PrefetchNta`]: 64-byte blocks of SSE2 loads and stores
-/// (x86-64's baseline), each prefetching the source 1 KiB ahead with
-/// `prefetchnta`.
-#[cfg(target_arch = "x86_64")]
-fn copy_prefetch_nta(dst: &mut [u8], src: &[u8]) {
-    use std::arch::x86_64::{
-        __m128i, _mm_loadu_si128, _mm_prefetch, _mm_storeu_si128, _MM_HINT_NTA,
-    };
-    const AHEAD: usize = 1024;
-    assert_eq!(dst.len(), src.len());
-    let blocks = src.len() / 64;
-    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
-    for b in 0..blocks {
-        let at = b * 64;
-        // SAFETY: SSE2 is part of x86-64. `at + 64 <= len` for both slices,
-        // so the unaligned loads and stores stay inside them; they do not
-        // overlap (`&mut` and `&`). A prefetch never faults, and its address
-        // is formed with `wrapping_add`, so it may point past the end.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_NTA>(s.wrapping_add(at + AHEAD).cast());
-            let p = s.add(at).cast::<__m128i>();
-            let q = d.add(at).cast::<__m128i>();
-            let (a, b, c, e) = (
-                _mm_loadu_si128(p),
-                _mm_loadu_si128(p.add(1)),
-                _mm_loadu_si128(p.add(2)),
-                _mm_loadu_si128(p.add(3)),
-            );
-            _mm_storeu_si128(q, a);
-            _mm_storeu_si128(q.add(1), b);
-            _mm_storeu_si128(q.add(2), c);
-            _mm_storeu_si128(q.add(3), e);
-        }
-    }
-    let tail = blocks * 64;
-    dst[tail..].copy_from_slice(&src[tail..]);
+        .for_each(|(d, s)| d.copy_from_slice(s));
 }
 
 /// True when an image with `usage` may be transitioned to `layout`
@@ -1167,8 +1104,7 @@ impl StagingBelt {
         let start = Instant::now();
         let submitted = match closed {
             None => {
-                let kernel = self.desc.copy_kernel;
-                parallel_copy(self.ring_slice(offset, src.len() as u64), src, threads, kernel);
+                parallel_copy(self.ring_slice(offset, src.len() as u64), src, threads);
                 Ok(())
             }
             Some(batch) => {
@@ -1181,10 +1117,9 @@ impl StagingBelt {
                 let dst = unsafe {
                     std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), src.len())
                 };
-                let kernel = self.desc.copy_kernel;
                 rayon::join(
                     || self.queue_submit(batch),
-                    || parallel_copy(dst, src, threads, kernel),
+                    || parallel_copy(dst, src, threads),
                 )
                 .0
             }
@@ -1648,7 +1583,7 @@ impl StagingBelt {
         } else {
             1
         };
-        parallel_copy(dst_slice, data, threads, self.desc.copy_kernel);
+        parallel_copy(dst_slice, data, threads);
         if !dst.allocation().is_coherent() {
             self.resources
                 .allocator()
@@ -1904,21 +1839,7 @@ impl Drop for StagingBelt {
 
 #[cfg(test)]
 mod tests {
-    use super::{parallel_copy, ramp_piece, CopyKernel};
-
-    #[test]
-    fn every_copy_kernel_copies_every_byte() {
-        for len in [0usize, 1, 63, 64, 65, 1000, 4096 + 17, (600 << 10) + 3, 3 << 20] {
-            let src: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-            for kernel in [CopyKernel::Memcpy, CopyKernel::PrefetchNta] {
-                for threads in [1, 3, 8] {
-                    let mut dst = vec![0u8; len];
-                    parallel_copy(&mut dst, &src, threads, kernel);
-                    assert!(dst == src, "{kernel:?}, {threads} threads, {len} bytes");
-                }
-            }
-        }
-    }
+    use super::ramp_piece;
 
     /// The pieces `ramp_piece` cuts a streamed upload into.
     fn pieces(len: u64, chunk: u64) -> Vec<u64> {
