@@ -18,7 +18,9 @@
 //! (1 MiB) or over a quarter of a block, or whose resource the driver wants
 //! dedicated (`VkMemoryDedicatedRequirements`), get their own
 //! `VkDeviceMemory`; freed ones without a dedicated target are cached for
-//! reuse. When a block becomes empty it is kept only if it is the type's one
+//! reuse, by default as long as the heap stays within the peak it already
+//! reached ([`CacheRetention`]; [`Allocator::trim`] empties the cache). When
+//! a block becomes empty it is kept only if it is the type's one
 //! empty block (hysteresis against allocate/free ping-pong at a block
 //! boundary); others are freed at once.
 //!
@@ -65,8 +67,8 @@ static NEXT_ALLOCATOR_ID: AtomicU64 = AtomicU64::new(1);
 
 /// 1 MiB, for the block-size defaults.
 const MIB: u64 = 1 << 20;
-/// Freed memory objects of their own are kept for reuse up to 1/16 of the
-/// memory type's live requested bytes.
+/// With [`CacheRetention::LiveShare`], freed memory objects of their own are
+/// kept for reuse up to 1/16 of the memory type's live requested bytes.
 const CACHE_SHARE: u64 = 16;
 /// At most this many cached objects per memory type, so the cache never
 /// holds many of `maxMemoryAllocationCount`'s objects.
@@ -154,9 +156,9 @@ pub struct AllocatorConfig {
     /// efficiency (address-ordered first fit; best fit 69%, TLSF 65%), while
     /// memory of its own for requests of 1 MiB and more reached 91% (2 MiB:
     /// 88%). The price is a `vkAllocateMemory` for most large requests.
-    /// Freed objects of this kind are cached (up to 1/16 of the type's live
-    /// bytes) and serve later requests up to 1/4 smaller, so steady churn
-    /// rarely calls `vkAllocateMemory`. `u64::MAX` turns it off.
+    /// Freed objects of this kind are cached (see [`Self::cache_retention`])
+    /// and serve later requests up to 1/4 smaller without a
+    /// `vkAllocateMemory`. `u64::MAX` turns it off.
     pub dedicated_threshold: u64,
     /// Leave the margins of `HOST_VISIBLE` sub-allocations to the GPU
     /// checker as well, exactly like those of device-local memory (see
@@ -1594,8 +1596,10 @@ impl Allocator {
         self.corruption_log.lock().clone()
     }
 
-    /// Frees every empty block, the ones kept for hysteresis included (e.g.
-    /// after a level unload).
+    /// Frees every empty block, the ones kept for hysteresis included, and
+    /// every cached memory object (e.g. after a level load or unload). The
+    /// peak that [`CacheRetention::UpToPeak`] fills the cache up to starts
+    /// again from what stays committed.
     pub fn trim(&self) {
         for (t, pool) in self.pools.iter().enumerate() {
             let mut retired = Vec::new();
