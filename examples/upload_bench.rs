@@ -427,13 +427,16 @@ impl HugePageBytes {
         assert!(map != libc::MAP_FAILED, "mmap of {map_len} bytes failed");
         let start = (map as usize).next_multiple_of(HUGE) - map as usize;
         // SAFETY: the range lies inside the mapping just made; advice only.
-        unsafe {
+        let advised = unsafe {
             libc::madvise(
                 map.cast::<u8>().add(start).cast(),
                 map_len - start,
                 libc::MADV_HUGEPAGE,
             )
         };
+        if advised != 0 {
+            eprintln!("madvise(MADV_HUGEPAGE) failed: the huge-page source uses normal pages");
+        }
         // SAFETY: the mapping is writable for `start + src.len() <= map_len`
         // bytes and does not overlap `src`.
         unsafe {

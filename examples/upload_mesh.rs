@@ -90,9 +90,10 @@ struct Summary {
     mismatched_objects: Vec<String>,
     committed: u64,
     requested: u64,
-    /// Freed memory objects the allocator kept for reuse after verification
-    /// (given back by the `trim()` before `committed` was read).
-    trimmed_cache: u64,
+    /// Bytes the `trim()` before `committed` was read gave back: freed
+    /// memory objects the allocator cached (the verification's readback
+    /// buffers) and empty blocks it kept.
+    trimmed: u64,
     blocks: u64,
     dedicated: u64,
     efficiency: f64,
@@ -369,16 +370,12 @@ fn upload_and_check(
     )?;
 
     // Loading is done: give back the memory objects the verification's
-    // readback buffers left in the allocator's cache, as an engine would
-    // after a level load.
-    summary.trimmed_cache = allocator
-        .stats()
-        .memory_types
-        .iter()
-        .map(|t| t.cached_bytes)
-        .sum();
+    // readback buffers left in the allocator's cache (and any empty block
+    // kept), as an engine would after a level load.
+    let before = allocator.stats().total.committed_bytes;
     allocator.trim();
     let s = allocator.stats();
+    summary.trimmed = before - s.total.committed_bytes;
     summary.committed = s.total.committed_bytes;
     summary.requested = s.total.requested_bytes;
     summary.blocks = s.total.block_count;
@@ -671,7 +668,7 @@ fn print_summary(args: &Args, s: &Summary) {
                 "blocks": s.blocks,
                 "dedicated": s.dedicated,
                 "efficiency": s.efficiency,
-                "trimmed_cache_bytes": s.trimmed_cache,
+                "trimmed_bytes": s.trimmed,
             },
             "belt": {
                 "batches": s.batches,
@@ -719,9 +716,9 @@ fn print_summary(args: &Args, s: &Summary) {
             format!(" — MISMATCH: {:?}", s.mismatched_objects)
         }
     );
-    println!("  allocator    {} blocks + {} dedicated, {:.1} MiB committed for {:.1} MiB requested ({:.1}% efficient; trim() gave back {:.1} MiB of cached objects)",
+    println!("  allocator    {} blocks + {} dedicated, {:.1} MiB committed for {:.1} MiB requested ({:.1}% efficient; trim() after loading gave back {:.1} MiB)",
         s.blocks, s.dedicated, s.committed as f64 / MIB as f64, s.requested as f64 / MIB as f64, s.efficiency * 100.0,
-        s.trimmed_cache as f64 / MIB as f64);
+        s.trimmed as f64 / MIB as f64);
     if let Some(f) = &s.frame {
         println!(
             "  frame        {} ({} distinct colours)",

@@ -190,9 +190,13 @@ pub enum CacheRetention {
     /// the peak they already reached (since creation or the last
     /// [`Allocator::trim`]): before a new `VkDeviceMemory` would push the
     /// heap past that peak, cached objects on the heap are freed first. The
-    /// cache thus never raises peak memory, and a game that streams assets in
-    /// and out at a steady level stops calling `vkAllocateMemory`. Call
-    /// [`Allocator::trim`] after a level unload to give the memory back.
+    /// cache thus does not raise peak memory (threads creating memory at the
+    /// same moment may each count on the same cached bytes, and the peak
+    /// then rises by the difference), and a game that streams assets in and
+    /// out at a steady level stops calling `vkAllocateMemory`. When a heap
+    /// is over its budget or limit, the cache is emptied before smaller
+    /// blocks are tried. Call [`Allocator::trim`] after a level unload to
+    /// give the memory back.
     UpToPeak,
 }
 
@@ -953,14 +957,15 @@ impl Allocator {
         let block = loop {
             match self.create_block(type_index, size, within_budget) {
                 Ok(b) => break b,
+                // Cached objects of their own may be what fills the heap, its
+                // budget or the object count: give them back and retry the
+                // same size once, before settling for smaller blocks.
+                Err(e) if !caches_dropped && self.drop_caches_for(type_index, &e) => {
+                    caches_dropped = true;
+                }
                 Err(TypeFailure::Exhausted) if size / 2 >= needed => size /= 2,
                 Err(TypeFailure::Exhausted) if desc.size < needed => {
                     return self.allocate_dedicated(type_index, desc, within_budget)
-                }
-                // Cached objects of their own may be what fills the heap or
-                // the object count: give them back and retry once.
-                Err(e) if !caches_dropped && self.drop_caches_for(type_index, &e) => {
-                    caches_dropped = true;
                 }
                 Err(e) => return Err(e),
             }
@@ -1194,7 +1199,6 @@ impl Allocator {
                 });
             }
         };
-        self.heap_peak[heap].fetch_max(committed + size, Ordering::Relaxed);
         let mapped = if self.is_host_visible(type_index) {
             // SAFETY: `memory` was just allocated from a HOST_VISIBLE type with
             // `size` bytes and is not mapped.
@@ -1210,6 +1214,7 @@ impl Allocator {
         } else {
             None
         };
+        self.heap_peak[heap].fetch_max(committed + size, Ordering::Relaxed);
         Ok((memory, mapped))
     }
 

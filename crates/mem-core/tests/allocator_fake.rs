@@ -925,3 +925,39 @@ fn trim_lowers_the_peak_the_cache_may_fill() {
     alloc.trim();
     assert_eq!(fake.live_memory_objects(), 0);
 }
+
+#[test]
+fn a_cache_past_the_budget_is_dropped_before_blocks_shrink() {
+    // A 64 MiB heap: the budget is 80% of it (no VK_EXT_memory_budget).
+    let fake = FakeDevice::builtin("lavapipe-mesa-22.3")
+        .unwrap()
+        .with_properties(|p| {
+            p.memory_heaps[0].size = 64 * MIB;
+            p.memory_budget = false;
+        });
+    fake.set_heap_capacity(0, 64 * MIB);
+    let fake = Arc::new(fake);
+    let alloc = Allocator::with_device(Box::new(fake.clone()), AllocatorConfig::default());
+    // 16 objects of 4 MiB: the last ones past the budget, up to the heap.
+    let big: Vec<_> = (0..16)
+        .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
+        .collect();
+    assert!(big.iter().all(Allocation::is_dedicated));
+    assert_eq!(alloc.stats().committed_bytes(), 64 * MIB);
+    for a in big {
+        alloc.free(a).unwrap();
+    }
+    assert_eq!(cached_bytes(&alloc), 64 * MIB, "all cached, at the peak");
+    // Within the budget, the cache is what is in the way: it goes, and the
+    // request gets its block instead of ever smaller blocks or memory of
+    // its own.
+    let small = alloc
+        .allocate(&req(200 * 1024, MemoryUsage::GpuOnly).flags(AllocationFlags::WITHIN_BUDGET))
+        .unwrap();
+    assert!(!small.is_dedicated());
+    assert_eq!(cached_bytes(&alloc), 0);
+    alloc.validate().unwrap();
+    alloc.free(small).unwrap();
+    alloc.trim();
+    assert_eq!(fake.live_memory_objects(), 0);
+}

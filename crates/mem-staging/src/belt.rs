@@ -144,7 +144,8 @@ pub struct StagingBeltDesc {
     /// Before blocking in `vkWaitSemaphores` for ring space or a ticket,
     /// poll the timeline value for up to this long (yielding between polls),
     /// so a batch that completes within it is seen at once instead of after
-    /// the driver's wake-up. Default 500 µs; zero blocks at once.
+    /// the driver's wake-up. Default 500 µs; zero blocks at once. Never
+    /// longer than [`Self::wait_timeout`].
     pub spin_wait: Duration,
 }
 
@@ -864,7 +865,9 @@ impl StagingBelt {
             // SAFETY: the semaphore is the belt's own, alive.
             match unsafe { self.device.get_semaphore_counter_value(self.semaphore) } {
                 Ok(v) if v >= value => return true,
-                Ok(_) if start.elapsed() < self.desc.spin_wait => std::thread::yield_now(),
+                Ok(_) if start.elapsed() < self.desc.spin_wait.min(self.desc.wait_timeout) => {
+                    std::thread::yield_now()
+                }
                 _ => return false,
             }
         }
