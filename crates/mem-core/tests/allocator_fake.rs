@@ -817,22 +817,23 @@ fn the_cache_follows_live_bytes_down_when_blocks_are_freed() {
     let mut big = big.into_iter();
     // 70 MiB live: 2 MiB fits in the cache's 1/16 share.
     alloc.free(big.next().unwrap()).unwrap();
-    let cached = |alloc: &Allocator| -> u64 {
-        alloc
-            .stats()
-            .memory_types
-            .iter()
-            .map(|t| t.cached_bytes)
-            .sum()
-    };
-    assert_eq!(cached(&alloc), 2 * MIB);
+    assert_eq!(cached_bytes(&alloc), 2 * MIB);
     // Freeing the small ones drops live bytes to 6 MiB: the cache must go.
     for a in small {
         alloc.free(a).unwrap();
     }
-    assert_eq!(cached(&alloc), 0);
+    assert_eq!(cached_bytes(&alloc), 0);
     alloc.validate().unwrap();
-    for a in big {
+    free_all_and_trim(&fake, &alloc, big);
+}
+
+/// Frees `allocations`, trims, and checks that no `VkDeviceMemory` is left.
+fn free_all_and_trim(
+    fake: &FakeDevice,
+    alloc: &Allocator,
+    allocations: impl IntoIterator<Item = Allocation>,
+) {
+    for a in allocations {
         alloc.free(a).unwrap();
     }
     alloc.trim();
@@ -893,9 +894,8 @@ fn the_cache_keeps_freed_objects_up_to_the_peak_and_never_past_it() {
     for a in big.into_iter().chain([odd, huge]) {
         alloc.free(a).unwrap();
     }
-    assert!(fake.live_memory_objects() > 0, "cached at the peak");
-    alloc.trim();
-    assert_eq!(fake.live_memory_objects(), 0);
+    assert!(cached_bytes(&alloc) > 0, "cached at the peak");
+    free_all_and_trim(&fake, &alloc, []);
     assert_eq!(cached_bytes(&alloc), 0);
 }
 
@@ -919,11 +919,7 @@ fn trim_lowers_the_peak_the_cache_may_fill() {
     let other = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
     assert_eq!(cached_bytes(&alloc), 0);
     assert_eq!(alloc.stats().committed_bytes(), 7 * MIB);
-    for x in a.chain([other]) {
-        alloc.free(x).unwrap();
-    }
-    alloc.trim();
-    assert_eq!(fake.live_memory_objects(), 0);
+    free_all_and_trim(&fake, &alloc, a.chain([other]));
 }
 
 #[test]
@@ -957,7 +953,5 @@ fn a_cache_past_the_budget_is_dropped_before_blocks_shrink() {
     assert!(!small.is_dedicated());
     assert_eq!(cached_bytes(&alloc), 0);
     alloc.validate().unwrap();
-    alloc.free(small).unwrap();
-    alloc.trim();
-    assert_eq!(fake.live_memory_objects(), 0);
+    free_all_and_trim(&fake, &alloc, [small]);
 }
