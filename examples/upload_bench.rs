@@ -7,7 +7,7 @@
 //! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
 //!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
-//!     [--threads N] [--chunk-mib N] [--split] [--ab overlap|spin|huge]
+//!     [--threads N] [--chunk-mib N] [--split] [--memcpy] [--ab overlap|spin|huge]
 //! ```
 //! Prints a markdown table: GB/s for raw and belt, and their ratio.
 
@@ -42,6 +42,8 @@ struct Args {
     threads: Option<usize>,
     chunk_mib: Option<u64>,
     split: bool,
+    /// The host copy alone (no GPU work), as the belt does it, by thread count.
+    memcpy: bool,
     /// What the A/B rows change (`--ab overlap|spin|huge`).
     ab: Ab,
 }
@@ -63,6 +65,7 @@ fn parse_args() -> Args {
         threads: None,
         chunk_mib: None,
         split: false,
+        memcpy: false,
         ab: Ab::Overlap,
     };
     let mut it = std::env::args().skip(1);
@@ -94,6 +97,7 @@ fn parse_args() -> Args {
             }
             "--threads" => a.threads = Some(num() as usize),
             "--split" => a.split = true,
+            "--memcpy" => a.memcpy = true,
             "--ab" => {
                 a.ab = match it.next().as_deref() {
                     Some("overlap") => Ab::Overlap,
@@ -517,6 +521,57 @@ fn ab(
     best
 }
 
+/// The belt's host side alone: the upload source copied in 16 MiB chunks,
+/// cycling through 64 MiB, by `threads` threads in 1 MiB pieces (as
+/// `parallel_copy` splits a chunk), into heap memory and into mapped memory
+/// of the ring's type. No GPU work runs meanwhile.
+fn bench_memcpy(rig: &Rig, args: &Args) {
+    use rayon::prelude::*;
+    let size = args.size_mib * MIB;
+    let data = pattern(size as usize);
+    let (ring, chunk) = (64 * MIB as usize, 16 * MIB as usize);
+    let mut heap = vec![0u8; ring];
+    let mapped = rig
+        .res()
+        .create_buffer(&BufferDesc::new(
+            ring as u64,
+            vk::BufferUsageFlags::TRANSFER_SRC,
+            StagingBeltDesc::default().ring_memory,
+        ))
+        .expect("ring-like buffer");
+    let ptr = mapped.allocation().mapped_ptr().expect("host-visible");
+    // SAFETY: the buffer is mapped for `ring` bytes and nothing else uses it.
+    let ring_mem = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), ring) };
+    println!();
+    println!("| copy threads | into heap GB/s | into mapped ring memory GB/s |");
+    println!("|---:|---:|---:|");
+    for threads in [1, 4, 8, 12, 16, 24, 32] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        let run = |dst: &mut [u8]| {
+            best(args.reps, || {
+                let start = Instant::now();
+                for (i, src) in data.chunks(chunk).enumerate() {
+                    let at = i * chunk % ring;
+                    let dst = &mut dst[at..at + src.len()];
+                    let piece = src.len().div_ceil(threads).max(1 << 20);
+                    pool.install(|| {
+                        dst.par_chunks_mut(piece)
+                            .zip(src.par_chunks(piece))
+                            .for_each(|(d, s)| d.copy_from_slice(s))
+                    });
+                }
+                start.elapsed()
+            })
+        };
+        let (h, m) = (run(&mut heap), run(ring_mem));
+        println!("| {threads} | {:.2} | {:.2} |", gbps(size, h), gbps(size, m));
+    }
+    rig.destroy(mapped);
+}
+
 fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
     // Dynamic memory: device-local + host-visible where the device has it.
     let dst = rig.gpu_buffer(size, MemoryUsage::Dynamic);
@@ -733,6 +788,9 @@ fn main() {
     }
     if args.split {
         bench_split(&rig, &args, args.size_mib * MIB);
+    }
+    if args.memcpy {
+        bench_memcpy(&rig, &args);
     }
     if args.tune {
         let size = args.size_mib * MIB;
