@@ -16,4 +16,5 @@ cargo +nightly miri test -p mem-core --lib -- tlsf lock host virtual_block place
 cargo +nightly miri test -p mem-core --test reliability_margins -- --skip many_allocations
 cargo +nightly miri test -p mem-core --test tlsf_props
 cargo +nightly miri test -p mem-core --test allocator_fake -- \
-  bad_input large_requests cached_memory leak_report mali_readback granularity
+  bad_input large_requests cached_memory leak_report mali_readback granularity \
+  the_cache_keeps trim_lowers a_cache_past dedicated_when
