@@ -567,7 +567,11 @@ fn bench_memcpy(rig: &Rig, args: &Args) {
             })
         };
         let (h, m) = (run(&mut heap), run(ring_mem));
-        println!("| {threads} | {:.2} | {:.2} |", gbps(size, h), gbps(size, m));
+        println!(
+            "| {threads} | {:.2} | {:.2} |",
+            gbps(size, h),
+            gbps(size, m)
+        );
     }
     rig.destroy(mapped);
 }
