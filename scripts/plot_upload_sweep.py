@@ -2,7 +2,7 @@
 """Plots the staging belt's throughput against upload size and ring size from
 an `upload_bench --sweep` output (needs matplotlib: pip install matplotlib).
 
-usage: scripts/plot_upload_sweep.py docs/results/h200-final/bench.txt docs/upload_sweep.png
+usage: scripts/plot_upload_sweep.py docs/results/h200-2026-11-26-buddy/bench.txt docs/upload_sweep.png
 """
 import re
 import sys
