@@ -9,12 +9,20 @@
 use std::time::Instant;
 
 use ash::vk;
+use clap::Parser;
 use mem_core::buddy::BuddyBlock;
 use mem_core::fake::FakeDevice;
 use mem_core::tlsf::{Tlsf, TlsfAllocation};
 use mem_core::{AllocationDesc, Allocator, AllocatorConfig, MemoryUsage};
 
+/// Time the allocator against the bare placement cores on a small-churn trace
+/// over the fake lavapipe device, then two threads on one and on two memory
+/// types.
+#[derive(Parser)]
+struct Args {}
+
 fn main() {
+    Args::parse();
     let alloc = Allocator::with_device(
         Box::new(FakeDevice::builtin("lavapipe-mesa-22.3").unwrap()),
         AllocatorConfig::default(),

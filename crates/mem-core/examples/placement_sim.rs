@@ -13,6 +13,7 @@
 //! `cargo run --release -p mem-core --example placement_sim`
 use std::collections::{BTreeMap, BTreeSet};
 
+use clap::Parser;
 use mem_core::tlsf::Tlsf;
 
 const MIB: u64 = 1 << 20;
@@ -284,7 +285,13 @@ fn pct(a: u64, b: u64) -> f64 {
     100.0 * a as f64 / b as f64
 }
 
+/// Replay the small-churn and mixed-assets traces through placement models
+/// and print how much memory each placement needs.
+#[derive(Parser)]
+struct Args {}
+
 fn main() {
+    Args::parse();
     println!("## Small churn: committed for the peak live bytes\n");
     println!("| placement | block | committed MiB | peak live MiB | efficiency |");
     println!("|---|---:|---:|---:|---:|");
