@@ -16,37 +16,29 @@
 use std::process::ExitCode;
 
 use ash::vk;
+use clap::Parser;
 use gpumem::core::fake::FakeDevice;
 use gpumem::core::{
     Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage, ResourceClass,
 };
 
+/// Run a synthetic level load and streaming churn through mem-core on a fake
+/// device and draw every memory block.
+#[derive(Parser, Debug)]
 struct Args {
+    /// The device table whose heaps and memory types the fake device has
+    /// (an unknown name lists the known ones).
+    #[arg(long, default_value = "nvidia-h100")]
     table: String,
+    /// Where to write the picture of the memory blocks (PNG).
+    #[arg(long, default_value = "target/memory_map.png")]
     out: String,
+    /// Where to write the allocator's detailed JSON dump.
+    #[arg(long, default_value = "target/memory_map.json")]
     json: String,
+    /// Seed of the workload's random sizes and frees.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
-}
-
-fn parse() -> Result<Args, String> {
-    let mut a = Args {
-        table: "nvidia-h100".into(),
-        out: "target/memory_map.png".into(),
-        json: "target/memory_map.json".into(),
-        seed: 1,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--table" => a.table = value()?,
-            "--out" => a.out = value()?,
-            "--json" => a.json = value()?,
-            "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
-            other => return Err(format!("unknown argument {other}")),
-        }
-    }
-    Ok(a)
 }
 
 /// The kinds of allocation the workload makes: name prefix, usage, class,
@@ -97,13 +89,7 @@ const KINDS: &[(&str, MemoryUsage, ResourceClass, u64, u64)] = &[
 ];
 
 fn main() -> ExitCode {
-    let args = match parse() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let args = Args::parse();
     let Some(device) = FakeDevice::builtin(&args.table) else {
         let names: Vec<&str> = gpumem::core::fake::DEVICE_TABLES
             .iter()

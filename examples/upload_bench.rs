@@ -9,12 +9,14 @@
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
 //!     [--threads N] [--chunk-mib N] [--split] [--memcpy] [--ab overlap|spin|huge]
 //! ```
-//! Prints a markdown table: GB/s for raw and belt, and their ratio.
+//! `--help` describes every option. Prints a markdown table: GB/s for raw
+//! and belt, and their ratio.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
+use clap::{Parser, ValueEnum};
 use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
@@ -26,91 +28,83 @@ use parking_lot::Mutex;
 
 const MIB: u64 = 1 << 20;
 
+/// Upload throughput through the staging belt against raw copies on the
+/// same queue, in the same run.
+#[derive(Parser, Debug)]
 struct Args {
+    /// Size of the large buffer upload, in MiB.
+    #[arg(long, default_value_t = 1024)]
     size_mib: u64,
+    /// Number of small buffer uploads.
+    #[arg(long, default_value_t = 65536)]
     small_count: u64,
+    /// Size of each small buffer upload, in KiB.
+    #[arg(long, default_value_t = 16)]
     small_kib: u64,
+    /// Width and height of the RGBA8 texture (with a full mip chain).
+    #[arg(long, default_value_t = 4096)]
     texture: u32,
+    /// Staging ring size, in MiB.
+    #[arg(long, default_value_t = 64)]
     ring_mib: u64,
+    /// Repetitions per case; each figure is the best of them.
+    #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
     json: Option<String>,
+    /// Run under VK_LAYER_KHRONOS_validation with synchronization validation.
+    #[arg(long)]
     validation: bool,
+    /// Also sweep upload sizes (4 KiB to --size-mib) against ring sizes.
+    #[arg(long)]
     sweep: bool,
+    /// Also sweep copy threads against chunk and ring sizes.
+    #[arg(long)]
     tune: bool,
+    /// Import large uploads' source memory (VK_EXT_external_memory_host).
+    #[arg(long)]
     import: bool,
-    ring_memory: Option<MemoryUsage>,
+    /// Memory of the staging ring (default: the belt's default).
+    #[arg(long, value_enum)]
+    ring_memory: Option<RingMemory>,
+    /// Copy threads of the belt (default: every core).
+    #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Chunk size of the belt, in MiB (default: the belt's default).
+    #[arg(long, value_name = "N")]
     chunk_mib: Option<u64>,
+    /// Prototype: part of the large upload through the ring, the rest
+    /// written straight into a ReBAR staging buffer at the same time.
+    #[arg(long)]
     split: bool,
     /// The host copy alone (no GPU work), as the belt does it, by thread count.
+    #[arg(long)]
     memcpy: bool,
-    /// What the A/B rows change (`--ab overlap|spin|huge`).
+    /// What the second belt of the A/B rows changes.
+    #[arg(long, value_enum, default_value_t = Ab::Overlap)]
     ab: Ab,
 }
 
-fn parse_args() -> Args {
-    let mut a = Args {
-        size_mib: 1024,
-        small_count: 65536,
-        small_kib: 16,
-        texture: 4096,
-        ring_mib: 64,
-        reps: 5,
-        json: None,
-        validation: false,
-        sweep: false,
-        tune: false,
-        import: false,
-        ring_memory: None,
-        threads: None,
-        chunk_mib: None,
-        split: false,
-        memcpy: false,
-        ab: Ab::Overlap,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut num = || {
-            it.next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{flag} needs a number"))
-        };
-        match flag.as_str() {
-            "--size-mib" => a.size_mib = num(),
-            "--small-count" => a.small_count = num(),
-            "--small-kib" => a.small_kib = num(),
-            "--texture" => a.texture = num() as u32,
-            "--ring-mib" => a.ring_mib = num(),
-            "--reps" => a.reps = num() as usize,
-            "--json" => a.json = it.next(),
-            "--validation" => a.validation = true,
-            "--sweep" => a.sweep = true,
-            "--tune" => a.tune = true,
-            "--import" => a.import = true,
-            "--ring-memory" => {
-                a.ring_memory = match it.next().as_deref() {
-                    Some("upload") => Some(MemoryUsage::Upload),
-                    Some("cached") => Some(MemoryUsage::Readback),
-                    Some("rebar") => Some(MemoryUsage::Dynamic),
-                    other => panic!("--ring-memory upload|cached|rebar, not {other:?}"),
-                }
-            }
-            "--threads" => a.threads = Some(num() as usize),
-            "--split" => a.split = true,
-            "--memcpy" => a.memcpy = true,
-            "--ab" => {
-                a.ab = match it.next().as_deref() {
-                    Some("overlap") => Ab::Overlap,
-                    Some("spin") => Ab::Spin,
-                    Some("huge") => Ab::Huge,
-                    other => panic!("--ab overlap|spin|huge, not {other:?}"),
-                }
-            }
-            "--chunk-mib" => a.chunk_mib = Some(num()),
-            other => panic!("unknown flag {other}"),
+/// `--ring-memory`: the memory usage the staging ring is allocated with.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum RingMemory {
+    /// Write-combined host memory (`MemoryUsage::Upload`).
+    Upload,
+    /// Cached host memory (`MemoryUsage::Readback`).
+    Cached,
+    /// Host-visible device-local memory, ReBAR (`MemoryUsage::Dynamic`).
+    Rebar,
+}
+
+impl RingMemory {
+    fn usage(self) -> MemoryUsage {
+        match self {
+            RingMemory::Upload => MemoryUsage::Upload,
+            RingMemory::Cached => MemoryUsage::Readback,
+            RingMemory::Rebar => MemoryUsage::Dynamic,
         }
     }
-    a
 }
 
 struct Rig {
@@ -383,7 +377,7 @@ fn bench_big(rig: &Rig, args: &Args, size: u64, ring: u64) -> [Row; 2] {
 }
 
 /// What the second run of [`ab`] changes.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum Ab {
     /// Its belt turns `overlap_submit` off.
     Overlap,
@@ -740,13 +734,13 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse();
     let rig = Rig::new(
         args.validation,
         args.threads,
         args.chunk_mib.map(|c| c * MIB),
         args.import,
-        args.ring_memory,
+        args.ring_memory.map(RingMemory::usage),
     );
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
