@@ -20,3 +20,5 @@ pub use ash;
 pub use mem_core as core;
 pub use mem_resources as resources;
 pub use mem_staging as staging;
+/// The lock type of the staging belt's [`staging::SharedQueue`].
+pub use mem_staging::parking_lot;

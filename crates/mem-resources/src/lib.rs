@@ -80,6 +80,7 @@
 
 pub mod desc;
 pub mod fault;
+pub mod image_layouts;
 pub mod manager;
 pub mod validate;
 
@@ -88,6 +89,7 @@ mod error;
 pub use desc::{format_aspect, full_mip_chain, BufferDesc, ImageDesc, ImageKind, Sharing};
 pub use error::ResourceError;
 pub use fault::FaultPoint;
+pub use image_layouts::{ImageLayouts, ImageSubresources, ResolvedSubresources, SubresourceState};
 pub use manager::{
     Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc,
     ResourceReport, TimelinePoint,

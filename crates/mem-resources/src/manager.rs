@@ -46,6 +46,7 @@ use smallvec::SmallVec;
 use crate::desc::{BufferDesc, ImageDesc};
 use crate::error::ResourceError;
 use crate::fault::{FaultInjector, FaultPoint};
+use crate::image_layouts::ImageLayouts;
 use crate::validate::{self, DeviceLimits};
 
 static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
@@ -186,6 +187,11 @@ impl Buffer {
     pub fn is_host_visible(&self) -> bool {
         self.allocation.mapped_ptr().is_some()
     }
+
+    /// Id of the [`ResourceManager`] that made it.
+    pub fn owner(&self) -> u64 {
+        self.owner
+    }
 }
 
 /// An image with its memory bound, made by [`ResourceManager::create_image`].
@@ -200,6 +206,7 @@ pub struct Image {
     desc: ImageDesc,
     owner: u64,
     slot: u32,
+    layouts: ImageLayouts,
 }
 
 impl Image {
@@ -241,6 +248,17 @@ impl Image {
     /// Every mip level and layer, with the format's aspects.
     pub fn full_subresource_range(&self) -> vk::ImageSubresourceRange {
         self.desc.full_subresource_range()
+    }
+
+    /// The layout of each subresource after the work recorded so far (by
+    /// the staging belt, or as the engine set it): see [`ImageLayouts`].
+    pub fn layouts(&self) -> &ImageLayouts {
+        &self.layouts
+    }
+
+    /// Id of the [`ResourceManager`] that made it.
+    pub fn owner(&self) -> u64 {
+        self.owner
     }
 }
 
@@ -434,6 +452,12 @@ impl ResourceManager {
     /// The device.
     pub fn device(&self) -> &ash::Device {
         &self.device
+    }
+
+    /// Identifier of this manager: what [`Buffer::owner`] and
+    /// [`Image::owner`] return for the resources it made.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     fn check_owner(&self, owner: u64) -> Result<(), ResourceError> {
@@ -928,6 +952,7 @@ impl ResourceManager {
                 desc: d.clone(),
                 owner: self.id,
                 slot,
+                layouts: ImageLayouts::new(d.mip_levels, d.array_layers),
             });
         }
         Ok(out)

@@ -67,11 +67,16 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use ash::vk::Handle;
 use mem_core::MemoryUsage;
-use mem_resources::{Buffer, BufferDesc, Image, ResourceError, ResourceManager, Sharing};
+use mem_resources::{
+    Buffer, BufferDesc, Image, ImageSubresources, ResourceError, ResourceManager, Sharing,
+    SubresourceState,
+};
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 
+use crate::image_state::{group_boxes, Final, PendingImage};
 use crate::import::{aligned_interior, HostImporter, ImportedBuffer};
-use crate::plan::{plan_image_upload, CopyLimits, ImageLayout, PlanError};
+use crate::plan::{plan_subresources_upload, CopyLimits, ImageLayout, PlanError};
 use crate::ring::Ring;
 
 static NEXT_BELT_ID: AtomicU64 = AtomicU64::new(1);
@@ -90,6 +95,18 @@ pub struct SharedQueue {
     pub lock: Arc<Mutex<()>>,
 }
 
+impl SharedQueue {
+    /// `queue` of `family` with a new lock; clone the result (or its
+    /// [`Self::lock`]) for every other submitter of the queue.
+    pub fn new(family: u32, queue: vk::Queue) -> Self {
+        Self {
+            family,
+            queue,
+            lock: Arc::new(Mutex::new(())),
+        }
+    }
+}
+
 /// Configuration of a [`StagingBelt`]. See [`Default`] for the defaults.
 #[derive(Clone, Debug)]
 pub struct StagingBeltDesc {
@@ -101,8 +118,11 @@ pub struct StagingBeltDesc {
     /// The open batch is submitted once it holds this many bytes, so the GPU
     /// starts copying while the CPU fills more. Default ring_size / 4.
     pub auto_submit_bytes: u64,
-    /// Chunks at least this large are copied into the ring by several threads.
-    /// Default 4 MiB.
+    /// Copies into the ring (or into a host-visible destination) of at least
+    /// this many bytes are split over [`Self::copy_threads`], in pieces of at
+    /// least 64 KiB each. A streamed upload copies pieces of at most
+    /// [`Self::chunk_size`], so with a small ring the threshold applies to
+    /// the whole upload's length. Default 4 MiB.
     pub parallel_copy_threshold: u64,
     /// Threads for those copies (1 disables). Default: available parallelism,
     /// at most 32. Measured on an H200 host (16 cores), 1 GiB through a
@@ -237,6 +257,60 @@ pub enum StagingError {
         layout: String,
         /// The image's usage flags, as text.
         usage: String,
+    },
+    /// The buffer or image was made by another [`ResourceManager`] than the
+    /// belt's (another device, or another manager of the same device).
+    #[error("{name:?} belongs to resource manager #{owner}, not to the belt's (#{manager})")]
+    ForeignResource {
+        /// The resource's name.
+        name: Option<String>,
+        /// The manager that made it.
+        owner: u64,
+        /// The belt's manager.
+        manager: u64,
+    },
+    /// A multisampled image: copies from a buffer need one sample per texel.
+    #[error("image {name:?} has {samples} samples per texel; uploads need 1")]
+    Multisampled {
+        /// The image's name.
+        name: Option<String>,
+        /// Its sample count.
+        samples: u32,
+    },
+    /// The levels or layers of a partial upload are empty or reach past the
+    /// image.
+    #[error("{subresources:?} is not inside image {name:?} ({mip_levels} levels, {array_layers} layers)")]
+    SubresourcesOutOfRange {
+        /// The image's name.
+        name: Option<String>,
+        /// The box asked for.
+        subresources: ImageSubresources,
+        /// The image's levels.
+        mip_levels: u32,
+        /// The image's layers.
+        array_layers: u32,
+    },
+    /// A partial update of an `EXCLUSIVE` image whose contents an earlier
+    /// upload released to another queue family: the engine owns it there.
+    /// Upload the whole image (which discards the contents and needs no
+    /// transfer), or give the image `CONCURRENT` sharing.
+    #[error("image {name:?} level {level} layer {layer} is owned by queue family {family}; a partial update needs it on the belt's family")]
+    OwnedByAnotherFamily {
+        /// The image's name.
+        name: Option<String>,
+        /// The first such level.
+        level: u32,
+        /// Its layer.
+        layer: u32,
+        /// The family that owns it.
+        family: u32,
+    },
+    /// The ticket's batch is still open: nothing will signal its value until
+    /// [`StagingBelt::flush`] submits it.
+    #[error("timeline value {value} is not submitted yet: flush the belt first")]
+    NotSubmitted {
+        /// The ticket's value.
+        value: u64,
     },
     /// The image upload cannot be planned (format, data size, layout).
     #[error("image upload: {0}")]
@@ -439,7 +513,9 @@ struct OpenBatch {
     /// uploads into one buffer become one region).
     pending_copy: Option<(vk::Buffer, vk::BufferCopy)>,
     end_buffer_barriers: Vec<vk::BufferMemoryBarrier<'static>>,
-    end_image_barriers: Vec<vk::ImageMemoryBarrier<'static>>,
+    /// Images with subresources this batch leaves in
+    /// `TRANSFER_DST_OPTIMAL` until its end (see [`crate::image_state`]).
+    images: ahash::AHashMap<vk::Image, PendingImage>,
 }
 
 /// The ring-buffered staging belt. See the module docs for its call order.
@@ -466,6 +542,8 @@ pub struct StagingBelt {
     in_flight: VecDeque<(u64, vk::CommandBuffer)>,
     completed: u64,
     acquires: Vec<(u64, AcquireBarriers)>,
+    /// Engine semaphores the next submitted batch waits on.
+    next_waits: Vec<(vk::Semaphore, u64)>,
     sticky: Option<StagingError>,
     faults: Faults,
     stats: StagingStats,
@@ -513,7 +591,7 @@ fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
 fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
     use rayon::prelude::*;
     debug_assert_eq!(dst.len(), src.len());
-    if threads <= 1 || src.len() < (512 << 10) {
+    if threads <= 1 || src.len() < 2 * MIN_PARALLEL_PIECE {
         dst.copy_from_slice(src);
         return;
     }
@@ -521,11 +599,15 @@ fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
         .len()
         .div_ceil(threads)
         .next_multiple_of(4096)
-        .max(256 << 10);
+        .max(MIN_PARALLEL_PIECE);
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
         .for_each(|(d, s)| d.copy_from_slice(s));
 }
+
+/// The smallest piece one copy thread takes: below it, handing work to a
+/// thread costs about as much as the copy.
+const MIN_PARALLEL_PIECE: usize = 64 << 10;
 
 /// True when an image with `usage` may be transitioned to `layout`
 /// (VUID-VkImageMemoryBarrier-oldLayout-01208..01212 and friends).
@@ -711,6 +793,7 @@ impl StagingBelt {
             in_flight: VecDeque::new(),
             completed: 0,
             acquires: Vec::new(),
+            next_waits: Vec::new(),
             sticky: None,
             faults: Faults::default(),
             stats,
@@ -749,9 +832,54 @@ impl StagingBelt {
         }
     }
 
-    /// The `(semaphore, value)` a GPU-side wait for `ticket` uses.
-    pub fn semaphore_wait(&self, ticket: Ticket) -> (vk::Semaphore, u64) {
-        (self.semaphore, ticket.value)
+    /// The `(semaphore, value)` a GPU-side wait for `ticket` uses. Fails for
+    /// another belt's ticket, and for one whose batch is not submitted yet
+    /// (a GPU wait for it would never end): [`Self::flush`] first.
+    pub fn semaphore_wait(&self, ticket: Ticket) -> Result<(vk::Semaphore, u64), StagingError> {
+        self.check_ticket(ticket)?;
+        if ticket.value >= self.next_value {
+            return Err(StagingError::NotSubmitted {
+                value: ticket.value,
+            });
+        }
+        Ok((self.semaphore, ticket.value))
+    }
+
+    /// The highest timeline value the GPU has reached on
+    /// [`Self::semaphore`]: every ticket at or below it is complete. Use it to
+    /// ask about a raw value kept without its ticket (a retire point, say).
+    pub fn completed_value(&mut self) -> Result<u64, StagingError> {
+        self.check_usable()?;
+        self.poll_completed().map_err(|e| self.fail(e))
+    }
+
+    /// Makes the next batch the belt submits wait on the GPU until
+    /// `semaphore` (a timeline semaphore of the engine's) reaches `value`
+    /// before any of its copies or transitions run: for an upload into a
+    /// resource the engine used on another queue (a partial image update
+    /// after a frame read it, say). Several waits accumulate until that
+    /// submit.
+    ///
+    /// # Safety
+    /// - `semaphore` is a timeline semaphore of the belt's device and stays
+    ///   alive until the batch completes;
+    /// - something the engine submits (or has submitted) signals `value`,
+    ///   or the belt's waits time out with [`StagingError::Timeout`].
+    pub unsafe fn wait_before_next_batch(&mut self, semaphore: vk::Semaphore, value: u64) {
+        self.next_waits.push((semaphore, value));
+    }
+
+    fn check_owner(&self, owner: u64, name: Option<&str>) -> Result<(), StagingError> {
+        let manager = self.resources.id();
+        if owner == manager {
+            Ok(())
+        } else {
+            Err(StagingError::ForeignResource {
+                name: name.map(str::to_owned),
+                owner,
+                manager,
+            })
+        }
     }
 
     fn check_usable(&self) -> Result<(), StagingError> {
@@ -972,7 +1100,7 @@ impl StagingBelt {
                 envelopes: ahash::AHashMap::new(),
                 pending_copy: None,
                 end_buffer_barriers: Vec::new(),
-                end_image_barriers: Vec::new(),
+                images: ahash::AHashMap::new(),
             });
         }
         Ok(self.open.as_mut().expect("just opened"))
@@ -995,7 +1123,26 @@ impl StagingBelt {
             return Ok(None);
         };
         let cmd = batch.cmd;
-        if !batch.end_buffer_barriers.is_empty() || !batch.end_image_barriers.is_empty() {
+        let release = |b: vk::ImageMemoryBarrier<'static>| {
+            b.src_queue_family_index(self.queue.family)
+                .dst_queue_family_index(self.destination_family)
+        };
+        let mut end_images = Vec::new();
+        for (&image, pending) in &batch.images {
+            for (range, f) in pending.finals() {
+                let barrier = vk::ImageMemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                    .dst_access_mask(vk::AccessFlags::empty())
+                    .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+                    .new_layout(f.layout)
+                    .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                    .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                    .image(image)
+                    .subresource_range(range.to_vk(pending.aspect));
+                end_images.push(if f.release { release(barrier) } else { barrier });
+            }
+        }
+        if !batch.end_buffer_barriers.is_empty() || !end_images.is_empty() {
             // SAFETY: `cmd` is recording; the barriers name live resources.
             unsafe {
                 self.device.cmd_pipeline_barrier(
@@ -1005,9 +1152,16 @@ impl StagingBelt {
                     vk::DependencyFlags::empty(),
                     &[],
                     &batch.end_buffer_barriers,
-                    &batch.end_image_barriers,
+                    &end_images,
                 )
             };
+        }
+        let acquires: Vec<_> = end_images
+            .into_iter()
+            .filter(|b| b.src_queue_family_index != b.dst_queue_family_index)
+            .collect();
+        if !acquires.is_empty() {
+            self.push_acquire(batch.value, |a| a.images.extend(acquires));
         }
         // SAFETY: `cmd` is recording.
         if let Err(e) = unsafe { self.device.end_command_buffer(cmd) } {
@@ -1038,11 +1192,21 @@ impl StagingBelt {
         let signal = [self.semaphore];
         let values = [batch.value];
         let cmds = [cmd];
-        let mut timeline =
-            vk::TimelineSemaphoreSubmitInfo::default().signal_semaphore_values(&values);
+        let waits = std::mem::take(&mut self.next_waits);
+        let wait_semaphores: SmallVec<[vk::Semaphore; 4]> = waits.iter().map(|w| w.0).collect();
+        let wait_values: SmallVec<[u64; 4]> = waits.iter().map(|w| w.1).collect();
+        let wait_stages: SmallVec<[vk::PipelineStageFlags; 4]> = waits
+            .iter()
+            .map(|_| vk::PipelineStageFlags::ALL_COMMANDS)
+            .collect();
+        let mut timeline = vk::TimelineSemaphoreSubmitInfo::default()
+            .signal_semaphore_values(&values)
+            .wait_semaphore_values(&wait_values);
         let submit = vk::SubmitInfo::default()
             .command_buffers(&cmds)
             .signal_semaphores(&signal)
+            .wait_semaphores(&wait_semaphores)
+            .wait_dst_stage_mask(&wait_stages)
             .push_next(&mut timeline);
         let injected = self.fault(BeltFault::QueueSubmit);
         let result = if let Some(injected) = injected {
@@ -1271,9 +1435,22 @@ impl StagingBelt {
         data: &[u8],
     ) -> Result<Ticket, StagingError> {
         self.check_usable()?;
+        self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
         let len = data.len() as u64;
         if len == 0 {
             return Err(StagingError::EmptyData);
+        }
+        // Checked on every path, the direct one included, so code that works
+        // on a device where the destination is host-visible works everywhere.
+        if !dst
+            .desc()
+            .usage
+            .contains(vk::BufferUsageFlags::TRANSFER_DST)
+        {
+            return Err(StagingError::MissingTransferDst {
+                name: dst.desc().name.clone(),
+                usage: format!("{:?}", dst.desc().usage),
+            });
         }
         let size = dst.size();
         if dst_offset.checked_add(len).is_none_or(|end| end > size) {
@@ -1286,16 +1463,6 @@ impl StagingBelt {
         let direct = !self.desc.force_staging && dst.allocation().mapped_ptr().is_some();
         if direct {
             return self.upload_direct(dst, dst_offset, data);
-        }
-        if !dst
-            .desc()
-            .usage
-            .contains(vk::BufferUsageFlags::TRANSFER_DST)
-        {
-            return Err(StagingError::MissingTransferDst {
-                name: dst.desc().name.clone(),
-                usage: format!("{:?}", dst.desc().usage),
-            });
         }
         let release = self.needs_release(&dst.desc().sharing).then(|| {
             vk::BufferMemoryBarrier::default()
@@ -1605,7 +1772,13 @@ impl StagingBelt {
     /// Uploads every mip level and array layer of `dst` from `data` (laid out
     /// as [`crate::plan`] describes: level-major, tightly packed) and leaves
     /// the image in `final_layout`. The image's previous contents are
-    /// discarded (the upload starts from `UNDEFINED`).
+    /// discarded (the upload starts from `UNDEFINED`), after every earlier
+    /// upload to it and, on the belt's queue, every earlier use of it.
+    ///
+    /// Uploads to one image are ordered: a later upload in the same batch
+    /// waits for the earlier one's copies, and the batch's end transitions
+    /// each subresource once, to the last final layout asked for. The layout
+    /// each subresource is left in is recorded in [`Image::layouts`].
     #[doc(alias = "vkCmdCopyBufferToImage")]
     pub fn upload_image(
         &mut self,
@@ -1613,12 +1786,60 @@ impl StagingBelt {
         data: &[u8],
         final_layout: vk::ImageLayout,
     ) -> Result<Ticket, StagingError> {
+        self.upload_image_inner(dst, ImageSubresources::all(), true, data, final_layout)
+    }
+
+    /// Uploads mip levels and array layers `subresources` of `dst` from
+    /// `data` (laid out as [`crate::plan`] describes, over those levels and
+    /// layers only: see [`crate::plan::expected_subresources_data_size`]) and
+    /// leaves them in `final_layout`. The other subresources keep their
+    /// contents and layouts.
+    ///
+    /// The written subresources are transitioned from the layout
+    /// [`Image::layouts`] says they are in: the one an earlier upload left,
+    /// or the one the engine recorded with
+    /// [`mem_resources::ImageLayouts::set_layout`] after transitioning the
+    /// image itself. On the belt's queue the transition waits for all earlier
+    /// work; an engine that used the image on another queue makes the belt's
+    /// next batch wait for that work with [`Self::wait_before_next_batch`].
+    ///
+    /// An `EXCLUSIVE` image released to the destination family by an earlier
+    /// upload is owned by the engine's queue: updating part of it would need
+    /// the engine to release it back first, so the belt refuses with
+    /// [`StagingError::OwnedByAnotherFamily`] (a whole-image
+    /// [`Self::upload_image`] discards the contents and needs no transfer).
+    #[doc(alias = "vkCmdCopyBufferToImage")]
+    pub fn upload_image_subresources(
+        &mut self,
+        dst: &Image,
+        subresources: ImageSubresources,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
+        self.upload_image_inner(dst, subresources, false, data, final_layout)
+    }
+
+    fn upload_image_inner(
+        &mut self,
+        dst: &Image,
+        subresources: ImageSubresources,
+        discard: bool,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
         self.check_usable()?;
+        self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
         let desc = dst.desc();
         if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
             return Err(StagingError::MissingTransferDst {
                 name: desc.name.clone(),
                 usage: format!("{:?}", desc.usage),
+            });
+        }
+        if desc.samples != vk::SampleCountFlags::TYPE_1 {
+            return Err(StagingError::Multisampled {
+                name: desc.name.clone(),
+                samples: desc.samples.as_raw(),
             });
         }
         if data.is_empty() {
@@ -1631,6 +1852,14 @@ impl StagingBelt {
                 usage: format!("{:?}", desc.usage),
             });
         }
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
         let layout = ImageLayout {
             format: desc.format,
             image_type: desc.kind.image_type(),
@@ -1639,73 +1868,173 @@ impl StagingBelt {
             array_layers: desc.array_layers,
             aspect: None,
         };
-        let plan = plan_image_upload(
+        let plan = plan_subresources_upload(
             &layout,
+            range.levels(),
+            range.layers(),
             data.len() as u64,
             &self.limits,
             self.desc.chunk_size,
         )?;
         let aspect = desc.aspect();
-        let range = vk::ImageSubresourceRange {
-            aspect_mask: aspect,
-            base_mip_level: 0,
-            level_count: desc.mip_levels,
-            base_array_layer: 0,
-            layer_count: desc.array_layers,
+        let image = dst.handle();
+        let tracked = dst.layouts();
+        // Where each written subresource is now: pending in the open batch
+        // (already TRANSFER_DST_OPTIMAL), or in the tracked layout.
+        let pending = |belt: &Self, level: u32, layer: u32| {
+            belt.open
+                .as_ref()
+                .and_then(|b| b.images.get(&image))
+                .is_some_and(|p| p.is_pending(level, layer))
         };
-        let to_dst = vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::empty())
-            .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .old_layout(vk::ImageLayout::UNDEFINED)
-            .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .image(dst.handle())
-            .subresource_range(range);
+        if !discard {
+            for level in range.levels() {
+                for layer in range.layers() {
+                    let state = tracked.state(level, layer);
+                    if !pending(self, level, layer)
+                        && state.layout != vk::ImageLayout::UNDEFINED
+                        && state.owner_family != vk::QUEUE_FAMILY_IGNORED
+                        && state.owner_family != self.queue.family
+                    {
+                        return Err(StagingError::OwnedByAnotherFamily {
+                            name: desc.name.clone(),
+                            level,
+                            layer,
+                            family: state.owner_family,
+                        });
+                    }
+                }
+            }
+        }
         let cmd = self.open_batch()?.cmd;
         self.record_pending_copy();
-        // SAFETY: `cmd` is recording; the image is alive.
-        unsafe {
-            self.device.cmd_pipeline_barrier(
-                cmd,
-                vk::PipelineStageFlags::TOP_OF_PIPE,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::DependencyFlags::empty(),
-                &[],
-                &[],
-                &[to_dst],
-            )
+        // Barriers into TRANSFER_DST_OPTIMAL: a subresource pending in this
+        // batch needs only a write-after-write dependency; any other waits
+        // for all earlier work on the queue (earlier batches' copies and
+        // transitions, the engine's use of the image) and transitions from
+        // its layout, or from UNDEFINED when the upload discards it.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Start {
+            Pending,
+            Layout(vk::ImageLayout),
+        }
+        let mut from = |level: u32, layer: u32| {
+            let batch = self.open.as_mut().expect("opened");
+            let was_pending = batch
+                .images
+                .get_mut(&image)
+                .is_some_and(|p| p.take(level, layer));
+            if was_pending {
+                Start::Pending
+            } else if discard {
+                Start::Layout(vk::ImageLayout::UNDEFINED)
+            } else {
+                Start::Layout(tracked.layout(level, layer))
+            }
         };
+        let mut kinds = Vec::with_capacity(range.level_count as usize * range.layer_count as usize);
+        for level in range.levels() {
+            for layer in range.layers() {
+                kinds.push(from(level, layer));
+            }
+        }
+        let at = |level: u32, layer: u32| {
+            let i = (level - range.base_mip_level) as usize * range.layer_count as usize
+                + (layer - range.base_array_layer) as usize;
+            Some(kinds[i])
+        };
+        let boxes = group_boxes(
+            range.base_mip_level + range.level_count,
+            desc.array_layers,
+            |l, y| {
+                (range.levels().contains(&l) && range.layers().contains(&y))
+                    .then(|| at(l, y))
+                    .flatten()
+            },
+        );
+        let mut waw = Vec::new();
+        let mut transitions = Vec::new();
+        for (b, kind) in boxes {
+            let barrier = vk::ImageMemoryBarrier::default()
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .image(image)
+                .subresource_range(b.to_vk(aspect))
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL);
+            match kind {
+                Start::Pending => {
+                    waw.push(barrier.old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL))
+                }
+                Start::Layout(old) => transitions.push(
+                    barrier
+                        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                        .old_layout(old),
+                ),
+            }
+        }
+        for (src_stage, barriers) in [
+            (vk::PipelineStageFlags::TRANSFER, &waw),
+            (vk::PipelineStageFlags::ALL_COMMANDS, &transitions),
+        ] {
+            if barriers.is_empty() {
+                continue;
+            }
+            // SAFETY: `cmd` is recording; the image is alive.
+            unsafe {
+                self.device.cmd_pipeline_barrier(
+                    cmd,
+                    src_stage,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    barriers,
+                )
+            };
+        }
         self.open.as_mut().expect("opened").has_work = true;
         let mut closed = None;
-        let staged = self.stage_image_copies(dst.handle(), &plan, data, &mut closed);
+        let staged = self.stage_image_copies(image, &plan, data, &mut closed);
         // As in `stage_range`: a closed batch always reaches the queue.
-        match closed {
-            Some(b) => staged.and(self.queue_submit(b))?,
-            None => staged?,
-        }
-        let release = self.needs_release(&desc.sharing);
-        let (src_family, dst_family) = if release {
-            (self.queue.family, self.destination_family)
-        } else {
-            (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED)
+        let staged = match closed {
+            Some(b) => staged.and(self.queue_submit(b)),
+            None => staged,
         };
-        let to_final = vk::ImageMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::empty())
-            .old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
-            .new_layout(final_layout)
-            .src_queue_family_index(src_family)
-            .dst_queue_family_index(dst_family)
-            .image(dst.handle())
-            .subresource_range(range);
-        let batch = self.open_batch()?;
-        batch.end_image_barriers.push(to_final);
+        // The subresources are in TRANSFER_DST_OPTIMAL now (even when staging
+        // failed part way): whichever batch is open takes their transition to
+        // the final layout, so the tracked layout stays true.
+        let release = self.needs_release(&desc.sharing);
+        let batch = match self.open_batch() {
+            Ok(b) => b,
+            Err(e) => return Err(staged.err().unwrap_or(e)),
+        };
+        batch
+            .images
+            .entry(image)
+            .or_insert_with(|| PendingImage::new(aspect, desc.mip_levels, desc.array_layers))
+            .put(
+                &range,
+                Final {
+                    layout: final_layout,
+                    release,
+                },
+            );
         batch.has_work = true;
         let value = batch.value;
-        if release {
-            self.push_acquire(value, |a| a.images.push(to_final));
-        }
+        tracked.set_state(
+            subresources,
+            SubresourceState {
+                layout: final_layout,
+                owner_family: if release {
+                    self.destination_family
+                } else {
+                    vk::QUEUE_FAMILY_IGNORED
+                },
+            },
+        );
+        staged?;
         self.stats.uploads += 1;
         Ok(Ticket {
             belt: self.id,
@@ -1727,7 +2056,7 @@ impl StagingBelt {
             let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
             let contiguous = copy.dst_row_pitch == copy.src_row_pitch
                 && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
-            let threads = if copy.staging_size >= self.desc.parallel_copy_threshold {
+            let threads = if data.len() as u64 >= self.desc.parallel_copy_threshold {
                 self.desc.copy_threads
             } else {
                 1
@@ -1809,12 +2138,25 @@ impl StagingBelt {
 }
 
 impl Drop for StagingBelt {
+    /// Submits the open batch (uploads handed to the belt are never dropped
+    /// silently), waits for everything in flight, then frees the ring, the
+    /// command pool and the semaphore. When the belt failed earlier, or the
+    /// submit or the wait fails, the open batch's uploads are lost: that is
+    /// logged as an error, and the whole queue is idled instead so nothing
+    /// is freed while the GPU may use it.
     fn drop(&mut self) {
-        // Submit nothing new: an open batch is abandoned (its command buffer
-        // is freed with the pool). Wait for what is in flight so the ring and
-        // command buffers are idle before they are destroyed; when that wait
-        // cannot be trusted (an earlier device error, or the wait itself
-        // fails), idle the whole queue instead.
+        if self.open.as_ref().is_some_and(|b| b.has_work) {
+            let lost = match &self.sticky {
+                Some(e) => Some(e.to_string()),
+                None => self.submit_open().err().map(|e| e.to_string()),
+            };
+            if let Some(why) = lost {
+                log::error!(
+                    "staging belt #{} dropped with unsubmitted uploads, which are lost: {why}",
+                    self.id
+                );
+            }
+        }
         if let Some(last) = self.in_flight.back().map(|b| b.0) {
             let waited = self.sticky.is_none() && self.wait_value(last).is_ok();
             if !waited {

@@ -5,8 +5,17 @@
 
 pub mod belt;
 pub mod format;
+mod image_state;
 pub mod import;
 pub mod margins;
 pub mod plan;
 pub mod queues;
 pub mod ring;
+
+pub use belt::{
+    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltDesc, StagingError, StagingStats, Ticket,
+};
+pub use mem_resources::ImageSubresources;
+/// The lock crate of [`SharedQueue::lock`], re-exported so the engine names
+/// the same version gpumem uses.
+pub use parking_lot;

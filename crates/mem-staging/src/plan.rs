@@ -289,6 +289,18 @@ pub enum PlanError {
         /// Layers asked for.
         layers: u32,
     },
+    /// The levels or layers asked for are empty or reach past the image.
+    #[error("levels {levels:?} of layers {layers:?} are not inside an image of {mip_levels} levels and {array_layers} layers")]
+    SubresourcesOutOfRange {
+        /// Levels asked for.
+        levels: std::ops::Range<u32>,
+        /// Layers asked for.
+        layers: std::ops::Range<u32>,
+        /// The image's levels.
+        mip_levels: u32,
+        /// The image's layers.
+        array_layers: u32,
+    },
     /// The data's length is not the layout's size.
     #[error("image data is {actual} bytes, the layout needs {expected}")]
     DataSizeMismatch {
@@ -554,12 +566,16 @@ fn level(checked: &Checked, mip: u32) -> Result<Level, PlanError> {
     })
 }
 
-fn data_size(checked: &Checked) -> Result<u64, PlanError> {
+fn data_size(
+    checked: &Checked,
+    levels: std::ops::Range<u32>,
+    layers: u32,
+) -> Result<u64, PlanError> {
     let mut total = 0u64;
-    for mip in 0..checked.mip_levels {
+    for mip in levels {
         let level_bytes = level(checked, mip)?
             .subresource_bytes
-            .checked_mul(u64::from(checked.array_layers))
+            .checked_mul(u64::from(layers))
             .ok_or(overflow("mip level size"))?;
         total = total
             .checked_add(level_bytes)
@@ -568,10 +584,45 @@ fn data_size(checked: &Checked) -> Result<u64, PlanError> {
     Ok(total)
 }
 
+/// Checks that `levels` x `layers` is a non-empty box inside the layout.
+fn check_box(
+    checked: &Checked,
+    levels: &std::ops::Range<u32>,
+    layers: &std::ops::Range<u32>,
+) -> Result<(), PlanError> {
+    if levels.is_empty()
+        || layers.is_empty()
+        || levels.end > checked.mip_levels
+        || layers.end > checked.array_layers
+    {
+        return Err(PlanError::SubresourcesOutOfRange {
+            levels: levels.clone(),
+            layers: layers.clone(),
+            mip_levels: checked.mip_levels,
+            array_layers: checked.array_layers,
+        });
+    }
+    Ok(())
+}
+
 /// The number of bytes an upload of `layout` must supply (see the module
 /// documentation for the layout), after validating the layout.
 pub fn expected_data_size(layout: &ImageLayout) -> Result<u64, PlanError> {
-    data_size(&check(layout)?)
+    let checked = check(layout)?;
+    data_size(&checked, 0..checked.mip_levels, checked.array_layers)
+}
+
+/// The number of bytes an upload of mip levels `levels` of array layers
+/// `layers` of an image of `layout` must supply: the module documentation's
+/// layout over those levels and layers only.
+pub fn expected_subresources_data_size(
+    layout: &ImageLayout,
+    levels: std::ops::Range<u32>,
+    layers: std::ops::Range<u32>,
+) -> Result<u64, PlanError> {
+    let checked = check(layout)?;
+    check_box(&checked, &levels, &layers)?;
+    data_size(&checked, levels, layers.len() as u32)
 }
 
 /// A box of a subresource: slices `z0..z0 + slices`, block rows `y0..y0 + rows`.
@@ -723,8 +774,31 @@ pub fn plan_image_upload(
     limits: &CopyLimits,
     max_chunk: u64,
 ) -> Result<ImagePlan, PlanError> {
+    plan_subresources_upload(
+        layout,
+        0..layout.mip_levels,
+        0..layout.array_layers,
+        data_len,
+        limits,
+        max_chunk,
+    )
+}
+
+/// [`plan_image_upload`] for mip levels `levels` of array layers `layers`
+/// only: `data_len` bytes laid out as the module documentation describes,
+/// over those levels and layers (see [`expected_subresources_data_size`]).
+/// The copies address the image's own level and layer numbers.
+pub fn plan_subresources_upload(
+    layout: &ImageLayout,
+    levels: std::ops::Range<u32>,
+    layers: std::ops::Range<u32>,
+    data_len: u64,
+    limits: &CopyLimits,
+    max_chunk: u64,
+) -> Result<ImagePlan, PlanError> {
     let checked = check(layout)?;
-    let expected = data_size(&checked)?;
+    check_box(&checked, &levels, &layers)?;
+    let expected = data_size(&checked, levels.clone(), layers.len() as u32)?;
     if data_len != expected {
         return Err(PlanError::DataSizeMismatch {
             expected,
@@ -749,7 +823,7 @@ pub fn plan_image_upload(
     let mut copies = Vec::new();
     let mut pieces = Vec::new();
     let mut offset = 0u64;
-    for mip in 0..checked.mip_levels {
+    for mip in levels {
         let lvl = level(&checked, mip)?;
         let pitch = lvl
             .row_bytes
@@ -769,11 +843,11 @@ pub fn plan_image_upload(
             max_chunk,
             &mut pieces,
         )?;
-        let planned = (pieces.len() as u64).saturating_mul(u64::from(checked.array_layers));
+        let planned = (pieces.len() as u64).saturating_mul(layers.len() as u64);
         if copies.len() as u64 + planned > MAX_COPIES as u64 {
             return Err(PlanError::TooManyCopies { max: MAX_COPIES });
         }
-        for layer in 0..checked.array_layers {
+        for layer in layers.clone() {
             for p in &pieces {
                 // Every product below is bounded by the data size or the
                 // level's texel extent, both already computed without overflow.

@@ -39,7 +39,7 @@ fn two_family(import: bool) {
     let import = import && ctx.has_extension(ash::ext::external_memory_host::NAME);
     let families: Vec<vk::QueueFamilyProperties> =
         ctx.queue_families().into_iter().map(|(_, p)| p).collect();
-    let (graphics, gqueue) = ctx.graphics_queue();
+    let (graphics, _) = ctx.graphics_queue();
     let transfer = pick_transfer_family(&families).unwrap();
     if transfer == graphics {
         eprintln!(
@@ -118,12 +118,118 @@ fn two_family(import: bool) {
         acquire.images[0].new_layout,
         vk::ImageLayout::TRANSFER_SRC_OPTIMAL
     );
-    let (sem, value) = acquire.wait.unwrap();
+    let (_, value) = acquire.wait.unwrap();
     assert_eq!(value, ticket.value());
 
     // On the graphics family: wait for the ticket, acquire, read back.
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    assert!(belt.is_complete(ticket).unwrap());
+    assert!(
+        back[..size] == data[..],
+        "buffer contents after ownership transfer"
+    );
+    if import {
+        assert!(
+            belt.stats().bytes_imported > 0,
+            "the large buffer was imported: {:?}",
+            belt.stats()
+        );
+    }
+    assert!(
+        back[size..] == img_data[..],
+        "image contents after ownership transfer"
+    );
+    eprintln!(
+        "two-family upload verified (import {import}): transfer family {transfer} -> graphics family {graphics}, {} batches, {} bytes imported",
+        belt.stats().batches_submitted,
+        belt.stats().bytes_imported
+    );
+
+    // The graphics family owns the image now: a partial update would need it
+    // back, so it is refused; a whole upload discards the contents and needs
+    // no transfer. Uploaded twice before the submit, it is released once.
+    assert_eq!(
+        img.layouts().state(0, 0).owner_family,
+        graphics,
+        "released to the graphics family"
+    );
+    let e = belt
+        .upload_image_subresources(
+            &img,
+            mem_staging::ImageSubresources::level(8),
+            &[0; 4],
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e, mem_staging::StagingError::OwnedByAnotherFamily { family, .. } if family == graphics),
+        "{e}"
+    );
+    let first: Vec<u8> = (0..img_len).map(|i| (i * 5 + 3) as u8).collect();
+    let second: Vec<u8> = (0..img_len).map(|i| (i * 11 + 7) as u8).collect();
+    let _ = belt
+        .upload_image(&img, &first, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap();
+    let _ = belt
+        .upload_image(&img, &second, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap();
+    let ticket = belt.flush().unwrap();
+    let acquire = belt.take_acquire_barriers(ticket).unwrap();
+    assert_eq!(
+        acquire.images.len(),
+        1,
+        "one release and acquire for both uploads"
+    );
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    assert!(back[size..] == second[..], "the second upload won");
+    drop(belt);
+    // SAFETY: idle (fence waited).
+    unsafe {
+        res.destroy_buffer(buf).unwrap();
+        res.destroy_image(img).unwrap();
+    }
+    drop(res);
+    assert!(allocator.leak_report().is_empty());
+    drop(allocator);
+    ctx.finish();
+}
+
+/// On the graphics family: waits for the ticket in `acquire`, records the
+/// acquire barriers, copies `buf`'s first `size` bytes and every level of
+/// `img` into a readback buffer, and returns its bytes.
+#[allow(clippy::too_many_arguments)]
+fn acquire_and_read_back(
+    ctx: &TestContext,
+    res: &mem_resources::ResourceManager,
+    graphics: u32,
+    acquire: &mem_staging::AcquireBarriers,
+    buf: &mem_resources::Buffer,
+    size: u64,
+    img: &mem_resources::Image,
+    img_len: u64,
+) -> Vec<u8> {
+    let (_, gqueue) = ctx.graphics_queue();
+    let (sem, value) = acquire.wait.unwrap();
     let readback = res
-        .create_buffer(&BufferDesc::readback(size as u64 + img_len))
+        .create_buffer(&BufferDesc::readback(size + img_len))
         .unwrap();
     let d = ctx.device();
     let pool_info = vk::CommandPoolCreateInfo::default().queue_family_index(graphics);
@@ -153,11 +259,11 @@ fn two_family(import: bool) {
             &[vk::BufferCopy {
                 src_offset: 0,
                 dst_offset: 0,
-                size: size as u64,
+                size,
             }],
         );
         let mut regions = Vec::new();
-        let mut off = size as u64;
+        let mut off = size;
         for level in 0..9u32 {
             let (w, h) = ((256u32 >> level).max(1), (128u32 >> level).max(1));
             regions.push(vk::BufferImageCopy {
@@ -207,38 +313,9 @@ fn two_family(import: bool) {
         d.destroy_fence(fence, None);
         d.destroy_command_pool(pool, None);
     }
-    assert!(belt.is_complete(ticket).unwrap());
-    let mut back = vec![0u8; size + img_len as usize];
+    let mut back = vec![0u8; (size + img_len) as usize];
     res.read_buffer(&readback, 0, &mut back).unwrap();
-    assert!(
-        back[..size] == data[..],
-        "buffer contents after ownership transfer"
-    );
-    if import {
-        assert!(
-            belt.stats().bytes_imported > 0,
-            "the large buffer was imported: {:?}",
-            belt.stats()
-        );
-    }
-    assert!(
-        back[size..] == img_data[..],
-        "image contents after ownership transfer"
-    );
-    eprintln!(
-        "two-family upload verified (import {import}): transfer family {transfer} -> graphics family {graphics}, {} batches, {} bytes imported",
-        belt.stats().batches_submitted,
-        belt.stats().bytes_imported
-    );
-    drop(belt);
-    // SAFETY: idle (fence waited).
-    unsafe {
-        res.destroy_buffer(readback).unwrap();
-        res.destroy_buffer(buf).unwrap();
-        res.destroy_image(img).unwrap();
-    }
-    drop(res);
-    assert!(allocator.leak_report().is_empty());
-    drop(allocator);
-    ctx.finish();
+    // SAFETY: the fence was waited for.
+    unsafe { res.destroy_buffer(readback) }.unwrap();
+    back
 }

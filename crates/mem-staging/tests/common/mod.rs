@@ -227,6 +227,52 @@ impl Setup {
         out
     }
 
+    /// The engine transitions every level and layer of `image` from `old`
+    /// to `new` on the belt's queue (after all earlier work there).
+    pub fn engine_transition(&self, image: &Image, old: vk::ImageLayout, new: vk::ImageLayout) {
+        self.engine_transition_levels(image, 0..image.desc().mip_levels, old, new);
+    }
+
+    /// As [`Self::engine_transition`], for mip levels `levels` only.
+    pub fn engine_transition_levels(
+        &self,
+        image: &Image,
+        levels: std::ops::Range<u32>,
+        old: vk::ImageLayout,
+        new: vk::ImageLayout,
+    ) {
+        let device = self.ctx().device().clone();
+        let barrier = vk::ImageMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+            .dst_access_mask(vk::AccessFlags::MEMORY_READ | vk::AccessFlags::MEMORY_WRITE)
+            .old_layout(old)
+            .new_layout(new)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .image(image.handle())
+            .subresource_range(vk::ImageSubresourceRange {
+                aspect_mask: vk::ImageAspectFlags::COLOR,
+                base_mip_level: levels.start,
+                level_count: levels.len() as u32,
+                base_array_layer: 0,
+                layer_count: image.desc().array_layers,
+            });
+        self.ctx().one_shot(self.family, |cmd| {
+            // SAFETY: recording; the image is alive and in `old`.
+            unsafe {
+                device.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    vk::PipelineStageFlags::ALL_COMMANDS,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &[barrier],
+                )
+            }
+        });
+    }
+
     pub fn destroy(&self, b: Buffer) {
         // SAFETY: callers wait for their uploads before destroying.
         unsafe { self.res().destroy_buffer(b) }.unwrap();
