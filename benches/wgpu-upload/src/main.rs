@@ -18,57 +18,46 @@
 use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
+use clap::{ArgAction, Parser};
+
 const MIB: u64 = 1 << 20;
 
+/// The upload cases of gpumem's `upload_bench`, timed through wgpu's Vulkan
+/// backend.
+#[derive(Parser, Debug)]
 struct Args {
+    /// Size of the large buffer upload, in MiB.
+    #[arg(long, default_value_t = 1024)]
     size_mib: u64,
+    /// Number of small uploads into one buffer.
+    #[arg(long, default_value_t = 65536)]
     small_count: u64,
+    /// Size of each small upload, in KiB.
+    #[arg(long, default_value_t = 16)]
     small_kib: u64,
+    /// Width and height of the RGBA8 texture (with a full mip chain).
+    #[arg(long, default_value_t = 4096)]
     texture: u32,
+    /// Chunk size of wgpu's `StagingBelt`, in MiB.
+    #[arg(long, default_value_t = 64)]
     belt_mib: u64,
+    /// Repetitions per case; each figure is the best of them (at least 1).
+    #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
     json: Option<String>,
+    /// Skip reading the uploaded bytes back to compare them with the source.
+    #[arg(long = "no-verify", action = ArgAction::SetFalse)]
     verify: bool,
 }
 
-fn parse_args() -> Args {
-    let mut a = Args {
-        size_mib: 1024,
-        small_count: 65536,
-        small_kib: 16,
-        texture: 4096,
-        belt_mib: 64,
-        reps: 5,
-        json: None,
-        verify: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut num = |name: &str| -> u64 {
-            it.next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("{name} needs a number"))
-        };
-        match flag.as_str() {
-            "--size-mib" => a.size_mib = num("--size-mib"),
-            "--small-count" => a.small_count = num("--small-count"),
-            "--small-kib" => a.small_kib = num("--small-kib"),
-            "--texture" => a.texture = num("--texture") as u32,
-            "--belt-mib" => a.belt_mib = num("--belt-mib"),
-            "--reps" => a.reps = num("--reps").max(1) as usize,
-            "--json" => a.json = Some(it.next().expect("--json needs a path")),
-            "--no-verify" => a.verify = false,
-            "-h" | "--help" => {
-                println!(
-                    "wgpu-upload [--size-mib 1024] [--small-count 65536] [--small-kib 16] \
-                     [--texture 4096] [--belt-mib 64] [--reps 5] [--json out.json] [--no-verify]"
-                );
-                std::process::exit(0);
-            }
-            other => panic!("unknown argument {other}"),
-        }
+impl Args {
+    fn parse_checked() -> Self {
+        let mut a = Self::parse();
+        a.reps = a.reps.max(1);
+        a
     }
-    a
 }
 
 struct Row {
@@ -414,7 +403,7 @@ fn texture_write(gpu: &Gpu, args: &Args, src: &[u8]) -> Row {
 }
 
 fn main() {
-    let args = parse_args();
+    let args = Args::parse_checked();
 
     let instance = wgpu::Instance::new(&wgpu::InstanceDescriptor {
         backends: wgpu::Backends::VULKAN,
