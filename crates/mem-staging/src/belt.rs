@@ -591,18 +591,25 @@ fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
 fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
     use rayon::prelude::*;
     debug_assert_eq!(dst.len(), src.len());
-    if threads <= 1 || src.len() < 2 * MIN_PARALLEL_PIECE {
+    let piece = copy_piece(src.len(), threads);
+    if piece >= src.len() {
         dst.copy_from_slice(src);
         return;
     }
-    let piece = src
-        .len()
-        .div_ceil(threads)
-        .next_multiple_of(4096)
-        .max(MIN_PARALLEL_PIECE);
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
         .for_each(|(d, s)| d.copy_from_slice(s));
+}
+
+/// The piece each thread of a `threads`-way copy of `len` bytes takes: `len`
+/// itself when one thread copies it all.
+fn copy_piece(len: usize, threads: usize) -> usize {
+    if threads <= 1 || len < 2 * MIN_PARALLEL_PIECE {
+        return len;
+    }
+    len.div_ceil(threads)
+        .next_multiple_of(4096)
+        .max(MIN_PARALLEL_PIECE)
 }
 
 /// The smallest piece one copy thread takes: below it, handing work to a
@@ -2184,7 +2191,18 @@ impl Drop for StagingBelt {
 
 #[cfg(test)]
 mod tests {
-    use super::ramp_piece;
+    use super::{copy_piece, ramp_piece};
+
+    #[test]
+    fn copies_of_small_rings_pieces_still_split() {
+        // A 1 MiB ring streams 256 KiB pieces: with 4 threads each takes 64 KiB
+        // (a 512 KiB floor used to keep such pieces on one thread).
+        assert_eq!(copy_piece(256 << 10, 4), 64 << 10);
+        assert_eq!(copy_piece(16 << 20, 16), 1 << 20);
+        // Too small to be worth a thread, or one thread.
+        assert_eq!(copy_piece(100 << 10, 4), 100 << 10);
+        assert_eq!(copy_piece(64 << 20, 1), 64 << 20);
+    }
 
     /// The pieces `ramp_piece` cuts a streamed upload into.
     fn pieces(len: u64, chunk: u64) -> Vec<u64> {
