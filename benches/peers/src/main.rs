@@ -2,7 +2,7 @@
 //! side by side in one run on lavapipe, from raw memory requirements.
 //!
 //! ```text
-//! cargo run --release -- [--quick] [--reps N] [--json PATH] [--md PATH]
+//! cargo run --release -- [--quick] [--variants] [--only NAME,NAME] [--reps N] [--json PATH] [--md PATH]
 //! cargo run --release -- --scale [--quick] [--reps N] [--plot PNG] [--csv CSV] [--json PATH] [--md PATH]
 //! ```
 //!
@@ -18,6 +18,8 @@ mod trace;
 mod vkctx;
 
 use std::time::{Duration, Instant};
+
+use clap::Parser;
 
 use peers::{Peer, SelfReport};
 use trace::{Batch, Trace};
@@ -345,53 +347,44 @@ struct Report {
     markdown: String,
 }
 
+/// mem-core against gpu-allocator, gpu-alloc and VMA on the same seeded
+/// traces, or mem-core alone at scale (`--scale`).
+#[derive(Parser, Debug)]
 struct Args {
+    /// Traces about 10x shorter (a quick look, not figures to quote).
+    #[arg(long)]
     quick: bool,
+    /// Also run the variants (mem-core's buddy and blocks-only settings,
+    /// the peers' alternative settings); not counted as peers.
+    #[arg(long)]
     variants: bool,
+    /// Run mem-core alone against the number of live allocations and the
+    /// block size, instead of the peers comparison.
+    #[arg(long)]
     scale: bool,
+    /// Repetitions; each figure is their median (at least 1).
+    #[arg(long, default_value_t = 3)]
     reps: usize,
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "PATH")]
     json: Option<String>,
+    /// Also write the markdown report to this file.
+    #[arg(long, value_name = "PATH")]
     md: Option<String>,
+    /// With --scale: draw ns per operation against live allocations (PNG).
+    #[arg(long, value_name = "PNG")]
     plot: Option<String>,
+    /// With --scale: write the table as CSV.
+    #[arg(long, value_name = "CSV")]
     csv: Option<String>,
+    /// Run only these allocators (comma-separated names as the report
+    /// prints them, variants included).
+    #[arg(long, value_name = "NAME,NAME")]
     only: Option<String>,
 }
 
 fn parse_args() -> Args {
-    let mut a = Args {
-        quick: false,
-        variants: false,
-        only: None,
-        scale: false,
-        reps: 3,
-        json: None,
-        md: None,
-        plot: None,
-        csv: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(s) = it.next() {
-        let mut val = |n: &str| it.next().unwrap_or_else(|| panic!("{n} needs a value"));
-        match s.as_str() {
-            "--quick" => a.quick = true,
-            "--scale" => a.scale = true,
-            "--variants" => a.variants = true,
-            "--only" => a.only = Some(val("--only")),
-            "--reps" => a.reps = val("--reps").parse().expect("--reps N"),
-            "--json" => a.json = Some(val("--json")),
-            "--md" => a.md = Some(val("--md")),
-            "--plot" => a.plot = Some(val("--plot")),
-            "--csv" => a.csv = Some(val("--csv")),
-            "-h" | "--help" => {
-                println!(
-                    "gpumem-peers [--quick] [--variants] [--reps N] [--json PATH] [--md PATH]\n\
-                     gpumem-peers --scale [--quick] [--reps N] [--plot PNG] [--csv CSV] [--json PATH] [--md PATH]"
-                );
-                std::process::exit(0);
-            }
-            other => panic!("unknown argument {other}"),
-        }
-    }
+    let mut a = Args::parse();
     a.reps = a.reps.max(1);
     a
 }
