@@ -136,6 +136,102 @@ pub enum DemoError {
         /// The glTF file.
         path: PathBuf,
     },
+    /// A file the loader was to read is not a regular file (a directory, a
+    /// FIFO, a device such as `/dev/zero`, a socket): such files can block
+    /// forever or never end, so they are refused before a byte is read.
+    #[error("{path}: {item} is read from {file}, which is {kind}, not a regular file", path = .path.display(), file = .file.display())]
+    NotRegularFile {
+        /// The glTF file.
+        path: PathBuf,
+        /// What was to be read from it.
+        item: GltfItem,
+        /// The file, as resolved.
+        file: PathBuf,
+        /// What it is instead: "a directory", "a FIFO", "a character
+        /// device", "a block device", "a socket" or "not a file".
+        kind: &'static str,
+    },
+    /// A buffer or image URI names a file outside the glTF file's folder
+    /// (`../`, an absolute path, a `file:` URI, a symbolic link pointing
+    /// out), and [`crate::scene::LoadOptions::allow_outside_uris`] is off.
+    #[error(
+        "{path}: {item} refers to {uri:?}, which is outside the asset's folder {folder} (LoadOptions::allow_outside_uris permits it)",
+        path = .path.display(),
+        folder = .folder.display()
+    )]
+    UriOutsideFolder {
+        /// The glTF file.
+        path: PathBuf,
+        /// The buffer or image.
+        item: GltfItem,
+        /// The URI as written in the file.
+        uri: String,
+        /// The folder URIs must stay in (canonical).
+        folder: PathBuf,
+    },
+    /// Loading would hold more decoded bytes than
+    /// [`crate::scene::LoadOptions::max_decoded_bytes`] allows. Checked
+    /// before the bytes are read, decoded or expanded.
+    #[error(
+        "{path}: {item} needs {needed} more bytes, but {used} of the {limit}-byte decoding budget are in use (LoadOptions::max_decoded_bytes)",
+        path = .path.display()
+    )]
+    OverBudget {
+        /// The glTF file.
+        path: PathBuf,
+        /// What needed the bytes.
+        item: GltfItem,
+        /// Bytes it needed (held afterwards, or while decoding); a lower
+        /// bound when the image decoder found the rest of the budget short
+        /// before the image's size was known.
+        needed: u64,
+        /// Bytes held already.
+        used: u64,
+        /// The budget.
+        limit: u64,
+    },
+    /// An image has neither `uri` nor `bufferView` (glTF requires one).
+    #[error("{path}: image {index} has neither a uri nor a bufferView", path = .path.display())]
+    ImageWithoutSource {
+        /// The glTF file.
+        path: PathBuf,
+        /// Index of the image.
+        index: usize,
+    },
+    /// An image is stored in a buffer view but has no `mimeType` (glTF
+    /// requires it with `bufferView`).
+    #[error("{path}: image {index} is stored in buffer view {view} but has no mimeType", path = .path.display())]
+    ImageWithoutMimeType {
+        /// The glTF file.
+        path: PathBuf,
+        /// Index of the image.
+        index: usize,
+        /// The buffer view it names.
+        view: u64,
+    },
+    /// A binary glTF (GLB) container is malformed.
+    #[error("{path}: bad GLB container: {problem}", path = .path.display())]
+    BadGlb {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: GlbProblem,
+    },
+    /// A primitive has more vertices or indices than 32-bit indices can
+    /// address (after flat normals are expanded, when NORMAL is absent).
+    #[error("{path}: mesh {mesh} primitive {primitive}: {vertices} vertices and {indices} indices do not fit 32-bit indices", path = .path.display())]
+    PrimitiveTooLarge {
+        /// The glTF file.
+        path: PathBuf,
+        /// Index of the mesh.
+        mesh: usize,
+        /// Index of the primitive in the mesh.
+        primitive: usize,
+        /// Vertices it would have.
+        vertices: u64,
+        /// Indices it would have.
+        indices: u64,
+    },
     /// Pixels given to [`crate::save_png`] do not match the size.
     #[error("{len} bytes of pixels do not make a {width}x{height} RGBA8 image")]
     InvalidPixels {
@@ -157,6 +253,100 @@ pub enum DemoError {
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] RenderError),
+}
+
+/// The part of a glTF file an error or a charge against the decoding
+/// budget concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum GltfItem {
+    /// The glTF or GLB file itself.
+    File,
+    /// `buffers[i]`.
+    Buffer(usize),
+    /// `images[i]`.
+    Image(usize),
+    /// `accessors[i]` (its decoded elements).
+    Accessor(usize),
+    /// `meshes[mesh].primitives[primitive]` (its vertices and indices).
+    Primitive {
+        /// Index of the mesh.
+        mesh: usize,
+        /// Index of the primitive in the mesh.
+        primitive: usize,
+    },
+    /// `nodes[i]` (the draws it places).
+    Node(usize),
+}
+
+impl std::fmt::Display for GltfItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GltfItem::File => write!(f, "the file"),
+            GltfItem::Buffer(i) => write!(f, "buffer {i}"),
+            GltfItem::Image(i) => write!(f, "image {i}"),
+            GltfItem::Accessor(i) => write!(f, "accessor {i}"),
+            GltfItem::Primitive { mesh, primitive } => {
+                write!(f, "mesh {mesh} primitive {primitive}")
+            }
+            GltfItem::Node(i) => write!(f, "node {i}"),
+        }
+    }
+}
+
+/// What is wrong with a GLB container (see the loader's rules in
+/// [`crate::Scene::load_gltf`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GlbProblem {
+    /// Shorter than the 12-byte header and one 8-byte chunk header.
+    #[error("{len} bytes are too short for a GLB header and its JSON chunk")]
+    Truncated {
+        /// The file's length.
+        len: u64,
+    },
+    /// A container version other than 2.
+    #[error("container version {0}; only 2 is supported")]
+    Version(u32),
+    /// The header's length is not the file's length.
+    #[error("the header says {header} bytes but the file has {file}")]
+    LengthMismatch {
+        /// The length in the header.
+        header: u32,
+        /// The file's length.
+        file: u64,
+    },
+    /// A chunk runs past the end of the file, or fewer than 8 bytes follow
+    /// the last chunk.
+    #[error(
+        "chunk {index} at byte {offset} ({length} bytes of data) runs past the end of the file"
+    )]
+    ChunkOutOfBounds {
+        /// Index of the chunk (0 is the JSON chunk).
+        index: usize,
+        /// Byte offset of its header.
+        offset: u64,
+        /// Its declared data length (0 when the header itself is cut).
+        length: u32,
+    },
+    /// The first chunk is not JSON.
+    #[error("the first chunk has type {chunk_type:#010x}, not JSON")]
+    FirstChunkNotJson {
+        /// Its type, as the little-endian `u32` of its 4 bytes.
+        chunk_type: u32,
+    },
+    /// A second JSON chunk.
+    #[error("chunk {index} is a second JSON chunk")]
+    SecondJsonChunk {
+        /// Index of the chunk.
+        index: usize,
+    },
+    /// A BIN chunk anywhere but right after the JSON chunk.
+    #[error("chunk {index} is a BIN chunk; the only BIN chunk must be chunk 1")]
+    MisplacedBinChunk {
+        /// Index of the chunk.
+        index: usize,
+    },
 }
 
 fn extension_hint(extension: &str) -> &'static str {

@@ -1,31 +1,85 @@
-//! glTF 2.0 loading for [`crate::Scene::load_gltf`].
+//! glTF 2.0 loading for [`crate::Scene::load_gltf_with`].
 //!
 //! The `gltf` crate parses and validates the document; buffers, images and
 //! accessors are resolved here rather than with `gltf::import` and the
 //! `gltf` accessor reader, because those name no file in their errors, and
 //! panic (`debug_assert!`, arithmetic overflow, an `unwrap` on
-//! percent-decoding) on some malformed input, which an engine loading
-//! assets must never do.
+//! percent-decoding or on an image without source) on some malformed input,
+//! which an engine loading assets must never do.
 //!
-//! Order of checks, so the first error is the meaningful one: file exists
-//! and is read; GLB container or JSON; `asset.version` 2.x;
-//! `extensionsRequired` (Draco, KTX2, ... are refused by name before the
-//! typed parse, which would fail on their missing fields less clearly), and
-//! Draco primitives without uncompressed fallback;
-//! typed parse and `gltf` validation; meshes present; buffers; accessors per
-//! primitive; images; node hierarchy.
+//! # Files from anywhere
+//!
+//! A glTF file is input from outside, so nothing it says is trusted:
+//!
+//! - **Only regular files are read**, the glTF file itself included. The
+//!   path is checked before it is opened (opening a FIFO for reading blocks
+//!   until a writer comes), it is opened non-blocking where the platform
+//!   allows, and the opened handle is checked again, so a file swapped for a
+//!   FIFO or a device in between is refused too. Every read is bounded by a
+//!   length known before it starts: the file's size for the glTF file and
+//!   images, the buffer's `byteLength` for buffers.
+//! - **URIs stay in the asset's folder** unless
+//!   [`LoadOptions::allow_outside_uris`] is on: a relative URI that climbs
+//!   out (`../`), an absolute path or a `file:` URI outside the folder is
+//!   refused before the file system is asked (so the error does not tell
+//!   whether such a file exists), and what is left is made canonical and
+//!   checked again, so a symbolic link pointing out is refused as well.
+//!   Other schemes (`http:`...) are not supported.
+//! - **A budget of decoded bytes** ([`LoadOptions::max_decoded_bytes`])
+//!   covers everything the loader holds; each amount is checked before it is
+//!   read, decoded or expanded: image sizes come from the PNG or JPEG header
+//!   (and the decoder is given the remaining budget as its own limit), an
+//!   accessor's size from its count, a primitive's from its counts with flat
+//!   normals expanded.
+//! - **Shared data is decoded once**: an accessor by its index, an image by
+//!   its source (buffer view, canonical file, or data URI), and primitives
+//!   that use the same accessors share one mesh, drawn once per primitive.
+//!
+//! # GLB container
+//!
+//! A file starting with `glTF` is a GLB: a 12-byte header (magic, version
+//! 2, length), then chunks (length, type, data). The header's length must
+//! be the file's length (a shorter one would hide trailing data, a longer
+//! one means a truncated file); chunk 0 must be JSON; a BIN chunk is
+//! accepted only as chunk 1; a second JSON or BIN chunk is refused; chunks
+//! of other types after them are skipped, as the specification requires of
+//! readers; no chunk may run past the end. Errors are
+//! [`DemoError::BadGlb`] with a [`GlbProblem`].
+//!
+//! # Order of checks
+//!
+//! So that the first error is the meaningful one: the file is a regular
+//! file within the budget and is read; GLB container or JSON;
+//! `asset.version` 2.x; `extensionsRequired` (Draco, KTX2, ... are refused
+//! by name before the typed parse, which would fail on their missing fields
+//! less clearly), and Draco primitives without uncompressed fallback; typed
+//! parse and `gltf` validation; meshes present; buffers; images (their
+//! source checked in the raw JSON first: `Image::source` of the `gltf`
+//! crate unwraps); accessors per primitive; node hierarchy and draws.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::rc::Rc;
 
 use ash::vk;
-use gltf::accessor::{DataType, Dimensions};
 use gltf::mesh::{Mode, Semantic};
 use serde_json::Value;
 
-use crate::error::DemoError;
+use crate::error::{DemoError, GltfItem};
 use crate::math;
-use crate::scene::{flat_normal, mip_chain_owned, Draw, MeshData, Scene, TextureData, Vertex};
+use crate::scene::{
+    flat_normal, mip_chain_owned, mip_level_count, Draw, LoadOptions, MeshData, Scene, TextureData,
+    Vertex,
+};
+
+mod accessors;
+mod files;
+mod glb;
+mod images;
+
+use files::{base64_len, parse_uri, read_file, Files, Uri};
+use glb::split_glb;
+use images::{image_source, raw_image_sources, ImageKey};
 
 /// Required extensions that change only how a material looks, not the data
 /// this loader reads: the frame is approximate, the upload complete.
@@ -46,19 +100,13 @@ const IGNORABLE_REQUIRED: &[&str] = &[
 
 const DRACO: &str = "KHR_draco_mesh_compression";
 
-pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
-    let bytes = std::fs::read(path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            DemoError::MissingFile {
-                path: path.to_owned(),
-            }
-        } else {
-            DemoError::Io {
-                path: path.to_owned(),
-                source,
-            }
-        }
-    })?;
+pub(crate) fn load(path: &Path, options: &LoadOptions) -> Result<Scene, DemoError> {
+    let mut budget = Budget {
+        path,
+        limit: options.max_decoded_bytes,
+        used: 0,
+    };
+    let bytes = read_file(path, &mut budget, GltfItem::File, path, None)?;
     let not_gltf = |reason: String| DemoError::NotGltf {
         path: path.to_owned(),
         reason,
@@ -69,14 +117,15 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
     };
 
     // Container.
-    let (json_bytes, blob): (Vec<u8>, Option<Vec<u8>>) = if bytes.starts_with(b"glTF") {
-        let glb = gltf::binary::Glb::from_slice(&bytes)
-            .map_err(|e| not_gltf(format!("bad GLB container: {e}")))?;
-        (glb.json.into_owned(), glb.bin.map(|b| b.into_owned()))
+    let (json_range, bin_range) = if bytes.starts_with(b"glTF") {
+        split_glb(&bytes).map_err(|problem| DemoError::BadGlb {
+            path: path.to_owned(),
+            problem,
+        })?
     } else {
-        (bytes, None)
+        (0..bytes.len(), None)
     };
-    let mut raw: Value = serde_json::from_slice(&json_bytes)
+    let mut raw: Value = serde_json::from_slice(&bytes[json_range])
         .map_err(|e| not_gltf(format!("neither GLB nor JSON ({e})")))?;
     let version = raw
         .get("asset")
@@ -112,6 +161,7 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
             extension: DRACO.to_owned(),
         });
     }
+    let image_sources = raw_image_sources(&raw);
 
     let root: gltf::json::Root = serde_json::from_value(raw).map_err(|e| invalid(e.to_string()))?;
     let document = gltf::Document::from_json(root).map_err(|e| invalid(validation_message(&e)))?;
@@ -121,16 +171,35 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
         });
     }
 
-    let base = path.parent().unwrap_or(Path::new("."));
-    let buffers = load_buffers(path, base, &document, blob)?;
-    let ctx = Ctx {
+    let base = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let folder = std::fs::canonicalize(base).map_err(|source| DemoError::Io {
+        path: base.to_owned(),
+        source,
+    })?;
+    let files = Files {
         path,
-        buffers: &buffers,
+        base,
+        folder,
+        allow_outside: options.allow_outside_uris,
+    };
+    let bin = bin_range.map(|r| &bytes[r]);
+    let external = load_buffers(&files, &mut budget, &document, bin)?;
+    let mut loader = Loader {
+        path,
+        buffers: external.iter().map(|b| b.bytes(bin)).collect(),
+        budget,
+        vec3: HashMap::new(),
+        vec2: HashMap::new(),
+        indices: HashMap::new(),
     };
 
-    // Textures: every image some texture uses, in image order.
+    // Textures: every image some texture uses, decoded once per source.
     let mut scene = Scene::default();
     let mut image_texture: HashMap<usize, usize> = HashMap::new();
+    let mut source_texture: HashMap<ImageKey<'_>, usize> = HashMap::new();
     let mut used_images: Vec<usize> = document.textures().map(|t| t.source().index()).collect();
     used_images.sort_unstable();
     used_images.dedup();
@@ -138,13 +207,22 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
         .images()
         .filter(|i| used_images.binary_search(&i.index()).is_ok())
     {
-        let texture = load_image(&ctx, base, &image)?;
+        let source = image_source(&files, &image, image_sources.get(image.index()))?;
+        let key = source.key();
+        if let Some(&texture) = source_texture.get(&key) {
+            image_texture.insert(image.index(), texture);
+            continue;
+        }
+        let texture = loader.load_image(&image, source)?;
+        source_texture.insert(key, scene.textures.len());
         image_texture.insert(image.index(), scene.textures.len());
         scene.textures.push(texture);
     }
 
-    // Meshes: one MeshData per primitive; remember each primitive's texture.
+    // Meshes: one MeshData per distinct set of accessors; remember each
+    // primitive's mesh and texture.
     let mut primitive_mesh: HashMap<(usize, usize), (usize, usize)> = HashMap::new();
+    let mut accessor_mesh: HashMap<MeshKey, usize> = HashMap::new();
     let mut factor_textures: HashMap<[u8; 4], usize> = HashMap::new();
     for mesh in document.meshes() {
         let count = mesh.primitives().len();
@@ -164,17 +242,51 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
                     0,
                 ),
             };
-            let name = match (mesh.name(), count) {
-                (Some(n), 1) => n.to_owned(),
-                (Some(n), _) => format!("{n}/{}", primitive.index()),
-                (None, 1) => format!("mesh{}", mesh.index()),
-                (None, _) => format!("mesh{}/{}", mesh.index(), primitive.index()),
+            let bad = |reason: String| DemoError::BadPrimitive {
+                path: path.to_owned(),
+                mesh: mesh.index(),
+                primitive: primitive.index(),
+                reason,
             };
-            let data = load_primitive(&ctx, &primitive, mesh.index(), name, uv_set)?;
-            primitive_mesh.insert(key, (scene.meshes.len(), texture));
-            scene.meshes.push(data);
+            if primitive.mode() != Mode::Triangles {
+                return Err(bad(format!(
+                    "mode is {:?}; only TRIANGLES is supported",
+                    primitive.mode()
+                )));
+            }
+            let position = primitive
+                .get(&Semantic::Positions)
+                .ok_or_else(|| bad("has no POSITION attribute".to_owned()))?;
+            let uvs = primitive
+                .get(&Semantic::TexCoords(uv_set))
+                .or_else(|| primitive.get(&Semantic::TexCoords(0)));
+            let accessors = MeshKey {
+                position: position.index(),
+                normal: primitive.get(&Semantic::Normals).map(|a| a.index()),
+                uv: uvs.as_ref().map(gltf::Accessor::index),
+                indices: primitive.indices().map(|a| a.index()),
+            };
+            let index = match accessor_mesh.get(&accessors) {
+                Some(&index) => index,
+                None => {
+                    let name = match (mesh.name(), count) {
+                        (Some(n), 1) => n.to_owned(),
+                        (Some(n), _) => format!("{n}/{}", primitive.index()),
+                        (None, 1) => format!("mesh{}", mesh.index()),
+                        (None, _) => format!("mesh{}/{}", mesh.index(), primitive.index()),
+                    };
+                    let data =
+                        loader.load_primitive(&primitive, mesh.index(), name, &position, uvs)?;
+                    scene.meshes.push(data);
+                    accessor_mesh.insert(accessors, scene.meshes.len() - 1);
+                    scene.meshes.len() - 1
+                }
+            };
+            primitive_mesh.insert(key, (index, texture));
         }
     }
+    // The decoded accessors are copied into the meshes: give them back.
+    loader.drop_accessors();
 
     // Draws: walk the default scene (or the first, or every root node).
     let roots: Vec<gltf::Node<'_>> = match document
@@ -207,6 +319,10 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
         }
         let world = math::mul(&parent, &node.transform().matrix());
         if let Some(mesh) = node.mesh() {
+            loader.budget.charge(
+                GltfItem::Node(node.index()),
+                bytes_of::<Draw>(mesh.primitives().len()),
+            )?;
             for primitive in mesh.primitives() {
                 if let Some(&(mesh, texture)) =
                     primitive_mesh.get(&(mesh.index(), primitive.index()))
@@ -224,6 +340,7 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
     if scene.draws.is_empty() {
         let mut all: Vec<_> = primitive_mesh.values().copied().collect();
         all.sort_unstable();
+        all.dedup();
         scene.draws = all
             .into_iter()
             .map(|(mesh, texture)| Draw {
@@ -234,6 +351,63 @@ pub(crate) fn load(path: &Path) -> Result<Scene, DemoError> {
             .collect();
     }
     Ok(scene)
+}
+
+/// `count` values of `T` in bytes, saturating (a saturated amount is over
+/// any budget).
+fn bytes_of<T>(count: usize) -> u64 {
+    (count as u64).saturating_mul(std::mem::size_of::<T>() as u64)
+}
+
+/// Bytes of an RGBA8 image with its full mip chain.
+fn mip_chain_bytes(width: u32, height: u32) -> u64 {
+    (0..mip_level_count(width, height))
+        .map(|level| {
+            let (w, h) = crate::scene::mip_extent(width, height, level);
+            u64::from(w) * u64::from(h) * 4
+        })
+        .fold(0u64, u64::saturating_add)
+}
+
+/// The decoding budget: bytes held against [`LoadOptions::max_decoded_bytes`].
+struct Budget<'a> {
+    path: &'a Path,
+    limit: u64,
+    used: u64,
+}
+
+impl Budget<'_> {
+    /// Fails unless `held` more bytes can be held, and `transient` more on
+    /// top of them for a while.
+    fn check(&self, item: GltfItem, held: u64, transient: u64) -> Result<(), DemoError> {
+        let needed = held.saturating_add(transient);
+        if needed > self.remaining() {
+            return Err(DemoError::OverBudget {
+                path: self.path.to_owned(),
+                item,
+                needed,
+                used: self.used,
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Holds `bytes` more, or fails without holding anything.
+    fn charge(&mut self, item: GltfItem, bytes: u64) -> Result<(), DemoError> {
+        self.check(item, bytes, 0)?;
+        self.used += bytes;
+        Ok(())
+    }
+
+    /// Gives back bytes no longer held.
+    fn release(&mut self, bytes: u64) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
+    fn remaining(&self) -> u64 {
+        self.limit.saturating_sub(self.used)
+    }
 }
 
 fn validation_message(e: &gltf::Error) -> String {
@@ -282,193 +456,262 @@ fn draco_without_fallback(raw: &Value) -> bool {
         })
 }
 
-struct Ctx<'a> {
-    path: &'a Path,
-    buffers: &'a [Vec<u8>],
+// ----------------------------------------------------------------- buffers
+
+/// A buffer's bytes: the first `n` of the GLB's BIN chunk, or its own.
+enum BufferBytes {
+    Bin(usize),
+    Own(Vec<u8>),
 }
 
-/// Where a URI points.
-enum Uri {
-    Data(Result<Vec<u8>, String>),
-    File(PathBuf),
-    Unsupported(String),
-}
-
-fn resolve_uri(base: &Path, uri: &str) -> Uri {
-    if let Some(rest) = uri.strip_prefix("data:") {
-        return Uri::Data(match rest.split_once(";base64,") {
-            Some((_, data)) => {
-                base64::decode(data).map_err(|e| format!("bad base64 in data URI: {e}"))
-            }
-            None => Err("data URI is not base64-encoded".to_owned()),
-        });
-    }
-    if let Some(rest) = uri
-        .strip_prefix("file://")
-        .or_else(|| uri.strip_prefix("file:"))
-    {
-        return match percent_decode(rest) {
-            Some(p) => Uri::File(PathBuf::from(p)),
-            None => Uri::Unsupported(format!("URI {uri:?} has bad percent-encoding")),
-        };
-    }
-    if let Some((scheme, _)) = uri.split_once(':') {
-        if !scheme.contains('/') {
-            return Uri::Unsupported(format!(
-                "URI scheme {scheme:?} is not supported (only relative paths, file: and data:)"
-            ));
+impl BufferBytes {
+    fn bytes<'b>(&'b self, bin: Option<&'b [u8]>) -> &'b [u8] {
+        match self {
+            BufferBytes::Bin(n) => bin.and_then(|b| b.get(..*n)).unwrap_or_default(),
+            BufferBytes::Own(v) => v,
         }
     }
-    match percent_decode(uri) {
-        Some(p) => Uri::File(base.join(p)),
-        None => Uri::Unsupported(format!("URI {uri:?} has bad percent-encoding")),
-    }
-}
-
-/// RFC 3986 percent-decoding into UTF-8; `None` for a bad escape.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn load_buffers(
-    path: &Path,
-    base: &Path,
+    files: &Files<'_>,
+    budget: &mut Budget<'_>,
     document: &gltf::Document,
-    mut blob: Option<Vec<u8>>,
-) -> Result<Vec<Vec<u8>>, DemoError> {
+    bin: Option<&[u8]>,
+) -> Result<Vec<BufferBytes>, DemoError> {
+    let path = files.path;
+    let mut bin_used = false;
     let mut out = Vec::new();
     for buffer in document.buffers() {
         let index = buffer.index();
+        let item = GltfItem::Buffer(index);
+        let length = buffer.length();
         let bad = |reason: String| DemoError::BadBuffer {
             path: path.to_owned(),
             index,
             reason,
         };
+        let short = |len: usize| bad(format!("has {len} bytes but its byteLength is {length}"));
         let data = match buffer.source() {
-            gltf::buffer::Source::Bin => blob.take().ok_or_else(|| {
-                bad(
-                    "refers to the GLB BIN chunk, which is missing (or used by an earlier buffer)"
-                        .to_owned(),
-                )
-            })?,
-            gltf::buffer::Source::Uri(uri) => match resolve_uri(base, uri) {
-                Uri::Data(data) => data.map_err(bad)?,
-                Uri::Unsupported(reason) => return Err(bad(reason)),
-                Uri::File(file) => match std::fs::read(&file) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(DemoError::MissingBuffer {
-                            path: path.to_owned(),
-                            index,
-                            file,
-                        })
+            gltf::buffer::Source::Bin => {
+                let bin = bin.filter(|_| !bin_used).ok_or_else(|| {
+                    bad("refers to the GLB BIN chunk, which is missing (or used by an earlier buffer)"
+                        .to_owned())
+                })?;
+                bin_used = true;
+                if bin.len() < length {
+                    return Err(short(bin.len()));
+                }
+                BufferBytes::Bin(length)
+            }
+            gltf::buffer::Source::Uri(uri) => match parse_uri(uri) {
+                Uri::Data(payload) => {
+                    budget.charge(item, base64_len(payload))?;
+                    let mut data = base64::decode(payload)
+                        .map_err(|e| bad(format!("bad base64 in data URI: {e}")))?;
+                    if data.len() < length {
+                        return Err(short(data.len()));
                     }
-                    Err(e) => return Err(bad(format!("cannot read {}: {e}", file.display()))),
-                },
+                    data.truncate(length);
+                    BufferBytes::Own(data)
+                }
+                Uri::Unsupported(reason) => return Err(bad(reason)),
+                Uri::File(relative) => {
+                    let file = files.locate(item, uri, &relative)?;
+                    BufferBytes::Own(read_file(path, budget, item, &file, Some(length as u64))?)
+                }
             },
         };
-        if data.len() < buffer.length() {
-            return Err(bad(format!(
-                "has {} bytes but its byteLength is {}",
-                data.len(),
-                buffer.length()
-            )));
-        }
         out.push(data);
     }
     Ok(out)
 }
 
-fn load_image(
-    ctx: &Ctx<'_>,
-    base: &Path,
-    image: &gltf::Image<'_>,
-) -> Result<TextureData, DemoError> {
-    let index = image.index();
-    let bad = |reason: String| DemoError::BadImage {
-        path: ctx.path.to_owned(),
-        index,
-        reason,
-    };
-    let (encoded, mime, hint): (std::borrow::Cow<'_, [u8]>, Option<&str>, String) =
-        match image.source() {
-            gltf::image::Source::View { view, mime_type } => {
-                let data = view_slice(ctx, &view).ok_or_else(|| {
-                    bad(format!(
-                        "buffer view {} is outside its buffer",
-                        view.index()
-                    ))
-                })?;
-                (
-                    data.into(),
-                    Some(mime_type),
-                    format!("buffer view {}", view.index()),
-                )
-            }
-            gltf::image::Source::Uri { uri, mime_type } => match resolve_uri(base, uri) {
-                Uri::Data(data) => (data.map_err(bad)?.into(), mime_type, "data URI".to_owned()),
-                Uri::Unsupported(reason) => return Err(bad(reason)),
-                Uri::File(file) => match std::fs::read(&file) {
-                    Ok(d) => (d.into(), mime_type, file.display().to_string()),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(DemoError::MissingImage {
-                            path: ctx.path.to_owned(),
-                            index,
-                            file,
-                        })
-                    }
-                    Err(e) => return Err(bad(format!("cannot read {}: {e}", file.display()))),
-                },
-            },
-        };
-    let format = match mime {
-        Some("image/png") => image::ImageFormat::Png,
-        Some("image/jpeg") => image::ImageFormat::Jpeg,
-        _ => match image::guess_format(&encoded) {
-            Ok(f @ (image::ImageFormat::Png | image::ImageFormat::Jpeg)) => f,
-            Ok(f) => {
-                return Err(bad(format!(
-                    "{hint}: {f:?} images are not supported (PNG and JPEG are)"
-                )))
-            }
-            Err(_) => {
-                return Err(bad(format!(
-                    "{hint}: unknown image format{} (PNG and JPEG are supported)",
-                    mime.map(|m| format!(" {m}")).unwrap_or_default()
-                )))
-            }
-        },
-    };
-    let decoded = image::load_from_memory_with_format(&encoded, format)
-        .map_err(|e| bad(format!("{hint}: cannot decode: {e}")))?
-        .to_rgba8();
-    let (width, height) = decoded.dimensions();
-    if width == 0 || height == 0 {
-        return Err(bad(format!("{hint}: image is empty")));
+/// What [`MeshData`] a primitive becomes is decided by these accessors
+/// alone: primitives with equal keys share one mesh.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct MeshKey {
+    position: usize,
+    normal: Option<usize>,
+    uv: Option<usize>,
+    indices: Option<usize>,
+}
+
+/// Buffers, the budget and decoded accessors (each decoded once).
+struct Loader<'a> {
+    path: &'a Path,
+    buffers: Vec<&'a [u8]>,
+    budget: Budget<'a>,
+    vec3: HashMap<usize, Rc<Vec<[f32; 3]>>>,
+    vec2: HashMap<usize, Rc<Vec<[f32; 2]>>>,
+    indices: HashMap<usize, Rc<Vec<u32>>>,
+}
+
+impl<'a> Loader<'a> {
+    /// Gives back the decoded accessors: the meshes hold copies.
+    fn drop_accessors(&mut self) {
+        let bytes = self
+            .vec3
+            .values()
+            .map(|v| bytes_of::<[f32; 3]>(v.len()))
+            .sum::<u64>()
+            + self
+                .vec2
+                .values()
+                .map(|v| bytes_of::<[f32; 2]>(v.len()))
+                .sum::<u64>()
+            + self
+                .indices
+                .values()
+                .map(|v| bytes_of::<u32>(v.len()))
+                .sum::<u64>();
+        self.vec3.clear();
+        self.vec2.clear();
+        self.indices.clear();
+        self.budget.release(bytes);
     }
-    Ok(TextureData {
-        name: image
-            .name()
-            .map_or_else(|| format!("image{index}"), str::to_owned),
-        width,
-        height,
-        format: vk::Format::R8G8B8A8_SRGB,
-        mips: mip_chain_owned(width, height, decoded.into_raw()),
-    })
+
+    /// One primitive as a mesh: its counts checked (whole triangles, 32-bit
+    /// indices, equal attribute counts) and its size charged before
+    /// anything is read or expanded.
+    fn load_primitive(
+        &mut self,
+        primitive: &gltf::Primitive<'_>,
+        mesh: usize,
+        name: String,
+        position: &gltf::Accessor<'_>,
+        uv_accessor: Option<gltf::Accessor<'_>>,
+    ) -> Result<MeshData, DemoError> {
+        let path = self.path;
+        let bad = |reason: String| DemoError::BadPrimitive {
+            path: path.to_owned(),
+            mesh,
+            primitive: primitive.index(),
+            reason,
+        };
+        let n = position.count();
+        if n == 0 {
+            return Err(bad("has no vertices".to_owned()));
+        }
+        let same_count = |accessor: &gltf::Accessor<'_>, role: &'static str| {
+            if accessor.count() == n {
+                Ok(())
+            } else {
+                Err(DemoError::BadAccessor {
+                    path: path.to_owned(),
+                    accessor: accessor.index(),
+                    role,
+                    reason: format!("has {} elements but POSITION has {n}", accessor.count()),
+                })
+            }
+        };
+        let normal_accessor = primitive.get(&Semantic::Normals);
+        if let Some(a) = &normal_accessor {
+            same_count(a, "NORMAL")?;
+        }
+        if let Some(a) = &uv_accessor {
+            same_count(a, "TEXCOORD")?;
+        }
+        let index_accessor = primitive.indices();
+        let index_count = index_accessor.as_ref().map_or(n, gltf::Accessor::count);
+        if !index_count.is_multiple_of(3) {
+            return Err(match &index_accessor {
+                Some(a) => DemoError::BadAccessor {
+                    path: path.to_owned(),
+                    accessor: a.index(),
+                    role: "indices",
+                    reason: format!("{index_count} indices do not make whole triangles"),
+                },
+                None => bad(format!(
+                    "{n} vertices without indices do not make whole triangles"
+                )),
+            });
+        }
+        if index_count == 0 {
+            return Err(bad("has no triangles".to_owned()));
+        }
+        // Without normals every triangle gets three vertices of its own.
+        let flat = normal_accessor.is_none();
+        let out_vertices = if flat { index_count } else { n };
+        let limit = u32::MAX as usize;
+        if n > limit || out_vertices > limit || index_count > limit {
+            return Err(DemoError::PrimitiveTooLarge {
+                path: path.to_owned(),
+                mesh,
+                primitive: primitive.index(),
+                vertices: out_vertices as u64,
+                indices: index_count as u64,
+            });
+        }
+
+        let positions = self.read_vec3(position, "POSITION")?;
+        let normals = match &normal_accessor {
+            Some(a) => Some(self.read_vec3(a, "NORMAL")?),
+            None => None,
+        };
+        let uvs = match &uv_accessor {
+            Some(a) => Some(self.read_uvs(a)?),
+            None => None,
+        };
+        let indices = match &index_accessor {
+            Some(a) => {
+                let indices = self.read_indices(a)?;
+                if let Some(&i) = indices.iter().find(|&&i| i as usize >= n) {
+                    return Err(DemoError::BadAccessor {
+                        path: path.to_owned(),
+                        accessor: a.index(),
+                        role: "indices",
+                        reason: format!("index {i} is past the {n} vertices"),
+                    });
+                }
+                Some(indices)
+            }
+            None => None,
+        };
+        self.budget.charge(
+            GltfItem::Primitive {
+                mesh,
+                primitive: primitive.index(),
+            },
+            bytes_of::<Vertex>(out_vertices).saturating_add(bytes_of::<u32>(index_count)),
+        )?;
+
+        let uv = |i: usize| uvs.as_ref().map_or([0.0; 2], |u| u[i]);
+        let index_at = |k: usize| indices.as_ref().map_or(k, |ix| ix[k] as usize);
+        let mut data = MeshData {
+            name,
+            vertices: Vec::with_capacity(out_vertices),
+            indices: Vec::with_capacity(index_count),
+        };
+        match normals {
+            Some(normals) => {
+                data.vertices.extend((0..n).map(|i| Vertex {
+                    position: positions[i],
+                    normal: normals[i],
+                    uv: uv(i),
+                }));
+                data.indices
+                    .extend((0..index_count).map(|k| index_at(k) as u32));
+            }
+            None => {
+                // Flat normals, as glTF requires when NORMAL is absent: each
+                // triangle gets its own three vertices.
+                for t in 0..index_count / 3 {
+                    let tri = [index_at(3 * t), index_at(3 * t + 1), index_at(3 * t + 2)];
+                    let normal =
+                        flat_normal(positions[tri[0]], positions[tri[1]], positions[tri[2]]);
+                    data.vertices.extend(tri.iter().map(|&i| Vertex {
+                        position: positions[i],
+                        normal,
+                        uv: uv(i),
+                    }));
+                }
+                // `out_vertices` fits u32 (checked above).
+                data.indices.extend(0..out_vertices as u32);
+            }
+        }
+        Ok(data)
+    }
 }
 
 /// A 4x4 texture of a material's base colour factor (linear RGBA, stored
@@ -522,296 +765,10 @@ fn factor_texture(
     })
 }
 
-fn view_slice<'a>(ctx: &Ctx<'a>, view: &gltf::buffer::View<'_>) -> Option<&'a [u8]> {
-    let buffer = ctx.buffers.get(view.buffer().index())?;
+fn view_slice<'a>(buffers: &[&'a [u8]], view: &gltf::buffer::View<'_>) -> Option<&'a [u8]> {
+    let buffer = buffers.get(view.buffer().index())?;
     let end = view.offset().checked_add(view.length())?;
     buffer.get(view.offset()..end)
-}
-
-/// `(bytes from the first element, stride, count)` of an accessor.
-type Elements<'a> = (&'a [u8], usize, usize);
-
-/// An accessor's elements as byte slices, bounds-checked: `(data from the
-/// first element, stride, count)`; `None` when it has no buffer view (all
-/// zeros, per the spec).
-fn accessor_bytes<'a>(
-    ctx: &Ctx<'a>,
-    accessor: &gltf::Accessor<'_>,
-    role: &'static str,
-    allowed: &[(DataType, bool)],
-    dims: Dimensions,
-) -> Result<Option<Elements<'a>>, DemoError> {
-    let bad = |reason: String| DemoError::BadAccessor {
-        path: ctx.path.to_owned(),
-        accessor: accessor.index(),
-        role,
-        reason,
-    };
-    if accessor.sparse().is_some() {
-        return Err(DemoError::SparseAccessor {
-            path: ctx.path.to_owned(),
-            accessor: accessor.index(),
-        });
-    }
-    let (data_type, normalized) = (accessor.data_type(), accessor.normalized());
-    if accessor.dimensions() != dims || !allowed.contains(&(data_type, normalized)) {
-        return Err(bad(format!(
-            "is {:?} of {:?}{}; expected {dims:?} of {}",
-            accessor.dimensions(),
-            data_type,
-            if normalized { " (normalized)" } else { "" },
-            allowed
-                .iter()
-                .map(|(t, n)| format!("{t:?}{}", if *n { " (normalized)" } else { "" }))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        )));
-    }
-    let count = accessor.count();
-    let Some(view) = accessor.view() else {
-        return Ok(None);
-    };
-    let elem = data_type.size() * dims.multiplicity();
-    let stride = view.stride().unwrap_or(elem);
-    if stride < elem {
-        return Err(bad(format!(
-            "byteStride {stride} is smaller than its {elem}-byte elements"
-        )));
-    }
-    let slice = view_slice(ctx, &view).ok_or_else(|| {
-        bad(format!(
-            "buffer view {} (offset {}, length {}) is outside its buffer",
-            view.index(),
-            view.offset(),
-            view.length()
-        ))
-    })?;
-    if count == 0 {
-        return Ok(Some((&[], stride, 0)));
-    }
-    let needed = (count - 1)
-        .checked_mul(stride)
-        .and_then(|n| n.checked_add(elem))
-        .and_then(|n| n.checked_add(accessor.offset()));
-    match needed {
-        Some(end) if end <= slice.len() => Ok(Some((&slice[accessor.offset()..end], stride, count))),
-        _ => Err(bad(format!(
-            "{count} elements at offset {} with stride {stride} do not fit buffer view {} ({} bytes)",
-            accessor.offset(),
-            view.index(),
-            slice.len()
-        ))),
-    }
-}
-
-fn f32_at(b: &[u8], i: usize) -> f32 {
-    f32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
-}
-
-fn read_vec3(
-    ctx: &Ctx<'_>,
-    accessor: &gltf::Accessor<'_>,
-    role: &'static str,
-) -> Result<Vec<[f32; 3]>, DemoError> {
-    let Some((data, stride, count)) = accessor_bytes(
-        ctx,
-        accessor,
-        role,
-        &[(DataType::F32, false)],
-        Dimensions::Vec3,
-    )?
-    else {
-        return Ok(vec![[0.0; 3]; accessor.count()]);
-    };
-    Ok((0..count)
-        .map(|i| {
-            let o = i * stride;
-            [f32_at(data, o), f32_at(data, o + 4), f32_at(data, o + 8)]
-        })
-        .collect())
-}
-
-fn read_uvs(ctx: &Ctx<'_>, accessor: &gltf::Accessor<'_>) -> Result<Vec<[f32; 2]>, DemoError> {
-    let allowed = [
-        (DataType::F32, false),
-        (DataType::U8, true),
-        (DataType::U16, true),
-    ];
-    let Some((data, stride, count)) =
-        accessor_bytes(ctx, accessor, "TEXCOORD", &allowed, Dimensions::Vec2)?
-    else {
-        return Ok(vec![[0.0; 2]; accessor.count()]);
-    };
-    let dt = accessor.data_type();
-    Ok((0..count)
-        .map(|i| {
-            let o = i * stride;
-            match dt {
-                DataType::U8 => [f32::from(data[o]) / 255.0, f32::from(data[o + 1]) / 255.0],
-                DataType::U16 => [
-                    f32::from(u16::from_le_bytes([data[o], data[o + 1]])) / 65535.0,
-                    f32::from(u16::from_le_bytes([data[o + 2], data[o + 3]])) / 65535.0,
-                ],
-                _ => [f32_at(data, o), f32_at(data, o + 4)],
-            }
-        })
-        .collect())
-}
-
-fn read_indices(ctx: &Ctx<'_>, accessor: &gltf::Accessor<'_>) -> Result<Vec<u32>, DemoError> {
-    let allowed = [
-        (DataType::U8, false),
-        (DataType::U16, false),
-        (DataType::U32, false),
-    ];
-    let Some((data, stride, count)) =
-        accessor_bytes(ctx, accessor, "indices", &allowed, Dimensions::Scalar)?
-    else {
-        return Ok(vec![0; accessor.count()]);
-    };
-    let dt = accessor.data_type();
-    Ok((0..count)
-        .map(|i| {
-            let o = i * stride;
-            match dt {
-                DataType::U8 => u32::from(data[o]),
-                DataType::U16 => u32::from(u16::from_le_bytes([data[o], data[o + 1]])),
-                _ => u32::from_le_bytes([data[o], data[o + 1], data[o + 2], data[o + 3]]),
-            }
-        })
-        .collect())
-}
-
-fn load_primitive(
-    ctx: &Ctx<'_>,
-    primitive: &gltf::Primitive<'_>,
-    mesh: usize,
-    name: String,
-    uv_set: u32,
-) -> Result<MeshData, DemoError> {
-    let bad = |reason: String| DemoError::BadPrimitive {
-        path: ctx.path.to_owned(),
-        mesh,
-        primitive: primitive.index(),
-        reason,
-    };
-    if primitive.mode() != Mode::Triangles {
-        return Err(bad(format!(
-            "mode is {:?}; only TRIANGLES is supported",
-            primitive.mode()
-        )));
-    }
-    let position = primitive
-        .get(&Semantic::Positions)
-        .ok_or_else(|| bad("has no POSITION attribute".to_owned()))?;
-    let positions = read_vec3(ctx, &position, "POSITION")?;
-    if positions.is_empty() {
-        return Err(bad("has no vertices".to_owned()));
-    }
-    let n = positions.len();
-    let same_count = |accessor: &gltf::Accessor<'_>, role: &'static str| {
-        if accessor.count() == n {
-            Ok(())
-        } else {
-            Err(DemoError::BadAccessor {
-                path: ctx.path.to_owned(),
-                accessor: accessor.index(),
-                role,
-                reason: format!("has {} elements but POSITION has {n}", accessor.count()),
-            })
-        }
-    };
-    let normals = match primitive.get(&Semantic::Normals) {
-        Some(a) => {
-            same_count(&a, "NORMAL")?;
-            Some(read_vec3(ctx, &a, "NORMAL")?)
-        }
-        None => None,
-    };
-    let uvs = match primitive
-        .get(&Semantic::TexCoords(uv_set))
-        .or_else(|| primitive.get(&Semantic::TexCoords(0)))
-    {
-        Some(a) => {
-            same_count(&a, "TEXCOORD")?;
-            read_uvs(ctx, &a)?
-        }
-        None => vec![[0.0; 2]; n],
-    };
-    let indices = match primitive.indices() {
-        Some(a) => {
-            let indices = read_indices(ctx, &a)?;
-            if let Some(&i) = indices.iter().find(|&&i| i as usize >= n) {
-                return Err(DemoError::BadAccessor {
-                    path: ctx.path.to_owned(),
-                    accessor: a.index(),
-                    role: "indices",
-                    reason: format!("index {i} is past the {n} vertices"),
-                });
-            }
-            if indices.len() % 3 != 0 {
-                return Err(DemoError::BadAccessor {
-                    path: ctx.path.to_owned(),
-                    accessor: a.index(),
-                    role: "indices",
-                    reason: format!("{} indices do not make whole triangles", indices.len()),
-                });
-            }
-            indices
-        }
-        None => {
-            if n % 3 != 0 {
-                return Err(bad(format!(
-                    "{n} vertices without indices do not make whole triangles"
-                )));
-            }
-            (0..n as u32).collect()
-        }
-    };
-    if indices.is_empty() {
-        return Err(bad("has no triangles".to_owned()));
-    }
-
-    let mut data = MeshData {
-        name,
-        vertices: Vec::with_capacity(n),
-        indices: Vec::new(),
-    };
-    match normals {
-        Some(normals) => {
-            data.vertices
-                .extend(positions.iter().zip(&normals).zip(&uvs).map(
-                    |((&position, &normal), &uv)| Vertex {
-                        position,
-                        normal,
-                        uv,
-                    },
-                ));
-            data.indices = indices;
-        }
-        None => {
-            // Flat normals, as glTF requires when NORMAL is absent: each
-            // triangle gets its own three vertices.
-            data.vertices.reserve(indices.len().saturating_sub(n));
-            for tri in indices.chunks_exact(3) {
-                let p = [
-                    positions[tri[0] as usize],
-                    positions[tri[1] as usize],
-                    positions[tri[2] as usize],
-                ];
-                let normal = flat_normal(p[0], p[1], p[2]);
-                for &i in tri {
-                    data.vertices.push(Vertex {
-                        position: positions[i as usize],
-                        normal,
-                        uv: uvs[i as usize],
-                    });
-                }
-            }
-            data.indices = (0..data.vertices.len() as u32).collect();
-        }
-    }
-    Ok(data)
 }
 
 #[cfg(test)]
@@ -819,30 +776,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%20b.bin").as_deref(), Some("a b.bin"));
-        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
-        assert_eq!(percent_decode("bad%2"), None);
-        assert_eq!(percent_decode("bad%zz"), None);
-        assert_eq!(percent_decode("%ff%fe"), None); // not UTF-8
-    }
-
-    #[test]
-    fn uri_schemes() {
-        let base = Path::new("/assets");
-        assert!(
-            matches!(resolve_uri(base, "x.bin"), Uri::File(p) if p == Path::new("/assets/x.bin"))
-        );
-        assert!(
-            matches!(resolve_uri(base, "data:application/octet-stream;base64,AAEC"), Uri::Data(Ok(d)) if d == [0, 1, 2])
-        );
-        assert!(matches!(
-            resolve_uri(base, "data:text/plain,hello"),
-            Uri::Data(Err(_))
-        ));
-        assert!(matches!(
-            resolve_uri(base, "https://example.invalid/x.bin"),
-            Uri::Unsupported(_)
-        ));
+    fn mip_chain_bytes_saturate() {
+        assert_eq!(mip_chain_bytes(4, 4), (16 + 4 + 1) * 4);
+        assert_eq!(mip_chain_bytes(8, 1), (8 + 4 + 2 + 1) * 4);
+        assert!(mip_chain_bytes(u32::MAX, u32::MAX) > 1 << 60);
     }
 }

@@ -19,7 +19,54 @@ use std::path::Path;
 use ash::vk;
 
 use crate::error::DemoError;
+pub use crate::error::{GlbProblem, GltfItem};
 use crate::math::{self, Vec3};
+
+/// How [`Scene::load_gltf_with`] treats files it cannot trust. The
+/// defaults ([`LoadOptions::default`]) suit files from anywhere: at most
+/// [`LoadOptions::DEFAULT_MAX_DECODED_BYTES`] of decoded data, and no file
+/// outside the glTF file's folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The most bytes the loader holds at once: the glTF or GLB file,
+    /// external and embedded buffers, encoded and decoded images (RGBA8
+    /// with the full mip chain, plus the decoder's own buffer while it
+    /// runs), decoded accessors, the meshes' vertices and indices (flat
+    /// normals expanded), and the draws. Each amount is checked before it
+    /// is read, decoded or expanded (image sizes come from the PNG or JPEG
+    /// header), so a small file that decodes to gigabytes is refused with
+    /// [`DemoError::OverBudget`] without allocating them. The parsed JSON
+    /// document is not counted: it is proportional to the file, which is.
+    ///
+    /// Default: [`LoadOptions::DEFAULT_MAX_DECODED_BYTES`] (2 GiB). The
+    /// scene returned is at most this size ([`Scene::total_bytes`] counts
+    /// part of it).
+    pub max_decoded_bytes: u64,
+    /// Whether buffer and image URIs may name files outside the folder of
+    /// the glTF file. Off (the default), a URI is resolved against that
+    /// folder, made canonical (symbolic links followed), and refused with
+    /// [`DemoError::UriOutsideFolder`] unless the result lies inside the
+    /// folder: `../x.bin`, `/etc/passwd`, `file:///dev/zero` and a link
+    /// pointing out are all refused. On, any local file may be named. Either
+    /// way only regular files are read ([`DemoError::NotRegularFile`]).
+    pub allow_outside_uris: bool,
+}
+
+impl LoadOptions {
+    /// The default of [`LoadOptions::max_decoded_bytes`]: 2 GiB, well
+    /// under the memory of a machine that renders, well over the largest
+    /// common sample scenes.
+    pub const DEFAULT_MAX_DECODED_BYTES: u64 = 2 << 30;
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            max_decoded_bytes: Self::DEFAULT_MAX_DECODED_BYTES,
+            allow_outside_uris: false,
+        }
+    }
+}
 
 /// One vertex as the GPU reads it: 32 bytes, no padding.
 #[repr(C)]
@@ -195,9 +242,12 @@ pub struct Scene {
 
 impl Scene {
     /// Loads a glTF 2.0 file (`.gltf` with external or embedded buffers and
-    /// images, or `.glb`): every triangle primitive becomes a mesh, every
-    /// image used by a texture becomes an sRGB texture with a CPU-built mip
-    /// chain, every node with a mesh of the default scene becomes draws.
+    /// images, or `.glb`): every triangle primitive becomes a mesh (shared
+    /// by primitives that use the same accessors), every image used by a
+    /// texture becomes an sRGB texture with a CPU-built mip chain (shared by
+    /// images stored in the same buffer view, file or data URI: each is
+    /// decoded once), every node with a mesh of the default scene becomes
+    /// draws, one per primitive.
     ///
     /// Details: missing normals become flat normals (the glTF rule), missing
     /// uvs zeros, missing indices `0..n`. The base colour texture of a
@@ -206,15 +256,33 @@ impl Scene {
     /// ignored. When no node places a mesh, every mesh is drawn once at the
     /// origin.
     ///
+    /// Loads with [`LoadOptions::default`]: at most 2 GiB of decoded data,
+    /// files only from the glTF file's folder. See [`Scene::load_gltf_with`].
+    ///
     /// # Errors
     ///
     /// A [`DemoError`] naming the file and the problem: missing file, not
-    /// glTF, invalid glTF, missing buffer or image file, sparse accessors,
-    /// unsupported required extensions (Draco, KTX2/Basis, meshopt,
-    /// quantization), non-triangle primitives, bad accessors, undecodable
-    /// images, no meshes. Bad input never panics.
+    /// glTF, invalid glTF or GLB container, missing buffer or image file, a
+    /// URI outside the folder, a file that is not a regular file, more data
+    /// than the decoding budget, sparse accessors, unsupported required
+    /// extensions (Draco, KTX2/Basis, meshopt, quantization), non-triangle
+    /// primitives, bad accessors, undecodable images, no meshes. Bad input
+    /// never panics.
     pub fn load_gltf(path: impl AsRef<Path>) -> Result<Scene, DemoError> {
-        crate::gltf_load::load(path.as_ref())
+        Self::load_gltf_with(path, &LoadOptions::default())
+    }
+
+    /// [`Scene::load_gltf`] with explicit [`LoadOptions`]: a different
+    /// decoding budget, or URIs allowed outside the asset's folder.
+    ///
+    /// # Errors
+    ///
+    /// As [`Scene::load_gltf`].
+    pub fn load_gltf_with(
+        path: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<Scene, DemoError> {
+        crate::gltf_load::load(path.as_ref(), options)
     }
 
     /// Bytes of vertex data over all meshes.
@@ -241,6 +309,68 @@ impl Scene {
     /// Everything there is to upload, in bytes.
     pub fn total_bytes(&self) -> u64 {
         self.vertex_bytes() + self.index_bytes() + self.texture_bytes()
+    }
+
+    /// Triangles a frame of this scene submits: each draw's mesh's index
+    /// count / 3, summed (a draw naming no mesh counts none).
+    pub fn drawn_triangles(&self) -> u64 {
+        self.draws
+            .iter()
+            .filter_map(|d| self.meshes.get(d.mesh))
+            .map(|m| m.indices.len() as u64 / 3)
+            .fold(0, u64::saturating_add)
+    }
+
+    /// About how many fragments a `width` x `height` frame through
+    /// `view_proj` rasterizes: the screen area of every drawn triangle,
+    /// overdraw included (no depth test, no culling: the renderer culls
+    /// nothing), the cost a software rasterizer such as lavapipe pays.
+    ///
+    /// A triangle entirely off screen, behind the camera, or beyond the far
+    /// plane counts 0; one that crosses the camera's plane counts the whole
+    /// frame; the others their area in pixels, at most the frame. The sum
+    /// stops growing once it passes `stop_at`, which bounds the time taken
+    /// (one pass over the vertices and indices of each draw's mesh, up to
+    /// that point). Meant as a guard before drawing: a file of millions of
+    /// triangles that each fill the screen costs hours on a CPU rasterizer.
+    pub fn estimated_fragments(
+        &self,
+        view_proj: &[[f32; 4]; 4],
+        width: u32,
+        height: u32,
+        stop_at: u64,
+    ) -> u64 {
+        let frame = f64::from(width) * f64::from(height);
+        let limit = stop_at as f64;
+        let mut total = 0f64;
+        let mut clip: Vec<[f32; 4]> = Vec::new();
+        for draw in &self.draws {
+            let Some(mesh) = self.meshes.get(draw.mesh) else {
+                continue;
+            };
+            let mvp = math::mul(view_proj, &draw.transform);
+            clip.clear();
+            clip.extend(mesh.vertices.iter().map(|v| {
+                let p = v.position;
+                let mut c = [0f32; 4];
+                for (row, out) in c.iter_mut().enumerate() {
+                    *out =
+                        mvp[0][row] * p[0] + mvp[1][row] * p[1] + mvp[2][row] * p[2] + mvp[3][row];
+                }
+                c
+            }));
+            for tri in mesh.indices.chunks_exact(3) {
+                let corner = |k: usize| clip.get(tri[k] as usize).copied();
+                let (Some(a), Some(b), Some(c)) = (corner(0), corner(1), corner(2)) else {
+                    continue;
+                };
+                total += triangle_fragments(&[a, b, c], frame);
+                if total > limit {
+                    return stop_at.saturating_add(1).max(total as u64);
+                }
+            }
+        }
+        total as u64
     }
 
     /// A view-projection matrix (Vulkan clip space) from which every draw is
@@ -342,6 +472,41 @@ impl Scene {
     pub fn generate_default(scale: f32) -> Scene {
         crate::scene::procedural::generate(scale)
     }
+}
+
+/// Pixels a triangle with clip-space corners `v` covers in a frame of
+/// `frame` pixels (see [`Scene::estimated_fragments`]).
+fn triangle_fragments(v: &[[f32; 4]; 3], frame: f64) -> f64 {
+    if v.iter().all(|c| c[3] <= 0.0) {
+        return 0.0; // behind the camera
+    }
+    if v.iter()
+        .any(|c| c[3] <= 1e-6 || !c.iter().all(|x| x.is_finite()))
+    {
+        return frame; // crosses the camera's plane: it may fill the frame
+    }
+    let ndc = v.map(|c| {
+        let w = f64::from(c[3]);
+        [
+            f64::from(c[0]) / w,
+            f64::from(c[1]) / w,
+            f64::from(c[2]) / w,
+        ]
+    });
+    let outside = |k: usize, beyond: fn(f64) -> bool| ndc.iter().all(|p| beyond(p[k]));
+    if outside(0, |x| x < -1.0)
+        || outside(0, |x| x > 1.0)
+        || outside(1, |y| y < -1.0)
+        || outside(1, |y| y > 1.0)
+        || outside(2, |z| z < 0.0)
+        || outside(2, |z| z > 1.0)
+    {
+        return 0.0;
+    }
+    let (a, b, c) = (ndc[0], ndc[1], ndc[2]);
+    let twice_area = ((b[0] - a[0]) * (c[1] - a[1]) - (c[0] - a[0]) * (b[1] - a[1])).abs();
+    // NDC spans 2 x 2 over the frame.
+    (twice_area / 8.0 * frame).min(frame)
 }
 
 /// Size of mip `level` of a `width` x `height` image: each side halved per
@@ -461,4 +626,72 @@ pub use test_assets::{write_test_glb, write_test_gltf};
 
 pub(crate) fn flat_normal(a: Vec3, b: Vec3, c: Vec3) -> Vec3 {
     math::normalize_or(math::cross(math::sub(b, a), math::sub(c, a)), [0.0; 3])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quad_scene(z: f32, draws: usize) -> Scene {
+        let v = |x: f32, y: f32| Vertex {
+            position: [x, y, z],
+            ..Vertex::default()
+        };
+        Scene {
+            meshes: vec![MeshData {
+                name: "quad".to_owned(),
+                vertices: vec![v(-1.0, -1.0), v(1.0, -1.0), v(1.0, 1.0), v(-1.0, 1.0)],
+                indices: vec![0, 1, 2, 0, 2, 3],
+            }],
+            textures: Vec::new(),
+            draws: vec![
+                Draw {
+                    mesh: 0,
+                    texture: 0,
+                    transform: math::IDENTITY,
+                };
+                draws
+            ],
+        }
+    }
+
+    #[test]
+    fn fragments_of_a_full_screen_quad() {
+        // Identity view-projection: the quad is exactly the frame.
+        let scene = quad_scene(0.5, 3);
+        assert_eq!(scene.drawn_triangles(), 6);
+        assert_eq!(
+            scene.estimated_fragments(&math::IDENTITY, 100, 50, u64::MAX),
+            3 * 5000
+        );
+        // Stops once past the limit.
+        let est = scene.estimated_fragments(&math::IDENTITY, 100, 50, 6000);
+        assert!((6001..=7500).contains(&est), "{est}");
+        // Beyond the far plane, or moved off screen: nothing.
+        assert_eq!(
+            quad_scene(1.5, 1).estimated_fragments(&math::IDENTITY, 100, 50, u64::MAX),
+            0
+        );
+        let mut off = quad_scene(0.5, 1);
+        off.draws[0].transform = math::translation([3.0, 0.0, 0.0]);
+        assert_eq!(
+            off.estimated_fragments(&math::IDENTITY, 100, 50, u64::MAX),
+            0
+        );
+        // Behind the camera (w < 0 everywhere) or crossing it.
+        let mut flip = math::IDENTITY;
+        flip[3][3] = -1.0;
+        assert_eq!(
+            quad_scene(0.5, 1).estimated_fragments(&flip, 100, 50, u64::MAX),
+            0
+        );
+        let mut crossing = quad_scene(0.5, 1);
+        crossing.meshes[0].vertices[0].position = [-1.0, -1.0, 0.5];
+        let mut w_from_x = math::IDENTITY;
+        w_from_x[0][3] = 1.0; // w = x + 1: zero at the first corner
+        assert_eq!(
+            crossing.estimated_fragments(&w_from_x, 100, 50, u64::MAX),
+            2 * 5000
+        );
+    }
 }
