@@ -10,9 +10,23 @@
 //! cargo run --release --example upload_mesh -- model.glb --out frame.png
 //! cargo run --release --example upload_mesh -- --scale 0.05 --validation --json
 //! ```
+//!
 //! Exit code 0 when everything verified and no validation message was seen;
-//! 1 on bad input (missing or invalid file: a one-line error); 2 when a
-//! verification failed or the validation layer reported anything.
+//! 1 on any error (bad input, a file over a limit, a Vulkan failure): one
+//! line `error: <input>: <problem>` on stderr, after everything created on
+//! the device was destroyed; 2 when a verification failed or the validation
+//! layer reported anything.
+//!
+//! What is checked before the device is touched: the frame size
+//! (1..=[`MAX_FRAME_SIDE`]), `--out` not a folder, `--ring-size` in MiB
+//! fitting 64 bits, the scene (the loader's own limits: decoding budget,
+//! files only inside the asset's folder) and the frame's cost
+//! (`--max-frame-triangles`, `--max-frame-fragments`). Once the
+//! device exists: the frame size against its `maxImageDimension2D`. What can
+//! only fail later (an image the device cannot create, the PNG that cannot
+//! be written) ends the same way: every object is owned by a guard whose
+//! drop waits for the device and destroys it, so the error path and the
+//! success path free through the same code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,11 +41,30 @@ use gpumem::resources::{
 };
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
-use mem_demo::Scene;
+use mem_demo::scene::LoadOptions;
+use mem_demo::{DemoError, Scene};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
 const MIB: u64 = 1 << 20;
+
+/// Largest frame side accepted before the device is asked (it may allow
+/// less: its `maxImageDimension2D` is checked next). 16384 x 16384 RGBA8 is
+/// a 1 GiB readback.
+const MAX_FRAME_SIDE: u32 = 16384;
+
+/// Default of `--max-frame-triangles` (draws times their meshes'
+/// triangles): bounds the time of the fragment estimate and of vertex
+/// processing on a CPU rasterizer; some twenty times what the built-in
+/// scene draws at scale 1.0.
+const DEFAULT_MAX_FRAME_TRIANGLES: u64 = 1 << 26;
+
+/// Default of `--max-frame-fragments`: 2^32 fragments is a few seconds to
+/// a minute on lavapipe with two cores (measured: 10 000 triangles covering
+/// about 40% of a 960x540 frame, ~2e9 fragments, render in 1.7 s), far
+/// below the renderer's 300 s frame timeout, and 1000 times the overdraw of
+/// a 4K frame.
+const DEFAULT_MAX_FRAME_FRAGMENTS: u64 = 1 << 32;
 
 /// Upload a scene through gpumem, verify it on the GPU, render one frame.
 #[derive(Parser, Debug)]
@@ -63,12 +96,30 @@ struct Args {
     /// Where to write the rendered frame.
     #[arg(long, default_value = "target/upload_mesh.png")]
     out: PathBuf,
-    /// Frame width in pixels.
+    /// Frame width in pixels (1..=16384, and at most the device's
+    /// maxImageDimension2D).
     #[arg(long, default_value_t = 960)]
     width: u32,
-    /// Frame height in pixels.
+    /// Frame height in pixels (as --width).
     #[arg(long, default_value_t = 540)]
     height: u32,
+    /// The most bytes the glTF loader may hold decoded (buffers, images with
+    /// their mips, vertices, indices); checked before anything is decoded.
+    #[arg(long, default_value_t = LoadOptions::DEFAULT_MAX_DECODED_BYTES)]
+    max_decoded_bytes: u64,
+    /// Let buffer and image URIs name files outside the glTF file's folder
+    /// (by default `../`, absolute paths, `file:` URIs and links pointing
+    /// out are refused).
+    #[arg(long)]
+    allow_outside_uris: bool,
+    /// The most triangles the frame may draw (each draw counts its mesh's
+    /// triangles), checked before anything is drawn.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME_TRIANGLES)]
+    max_frame_triangles: u64,
+    /// The most fragments the frame may rasterize, as estimated from the
+    /// drawn triangles' screen area before anything is drawn.
+    #[arg(long, default_value_t = DEFAULT_MAX_FRAME_FRAGMENTS)]
+    max_frame_fragments: u64,
     /// Print the summary as JSON on stdout (and nothing else).
     #[arg(long)]
     json: bool,
@@ -109,34 +160,68 @@ struct Summary {
     validation_messages: usize,
 }
 
-struct Uploaded {
-    vertex: Vec<Buffer>,
-    index: Vec<Buffer>,
-    images: Vec<Image>,
+type AnyError = Box<dyn std::error::Error>;
+
+/// Why the job stopped. Its message is one line; `main` prefixes the input.
+#[derive(Debug)]
+enum JobError {
+    /// A command-line value that cannot be used.
+    Arg {
+        flag: &'static str,
+        value: String,
+        problem: String,
+    },
+    /// The glTF file could not be loaded (its message names the file).
+    Load(DemoError),
+    /// The frame would cost too much to draw.
+    FrameTooCostly {
+        what: &'static str,
+        estimate: u64,
+        limit: u64,
+        flag: &'static str,
+    },
+    /// A step on the device failed.
+    Step {
+        what: &'static str,
+        source: AnyError,
+    },
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Arg {
+                flag,
+                value,
+                problem,
+            } => write!(f, "{flag} {value}: {problem}"),
+            JobError::Load(e) => write!(f, "{e}"),
+            JobError::FrameTooCostly {
+                what,
+                estimate,
+                limit,
+                flag,
+            } => write!(
+                f,
+                "the frame would draw about {estimate} {what}, more than the limit of {limit} \
+                 ({flag}); render a smaller frame, raise the limit, or pass --no-render"
+            ),
+            JobError::Step { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+/// `what` failed with `source`.
+fn step<E: Into<AnyError>>(what: &'static str) -> impl FnOnce(E) -> JobError {
+    move |source| JobError::Step {
+        what,
+        source: source.into(),
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let scene = match &args.path {
-        Some(p) => match Scene::load_gltf(p) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(1);
-            }
-        },
-        None => Scene::generate_default(args.scale),
-    };
-    if scene.meshes.is_empty() {
-        eprintln!("error: the scene has no meshes");
-        return ExitCode::from(1);
-    }
-    let validation = if args.no_validation {
-        false
-    } else {
-        args.validation || cfg!(debug_assertions)
-    };
-    match run(&args, &scene, validation) {
+    match job(&args) {
         Ok(summary) => {
             print_summary(&args, &summary);
             if !summary.mismatched_objects.is_empty() || summary.validation_messages > 0 {
@@ -146,40 +231,207 @@ fn main() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
+            let message = e.to_string().replace('\n', " ");
+            match (&e, &args.path) {
+                // The loader's errors name the file already.
+                (JobError::Load(_), _) => eprintln!("error: {message}"),
+                (_, Some(path)) => eprintln!("error: {}: {message}", path.display()),
+                (_, None) => eprintln!("error: built-in scene: {message}"),
+            }
+            ExitCode::from(1)
         }
     }
 }
 
-type AnyError = Box<dyn std::error::Error>;
+/// Everything that can be checked before the device is created.
+fn check_args(args: &Args) -> Result<u64, JobError> {
+    let arg = |flag, value: &dyn std::fmt::Display, problem: String| JobError::Arg {
+        flag,
+        value: value.to_string(),
+        problem,
+    };
+    let ring_size = match args.ring_size.checked_mul(MIB) {
+        Some(0) => {
+            return Err(arg(
+                "--ring-size",
+                &0,
+                "must be at least 1 (MiB)".to_owned(),
+            ))
+        }
+        Some(bytes) => bytes,
+        None => {
+            return Err(arg(
+                "--ring-size",
+                &args.ring_size,
+                "MiB do not fit in 64 bits of bytes".to_owned(),
+            ))
+        }
+    };
+    if !args.no_render {
+        for (flag, value) in [("--width", args.width), ("--height", args.height)] {
+            if !(1..=MAX_FRAME_SIDE).contains(&value) {
+                return Err(arg(
+                    flag,
+                    &value,
+                    format!("must be 1..={MAX_FRAME_SIDE} pixels"),
+                ));
+            }
+        }
+        if args.out.is_dir() {
+            return Err(arg(
+                "--out",
+                &args.out.display(),
+                "is a directory; name the PNG file to write".to_owned(),
+            ));
+        }
+    }
+    Ok(ring_size)
+}
 
-fn run(args: &Args, scene: &Scene, validation: bool) -> Result<Summary, AnyError> {
-    let ctx = TestContext::builder()
-        .validation(validation)
-        .want_device_extension(ash::ext::memory_budget::NAME)
-        .build();
+fn job(args: &Args) -> Result<Summary, JobError> {
+    let ring_size = check_args(args)?;
+    let scene = match &args.path {
+        Some(p) => {
+            let options = LoadOptions {
+                max_decoded_bytes: args.max_decoded_bytes,
+                allow_outside_uris: args.allow_outside_uris,
+            };
+            Scene::load_gltf_with(p, &options).map_err(JobError::Load)?
+        }
+        None => Scene::generate_default(args.scale),
+    };
+    if scene.meshes.is_empty() {
+        return Err(step("the scene")("has no meshes"));
+    }
+    if !args.no_render {
+        check_frame_cost(args, &scene)?;
+    }
+    let validation = if args.no_validation {
+        false
+    } else {
+        args.validation || cfg!(debug_assertions)
+    };
+    run(args, &scene, validation, ring_size)
+}
+
+/// Refuses a frame that would take too long to draw, before the device
+/// exists: a CPU rasterizer pays for every covered pixel of every triangle.
+fn check_frame_cost(args: &Args, scene: &Scene) -> Result<(), JobError> {
+    let triangles = scene.drawn_triangles();
+    if triangles > args.max_frame_triangles {
+        return Err(JobError::FrameTooCostly {
+            what: "triangles",
+            estimate: triangles,
+            limit: args.max_frame_triangles,
+            flag: "--max-frame-triangles",
+        });
+    }
+    let view_proj = scene.view_proj(args.width as f32 / args.height as f32);
+    let fragments = scene.estimated_fragments(
+        &view_proj,
+        args.width,
+        args.height,
+        args.max_frame_fragments,
+    );
+    if fragments > args.max_frame_fragments {
+        return Err(JobError::FrameTooCostly {
+            what: "fragments",
+            estimate: fragments,
+            limit: args.max_frame_fragments,
+            flag: "--max-frame-fragments",
+        });
+    }
+    Ok(())
+}
+
+/// Runs `f` with panics silenced and caught: mem-testkit, a test kit,
+/// panics where this program reports.
+fn quietly<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "unknown failure".to_owned())
+    })
+}
+
+/// Creates the device, runs the job on it, and tears it down; the
+/// validation layer's messages (during the run and at teardown) are counted
+/// into the summary.
+fn run(args: &Args, scene: &Scene, validation: bool, ring_size: u64) -> Result<Summary, JobError> {
+    let ctx = quietly(|| {
+        TestContext::builder()
+            .validation(validation)
+            .want_device_extension(ash::ext::memory_budget::NAME)
+            .build()
+    })
+    .map_err(step("creating the Vulkan device"))?;
     let mut summary = Summary {
         validation,
         ..Summary::default()
     };
+    let result = on_device(args, scene, &ctx, ring_size, &mut summary);
+    summary.validation_messages = ctx.message_count();
+    // Report instead of panicking: the summary says how many there were.
+    for m in ctx.clear_messages().iter().take(10) {
+        eprintln!("validation: {m}");
+    }
+    // Objects found alive when the device is destroyed would be reported
+    // here; every path above destroyed what it created.
+    if let Err(message) = quietly(|| ctx.finish()) {
+        summary.validation_messages += 1;
+        eprintln!("validation: at device destruction: {message}");
+    }
+    result?;
+    Ok(summary)
+}
+
+/// Everything between device creation and teardown. The allocator and the
+/// resource manager are dropped before this returns, on every path.
+fn on_device(
+    args: &Args,
+    scene: &Scene,
+    ctx: &TestContext,
+    ring_size: u64,
+    summary: &mut Summary,
+) -> Result<(), JobError> {
     let props = ctx.properties();
     // SAFETY: the driver's device name is NUL-terminated.
     summary.device = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }
         .to_string_lossy()
         .into_owned();
+    let max = props.limits.max_image_dimension2_d;
+    if !args.no_render {
+        for (flag, value) in [("--width", args.width), ("--height", args.height)] {
+            if value > max {
+                return Err(JobError::Arg {
+                    flag,
+                    value: value.to_string(),
+                    problem: format!("is more than the device's maxImageDimension2D {max}"),
+                });
+            }
+        }
+    }
     // SAFETY: the context's handles are valid and outlive the allocator,
-    // manager and belt, all dropped before `ctx` (end of `upload_and_check`).
-    let allocator = Arc::new(unsafe {
-        Allocator::new(AllocatorDesc {
-            instance: ctx.instance(),
-            physical_device: ctx.physical_device(),
-            device: ctx.device(),
-            memory_budget: ctx.has_extension(ash::ext::memory_budget::NAME),
-            allocation_callbacks: None,
-            config: AllocatorConfig::default(),
-        })
-    }?);
+    // manager and belt, all dropped before this function returns.
+    let allocator = Arc::new(
+        unsafe {
+            Allocator::new(AllocatorDesc {
+                instance: ctx.instance(),
+                physical_device: ctx.physical_device(),
+                device: ctx.device(),
+                memory_budget: ctx.has_extension(ash::ext::memory_budget::NAME),
+                allocation_callbacks: None,
+                config: AllocatorConfig::default(),
+            })
+        }
+        .map_err(step("creating the allocator"))?,
+    );
     // SAFETY: as above.
     let resources = Arc::new(unsafe {
         ResourceManager::new(ResourceManagerDesc {
@@ -191,22 +443,65 @@ fn run(args: &Args, scene: &Scene, validation: bool) -> Result<Summary, AnyError
             allocation_callbacks: None,
         })
     });
-    let result = upload_and_check(args, scene, &ctx, &allocator, &resources, &mut summary);
+    let result = upload_and_check(args, scene, ctx, &allocator, &resources, ring_size, summary);
     drop(resources);
     let leaks = allocator.leak_report();
     drop(allocator);
-    summary.validation_messages = ctx.message_count();
-    // Report instead of panicking: the summary says how many there were.
-    let messages = ctx.clear_messages();
-    for m in messages.iter().take(10) {
-        eprintln!("validation: {m}");
-    }
-    ctx.finish();
     result?;
     if !leaks.is_empty() {
-        return Err(format!("{} allocations leaked: {leaks:?}", leaks.len()).into());
+        return Err(step("after the run")(format!(
+            "{} allocations leaked: {leaks:?}",
+            leaks.len()
+        )));
     }
-    Ok(summary)
+    Ok(())
+}
+
+/// Buffers and images this program created on the device. Dropping it, on
+/// success and on every error path alike, waits for the device to finish
+/// all work and destroys them, so that nothing reaches the device's
+/// teardown alive.
+struct Owned<'a> {
+    ctx: &'a TestContext,
+    res: &'a ResourceManager,
+    buffers: Vec<Buffer>,
+    images: Vec<Image>,
+}
+
+impl<'a> Owned<'a> {
+    fn new(ctx: &'a TestContext, res: &'a ResourceManager) -> Self {
+        Self {
+            ctx,
+            res,
+            buffers: Vec::new(),
+            images: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Owned<'_> {
+    fn drop(&mut self) {
+        if self.buffers.is_empty() && self.images.is_empty() {
+            return;
+        }
+        // SAFETY: this program is single-threaded here (the belt, the only
+        // other queue user, is dropped before the objects it wrote: it is
+        // created after them), so the queues are not in use; after the wait
+        // no submitted work uses the objects, and no view of them is left
+        // (the renderer destroys its views before it returns).
+        unsafe {
+            if let Err(e) = self.ctx.device().device_wait_idle() {
+                eprintln!("upload_mesh: vkDeviceWaitIdle failed before destroying: {e}");
+            }
+            for b in self.buffers.drain(..) {
+                // Fails only for a buffer of another manager.
+                let _ = self.res.destroy_buffer(b);
+            }
+            for i in self.images.drain(..) {
+                let _ = self.res.destroy_image(i);
+            }
+        }
+    }
 }
 
 fn upload_and_check(
@@ -215,8 +510,9 @@ fn upload_and_check(
     ctx: &TestContext,
     allocator: &Arc<Allocator>,
     res: &Arc<ResourceManager>,
+    ring_size: u64,
     summary: &mut Summary,
-) -> Result<(), AnyError> {
+) -> Result<(), JobError> {
     let (transfer, tqueue) = ctx.transfer_queue();
     let (graphics, gqueue) = ctx.graphics_queue();
     summary.transfer_family = transfer;
@@ -224,30 +520,9 @@ fn upload_and_check(
     summary.meshes = scene.meshes.len();
     summary.textures = scene.textures.len();
     summary.draws = scene.draws.len();
-    let shared = SharedQueue {
-        family: transfer,
-        queue: tqueue,
-        lock: Arc::new(Mutex::new(())),
-    };
-    let desc = StagingBeltDesc {
-        force_staging: args.force_staging,
-        ..StagingBeltDesc::with_ring_size(args.ring_size * MIB)
-    };
-    // SAFETY: handles from the context; the belt's queue is used by nobody
-    // else in this program except through `one_shot`, which runs only after
-    // the belt is idle.
-    let mut belt = unsafe {
-        StagingBelt::new(
-            res.clone(),
-            ctx.instance(),
-            ctx.physical_device(),
-            shared,
-            graphics,
-            desc,
-        )
-    }?;
 
-    // Create every resource first (batched binds), then upload.
+    // Create every resource first (batched binds), then upload. The
+    // vertex buffers come first in `up.buffers`, then the index buffers.
     let usage_v = vk::BufferUsageFlags::VERTEX_BUFFER
         | vk::BufferUsageFlags::TRANSFER_DST
         | vk::BufferUsageFlags::TRANSFER_SRC;
@@ -283,11 +558,43 @@ fn upload_and_check(
                 .name(t.name.clone())
         })
         .collect();
-    let mut up = Uploaded {
-        vertex: res.create_buffers(&vdescs)?,
-        index: res.create_buffers(&idescs)?,
-        images: res.create_images(&tdescs)?,
+    let mut up = Owned::new(ctx, res);
+    up.buffers = res
+        .create_buffers(&vdescs)
+        .map_err(step("creating the vertex buffers"))?;
+    let index_buffers = res
+        .create_buffers(&idescs)
+        .map_err(step("creating the index buffers"))?;
+    up.buffers.extend(index_buffers);
+    up.images = res
+        .create_images(&tdescs)
+        .map_err(step("creating the images"))?;
+    let n = scene.meshes.len();
+
+    let shared = SharedQueue {
+        family: transfer,
+        queue: tqueue,
+        lock: Arc::new(Mutex::new(())),
     };
+    let desc = StagingBeltDesc {
+        force_staging: args.force_staging,
+        ..StagingBeltDesc::with_ring_size(ring_size)
+    };
+    // SAFETY: handles from the context; the belt's queue is used by nobody
+    // else in this program except through `submit_graphics`, which runs
+    // only after the belt is idle. Declared after `up`, the belt is dropped
+    // (waiting for its work) before `up` destroys what it wrote.
+    let mut belt = unsafe {
+        StagingBelt::new(
+            res.clone(),
+            ctx.instance(),
+            ctx.physical_device(),
+            shared,
+            graphics,
+            desc,
+        )
+    }
+    .map_err(step("creating the staging belt"))?;
 
     let total = scene.total_bytes();
     summary.bytes = total;
@@ -298,24 +605,31 @@ fn upload_and_check(
     };
     let texture_data: Vec<Vec<u8>> = scene.textures.iter().map(|t| t.mips.concat()).collect();
     let start = Instant::now();
-    for (i, m) in scene.meshes.iter().enumerate() {
-        let _ = belt.upload_buffer(&up.vertex[i], 0, m.vertex_bytes())?;
-        let _ = belt.upload_buffer(&up.index[i], 0, m.index_bytes())?;
-        bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
-    }
-    for (i, data) in texture_data.iter().enumerate() {
-        let _ = belt.upload_image(
-            &up.images[i],
-            data,
-            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-        )?;
-        bar.inc(data.len() as u64);
-    }
-    let ticket = belt.flush()?;
-    belt.wait(ticket)?;
+    let uploading = step("uploading");
+    let uploaded: Result<_, gpumem::staging::StagingError> = (|| {
+        for (i, m) in scene.meshes.iter().enumerate() {
+            let _ = belt.upload_buffer(&up.buffers[i], 0, m.vertex_bytes())?;
+            let _ = belt.upload_buffer(&up.buffers[n + i], 0, m.index_bytes())?;
+            bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
+        }
+        for (i, data) in texture_data.iter().enumerate() {
+            let _ = belt.upload_image(
+                &up.images[i],
+                data,
+                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            )?;
+            bar.inc(data.len() as u64);
+        }
+        let ticket = belt.flush()?;
+        belt.wait(ticket)?;
+        Ok(ticket)
+    })();
+    let ticket = uploaded.map_err(uploading)?;
     summary.upload = start.elapsed();
     bar.finish_and_clear();
-    let acquire = belt.take_acquire_barriers(ticket)?;
+    let acquire = belt
+        .take_acquire_barriers(ticket)
+        .map_err(step("taking the acquire barriers"))?;
     let st = belt.stats();
     summary.batches = st.batches_submitted;
     summary.ring_high_water = st.ring_high_water;
@@ -354,7 +668,8 @@ fn upload_and_check(
                 )
             };
         }
-    })?;
+    })
+    .map_err(step("acquiring the uploads on the graphics queue"))?;
     // The belt owns the timeline semaphore the submit above waited on: it
     // lives until that submit completed.
     drop(belt);
@@ -367,7 +682,8 @@ fn upload_and_check(
         &texture_data,
         &up,
         summary,
-    )?;
+    )
+    .map_err(step("verifying"))?;
 
     // Loading is done: give back the memory objects the verification's
     // readback buffers left in the allocator's cache (and any empty block
@@ -375,7 +691,7 @@ fn upload_and_check(
     let before = allocator.stats().total.committed_bytes;
     allocator.trim();
     let s = allocator.stats();
-    summary.trimmed = before - s.total.committed_bytes;
+    summary.trimmed = before.saturating_sub(s.total.committed_bytes);
     summary.committed = s.total.committed_bytes;
     summary.requested = s.total.requested_bytes;
     summary.blocks = s.total.block_count;
@@ -387,12 +703,16 @@ fn upload_and_check(
             .meshes
             .iter()
             .enumerate()
-            .map(|(i, m)| GpuMesh {
-                vertex_buffer: up.vertex[i].handle(),
-                index_buffer: up.index[i].handle(),
-                index_count: m.indices.len() as u32,
+            .map(|(i, m)| {
+                // The loader and the generator keep index counts in u32.
+                let index_count = u32::try_from(m.indices.len()).map_err(step("drawing"))?;
+                Ok(GpuMesh {
+                    vertex_buffer: up.buffers[i].handle(),
+                    index_buffer: up.buffers[n + i].handle(),
+                    index_count,
+                })
             })
-            .collect();
+            .collect::<Result<_, JobError>>()?;
         let textures: Vec<GpuTexture> = scene
             .textures
             .iter()
@@ -425,10 +745,13 @@ fn upload_and_check(
         let pixels = {
             let _q = ctx.lock_queue(graphics);
             // SAFETY: every resource is uploaded, acquired and idle; the
-            // queue lock is held.
-            unsafe { render_frame(&dev, &frame) }?
-        };
-        mem_demo::save_png(&args.out, args.width, args.height, &pixels)?;
+            // queue lock is held. `render_frame` destroys what it creates,
+            // on error too (after waiting for its submission).
+            unsafe { render_frame(&dev, &frame) }
+        }
+        .map_err(step("rendering"))?;
+        mem_demo::save_png(&args.out, args.width, args.height, &pixels)
+            .map_err(step("saving the frame"))?;
         let mut colors: Vec<u32> = pixels
             .chunks_exact(4)
             .map(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]))
@@ -438,20 +761,43 @@ fn upload_and_check(
         summary.distinct_colors = colors.len();
         summary.frame = Some(args.out.clone());
     }
-
-    for b in up.vertex.drain(..).chain(up.index.drain(..)) {
-        // SAFETY: the device is idle (every submission was waited for).
-        unsafe { res.destroy_buffer(b) }?;
-    }
-    for i in up.images.drain(..) {
-        // SAFETY: as above.
-        unsafe { res.destroy_image(i) }?;
-    }
+    // `up` is dropped here: the device is waited for and every buffer and
+    // image destroyed, as on every error path above.
     Ok(())
 }
 
+/// The command pool and fence of one submission. Dropping it destroys
+/// them, after draining the queue if the submission may still be running
+/// (an error between submit and wait).
+struct OneShot<'a> {
+    ctx: &'a TestContext,
+    family: u32,
+    queue: vk::Queue,
+    pool: vk::CommandPool,
+    fence: vk::Fence,
+    pending: bool,
+}
+
+impl Drop for OneShot<'_> {
+    fn drop(&mut self) {
+        let d = self.ctx.device();
+        // SAFETY: both were created on `d` by `submit_graphics` (or are null,
+        // which vkDestroy* ignores); a submission that may still use them is
+        // waited for first, with the queue's lock held.
+        unsafe {
+            if self.pending {
+                let _q = self.ctx.lock_queue(self.family);
+                let _ = d.queue_wait_idle(self.queue);
+            }
+            d.destroy_fence(self.fence, None);
+            d.destroy_command_pool(self.pool, None);
+        }
+    }
+}
+
 /// Records with `f` on the graphics family, submits (waiting on `wait` when
-/// given) and waits for completion.
+/// given) and waits for completion. The work is one copy of at most one
+/// object (which the loader's budget bounds), so the wait has no timeout.
 fn submit_graphics(
     ctx: &TestContext,
     family: u32,
@@ -460,16 +806,24 @@ fn submit_graphics(
     f: impl FnOnce(&ash::Device, vk::CommandBuffer),
 ) -> Result<(), AnyError> {
     let d = ctx.device();
-    // SAFETY: every object below is created, used and destroyed here, on this
-    // thread, with the queue lock held around the submit.
+    let mut one = OneShot {
+        ctx,
+        family,
+        queue,
+        pool: vk::CommandPool::null(),
+        fence: vk::Fence::null(),
+        pending: false,
+    };
+    // SAFETY: every object below is created and used here, on this thread,
+    // with the queue lock held around the submit; `one` destroys them.
     unsafe {
-        let pool = d.create_command_pool(
+        one.pool = d.create_command_pool(
             &vk::CommandPoolCreateInfo::default().queue_family_index(family),
             None,
         )?;
         let cmd = d.allocate_command_buffers(
             &vk::CommandBufferAllocateInfo::default()
-                .command_pool(pool)
+                .command_pool(one.pool)
                 .command_buffer_count(1),
         )?[0];
         d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())?;
@@ -485,14 +839,14 @@ fn submit_graphics(
             .wait_semaphores(&sems)
             .wait_dst_stage_mask(&stages)
             .push_next(&mut timeline);
-        let fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
+        one.fence = d.create_fence(&vk::FenceCreateInfo::default(), None)?;
         {
             let _q = ctx.lock_queue(family);
-            d.queue_submit(queue, &[submit], fence)?;
+            d.queue_submit(queue, &[submit], one.fence)?;
         }
-        d.wait_for_fences(&[fence], true, u64::MAX)?;
-        d.destroy_fence(fence, None);
-        d.destroy_command_pool(pool, None);
+        one.pending = true;
+        d.wait_for_fences(&[one.fence], true, u64::MAX)?;
+        one.pending = false;
     }
     Ok(())
 }
@@ -505,9 +859,10 @@ fn verify(
     queue: vk::Queue,
     scene: &Scene,
     texture_data: &[Vec<u8>],
-    up: &Uploaded,
+    up: &Owned<'_>,
     summary: &mut Summary,
 ) -> Result<(), AnyError> {
+    let n = scene.meshes.len();
     let largest = scene
         .meshes
         .iter()
@@ -515,8 +870,11 @@ fn verify(
         .chain(texture_data.iter().map(Vec::len))
         .max()
         .unwrap_or(1) as u64;
-    let readback =
-        res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?;
+    let mut owner = Owned::new(ctx, res);
+    owner
+        .buffers
+        .push(res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?);
+    let readback = &owner.buffers[0];
     let mut back = vec![0u8; largest as usize];
     let mut check = |name: String,
                      expected: &[u8],
@@ -524,7 +882,7 @@ fn verify(
      -> Result<(), AnyError> {
         submit_graphics(ctx, family, queue, None, |d, cmd| record(d, cmd))?;
         let out = &mut back[..expected.len()];
-        res.read_buffer(&readback, 0, out)?;
+        res.read_buffer(readback, 0, out)?;
         if out != expected {
             summary.mismatched_objects.push(name);
         }
@@ -554,13 +912,13 @@ fn verify(
         check(
             format!("{} vertices", m.name),
             v,
-            &copy_buffer(up.vertex[i].handle(), v.len() as u64),
+            &copy_buffer(up.buffers[i].handle(), v.len() as u64),
         )?;
         let ix = m.index_bytes();
         check(
             format!("{} indices", m.name),
             ix,
-            &copy_buffer(up.index[i].handle(), ix.len() as u64),
+            &copy_buffer(up.buffers[n + i].handle(), ix.len() as u64),
         )?;
     }
     for (i, t) in scene.textures.iter().enumerate() {
@@ -644,8 +1002,7 @@ fn verify(
         };
         check(t.name.clone(), &texture_data[i], &record)?;
     }
-    // SAFETY: every copy was waited for.
-    unsafe { res.destroy_buffer(readback) }?;
+    // `owner` destroys the readback buffer, here or on an error above.
     Ok(())
 }
 
