@@ -603,7 +603,6 @@ fn upload_and_check(
     } else {
         indicatif::ProgressBar::new(total)
     };
-    let texture_data: Vec<Vec<u8>> = scene.textures.iter().map(|t| t.mips.concat()).collect();
     let start = Instant::now();
     let uploading = step("uploading");
     let uploaded: Result<_, gpumem::staging::StagingError> = (|| {
@@ -612,10 +611,13 @@ fn upload_and_check(
             let _ = belt.upload_buffer(&up.buffers[n + i], 0, m.index_bytes())?;
             bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
         }
-        for (i, data) in texture_data.iter().enumerate() {
+        for (i, t) in scene.textures.iter().enumerate() {
+            // The belt takes every level in one slice and has copied (or
+            // written) it when it returns: one texture's copy at a time.
+            let data = t.mips.concat();
             let _ = belt.upload_image(
                 &up.images[i],
-                data,
+                &data,
                 vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
             )?;
             bar.inc(data.len() as u64);
@@ -673,17 +675,7 @@ fn upload_and_check(
     // The belt owns the timeline semaphore the submit above waited on: it
     // lives until that submit completed.
     drop(belt);
-    verify(
-        ctx,
-        res,
-        graphics,
-        gqueue,
-        scene,
-        &texture_data,
-        &up,
-        summary,
-    )
-    .map_err(step("verifying"))?;
+    verify(ctx, res, graphics, gqueue, scene, &up, summary).map_err(step("verifying"))?;
 
     // Loading is done: give back the memory objects the verification's
     // readback buffers left in the allocator's cache (and any empty block
@@ -858,16 +850,17 @@ fn verify(
     family: u32,
     queue: vk::Queue,
     scene: &Scene,
-    texture_data: &[Vec<u8>],
     up: &Owned<'_>,
     summary: &mut Summary,
 ) -> Result<(), AnyError> {
+    /// Bytes compared per read from the readback buffer.
+    const PIECE: usize = 4 << 20;
     let n = scene.meshes.len();
     let largest = scene
         .meshes
         .iter()
         .map(|m| m.vertex_bytes().len().max(m.index_bytes().len()))
-        .chain(texture_data.iter().map(Vec::len))
+        .chain(scene.textures.iter().map(|t| t.byte_size() as usize))
         .max()
         .unwrap_or(1) as u64;
     let mut owner = Owned::new(ctx, res);
@@ -875,15 +868,24 @@ fn verify(
         .buffers
         .push(res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?);
     let readback = &owner.buffers[0];
-    let mut back = vec![0u8; largest as usize];
+    let mut back = vec![0u8; PIECE.min(largest as usize)];
+    // Copies an object into the readback buffer with `record`, then compares
+    // it, piece by piece, with `expected` (its parts in order: one slice, or
+    // a texture's levels).
     let mut check = |name: String,
-                     expected: &[u8],
+                     expected: &[&[u8]],
                      record: &dyn Fn(&ash::Device, vk::CommandBuffer)|
      -> Result<(), AnyError> {
         submit_graphics(ctx, family, queue, None, |d, cmd| record(d, cmd))?;
-        let out = &mut back[..expected.len()];
-        res.read_buffer(readback, 0, out)?;
-        if out != expected {
+        let mut offset = 0u64;
+        let mut same = true;
+        for piece in expected.iter().flat_map(|part| part.chunks(PIECE)) {
+            let out = &mut back[..piece.len()];
+            res.read_buffer(readback, offset, out)?;
+            same &= out == piece;
+            offset += piece.len() as u64;
+        }
+        if !same {
             summary.mismatched_objects.push(name);
         }
         summary.verified_objects += 1;
@@ -911,13 +913,13 @@ fn verify(
         let v = m.vertex_bytes();
         check(
             format!("{} vertices", m.name),
-            v,
+            &[v],
             &copy_buffer(up.buffers[i].handle(), v.len() as u64),
         )?;
         let ix = m.index_bytes();
         check(
             format!("{} indices", m.name),
-            ix,
+            &[ix],
             &copy_buffer(up.buffers[n + i].handle(), ix.len() as u64),
         )?;
     }
@@ -1000,7 +1002,8 @@ fn verify(
                 );
             }
         };
-        check(t.name.clone(), &texture_data[i], &record)?;
+        let levels: Vec<&[u8]> = t.mips.iter().map(Vec::as_slice).collect();
+        check(t.name.clone(), &levels, &record)?;
     }
     // `owner` destroys the readback buffer, here or on an error above.
     Ok(())
