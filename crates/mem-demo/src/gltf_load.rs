@@ -44,7 +44,7 @@
 //! accepted only as chunk 1; a second JSON or BIN chunk is refused; chunks
 //! of other types after them are skipped, as the specification requires of
 //! readers; no chunk may run past the end. Errors are
-//! [`DemoError::BadGlb`] with a [`GlbProblem`].
+//! [`DemoError::BadGlb`] with a [`crate::scene::GlbProblem`].
 //!
 //! # Order of checks
 //!

@@ -523,6 +523,7 @@ fn edit_and_load(path: &Path, edit: impl FnOnce(&mut Value)) -> Result<Scene, De
 }
 
 #[test]
+#[cfg(unix)]
 fn uris_outside_the_asset_folder_are_refused() {
     let (root, asset) = outside_layout("outside");
     let outside_bin = std::fs::canonicalize(root.join("outside.bin")).unwrap();
@@ -574,6 +575,7 @@ fn uris_outside_the_asset_folder_are_refused() {
 }
 
 #[test]
+#[cfg(unix)]
 fn uris_inside_the_asset_folder_load() {
     let (_, asset) = outside_layout("inside");
     let folder = asset.parent().unwrap();
@@ -593,6 +595,7 @@ fn uris_inside_the_asset_folder_load() {
 }
 
 #[test]
+#[cfg(unix)]
 fn a_buffer_uri_naming_a_fifo_is_refused_without_blocking() {
     let d = dir("fifo");
     let asset = write_test_gltf(&d);
@@ -621,6 +624,7 @@ fn a_buffer_uri_naming_a_fifo_is_refused_without_blocking() {
 }
 
 #[test]
+#[cfg(unix)]
 fn device_files_and_directories_are_refused_even_when_outside_uris_are_allowed() {
     let d = dir("devices");
     let asset = write_test_gltf(&d);
