@@ -733,6 +733,7 @@ fn upload_and_check(
             height: args.height,
             clear_color: [0.02, 0.03, 0.05, 1.0],
             wait_semaphores: &[],
+            timeout: mem_demo::render::FRAME_TIMEOUT,
         };
         let pixels = {
             let _q = ctx.lock_queue(graphics);

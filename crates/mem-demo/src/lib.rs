@@ -32,9 +32,10 @@ mod error;
 mod gltf_load;
 mod math;
 
-pub use error::{DemoError, RenderError};
+pub use error::{DemoError, GlbProblem, GltfItem, RenderError};
 pub use scene::{
-    mip_chain, write_test_glb, write_test_gltf, Draw, MeshData, Scene, TextureData, Vertex,
+    mip_chain, write_test_glb, write_test_gltf, Draw, LoadOptions, MeshData, Scene, TextureData,
+    Vertex,
 };
 
 /// Writes tightly packed RGBA8 pixels as a PNG file.

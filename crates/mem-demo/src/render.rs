@@ -23,7 +23,7 @@
 //! that uploads them the simple way, see `tests/render_lavapipe.rs`):
 //!
 //! ```no_run
-//! use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
+//! use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice, FRAME_TIMEOUT};
 //! use mem_demo::{DemoError, Scene};
 //!
 //! fn draw(dev: &RenderDevice<'_>, scene: &Scene, meshes: &[GpuMesh], textures: &[GpuTexture]) -> Result<(), DemoError> {
@@ -37,6 +37,7 @@
 //!         height,
 //!         clear_color: [0.5, 0.7, 0.9, 1.0],
 //!         wait_semaphores: &[],
+//!         timeout: FRAME_TIMEOUT,
 //!     };
 //!     // SAFETY: (in a real program) the handles are valid, the queue is not
 //!     // used elsewhere, the uploads finished on this queue and left the
@@ -68,9 +69,9 @@ use crate::scene::Draw;
 /// RGBA8, ready for a PNG.
 pub const COLOR_FORMAT: vk::Format = vk::Format::R8G8B8A8_SRGB;
 
-/// How long [`render_frame`] waits for the GPU (lavapipe draws a few million
-/// triangles in seconds; this only catches a hang).
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(300);
+/// A sane [`FrameDesc::timeout`]: lavapipe draws a few million triangles in
+/// seconds, so a frame past a minute is a hang or a hostile scene.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 static VERT_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mesh.vert.spv"));
 static FRAG_SPV: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mesh.frag.spv"));
@@ -151,6 +152,11 @@ pub struct FrameDesc<'a> {
     pub clear_color: [f32; 4],
     /// Semaphores the submission waits on (may be empty).
     pub wait_semaphores: &'a [SemaphoreWait],
+    /// How long [`render_frame`] waits for the frame before it returns
+    /// [`RenderError::Timeout`] (after which it still waits for the queue to
+    /// go idle before freeing what the frame used). [`FRAME_TIMEOUT`] is a
+    /// sane default.
+    pub timeout: Duration,
 }
 
 /// Renders one frame and returns it as tightly packed RGBA8 pixels
@@ -949,11 +955,12 @@ unsafe fn render_inner(o: &mut Objects<'_>, frame: &FrameDesc<'_>) -> Result<Vec
         d.queue_submit(dev.queue, &[submit], o.fence)
             .map_err(RenderError::vk("vkQueueSubmit"))?;
         o.in_flight = true;
-        match d.wait_for_fences(&[o.fence], true, FRAME_TIMEOUT.as_nanos() as u64) {
+        let timeout = u64::try_from(frame.timeout.as_nanos()).unwrap_or(u64::MAX);
+        match d.wait_for_fences(&[o.fence], true, timeout) {
             Ok(()) => o.in_flight = false,
             Err(vk::Result::TIMEOUT) => {
                 return Err(RenderError::Timeout {
-                    seconds: FRAME_TIMEOUT.as_secs(),
+                    seconds: frame.timeout.as_secs(),
                 })
             }
             Err(result) => {

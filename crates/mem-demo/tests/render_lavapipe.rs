@@ -261,6 +261,7 @@ fn render(
         height: SIDE,
         clear_color: [0.5, 0.7, 0.9, 1.0],
         wait_semaphores: &[],
+        timeout: mem_demo::render::FRAME_TIMEOUT,
     };
     // SAFETY: the context's handles are valid; the queue is locked; every
     // buffer and image was uploaded above, waited for, and left in
