@@ -38,8 +38,6 @@ pub struct ImportedBuffer {
     pub buffer: vk::Buffer,
     /// The imported memory.
     pub memory: vk::DeviceMemory,
-    /// Bytes imported (a multiple of the import alignment).
-    pub size: u64,
 }
 
 /// Where the aligned interior of a host range lies.
@@ -205,11 +203,7 @@ impl HostImporter {
             }
             return Err(e);
         }
-        Ok(ImportedBuffer {
-            buffer,
-            memory,
-            size,
-        })
+        Ok(ImportedBuffer { buffer, memory })
     }
 
     /// Destroys the buffer and frees the imported memory.

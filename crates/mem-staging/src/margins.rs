@@ -152,7 +152,7 @@ impl MarginError {
     }
 }
 
-/// A Vulkan call of the checker that [`MarginChecker::inject_fault`] can
+/// A Vulkan call of the checker that `MarginChecker::inject_fault` (feature `testing`) can
 /// make fail, for tests of the failure paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MarginFault {
@@ -305,6 +305,7 @@ impl MarginChecker {
 
     /// Makes the `nth` next call of `point` (1 = the very next) fail with
     /// `result` instead of calling Vulkan, for tests of the failure paths.
+    #[cfg(feature = "testing")]
     pub fn inject_fault(&mut self, point: MarginFault, nth: u64, result: vk::Result) {
         let f = &mut self.faults[point.index()];
         f.1 = Some((f.0 + nth, result));

@@ -43,11 +43,6 @@ impl Ring {
         }
     }
 
-    /// Capacity in bytes.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Bytes reserved and not yet released (padding and wrap waste included).
     pub fn used(&self) -> u64 {
         self.used
@@ -56,11 +51,6 @@ impl Ring {
     /// Highest [`Self::used`] seen.
     pub fn high_water_mark(&self) -> u64 {
         self.high_water
-    }
-
-    /// Number of closed batches not yet released.
-    pub fn closed_batches(&self) -> usize {
-        self.closed.len()
     }
 
     /// Reserves `len` contiguous bytes aligned to `align` (a power of two) for
@@ -136,11 +126,6 @@ impl Ring {
             n += 1;
         }
         n
-    }
-
-    /// True when the open batch holds reservations.
-    pub fn open_batch_is_empty(&self) -> bool {
-        self.open_bytes == 0
     }
 }
 

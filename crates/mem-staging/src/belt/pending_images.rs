@@ -18,7 +18,7 @@ use mem_resources::ResolvedSubresources;
 
 /// Where a subresource goes at the end of the batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Final {
+pub(super) struct Final {
     /// The layout the upload asked for.
     pub layout: vk::ImageLayout,
     /// Release to the destination queue family (exclusive sharing, two
@@ -27,7 +27,7 @@ pub(crate) struct Final {
 }
 
 /// The pending subresources of one image in the open batch.
-pub(crate) struct PendingImage {
+pub(super) struct PendingImage {
     pub aspect: vk::ImageAspectFlags,
     array_layers: u32,
     /// Level-major, one entry per subresource of the image.
@@ -81,7 +81,7 @@ impl PendingImage {
 /// returns `Some(k)` into boxes of equal `k`: runs of consecutive layers per
 /// level, extended over consecutive levels with the same runs. A whole image
 /// with one value is one box.
-pub(crate) fn group_boxes<K: Copy + PartialEq>(
+pub(super) fn group_boxes<K: Copy + PartialEq>(
     levels: u32,
     layers: u32,
     f: impl Fn(u32, u32) -> Option<K>,

@@ -1,0 +1,368 @@
+//! Image uploads, whole or by mip levels and array layers. Each upload is
+//! ordered after earlier work on the image and transitions from the layout
+//! the image is in ([`mem_resources::ImageLayouts`]); the open batch's
+//! [`super::pending_images`] make the batch's end transition each
+//! subresource once.
+
+use super::*;
+
+/// True when an image with `usage` may be transitioned to `layout`
+/// (VUID-VkImageMemoryBarrier-oldLayout-01208..01212 and friends).
+pub(super) fn layout_allowed(layout: vk::ImageLayout, usage: vk::ImageUsageFlags) -> bool {
+    use vk::ImageLayout as L;
+    use vk::ImageUsageFlags as U;
+    match layout {
+        L::UNDEFINED | L::PREINITIALIZED => false,
+        L::TRANSFER_SRC_OPTIMAL => usage.contains(U::TRANSFER_SRC),
+        L::TRANSFER_DST_OPTIMAL => usage.contains(U::TRANSFER_DST),
+        L::SHADER_READ_ONLY_OPTIMAL => usage.intersects(U::SAMPLED | U::INPUT_ATTACHMENT),
+        L::COLOR_ATTACHMENT_OPTIMAL => usage.contains(U::COLOR_ATTACHMENT),
+        L::DEPTH_STENCIL_ATTACHMENT_OPTIMAL
+        | L::DEPTH_STENCIL_READ_ONLY_OPTIMAL
+        | L::DEPTH_ATTACHMENT_OPTIMAL
+        | L::DEPTH_READ_ONLY_OPTIMAL
+        | L::STENCIL_ATTACHMENT_OPTIMAL
+        | L::STENCIL_READ_ONLY_OPTIMAL
+        | L::DEPTH_READ_ONLY_STENCIL_ATTACHMENT_OPTIMAL
+        | L::DEPTH_ATTACHMENT_STENCIL_READ_ONLY_OPTIMAL => {
+            usage.contains(U::DEPTH_STENCIL_ATTACHMENT)
+        }
+        _ => true,
+    }
+}
+
+impl StagingBelt {
+    /// Uploads every mip level and array layer of `dst` from `data` (laid out
+    /// as [`crate::plan`] describes: level-major, tightly packed) and leaves
+    /// the image in `final_layout`. The image's previous contents are
+    /// discarded (the upload starts from `UNDEFINED`), after every earlier
+    /// upload to it and, on the belt's queue, every earlier use of it.
+    ///
+    /// Uploads to one image are ordered: a later upload in the same batch
+    /// waits for the earlier one's copies, and the batch's end transitions
+    /// each subresource once, to the last final layout asked for. The layout
+    /// each subresource is left in is recorded in [`Image::layouts`].
+    #[doc(alias = "vkCmdCopyBufferToImage")]
+    pub fn upload_image(
+        &mut self,
+        dst: &Image,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
+        self.upload_image_inner(dst, ImageSubresources::all(), true, data, final_layout)
+    }
+
+    /// Uploads mip levels and array layers `subresources` of `dst` from
+    /// `data` (laid out as [`crate::plan`] describes, over those levels and
+    /// layers only: see [`crate::plan::expected_subresources_data_size`]) and
+    /// leaves them in `final_layout`. The other subresources keep their
+    /// contents and layouts.
+    ///
+    /// The written subresources are transitioned from the layout
+    /// [`Image::layouts`] says they are in: the one an earlier upload left,
+    /// or the one the engine recorded with
+    /// [`mem_resources::ImageLayouts::set_layout`] after transitioning the
+    /// image itself. On the belt's queue the transition waits for all earlier
+    /// work; an engine that used the image on another queue makes the belt's
+    /// next batch wait for that work with [`Self::wait_before_next_batch`].
+    ///
+    /// An `EXCLUSIVE` image released to the destination family by an earlier
+    /// upload is owned by the engine's queue: updating part of it would need
+    /// the engine to release it back first, so the belt refuses with
+    /// [`StagingError::OwnedByAnotherFamily`] (a whole-image
+    /// [`Self::upload_image`] discards the contents and needs no transfer).
+    #[doc(alias = "vkCmdCopyBufferToImage")]
+    pub fn upload_image_subresources(
+        &mut self,
+        dst: &Image,
+        subresources: ImageSubresources,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
+        self.upload_image_inner(dst, subresources, false, data, final_layout)
+    }
+
+    pub(super) fn upload_image_inner(
+        &mut self,
+        dst: &Image,
+        subresources: ImageSubresources,
+        discard: bool,
+        data: &[u8],
+        final_layout: vk::ImageLayout,
+    ) -> Result<Ticket, StagingError> {
+        self.check_usable()?;
+        self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
+        let desc = dst.desc();
+        if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
+            return Err(StagingError::MissingTransferDst {
+                name: desc.name.clone(),
+                usage: format!("{:?}", desc.usage),
+            });
+        }
+        if desc.samples != vk::SampleCountFlags::TYPE_1 {
+            return Err(StagingError::Multisampled {
+                name: desc.name.clone(),
+                samples: desc.samples.as_raw(),
+            });
+        }
+        if data.is_empty() {
+            return Err(StagingError::EmptyData);
+        }
+        if !layout_allowed(final_layout, desc.usage) {
+            return Err(StagingError::LayoutNotAllowed {
+                name: desc.name.clone(),
+                layout: format!("{final_layout:?}"),
+                usage: format!("{:?}", desc.usage),
+            });
+        }
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
+        let layout = ImageLayout {
+            format: desc.format,
+            image_type: desc.kind.image_type(),
+            extent: desc.extent,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
+            aspect: None,
+        };
+        let plan = plan_subresources_upload(
+            &layout,
+            range.levels(),
+            range.layers(),
+            data.len() as u64,
+            &self.limits,
+            self.desc.chunk_size,
+        )?;
+        let aspect = desc.aspect();
+        let image = dst.handle();
+        let tracked = dst.layouts();
+        // Where each written subresource is now: pending in the open batch
+        // (already TRANSFER_DST_OPTIMAL), or in the tracked layout.
+        let pending = |belt: &Self, level: u32, layer: u32| {
+            belt.open
+                .as_ref()
+                .and_then(|b| b.images.get(&image))
+                .is_some_and(|p| p.is_pending(level, layer))
+        };
+        if !discard {
+            for level in range.levels() {
+                for layer in range.layers() {
+                    let state = tracked.state(level, layer);
+                    if !pending(self, level, layer)
+                        && state.layout != vk::ImageLayout::UNDEFINED
+                        && state.owner_family != vk::QUEUE_FAMILY_IGNORED
+                        && state.owner_family != self.queue.family
+                    {
+                        return Err(StagingError::OwnedByAnotherFamily {
+                            name: desc.name.clone(),
+                            level,
+                            layer,
+                            family: state.owner_family,
+                        });
+                    }
+                }
+            }
+        }
+        let cmd = self.open_batch()?.cmd;
+        self.record_pending_copy();
+        // Barriers into TRANSFER_DST_OPTIMAL: a subresource pending in this
+        // batch needs only a write-after-write dependency; any other waits
+        // for all earlier work on the queue (earlier batches' copies and
+        // transitions, the engine's use of the image) and transitions from
+        // its layout, or from UNDEFINED when the upload discards it.
+        #[derive(Clone, Copy, PartialEq)]
+        enum Start {
+            Pending,
+            Layout(vk::ImageLayout),
+        }
+        let mut from = |level: u32, layer: u32| {
+            let batch = self.open.as_mut().expect("opened");
+            let was_pending = batch
+                .images
+                .get_mut(&image)
+                .is_some_and(|p| p.take(level, layer));
+            if was_pending {
+                Start::Pending
+            } else if discard {
+                Start::Layout(vk::ImageLayout::UNDEFINED)
+            } else {
+                Start::Layout(tracked.layout(level, layer))
+            }
+        };
+        let mut kinds = Vec::with_capacity(range.level_count as usize * range.layer_count as usize);
+        for level in range.levels() {
+            for layer in range.layers() {
+                kinds.push(from(level, layer));
+            }
+        }
+        let at = |level: u32, layer: u32| {
+            let i = (level - range.base_mip_level) as usize * range.layer_count as usize
+                + (layer - range.base_array_layer) as usize;
+            Some(kinds[i])
+        };
+        let boxes = group_boxes(
+            range.base_mip_level + range.level_count,
+            desc.array_layers,
+            |l, y| {
+                (range.levels().contains(&l) && range.layers().contains(&y))
+                    .then(|| at(l, y))
+                    .flatten()
+            },
+        );
+        let mut waw = Vec::new();
+        let mut transitions = Vec::new();
+        for (b, kind) in boxes {
+            let barrier = vk::ImageMemoryBarrier::default()
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .image(image)
+                .subresource_range(b.to_vk(aspect))
+                .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL);
+            match kind {
+                Start::Pending => {
+                    waw.push(barrier.old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL))
+                }
+                Start::Layout(old) => transitions.push(
+                    barrier
+                        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                        .old_layout(old),
+                ),
+            }
+        }
+        for (src_stage, barriers) in [
+            (vk::PipelineStageFlags::TRANSFER, &waw),
+            (vk::PipelineStageFlags::ALL_COMMANDS, &transitions),
+        ] {
+            if barriers.is_empty() {
+                continue;
+            }
+            // SAFETY: `cmd` is recording; the image is alive.
+            unsafe {
+                self.device.cmd_pipeline_barrier(
+                    cmd,
+                    src_stage,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    barriers,
+                )
+            };
+        }
+        self.open.as_mut().expect("opened").has_work = true;
+        let mut closed = None;
+        let staged = self.stage_image_copies(image, &plan, data, &mut closed);
+        // As in `stage_range`: a closed batch always reaches the queue.
+        let staged = match closed {
+            Some(b) => staged.and(self.queue_submit(b)),
+            None => staged,
+        };
+        // The subresources are in TRANSFER_DST_OPTIMAL now (even when staging
+        // failed part way): whichever batch is open takes their transition to
+        // the final layout, so the tracked layout stays true.
+        let release = self.needs_release(&desc.sharing);
+        let batch = match self.open_batch() {
+            Ok(b) => b,
+            Err(e) => return Err(staged.err().unwrap_or(e)),
+        };
+        batch
+            .images
+            .entry(image)
+            .or_insert_with(|| PendingImage::new(aspect, desc.mip_levels, desc.array_layers))
+            .put(
+                &range,
+                Final {
+                    layout: final_layout,
+                    release,
+                },
+            );
+        batch.has_work = true;
+        let value = batch.value;
+        tracked.set_state(
+            subresources,
+            SubresourceState {
+                layout: final_layout,
+                owner_family: if release {
+                    self.destination_family
+                } else {
+                    vk::QUEUE_FAMILY_IGNORED
+                },
+            },
+        );
+        staged?;
+        self.stats.uploads += 1;
+        Ok(Ticket {
+            belt: self.id,
+            value,
+        })
+    }
+
+    /// The copies of an image upload's plan, through the ring (see
+    /// [`Self::stage_pieces`] for `closed`).
+    pub(super) fn stage_image_copies(
+        &mut self,
+        image: vk::Image,
+        plan: &crate::plan::ImagePlan,
+        data: &[u8],
+        closed: &mut Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
+        let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
+        for (i, copy) in plan.copies.iter().enumerate() {
+            let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
+            let contiguous = copy.dst_row_pitch == copy.src_row_pitch
+                && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
+            let threads = if data.len() as u64 >= self.desc.parallel_copy_threshold {
+                self.desc.copy_threads
+            } else {
+                1
+            };
+            if contiguous {
+                let start = copy.src_offset as usize;
+                let src = &data[start..start + copy.staging_size as usize];
+                self.fill_ring(offset, src, threads, closed.take())?;
+            } else {
+                if let Some(b) = closed.take() {
+                    self.queue_submit(b)?;
+                }
+                copy.write_into(data, self.ring_slice(offset, copy.staging_size));
+            }
+            let mut region = copy.region;
+            region.buffer_offset += offset;
+            let batch = self.open.as_mut().expect("reserve opened a batch");
+            // SAFETY: recording; ring range reserved for this batch; the
+            // region was planned inside the image's subresources; the image
+            // is in TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
+            // previous batch on the same queue).
+            unsafe {
+                self.device.cmd_copy_buffer_to_image(
+                    batch.cmd,
+                    ring_handle,
+                    image,
+                    vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                    &[region],
+                )
+            };
+            batch.has_work = true;
+            batch.bytes += copy.staging_size;
+            self.stats.copy_commands += 1;
+            self.stats.bytes_staged += copy.staging_size;
+            if batch.bytes >= self.desc.auto_submit_bytes {
+                let more = i + 1 < plan.copies.len();
+                if more && self.desc.overlap_submit && threads > 1 {
+                    *closed = self.close_open()?;
+                } else {
+                    self.submit_open()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,221 @@
+//! Ring space for the open batch: reservations that submit and wait for old
+//! batches when the ring is full, and the copies into it (split over threads
+//! for large pieces, beside a submit of the previous chunk when streaming).
+//!
+//! Invariant: a slice of the ring is written only while it is reserved for
+//! the open batch, so the GPU never reads what the host is writing.
+
+use super::*;
+
+/// The next piece of a streamed upload of `len` bytes (more than `chunk`)
+/// after `done`: at most `chunk`, growing from `chunk / 8` at the start
+/// (each piece as large as all before it) and shrinking by halves towards
+/// the end, so the GPU starts copying soon after the call begins and
+/// finishes soon after the last byte reaches the ring. Pieces are multiples
+/// of 4 KiB except the last.
+pub(super) fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
+    let left = len - done;
+    let smallest = (chunk / 8).max(4096);
+    let piece = chunk.min(done.max(smallest)).min((left / 2).max(smallest));
+    if piece >= left {
+        left
+    } else {
+        (piece & !4095).max(4096).min(left)
+    }
+}
+/// Copies `src` into `dst`, split into `threads` pieces of at least
+/// [`MIN_PARALLEL_PIECE`] that rayon's pool copies in parallel (one core's
+/// memcpy cannot keep a PCIe link busy).
+pub(super) fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
+    use rayon::prelude::*;
+    debug_assert_eq!(dst.len(), src.len());
+    let piece = copy_piece(src.len(), threads);
+    if piece >= src.len() {
+        dst.copy_from_slice(src);
+        return;
+    }
+    dst.par_chunks_mut(piece)
+        .zip(src.par_chunks(piece))
+        .for_each(|(d, s)| d.copy_from_slice(s));
+}
+/// The piece each thread of a `threads`-way copy of `len` bytes takes: `len`
+/// itself when one thread copies it all.
+pub(super) fn copy_piece(len: usize, threads: usize) -> usize {
+    if threads <= 1 || len < 2 * MIN_PARALLEL_PIECE {
+        return len;
+    }
+    len.div_ceil(threads)
+        .next_multiple_of(4096)
+        .max(MIN_PARALLEL_PIECE)
+}
+/// The smallest piece one copy thread takes: below it, handing work to a
+/// thread costs about as much as the copy.
+pub(super) const MIN_PARALLEL_PIECE: usize = 64 << 10;
+
+impl StagingBelt {
+    /// Ring space for the open batch if there is some now; never submits or
+    /// waits.
+    pub(super) fn try_reserve(
+        &mut self,
+        len: u64,
+        align: u64,
+    ) -> Result<Option<u64>, StagingError> {
+        self.open_batch()?;
+        Ok(self.ring.reserve(len, align))
+    }
+
+    /// Ring space for the next piece of a streamed upload while `closed`
+    /// (the previous piece's batch) still waits for its submit: taken
+    /// without waiting, or else after submitting `closed` (a wait for ring
+    /// space may need it on the queue).
+    pub(super) fn reserve_beside(
+        &mut self,
+        len: u64,
+        align: u64,
+        closed: &mut Option<ClosedBatch>,
+    ) -> Result<u64, StagingError> {
+        if closed.is_some() {
+            if let Some(offset) = self.try_reserve(len, align)? {
+                return Ok(offset);
+            }
+            if let Some(b) = closed.take() {
+                self.queue_submit(b)?;
+            }
+        }
+        self.reserve(len, align)
+    }
+
+    /// Copies `src` into the ring at `offset` (reserved for the open batch)
+    /// with `threads` threads; meanwhile, on another thread, submits
+    /// `closed` if there is one.
+    pub(super) fn fill_ring(
+        &mut self,
+        offset: u64,
+        src: &[u8],
+        threads: usize,
+        closed: Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
+        let start = Instant::now();
+        let submitted = match closed {
+            None => {
+                parallel_copy(self.ring_slice(offset, src.len() as u64), src, threads);
+                Ok(())
+            }
+            Some(batch) => {
+                debug_assert!(offset + src.len() as u64 <= self.desc.ring_size);
+                // SAFETY: as in `ring_slice`: the range is inside the mapping
+                // and reserved for the open batch, so neither the GPU nor
+                // another slice touches it. The submit on the other side of
+                // the join reads no ring memory (the flush of a non-coherent
+                // ring happened when the batch was closed).
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), src.len())
+                };
+                rayon::join(
+                    || self.queue_submit(batch),
+                    || parallel_copy(dst, src, threads),
+                )
+                .0
+            }
+        };
+        self.stats.copy_time += start.elapsed();
+        submitted
+    }
+
+    /// Reserves ring space for the open batch, submitting and waiting for old
+    /// batches as needed.
+    pub(super) fn reserve(&mut self, len: u64, align: u64) -> Result<u64, StagingError> {
+        loop {
+            self.open_batch()?;
+            if let Some(offset) = self.ring.reserve(len, align) {
+                return Ok(offset);
+            }
+            // Full: submit what is pending, then wait for the oldest batch.
+            if self.open.as_ref().is_some_and(|b| b.has_work) {
+                self.submit_open()?;
+            } else if let Some(b) = self.open.take() {
+                // An empty open batch holds no ring space; recycle it after
+                // ending it, so the next open starts a fresh one.
+                // SAFETY: `b.cmd` is recording and never submitted.
+                unsafe {
+                    let _ = self.device.end_command_buffer(b.cmd);
+                }
+                self.free_cmds.push(b.cmd);
+            }
+            let completed = self.poll_completed().map_err(|e| self.fail(e))?;
+            if let Some(oldest) = self.ring.oldest_batch() {
+                if oldest > completed {
+                    self.wait_value(oldest)?;
+                }
+            } else if self.ring.used() > 0 {
+                unreachable!("ring space held without a closed batch");
+            }
+        }
+    }
+
+    pub(super) fn ring_slice(&mut self, offset: u64, len: u64) -> &mut [u8] {
+        debug_assert!(offset + len <= self.desc.ring_size);
+        // SAFETY: the ring is mapped for `ring_size` bytes for the belt's
+        // life; [offset, offset+len) was just reserved, so the GPU is not
+        // reading it (its previous batch completed) and no other slice of it
+        // is alive; `&mut self` makes this access exclusive.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{copy_piece, ramp_piece};
+
+    #[test]
+    fn copies_of_small_rings_pieces_still_split() {
+        // A 1 MiB ring streams 256 KiB pieces: with 4 threads each takes 64 KiB
+        // (a 512 KiB floor used to keep such pieces on one thread).
+        assert_eq!(copy_piece(256 << 10, 4), 64 << 10);
+        assert_eq!(copy_piece(16 << 20, 16), 1 << 20);
+        // Too small to be worth a thread, or one thread.
+        assert_eq!(copy_piece(100 << 10, 4), 100 << 10);
+        assert_eq!(copy_piece(64 << 20, 1), 64 << 20);
+    }
+
+    /// The pieces `ramp_piece` cuts a streamed upload into.
+    fn pieces(len: u64, chunk: u64) -> Vec<u64> {
+        let mut done = 0;
+        let mut out = Vec::new();
+        while done < len {
+            let p = ramp_piece(len, done, chunk);
+            assert!(p > 0 && p <= chunk, "piece {p} of {len} at {done}");
+            out.push(p);
+            done += p;
+        }
+        assert_eq!(done, len);
+        out
+    }
+
+    #[test]
+    fn streamed_uploads_ramp_up_and_down() {
+        const MIB: u64 = 1 << 20;
+        let p = pieces(1024 * MIB, 16 * MIB);
+        assert_eq!(p[..4], [2 * MIB, 2 * MIB, 4 * MIB, 8 * MIB]);
+        assert_eq!(p[p.len() - 4..], [8 * MIB, 4 * MIB, 2 * MIB, 2 * MIB]);
+        assert!(p.len() <= 64 + 8, "{} pieces", p.len());
+        // Odd sizes: every piece but the last is a multiple of 4 KiB.
+        for len in [
+            16 * MIB + 1,
+            17 * MIB + 4095,
+            40 * MIB + 12_345,
+            300 * MIB - 7,
+        ] {
+            let p = pieces(len, 16 * MIB);
+            assert!(
+                p[..p.len() - 1].iter().all(|x| x % 4096 == 0),
+                "{len}: {p:?}"
+            );
+        }
+        // Tiny chunks: pieces never drop below 4 KiB except the last.
+        let p = pieces(100_000, 8192);
+        assert!(p[..p.len() - 1].iter().all(|&x| x >= 4096));
+    }
+}
