@@ -67,7 +67,7 @@ fn tag_bytes(tag: u64) -> [u8; 8] {
 }
 
 fn write_tag(alloc: &Allocator, live: &mut Live) {
-    let size = live.allocation.size();
+    let size = live.allocation.reserved_size();
     let n = size.min(8);
     let t = tag_bytes(live.tag);
     alloc
@@ -81,7 +81,7 @@ fn write_tag(alloc: &Allocator, live: &mut Live) {
 }
 
 fn check_tag(alloc: &Allocator, live: &Live) {
-    let size = live.allocation.size();
+    let size = live.allocation.reserved_size();
     let n = size.min(8) as usize;
     let t = tag_bytes(live.tag);
     let mut buf = [0u8; 8];
@@ -229,7 +229,7 @@ pub fn run(data: &[u8]) {
                 };
                 match alloc.allocate(&desc) {
                     Ok(a) => {
-                        assert!(a.size() == size && a.memory_type_index() < type_count);
+                        assert!(a.reserved_size() == size && a.memory_type_index() < type_count);
                         assert!(
                             memory_type_bits & (1 << a.memory_type_index()) != 0,
                             "type outside memoryTypeBits"
@@ -272,7 +272,10 @@ pub fn run(data: &[u8]) {
                     let r = alloc.write(&mut l.allocation, off, &[0xAB; 16]);
                     if l.allocation.mapped_ptr().is_none() {
                         assert!(matches!(r, Err(AllocError::NotHostVisible { .. })), "{r:?}");
-                    } else if off.checked_add(16).is_none_or(|e| e > l.allocation.size()) {
+                    } else if off
+                        .checked_add(16)
+                        .is_none_or(|e| e > l.allocation.reserved_size())
+                    {
                         assert!(matches!(r, Err(AllocError::OutOfBounds { .. })), "{r:?}");
                     } else {
                         r.expect("in-bounds write");

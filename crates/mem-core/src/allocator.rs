@@ -55,7 +55,7 @@ use crate::device::{
     AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MappedRange,
     MemoryAllocateRequest, MemoryDevice,
 };
-use crate::error::AllocError;
+use crate::error::{AllocError, Refused, ValidationError};
 use crate::placement::{BlockPlacement, PoolPlacer};
 use crate::selection::{candidate_types, rank_memory_types, MemoryUsage, RankedTypes};
 use crate::stats::{
@@ -219,7 +219,23 @@ impl Default for AllocatorConfig {
     }
 }
 
-/// What the engine hands the allocator: its own Vulkan objects, borrowed.
+/// What the engine hands the allocator: its own Vulkan objects, borrowed,
+/// and the options around them.
+///
+/// It has no `Default` since the handles are the engine's; the tuning that
+/// has defaults is [`AllocatorConfig`]. [`Self::new`] takes the handles and
+/// defaults the rest:
+///
+/// ```no_run
+/// # fn f(instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice, device: &ash::Device) {
+/// use mem_core::{Allocator, AllocatorConfig, AllocatorDesc};
+/// let desc = AllocatorDesc::new(instance, physical_device, device)
+///     .memory_budget(true)
+///     .config(AllocatorConfig { debug_margin: 16, ..Default::default() });
+/// // SAFETY: the engine's handles outlive the allocator.
+/// let allocator = unsafe { Allocator::new(desc) };
+/// # }
+/// ```
 pub struct AllocatorDesc<'a> {
     /// The engine's instance.
     pub instance: &'a ash::Instance,
@@ -234,6 +250,43 @@ pub struct AllocatorDesc<'a> {
     pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
     /// Tuning; `AllocatorConfig::default()` suits most engines.
     pub config: AllocatorConfig,
+}
+
+impl<'a> AllocatorDesc<'a> {
+    /// The engine's handles, with `VK_EXT_memory_budget` not enabled, no
+    /// host allocation callbacks and [`AllocatorConfig::default`].
+    pub fn new(
+        instance: &'a ash::Instance,
+        physical_device: vk::PhysicalDevice,
+        device: &'a ash::Device,
+    ) -> Self {
+        Self {
+            instance,
+            physical_device,
+            device,
+            memory_budget: false,
+            allocation_callbacks: None,
+            config: AllocatorConfig::default(),
+        }
+    }
+
+    /// Sets whether the engine enabled `VK_EXT_memory_budget` on the device.
+    pub fn memory_budget(mut self, enabled: bool) -> Self {
+        self.memory_budget = enabled;
+        self
+    }
+
+    /// Sets the host allocation callbacks.
+    pub fn allocation_callbacks(mut self, callbacks: vk::AllocationCallbacks<'static>) -> Self {
+        self.allocation_callbacks = Some(callbacks);
+        self
+    }
+
+    /// Sets the tuning.
+    pub fn config(mut self, config: AllocatorConfig) -> Self {
+        self.config = config;
+        self
+    }
 }
 
 /// Whether a resource is linear or optimally tiled, for
@@ -384,8 +437,14 @@ impl Allocation {
         self.offset
     }
 
-    /// Size asked for, in bytes.
-    pub fn size(&self) -> u64 {
+    /// Bytes reserved for the caller at [`Self::offset`] of [`Self::memory`]:
+    /// [`AllocationDesc::size`] as asked for (for a resource, its
+    /// `VkMemoryRequirements::size`, which may exceed the resource's own
+    /// size). Host access ([`Allocator::write`], [`Self::mapped_slice_mut`])
+    /// is checked against it. The allocator may keep a few more bytes
+    /// behind it (rounding to the minimum block, debug margins); those are
+    /// not the caller's.
+    pub fn reserved_size(&self) -> u64 {
         self.size
     }
 
@@ -544,9 +603,47 @@ struct TypePool {
     requested_bytes: u64,
     allocation_count: u64,
     empty_blocks: u32,
+    /// `VkDeviceMemory` of this type in bytes: blocks, memory of its own,
+    /// cached objects and memory in flight. The allocator's per-heap
+    /// committed bytes and its object count are sums of these and change
+    /// only together with them, under this lock, so
+    /// [`Allocator::validate`] finds them exact while other threads
+    /// allocate.
+    committed_bytes: u64,
+    /// The memory objects of [`Self::committed_bytes`].
+    memory_objects: u32,
+    /// The part of [`Self::committed_bytes`] that no block, dedicated slot
+    /// or cache entry holds: memory being created (reserved,
+    /// `vkAllocateMemory` running) or given back (taken out, `vkFreeMemory`
+    /// running).
+    in_flight_bytes: u64,
+    /// The memory objects of [`Self::in_flight_bytes`].
+    in_flight_objects: u32,
 }
 
-/// A block taken out of a pool, to be unmapped and freed outside the lock.
+impl TypePool {
+    /// `r`, just taken out of the pool, stays counted as in flight until
+    /// [`Allocator::release_memory`] has freed it.
+    fn retire(&mut self, r: Retired) -> Retired {
+        self.mark_retired(&r);
+        r
+    }
+
+    fn mark_retired(&mut self, r: &Retired) {
+        self.in_flight_bytes += r.size;
+        self.in_flight_objects += 1;
+    }
+
+    /// Memory created for this pool (counted in flight since its
+    /// reservation) now held by a block or a dedicated slot.
+    fn land(&mut self, size: u64) {
+        self.in_flight_bytes -= size;
+        self.in_flight_objects -= 1;
+    }
+}
+
+/// Memory taken out of a pool (or never placed in one), to be unmapped and
+/// freed outside the lock; counted in flight until then.
 struct Retired {
     memory: vk::DeviceMemory,
     size: u64,
@@ -667,6 +764,10 @@ impl Allocator {
                     requested_bytes: 0,
                     allocation_count: 0,
                     empty_blocks: 0,
+                    committed_bytes: 0,
+                    memory_objects: 0,
+                    in_flight_bytes: 0,
+                    in_flight_objects: 0,
                 })
             })
             .collect();
@@ -971,17 +1072,21 @@ impl Allocator {
             }
         };
         let mut pool = self.pools[type_index as usize].lock();
-        let cp = &mut pool.classes[class];
-        let slot = match cp.placer.add_block(block.size, self.min_block) {
+        let slot = match pool.classes[class]
+            .placer
+            .add_block(block.size, self.min_block)
+        {
             Ok(slot) => slot,
             Err(_) => {
                 // Sizes were checked by `create_memory`'s caller; give the
-                // memory back rather than leak it.
+                // memory (still in flight) back rather than leak it.
                 drop(pool);
                 self.release_memory(type_index, block.retired());
                 return Err(TypeFailure::Exhausted);
             }
         };
+        pool.land(block.size);
+        let cp = &mut pool.classes[class];
         cp.live_blocks += 1;
         if cp.blocks.len() <= slot {
             cp.blocks.resize_with(slot + 1, || None);
@@ -1007,8 +1112,9 @@ impl Allocator {
             cp.live_blocks -= 1;
             cp.hint = 0;
             pool.empty_blocks -= 1;
+            let retired = pool.retire(block.retired());
             drop(pool);
-            self.release_memory(type_index, block.retired());
+            self.release_memory(type_index, retired);
         }
         Ok(a)
     }
@@ -1130,51 +1236,61 @@ impl Allocator {
         if self.config.cache_retention == CacheRetention::UpToPeak {
             self.keep_cache_under_peak(heap, size);
         }
+        // The driver's budget, when there is one, is read outside the lock.
+        let own_budget = if within_budget {
+            match self.device.heap_budgets() {
+                Some(b) if b.get(heap).is_some_and(|b| b.usage + size > b.budget) => {
+                    return Err(TypeFailure::Exhausted)
+                }
+                Some(_) => false,
+                None => true,
+            }
+        } else {
+            false
+        };
         // Reserve the bytes and the object before allocating, so threads
         // allocating at once cannot overshoot the heap limit or the object
         // count together; every failure below gives the reservation back.
+        // The reservation is made under the pool's lock and counted there as
+        // in flight (see `TypePool::in_flight_bytes`).
         let limit = self.heap_limit(heap);
-        let committed = match self.heap_committed[heap].fetch_update(
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-            |c| c.checked_add(size).filter(|&n| n <= limit),
-        ) {
-            Ok(c) => c,
-            Err(_) => return Err(TypeFailure::Exhausted),
-        };
-        let unreserve_bytes = || {
-            self.heap_committed[heap].fetch_sub(size, Ordering::Relaxed);
-        };
-        if within_budget {
-            let over = match self.device.heap_budgets() {
-                Some(b) => b.get(heap).is_some_and(|b| b.usage + size > b.budget),
-                None => committed + size > self.props.memory_heaps[heap].size / 10 * 8,
+        let max = self.props.max_memory_allocation_count;
+        let (committed, count) = {
+            let mut pool = self.pools[type_index as usize].lock();
+            let committed = match self.heap_committed[heap].fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |c| c.checked_add(size).filter(|&n| n <= limit),
+            ) {
+                Ok(c) => c,
+                Err(_) => return Err(TypeFailure::Exhausted),
             };
-            if over {
-                unreserve_bytes();
+            if own_budget && committed + size > self.props.memory_heaps[heap].size / 10 * 8 {
+                self.heap_committed[heap].fetch_sub(size, Ordering::Relaxed);
                 return Err(TypeFailure::Exhausted);
             }
-        }
-        let max = self.props.max_memory_allocation_count;
-        let count =
-            match self
-                .memory_objects
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                    (c < max).then_some(c + 1)
-                }) {
-                Ok(c) => c,
-                Err(count) => {
-                    unreserve_bytes();
-                    return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
-                        count,
-                        max,
-                    }));
-                }
-            };
-        let unreserve = || {
-            unreserve_bytes();
-            self.memory_objects.fetch_sub(1, Ordering::Relaxed);
+            let count =
+                match self
+                    .memory_objects
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                        (c < max).then_some(c + 1)
+                    }) {
+                    Ok(c) => c,
+                    Err(count) => {
+                        self.heap_committed[heap].fetch_sub(size, Ordering::Relaxed);
+                        return Err(TypeFailure::Fatal(AllocError::TooManyObjects {
+                            count,
+                            max,
+                        }));
+                    }
+                };
+            pool.committed_bytes += size;
+            pool.memory_objects += 1;
+            pool.in_flight_bytes += size;
+            pool.in_flight_objects += 1;
+            (committed, count)
         };
+        let unreserve = || self.forget_memory(type_index, size);
         let request = MemoryAllocateRequest {
             memory_type_index: type_index,
             size,
@@ -1279,6 +1395,7 @@ impl Allocator {
         };
         let (memory, mapped) = created?;
         let mut pool = self.pools[type_index as usize].lock();
+        pool.land(desc.size);
         Ok(self.insert_dedicated(
             &mut pool, type_index, desc, memory, desc.size, mapped, reusable,
         ))
@@ -1330,17 +1447,20 @@ impl Allocator {
         }
     }
 
-    /// Frees an allocation. An allocation of another allocator is refused
-    /// with [`AllocError::ForeignAllocation`]; the range then stays in its own
-    /// allocator's accounting (and leak report) until that allocator is
-    /// dropped, since the handle was consumed.
+    /// Frees an allocation.
+    ///
+    /// An allocation of another allocator is refused with
+    /// [`AllocError::ForeignAllocation`] and handed back inside the
+    /// [`Refused`], unchanged: free it with the allocator that made it.
+    /// That is the only failure.
     #[doc(alias = "vmaFreeMemory")]
-    pub fn free(&self, allocation: Allocation) -> Result<(), AllocError> {
+    pub fn free(&self, allocation: Allocation) -> Result<(), Refused<Allocation, AllocError>> {
         if allocation.allocator_id != self.id {
-            return Err(AllocError::ForeignAllocation {
+            let error = AllocError::ForeignAllocation {
                 owner: allocation.allocator_id,
                 this: self.id,
-            });
+            };
+            return Err(Refused::new(error, allocation));
         }
         let type_index = allocation.memory_type_index;
         let retired = {
@@ -1387,11 +1507,11 @@ impl Allocator {
                         let cap = self.cache_cap(&pool);
                         self.evict_cache(&mut pool, cap)
                     } else {
-                        vec![Retired {
+                        vec![pool.retire(Retired {
                             memory: entry.memory,
                             size: entry.size,
                             mapped: entry.mapped.is_some(),
-                        }]
+                        })]
                     }
                 }
             }
@@ -1452,11 +1572,11 @@ impl Allocator {
         }
         pool.cached_bytes -= size;
         pool.cached_count -= 1;
-        Some(Retired {
+        Some(pool.retire(Retired {
             memory: m.memory,
             size,
             mapped: m.mapped.is_some(),
-        })
+        }))
     }
 
     /// Takes the largest cached objects out until the cache holds at most
@@ -1535,7 +1655,7 @@ impl Allocator {
         if cp.hint == slot {
             cp.hint = 0;
         }
-        Some(block.retired())
+        Some(pool.retire(block.retired()))
     }
 
     fn release_memory(&self, type_index: u32, r: Retired) {
@@ -1547,9 +1667,21 @@ impl Allocator {
         // SAFETY: no allocation uses the memory any more; binding resources
         // are the engine's to destroy before freeing their allocation.
         unsafe { self.device.free_memory(r.memory) };
+        self.forget_memory(type_index, r.size);
+    }
+
+    /// Takes `size` bytes in one memory object of `type_index`, counted in
+    /// flight, out of the heap and object counters: after it was freed, or
+    /// when its creation failed.
+    fn forget_memory(&self, type_index: u32, size: u64) {
         let heap = self.props.memory_types[type_index as usize].heap_index as usize;
-        self.heap_committed[heap].fetch_sub(r.size, Ordering::Relaxed);
+        let mut pool = self.pools[type_index as usize].lock();
+        self.heap_committed[heap].fetch_sub(size, Ordering::Relaxed);
         self.memory_objects.fetch_sub(1, Ordering::Relaxed);
+        pool.committed_bytes -= size;
+        pool.memory_objects -= 1;
+        pool.in_flight_bytes -= size;
+        pool.in_flight_objects -= 1;
     }
 
     fn record_corruption(&self, report: CorruptionReport) {
@@ -1622,6 +1754,9 @@ impl Allocator {
                     cp.hint = 0;
                 }
                 pool.empty_blocks = 0;
+                for r in &retired {
+                    pool.mark_retired(r);
+                }
                 retired.extend(self.evict_cache(&mut pool, 0));
             }
             for r in retired {
@@ -1950,105 +2085,178 @@ impl Allocator {
     /// Checks every invariant: each pool's placement state
     /// ([`crate::tlsf::Tlsf::validate`] or [`crate::buddy::BuddyBlock::validate`]),
     /// the placer's blocks against the memory blocks, the pools' counters and
-    /// the reuse cache against the blocks, and the per-heap committed bytes.
-    /// Cheap enough for tests.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut committed = vec![0u64; self.props.memory_heaps.len()];
-        let mut objects = 0u32;
+    /// the reuse cache against the blocks, each memory type's memory
+    /// against its counters, and the per-heap committed bytes and the
+    /// memory-object count against the memory types'.
+    ///
+    /// Exact also while other threads allocate and free: each check reads
+    /// values that change only under the locks it holds. A memory type is
+    /// checked under its own lock (other types stay free meanwhile); the
+    /// heap and object counters, which several types share, under every
+    /// type's lock at once, briefly (one sum per type). Memory being created
+    /// or given back counts as in flight in its type. Cheap enough for
+    /// tests.
+    pub fn validate(&self) -> Result<(), ValidationError> {
         for (t, pool) in self.pools.iter().enumerate() {
-            let pool = pool.lock();
-            let heap = self.props.memory_types[t].heap_index as usize;
-            let mut requested = 0;
-            let mut count = 0;
-            let mut empty = 0;
-            for (c, cp) in pool.classes.iter().enumerate() {
-                let live = cp.blocks.iter().flatten().count() as u32;
-                if live != cp.live_blocks {
-                    return Err(format!(
-                        "type {t} class {c}: {live} blocks, counter says {}",
-                        cp.live_blocks
-                    ));
-                }
-                cp.placer
-                    .validate()
-                    .map_err(|e| format!("type {t} class {c}: {e}"))?;
-                let slots = cp.placer.slots();
-                let with_memory: Vec<usize> = (0..cp.blocks.len())
-                    .filter(|&i| cp.blocks[i].is_some())
-                    .collect();
-                if slots != with_memory {
-                    return Err(format!(
-                        "type {t} class {c}: placer blocks {slots:?}, memory blocks {with_memory:?}"
-                    ));
-                }
-                for (i, b) in cp.blocks.iter().enumerate() {
-                    let Some(b) = b else { continue };
-                    if cp.placer.block_size(i) != b.size {
-                        return Err(format!(
-                            "type {t} block {i}: placed size differs from memory size"
-                        ));
-                    }
-                    committed[heap] += b.size;
-                    objects += 1;
-                    empty += u32::from(cp.placer.block_is_empty(i));
-                    for (_, _, _, meta) in cp.placer.block_live(i) {
-                        requested += meta.requested;
-                        count += 1;
-                    }
-                }
+            self.validate_type(t as u32, &pool.lock())?;
+        }
+        // Every pool's lock at once, in index order. No other path holds two
+        // pool locks, so this cannot deadlock.
+        let pools: Vec<_> = self.pools.iter().map(|p| p.lock()).collect();
+        let mut held = vec![0u64; self.props.memory_heaps.len()];
+        let mut objects = 0u32;
+        for (t, pool) in pools.iter().enumerate() {
+            held[self.props.memory_types[t].heap_index as usize] += pool.committed_bytes;
+            objects += pool.memory_objects;
+        }
+        let counters = (
+            self.heap_committed
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect::<Vec<_>>(),
+            self.memory_objects.load(Ordering::Relaxed),
+        );
+        drop(pools);
+        for (h, (&held, &counter)) in held.iter().zip(&counters.0).enumerate() {
+            if held != counter {
+                return Err(ValidationError::HeapCommitted {
+                    heap_index: h as u32,
+                    held,
+                    counter,
+                });
             }
-            for d in pool.dedicated.iter().flatten() {
-                committed[heap] += d.size;
+        }
+        if objects != counters.1 {
+            return Err(ValidationError::MemoryObjects {
+                held: objects,
+                counter: counters.1,
+            });
+        }
+        Ok(())
+    }
+
+    /// The invariants of one memory type, under its lock.
+    fn validate_type(
+        &self,
+        memory_type_index: u32,
+        pool: &TypePool,
+    ) -> Result<(), ValidationError> {
+        let (mut held, mut objects) = (0u64, 0u32);
+        let mut requested = 0;
+        let mut count = 0;
+        let mut empty = 0;
+        for (c, cp) in pool.classes.iter().enumerate() {
+            let label = self.pool_label(c);
+            let live = cp.blocks.iter().flatten().count() as u32;
+            if live != cp.live_blocks {
+                return Err(ValidationError::BlockCount {
+                    memory_type_index,
+                    pool: label,
+                    blocks: live,
+                    counter: cp.live_blocks,
+                });
+            }
+            cp.placer
+                .validate()
+                .map_err(|reason| ValidationError::Placement {
+                    memory_type_index,
+                    pool: label,
+                    reason,
+                })?;
+            let slots = cp.placer.slots();
+            let with_memory: Vec<usize> = (0..cp.blocks.len())
+                .filter(|&i| cp.blocks[i].is_some())
+                .collect();
+            if slots != with_memory {
+                return Err(ValidationError::BlockSlots {
+                    memory_type_index,
+                    pool: label,
+                    placed: slots,
+                    with_memory,
+                });
+            }
+            for (i, b) in cp.blocks.iter().enumerate() {
+                let Some(b) = b else { continue };
+                let placed = cp.placer.block_size(i);
+                if placed != b.size {
+                    return Err(ValidationError::BlockSize {
+                        memory_type_index,
+                        pool: label,
+                        slot: i,
+                        placed,
+                        memory: b.size,
+                    });
+                }
+                held += b.size;
                 objects += 1;
-                requested += d.requested;
-                count += 1;
-            }
-            let mut cached = 0;
-            for (&size, list) in &pool.cache {
-                if list.is_empty() {
-                    return Err(format!("type {t}: empty cache list of size {size}"));
+                empty += u32::from(cp.placer.block_is_empty(i));
+                for (_, _, _, meta) in cp.placer.block_live(i) {
+                    requested += meta.requested;
+                    count += 1;
                 }
-                cached += size * list.len() as u64;
-                objects += list.len() as u32;
-            }
-            let cached_objects: usize = pool.cache.values().map(|l| l.len()).sum();
-            if cached != pool.cached_bytes || cached_objects != pool.cached_count as usize {
-                return Err(format!(
-                    "type {t}: cache holds {cached} bytes in {cached_objects} objects, counters say {} in {}",
-                    pool.cached_bytes, pool.cached_count
-                ));
-            }
-            if pool.cached_count > MAX_CACHED_OBJECTS {
-                return Err(format!("type {t}: {} cached objects", pool.cached_count));
-            }
-            committed[heap] += cached;
-            if requested != pool.requested_bytes || count != pool.allocation_count {
-                return Err(format!(
-                    "type {t}: counters say {} bytes in {} allocations, blocks hold {requested} in {count}",
-                    pool.requested_bytes, pool.allocation_count
-                ));
-            }
-            if empty != pool.empty_blocks {
-                return Err(format!(
-                    "type {t}: {empty} empty blocks, counter says {}",
-                    pool.empty_blocks
-                ));
-            }
-            if empty > self.config.max_empty_blocks_per_type {
-                return Err(format!("type {t}: {empty} empty blocks kept"));
             }
         }
-        for (h, c) in committed.iter().enumerate() {
-            let counted = self.heap_committed[h].load(Ordering::Relaxed);
-            if *c != counted {
-                return Err(format!(
-                    "heap {h}: blocks commit {c} bytes, counter says {counted}"
-                ));
-            }
+        for d in pool.dedicated.iter().flatten() {
+            held += d.size;
+            objects += 1;
+            requested += d.requested;
+            count += 1;
         }
-        let counted = self.memory_objects.load(Ordering::Relaxed);
-        if objects != counted {
-            return Err(format!("{objects} memory objects, counter says {counted}"));
+        let (mut cached, mut cached_objects, mut empty_lists) = (0, 0u64, 0u64);
+        for (&size, list) in &pool.cache {
+            empty_lists += u64::from(list.is_empty());
+            cached += size * list.len() as u64;
+            cached_objects += list.len() as u64;
+        }
+        if empty_lists > 0
+            || cached != pool.cached_bytes
+            || cached_objects != u64::from(pool.cached_count)
+        {
+            return Err(ValidationError::CacheCounters {
+                memory_type_index,
+                bytes: cached,
+                objects: cached_objects,
+                empty_lists,
+                counted_bytes: pool.cached_bytes,
+                counted_objects: u64::from(pool.cached_count),
+            });
+        }
+        if pool.cached_count > MAX_CACHED_OBJECTS {
+            return Err(ValidationError::TooManyCached {
+                memory_type_index,
+                count: pool.cached_count,
+                max: MAX_CACHED_OBJECTS,
+            });
+        }
+        held += cached + pool.in_flight_bytes;
+        objects += pool.cached_count + pool.in_flight_objects;
+        if held != pool.committed_bytes || objects != pool.memory_objects {
+            return Err(ValidationError::TypeMemory {
+                memory_type_index,
+                bytes: held,
+                objects,
+                in_flight_bytes: pool.in_flight_bytes,
+                counted_bytes: pool.committed_bytes,
+                counted_objects: pool.memory_objects,
+            });
+        }
+        if requested != pool.requested_bytes || count != pool.allocation_count {
+            return Err(ValidationError::AllocationCounters {
+                memory_type_index,
+                bytes: requested,
+                allocations: count,
+                counted_bytes: pool.requested_bytes,
+                counted_allocations: pool.allocation_count,
+            });
+        }
+        let max = self.config.max_empty_blocks_per_type;
+        if empty != pool.empty_blocks || empty > max {
+            return Err(ValidationError::EmptyBlocks {
+                memory_type_index,
+                empty,
+                counter: pool.empty_blocks,
+                max,
+            });
         }
         Ok(())
     }
@@ -2316,6 +2524,9 @@ impl Drop for Allocator {
                         size: d.size,
                         mapped: d.mapped.is_some(),
                     });
+                }
+                for r in &retired {
+                    pool.mark_retired(r);
                 }
                 retired.extend(self.evict_cache(&mut pool, 0));
             }

@@ -384,10 +384,12 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
 
     let (_f2, other) = setup("mali-g715-android");
     let foreign = other.allocate(&req(64, MemoryUsage::GpuOnly)).unwrap();
+    let refused = alloc.free(foreign).unwrap_err();
     assert!(matches!(
-        alloc.free(foreign),
-        Err(AllocError::ForeignAllocation { .. })
+        refused.error(),
+        AllocError::ForeignAllocation { .. }
     ));
+    other.free(refused.into_inner()).unwrap();
 
     let mut host = alloc.allocate(&req(64, MemoryUsage::Upload)).unwrap();
     assert!(matches!(
@@ -411,6 +413,150 @@ fn bad_input_is_a_typed_error_and_changes_nothing() {
     assert_eq!(fake.allocate_calls(), calls);
     alloc.validate().unwrap();
     alloc.free(keep).unwrap();
+}
+
+#[test]
+fn freeing_a_foreign_allocation_hands_it_back() {
+    let (fake, alloc) = setup("nvidia-h100");
+    let (other_fake, other) = setup("nvidia-h100");
+    // One range of a block and one memory object of its own.
+    for size in [4096, 4 * MIB] {
+        let a = other.allocate(&req(size, MemoryUsage::Upload)).unwrap();
+        let (memory, offset, ptr) = (a.memory(), a.offset(), a.mapped_ptr());
+        let refused = alloc.free(a).unwrap_err();
+        let other_id = match *refused.error() {
+            AllocError::ForeignAllocation { owner, this } => {
+                assert_ne!(owner, this);
+                owner
+            }
+            ref e => panic!("{size}: {e:?}"),
+        };
+        assert!(refused.to_string().contains(&format!("#{other_id}")));
+        let back = refused.into_inner();
+        assert_eq!(
+            (back.memory(), back.offset(), back.mapped_ptr()),
+            (memory, offset, ptr),
+            "{size}: handed back unchanged"
+        );
+        assert_eq!(back.reserved_size(), size);
+        // The refusal changed neither allocator; the owner frees it.
+        assert_eq!(alloc.stats().total.allocation_count, 0);
+        assert_eq!(other.leak_report().len(), 1);
+        other.free(back).unwrap();
+        assert!(other.leak_report().is_empty(), "{size}: nothing leaks");
+        other.validate().unwrap();
+        alloc.validate().unwrap();
+    }
+    drop(other);
+    assert_eq!(other_fake.live_memory_objects(), 0);
+    drop(alloc);
+    assert_eq!(fake.live_memory_objects(), 0);
+}
+
+#[test]
+fn host_access_to_a_foreign_allocation_is_refused_and_changes_nothing() {
+    // Mali's Readback type is not coherent: flush and invalidate would
+    // reach the device, so the fake's range log shows whether they did.
+    let (fake, alloc) = setup("mali-g715-android");
+    let (other_fake, other) = setup("mali-g715-android");
+    let mut a = other.allocate(&req(1000, MemoryUsage::Readback)).unwrap();
+    assert!(!a.is_coherent());
+    let pattern: Vec<u8> = (0..1000u32).map(|i| (i * 13) as u8).collect();
+    other.write(&mut a, 0, &pattern).unwrap();
+    let other_ops = other_fake.range_log().len();
+    let foreign = |e: AllocError| matches!(e, AllocError::ForeignAllocation { .. });
+
+    assert!(foreign(alloc.write(&mut a, 0, &[0xAA; 16]).unwrap_err()));
+    let mut out = [0u8; 16];
+    assert!(foreign(alloc.read(&a, 0, &mut out).unwrap_err()));
+    assert_eq!(out, [0; 16], "nothing was read");
+    assert!(foreign(alloc.flush(&a, 0, 1000).unwrap_err()));
+    assert!(foreign(alloc.invalidate(&a, 0, 1000).unwrap_err()));
+    // Refused before the range is looked at.
+    assert!(foreign(alloc.write(&mut a, 5000, &[1]).unwrap_err()));
+    assert!(foreign(alloc.flush(&a, u64::MAX, 2).unwrap_err()));
+
+    assert!(fake.range_log().is_empty(), "no device call on this side");
+    assert_eq!(
+        other_fake.range_log().len(),
+        other_ops,
+        "nor on the owner's"
+    );
+    let mut back = vec![0u8; 1000];
+    other.read(&a, 0, &mut back).unwrap();
+    assert_eq!(back, pattern, "the foreign write changed nothing");
+    other.free(a).unwrap();
+}
+
+#[test]
+fn host_access_out_of_bounds_is_refused_and_changes_nothing() {
+    let (fake, alloc) = setup("mali-g715-android");
+    // Two neighbours in one block: a write past the first must not reach
+    // the second.
+    let mut a = alloc.allocate(&req(1000, MemoryUsage::Readback)).unwrap();
+    let mut b = alloc.allocate(&req(1000, MemoryUsage::Readback)).unwrap();
+    assert_eq!(a.memory(), b.memory());
+    alloc.write(&mut a, 0, &[1; 1000]).unwrap();
+    alloc.write(&mut b, 0, &[2; 1000]).unwrap();
+    let ops = fake.range_log().len();
+    let oob = |e: AllocError, want: (u64, u64)| match e {
+        AllocError::OutOfBounds {
+            offset,
+            size,
+            allocation_size,
+        } => (offset, size) == want && allocation_size == 1000,
+        _ => false,
+    };
+
+    // Write: one byte past the end, wholly past it, an offset that
+    // overflows.
+    assert!(oob(
+        alloc.write(&mut a, 1, &[9; 1000]).unwrap_err(),
+        (1, 1000)
+    ));
+    assert!(oob(alloc.write(&mut a, 1000, &[9]).unwrap_err(), (1000, 1)));
+    assert!(oob(
+        alloc.write(&mut a, u64::MAX, &[9]).unwrap_err(),
+        (u64::MAX, 1)
+    ));
+    // Read.
+    let mut out = vec![0u8; 1001];
+    assert!(oob(alloc.read(&a, 0, &mut out).unwrap_err(), (0, 1001)));
+    assert!(oob(
+        alloc.read(&a, 999, &mut out[..2]).unwrap_err(),
+        (999, 2)
+    ));
+    assert!(out.iter().all(|&x| x == 0), "nothing was read");
+    // Flush and invalidate.
+    assert!(oob(alloc.flush(&a, 0, 1001).unwrap_err(), (0, 1001)));
+    assert!(oob(alloc.flush(&a, 1001, 0).unwrap_err(), (1001, 0)));
+    assert!(oob(
+        alloc.flush(&a, 8, u64::MAX).unwrap_err(),
+        (8, u64::MAX)
+    ));
+    assert!(oob(alloc.invalidate(&a, 500, 501).unwrap_err(), (500, 501)));
+    assert!(oob(
+        alloc.invalidate(&a, u64::MAX, 1).unwrap_err(),
+        (u64::MAX, 1)
+    ));
+    assert_eq!(
+        fake.range_log().len(),
+        ops,
+        "no flush or invalidate reached the device"
+    );
+
+    // The edges themselves are in bounds.
+    alloc.write(&mut a, 999, &[7]).unwrap();
+    alloc.flush(&a, 1000, 0).unwrap();
+    alloc.invalidate(&a, 0, 1000).unwrap();
+    let mut back = vec![0u8; 1000];
+    alloc.read(&a, 0, &mut back).unwrap();
+    assert!(back[..999].iter().all(|&x| x == 1) && back[999] == 7);
+    alloc.read(&b, 0, &mut back).unwrap();
+    assert!(back.iter().all(|&x| x == 2), "the neighbour is untouched");
+    assert_eq!(fake.range_violations(), Vec::<String>::new());
+    alloc.free(a).unwrap();
+    alloc.free(b).unwrap();
 }
 
 #[test]
@@ -725,7 +871,7 @@ fn large_requests_get_their_own_memory_and_reuse_it() {
         .allocate(&req(2 * MIB - 300 * 1024, MemoryUsage::GpuOnly))
         .unwrap();
     assert_eq!(fake.allocate_log().len(), calls);
-    assert_eq!(again.size(), 2 * MIB - 300 * 1024);
+    assert_eq!(again.reserved_size(), 2 * MIB - 300 * 1024);
     assert_eq!(
         alloc.stats().total.requested_bytes,
         MIB - 256 + 32 * MIB + 2 * MIB - 300 * 1024

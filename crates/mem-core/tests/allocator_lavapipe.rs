@@ -79,9 +79,9 @@ fn many_sizes_patterns_do_not_overlap() {
     alloc.write(&mut d, 0, &vec![0xEE; 1 << 20]).unwrap();
     alloc.validate().unwrap();
     for (a, i) in &live {
-        let mut back = vec![0u8; a.size() as usize];
+        let mut back = vec![0u8; a.reserved_size() as usize];
         alloc.read(a, 0, &mut back).unwrap();
-        let expected: Vec<u8> = (0..a.size()).map(|b| (*i as u64 * 31 + b) as u8).collect();
+        let expected: Vec<u8> = (0..a.reserved_size()).map(|b| (*i as u64 * 31 + b) as u8).collect();
         assert!(
             back == expected,
             "allocation {i} was overwritten by a neighbour"

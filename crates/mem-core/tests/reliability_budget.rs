@@ -62,7 +62,7 @@ fn escalate(config: AllocatorConfig, expected: &[(u32, bool)]) {
     let err = loop {
         match alloc.allocate(&AllocationDesc::new(req, MemoryUsage::Upload).name("level data")) {
             Ok(mut a) => {
-                let data = fill(live.len(), a.size());
+                let data = fill(live.len(), a.reserved_size());
                 alloc.write(&mut a, 0, &data).unwrap();
                 live.push(a);
             }
@@ -91,9 +91,9 @@ fn escalate(config: AllocatorConfig, expected: &[(u32, bool)]) {
     alloc.validate().unwrap();
     // Nothing lost: every earlier allocation still holds its bytes.
     for (i, a) in live.iter().enumerate() {
-        let mut back = vec![0u8; a.size() as usize];
+        let mut back = vec![0u8; a.reserved_size() as usize];
         alloc.read(a, 0, &mut back).unwrap();
-        assert!(back == fill(i, a.size()), "allocation {i} damaged");
+        assert!(back == fill(i, a.reserved_size()), "allocation {i} damaged");
     }
     // Freeing makes room again: the next request succeeds on the best type.
     let first = live.remove(0);

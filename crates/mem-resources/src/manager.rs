@@ -227,7 +227,7 @@ impl Image {
 
     /// Bytes of memory bound to it (`VkMemoryRequirements::size`).
     pub fn size(&self) -> u64 {
-        self.allocation.size()
+        self.allocation.reserved_size()
     }
 
     /// The extent of level 0.
@@ -698,7 +698,7 @@ impl ResourceManager {
                 kind: ResourceKind::Buffer,
                 handle: vk::Handle::as_raw(handle),
                 name: d.name.clone(),
-                memory_size: allocation.size(),
+                memory_size: allocation.reserved_size(),
                 retired: None,
             });
             out.push(Buffer {
@@ -943,7 +943,7 @@ impl ResourceManager {
                 kind: ResourceKind::Image,
                 handle: vk::Handle::as_raw(handle),
                 name: d.name.clone(),
-                memory_size: allocation.size(),
+                memory_size: allocation.reserved_size(),
                 retired: None,
             });
             out.push(Image {
@@ -1277,7 +1277,7 @@ impl ResourceManager {
                 tiling: image.desc.tiling,
             });
         }
-        let size = image.allocation.size();
+        let size = image.allocation.reserved_size();
         check_host_range(
             &image.allocation,
             image.desc.name.as_deref(),
@@ -1303,7 +1303,7 @@ impl ResourceManager {
                 tiling: image.desc.tiling,
             });
         }
-        let size = image.allocation.size();
+        let size = image.allocation.reserved_size();
         check_host_range(
             &image.allocation,
             image.desc.name.as_deref(),
@@ -1409,7 +1409,7 @@ impl ResourceManager {
                 ));
             }
         }
-        self.allocator.validate()
+        self.allocator.validate().map_err(|e| e.to_string())
     }
 }
 

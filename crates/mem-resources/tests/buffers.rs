@@ -38,7 +38,7 @@ fn assert_disjoint(buffers: &[Buffer]) {
             (
                 vk::Handle::as_raw(a.memory()),
                 a.offset(),
-                a.offset() + a.size(),
+                a.offset() + a.reserved_size(),
             )
         })
         .collect();
@@ -85,9 +85,9 @@ fn buffers_of_many_sizes_and_usages() {
             assert_eq!(b.desc(), &desc);
             let a = b.allocation();
             assert!(
-                a.size() >= req.size,
+                a.reserved_size() >= req.size,
                 "allocation {} < requirement {}",
-                a.size(),
+                a.reserved_size(),
                 req.size
             );
             assert_eq!(

@@ -113,7 +113,7 @@ fn sixteen_threads_allocate_create_upload() {
                                 let (a, tag) =
                                     live.swap_remove((rng.next() % live.len() as u64) as usize);
                                 if a.mapped_ptr().is_some() {
-                                    let n = (a.size() as usize).min(64);
+                                    let n = (a.reserved_size() as usize).min(64);
                                     let mut buf = [0u8; 64];
                                     allocator.read(&a, 0, &mut buf[..n]).unwrap();
                                     assert!(
