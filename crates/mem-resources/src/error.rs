@@ -5,6 +5,7 @@ use mem_core::AllocError;
 use smallvec::SmallVec;
 
 use crate::desc::ImageKind;
+use crate::retire::RetirePoint;
 
 /// Shows Vulkan flags as ash's `Debug` does (`A | B`), or `none` when empty
 /// (ash prints nothing), so messages never have a hole.
@@ -323,4 +324,50 @@ impl ResourceError {
             } | ResourceError::Alloc(AllocError::OutOfHostMemory)
         )
     }
+}
+
+/// An invariant [`crate::ResourceManager::validate`] found broken, with the
+/// values that disagree.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerValidationError {
+    /// The registry's used and free slots do not add up to its slots.
+    #[error("registry: {slots} slots, {used} used and {free} free")]
+    SlotCount {
+        /// Slots.
+        slots: usize,
+        /// Slots holding a resource.
+        used: usize,
+        /// Slots on the free list.
+        free: usize,
+    },
+    /// A slot on the free list holds a resource or does not exist.
+    #[error("registry: free slot {slot} is in use or out of range")]
+    FreeSlotInUse {
+        /// The slot.
+        slot: u32,
+    },
+    /// A resource in the retire queue is not registered as retired to the
+    /// same point.
+    #[error("retired resource in slot {slot} (queued until {queued}) is registered as {}", match .registered { Some(Some(p)) => format!("retired until {p}"), Some(None) => "live".to_owned(), None => "absent".to_owned() })]
+    RetiredMismatch {
+        /// Its registry slot.
+        slot: u32,
+        /// Its point in the queue.
+        queued: RetirePoint,
+        /// What the registry holds: `None` for an empty slot, `Some(None)`
+        /// for a live resource.
+        registered: Option<Option<RetirePoint>>,
+    },
+    /// More or fewer resources are registered as retired than are queued.
+    #[error("{registered} resources registered as retired, {queued} queued")]
+    RetiredCount {
+        /// Registered as retired.
+        registered: usize,
+        /// In the retire queue.
+        queued: usize,
+    },
+    /// The allocator's own invariants ([`mem_core::Allocator::validate`]).
+    #[error("allocator: {0}")]
+    Allocator(#[from] mem_core::ValidationError),
 }

@@ -13,9 +13,11 @@
 //!
 //! Destruction is by value: now ([`ResourceManager::destroy_buffer`], when
 //! the engine knows the GPU is done) or deferred
-//! ([`ResourceManager::retire_buffer`] with a timeline point, then
-//! [`ResourceManager::collect`] each frame). Dropping a resource never calls
-//! Vulkan; the manager reports what was never destroyed.
+//! ([`ResourceManager::retire_buffer`] with a timeline point, or several
+//! that must all be reached, then [`ResourceManager::collect`] each frame).
+//! A resource of another manager is refused and handed back inside the
+//! error ([`Refused`]). Dropping a resource never calls Vulkan; the manager
+//! reports what was never destroyed.
 //!
 //! # Quick start
 //!
@@ -30,25 +32,22 @@
 //! let ctx = TestContext::new(); // stands for the engine's instance and device
 //! // SAFETY: the context's handles are valid and outlive allocator and manager.
 //! let allocator = Arc::new(unsafe {
-//!     Allocator::new(AllocatorDesc {
-//!         instance: ctx.instance(),
-//!         physical_device: ctx.physical_device(),
-//!         device: ctx.device(),
-//!         memory_budget: false,
-//!         allocation_callbacks: None,
-//!         config: AllocatorConfig::default(),
-//!     })
+//!     Allocator::new(
+//!         AllocatorDesc::new(ctx.instance(), ctx.physical_device(), ctx.device())
+//!             .config(AllocatorConfig::default()),
+//!     )
 //! }?);
 //! // SAFETY: as above; debug utils were loaded for this device.
 //! let resources = unsafe {
-//!     ResourceManager::new(ResourceManagerDesc {
-//!         instance: ctx.instance(),
-//!         physical_device: ctx.physical_device(),
-//!         device: ctx.device(),
-//!         allocator: Arc::clone(&allocator),
-//!         debug_utils: ctx.debug_utils().cloned(),
-//!         allocation_callbacks: None,
-//!     })
+//!     ResourceManager::new(
+//!         ResourceManagerDesc::new(
+//!             ctx.instance(),
+//!             ctx.physical_device(),
+//!             ctx.device(),
+//!             Arc::clone(&allocator),
+//!         )
+//!         .debug_utils(ctx.debug_utils().cloned()),
+//!     )
 //! };
 //!
 //! let mut constants = resources.create_buffer(
@@ -76,26 +75,28 @@
 //! - [`desc`]: what a buffer or image is.
 //! - [`validate`]: the checks a desc passes before Vulkan sees it.
 //! - [`manager`]: creation, destruction, the registry and host access.
+//! - [`retire`]: the timeline points deferred destruction waits for.
 //! - [`fault`]: fault injection for the failure-path tests.
 
 pub mod desc;
 pub mod fault;
 pub mod image_layouts;
 pub mod manager;
+pub mod retire;
 pub mod validate;
 
 mod error;
 
 pub use desc::{format_aspect, full_mip_chain, BufferDesc, ImageDesc, ImageKind, Sharing};
-pub use error::ResourceError;
+pub use error::{ManagerValidationError, ResourceError};
 pub use fault::FaultPoint;
 pub use image_layouts::{ImageLayouts, ImageSubresources, ResolvedSubresources, SubresourceState};
 pub use manager::{
-    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc,
-    ResourceReport, TimelinePoint,
+    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc, ResourceReport,
 };
+pub use retire::{RetirePoint, TimelinePoint};
 pub use validate::DeviceLimits;
 
-// Re-exported so users name the memory intent without a direct mem-core
-// dependency.
-pub use mem_core::MemoryUsage;
+// Re-exported so users name the memory intent, and take refused objects
+// back, without a direct mem-core dependency.
+pub use mem_core::{MemoryUsage, Refused};

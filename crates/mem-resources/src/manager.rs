@@ -27,10 +27,12 @@
 //! # Destruction
 //! [`ResourceManager::destroy_buffer`] (unsafe: the caller vouches that the
 //! GPU is done) or, for engines with frames in flight,
-//! [`ResourceManager::retire_buffer`] with a [`TimelinePoint`] and a
-//! periodic [`ResourceManager::collect`]. `Drop` of a resource never calls
+//! [`ResourceManager::retire_buffer`] with a [`RetirePoint`] (one
+//! [`TimelinePoint`], or several that must all be reached) and a periodic
+//! [`ResourceManager::collect`]. `Drop` of a resource never calls
 //! Vulkan: a [`Buffer`] or [`Image`] dropped without being destroyed leaks
-//! until the manager reports it.
+//! until the manager reports it. A resource of another manager is refused
+//! and handed back inside the [`Refused`] error, so it is not lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::CString;
@@ -39,14 +41,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
-use mem_core::{Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, ResourceClass};
+use mem_core::{
+    Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, Refused, ResourceClass,
+};
 use parking_lot::Mutex;
 use smallvec::SmallVec;
 
 use crate::desc::{BufferDesc, ImageDesc};
-use crate::error::ResourceError;
+use crate::error::{ManagerValidationError, ResourceError};
 use crate::fault::{FaultInjector, FaultPoint};
 use crate::image_layouts::ImageLayouts;
+use crate::retire::RetirePoint;
+pub use crate::retire::TimelinePoint;
 use crate::validate::{self, DeviceLimits};
 
 static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
@@ -72,6 +78,39 @@ pub struct ResourceManagerDesc<'a> {
     pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
 }
 
+impl<'a> ResourceManagerDesc<'a> {
+    /// The engine's handles and the allocator, without debug names and
+    /// host allocation callbacks.
+    pub fn new(
+        instance: &'a ash::Instance,
+        physical_device: vk::PhysicalDevice,
+        device: &'a ash::Device,
+        allocator: Arc<Allocator>,
+    ) -> Self {
+        Self {
+            instance,
+            physical_device,
+            device,
+            allocator,
+            debug_utils: None,
+            allocation_callbacks: None,
+        }
+    }
+
+    /// Names resources (and their dedicated memory) through
+    /// `VK_EXT_debug_utils`, whose device functions the engine loaded.
+    pub fn debug_utils(mut self, debug_utils: Option<ash::ext::debug_utils::Device>) -> Self {
+        self.debug_utils = debug_utils;
+        self
+    }
+
+    /// Sets the host allocation callbacks.
+    pub fn allocation_callbacks(mut self, callbacks: vk::AllocationCallbacks<'static>) -> Self {
+        self.allocation_callbacks = Some(callbacks);
+        self
+    }
+}
+
 /// Host allocation callbacks, shareable between threads.
 #[derive(Clone, Copy)]
 struct HostCallbacks(Option<vk::AllocationCallbacks<'static>>);
@@ -90,16 +129,6 @@ impl HostCallbacks {
     }
 }
 
-/// A point on a timeline semaphore: the GPU has passed it once the
-/// semaphore's counter is at least `value`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TimelinePoint {
-    /// A semaphore of type `VK_SEMAPHORE_TYPE_TIMELINE`.
-    pub semaphore: vk::Semaphore,
-    /// The counter value after which the resource is unused.
-    pub value: u64,
-}
-
 /// Buffer or image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ResourceKind {
@@ -110,7 +139,7 @@ pub enum ResourceKind {
 }
 
 /// A resource the manager still tracks: alive, or retired and waiting for
-/// its timeline point.
+/// its timeline points.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveResource {
     /// Buffer or image.
@@ -121,8 +150,8 @@ pub struct LiveResource {
     pub memory_size: u64,
     /// The raw `VkBuffer` / `VkImage` handle.
     pub handle: u64,
-    /// Where it was retired to, if it was.
-    pub retired: Option<TimelinePoint>,
+    /// What it was retired to wait for, if it was.
+    pub retired: Option<RetirePoint>,
 }
 
 /// Plain-data counters of a [`ResourceManager`].
@@ -176,9 +205,18 @@ impl Buffer {
         &self.desc
     }
 
-    /// Its size in bytes (the desc's; the allocation may be larger).
-    pub fn size(&self) -> u64 {
+    /// The buffer's size in bytes as its desc asked for
+    /// (`VkBufferCreateInfo::size`): what host access and copies may reach.
+    /// The memory bound to it may be larger: [`Self::memory_size`].
+    pub fn requested_size(&self) -> u64 {
         self.desc.size
+    }
+
+    /// Bytes of memory bound to it (`VkMemoryRequirements::size`, the
+    /// allocation's [`Allocation::reserved_size`]); at least
+    /// [`Self::requested_size`].
+    pub fn memory_size(&self) -> u64 {
+        self.allocation.reserved_size()
     }
 
     /// True when its memory is host-visible (persistently mapped):
@@ -225,8 +263,10 @@ impl Image {
         &self.desc
     }
 
-    /// Bytes of memory bound to it (`VkMemoryRequirements::size`).
-    pub fn size(&self) -> u64 {
+    /// Bytes of memory bound to it (`VkMemoryRequirements::size`, the
+    /// allocation's [`Allocation::reserved_size`]). An image's texel bytes
+    /// depend on the driver's layout; this is what it occupies.
+    pub fn memory_size(&self) -> u64 {
         self.allocation.reserved_size()
     }
 
@@ -268,7 +308,7 @@ struct Entry {
     handle: u64,
     name: Option<String>,
     memory_size: u64,
-    retired: Option<TimelinePoint>,
+    retired: Option<RetirePoint>,
 }
 
 /// Live and retired resources, by slot (the slot index is stored in the
@@ -356,7 +396,7 @@ pub struct ResourceManager {
     limits: DeviceLimits,
     format_cache: Mutex<HashMap<FormatKey, vk::ImageFormatProperties>>,
     registry: Mutex<Registry>,
-    retired: Mutex<VecDeque<(TimelinePoint, RetiredResource)>>,
+    retired: Mutex<VecDeque<(RetirePoint, RetiredResource)>>,
     faults: FaultInjector,
 }
 
@@ -775,8 +815,9 @@ impl ResourceManager {
 
     /// Destroys a buffer and frees its memory now.
     ///
-    /// Fails only for a buffer of another manager (which is then leaked
-    /// until its own manager reports it).
+    /// Fails only for a buffer of another manager: it is handed back
+    /// unchanged inside the [`Refused`] ([`ResourceError::ForeignResource`]),
+    /// for its own manager to destroy.
     ///
     /// # Safety
     /// - no pending or future GPU work uses the buffer (the engine waited for
@@ -784,8 +825,13 @@ impl ResourceManager {
     /// - no other object (view, descriptor in use) refers to it when used
     ///   afterwards.
     #[doc(alias = "vkDestroyBuffer")]
-    pub unsafe fn destroy_buffer(&self, buffer: Buffer) -> Result<(), ResourceError> {
-        self.check_owner(buffer.owner)?;
+    pub unsafe fn destroy_buffer(
+        &self,
+        buffer: Buffer,
+    ) -> Result<(), Refused<Buffer, ResourceError>> {
+        if let Err(e) = self.check_owner(buffer.owner) {
+            return Err(Refused::new(e, buffer));
+        }
         self.registry.lock().remove(buffer.slot);
         // SAFETY: forwarded from this function's contract.
         unsafe { self.destroy_buffer_now(buffer) };
@@ -808,21 +854,29 @@ impl ResourceManager {
         );
     }
 
-    /// Queues a buffer for destruction once the GPU passes `after`
-    /// ([`Self::collect`] destroys it then).
+    /// Queues a buffer for destruction once the GPU passes `after`: a
+    /// [`TimelinePoint`], or a [`RetirePoint`] naming several that must all
+    /// be reached ([`Self::collect`] destroys it then).
+    ///
+    /// Fails only for a buffer of another manager, handed back as in
+    /// [`Self::destroy_buffer`].
     ///
     /// # Safety
-    /// - `after.semaphore` is a timeline semaphore of this device that stays
-    ///   alive until the buffer is collected or the manager is dropped;
-    /// - every GPU use of the buffer completes before the semaphore reaches
-    ///   `after.value` (e.g. the frame's submission signals that value).
+    /// - every semaphore of `after` is a timeline semaphore of this device
+    ///   that stays alive until the buffer is collected or the manager is
+    ///   dropped;
+    /// - every GPU use of the buffer completes before all of `after`'s
+    ///   points are reached (e.g. the frame's submission signals its value;
+    ///   a resource the staging belt also uses names the belt's ticket too).
     pub unsafe fn retire_buffer(
         &self,
         buffer: Buffer,
-        after: TimelinePoint,
-    ) -> Result<(), ResourceError> {
-        self.check_owner(buffer.owner)?;
-        self.retire(RetiredResource::Buffer(buffer), after);
+        after: impl Into<RetirePoint>,
+    ) -> Result<(), Refused<Buffer, ResourceError>> {
+        if let Err(e) = self.check_owner(buffer.owner) {
+            return Err(Refused::new(e, buffer));
+        }
+        self.retire(RetiredResource::Buffer(buffer), after.into());
         Ok(())
     }
 
@@ -1010,15 +1064,17 @@ impl ResourceManager {
 
     /// Destroys an image and frees its memory now.
     ///
-    /// Fails only for an image of another manager (then leaked until its own
-    /// manager reports it).
+    /// Fails only for an image of another manager: it is handed back
+    /// unchanged inside the [`Refused`] ([`ResourceError::ForeignResource`]).
     ///
     /// # Safety
     /// - no pending or future GPU work uses the image;
     /// - every view of it has been destroyed.
     #[doc(alias = "vkDestroyImage")]
-    pub unsafe fn destroy_image(&self, image: Image) -> Result<(), ResourceError> {
-        self.check_owner(image.owner)?;
+    pub unsafe fn destroy_image(&self, image: Image) -> Result<(), Refused<Image, ResourceError>> {
+        if let Err(e) = self.check_owner(image.owner) {
+            return Err(Refused::new(e, image));
+        }
         self.registry.lock().remove(image.slot);
         // SAFETY: forwarded from this function's contract.
         unsafe { self.destroy_image_now(image) };
@@ -1040,7 +1096,9 @@ impl ResourceManager {
         );
     }
 
-    /// Queues an image for destruction once the GPU passes `after`.
+    /// Queues an image for destruction once the GPU passes `after` (one
+    /// [`TimelinePoint`] or a [`RetirePoint`]). Fails only for an image of
+    /// another manager, handed back as in [`Self::destroy_image`].
     ///
     /// # Safety
     /// - as for [`Self::retire_buffer`]; views of the image must be destroyed
@@ -1048,18 +1106,20 @@ impl ResourceManager {
     pub unsafe fn retire_image(
         &self,
         image: Image,
-        after: TimelinePoint,
-    ) -> Result<(), ResourceError> {
-        self.check_owner(image.owner)?;
-        self.retire(RetiredResource::Image(image), after);
+        after: impl Into<RetirePoint>,
+    ) -> Result<(), Refused<Image, ResourceError>> {
+        if let Err(e) = self.check_owner(image.owner) {
+            return Err(Refused::new(e, image));
+        }
+        self.retire(RetiredResource::Image(image), after.into());
         Ok(())
     }
 
     // ---------------------------------------------------- deferred destruction
 
-    fn retire(&self, resource: RetiredResource, after: TimelinePoint) {
+    fn retire(&self, resource: RetiredResource, after: RetirePoint) {
         let mut registry = self.registry.lock();
-        registry.entry_mut(resource.slot()).retired = Some(after);
+        registry.entry_mut(resource.slot()).retired = Some(after.clone());
         // Lock order: registry, then retired (collect never holds both).
         self.retired.lock().push_back((after, resource));
     }
@@ -1069,8 +1129,8 @@ impl ResourceManager {
         self.retired.lock().len()
     }
 
-    /// Destroys every retired resource whose timeline point the GPU has
-    /// passed, in retire order, and returns how many it destroyed.
+    /// Destroys every retired resource whose timeline points the GPU has
+    /// all passed, in retire order, and returns how many it destroyed.
     ///
     /// Reads each distinct semaphore's counter once per call
     /// (`vkGetSemaphoreCounterValue`); resources retired while it runs wait
@@ -1080,17 +1140,17 @@ impl ResourceManager {
     pub fn collect(&self) -> Result<usize, ResourceError> {
         let semaphores: SmallVec<[vk::Semaphore; 4]> = {
             let retired = self.retired.lock();
+            if retired.is_empty() {
+                return Ok(0);
+            }
             let mut s = SmallVec::new();
-            for (point, _) in retired.iter() {
+            for point in retired.iter().flat_map(|(after, _)| after.points()) {
                 if !s.contains(&point.semaphore) {
                     s.push(point.semaphore);
                 }
             }
             s
         };
-        if semaphores.is_empty() {
-            return Ok(0);
-        }
         let mut values: SmallVec<[(vk::Semaphore, u64); 4]> = SmallVec::new();
         for s in semaphores {
             // SAFETY: retire's contract keeps the semaphore alive and of
@@ -1104,20 +1164,25 @@ impl ResourceManager {
                 })?;
             values.push((s, value));
         }
-        let passed = |p: &TimelinePoint| {
-            values
-                .iter()
-                .any(|&(s, v)| s == p.semaphore && v >= p.value)
+        // A semaphore first named after the values were read counts as 0:
+        // its resources wait for the next call (unless they wait for 0).
+        let passed = |after: &RetirePoint| {
+            after.is_reached(|semaphore| {
+                values
+                    .iter()
+                    .find(|&&(s, _)| s == semaphore)
+                    .map_or(0, |&(_, v)| v)
+            })
         };
         let done: Vec<RetiredResource> = {
             let mut retired = self.retired.lock();
             let mut done = Vec::new();
             let mut keep = VecDeque::with_capacity(retired.len());
-            for (point, r) in retired.drain(..) {
-                if passed(&point) {
+            for (after, r) in retired.drain(..) {
+                if passed(&after) {
                     done.push(r);
                 } else {
-                    keep.push_back((point, r));
+                    keep.push_back((after, r));
                 }
             }
             *retired = keep;
@@ -1330,7 +1395,7 @@ impl ResourceManager {
                 name: e.name.clone(),
                 memory_size: e.memory_size,
                 handle: e.handle,
-                retired: e.retired,
+                retired: e.retired.clone(),
             })
             .collect()
     }
@@ -1344,7 +1409,7 @@ impl ResourceManager {
             ..ResourceReport::default()
         };
         for e in registry.entries.iter().flatten() {
-            match (e.retired, e.kind) {
+            match (&e.retired, e.kind) {
                 (Some(_), _) => r.retired += 1,
                 (None, ResourceKind::Buffer) => {
                     r.live_buffers += 1;
@@ -1360,40 +1425,42 @@ impl ResourceManager {
     }
 
     /// Checks the manager's invariants: the registry's free list and slots
-    /// agree, every queued retired resource is registered as retired at the
+    /// agree, every queued retired resource is registered as retired to the
     /// same point, and no registered retired resource is missing from the
     /// queue; then the allocator's own ([`Allocator::validate`]).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ManagerValidationError> {
         {
             let registry = self.registry.lock();
             let retired = self.retired.lock();
             let used = registry.entries.iter().filter(|e| e.is_some()).count();
             if used + registry.free.len() != registry.entries.len() {
-                return Err(format!(
-                    "{} slots, {used} used and {} free",
-                    registry.entries.len(),
-                    registry.free.len()
-                ));
+                return Err(ManagerValidationError::SlotCount {
+                    slots: registry.entries.len(),
+                    used,
+                    free: registry.free.len(),
+                });
             }
-            for &f in &registry.free {
-                if registry.entries.get(f as usize).is_none_or(Option::is_some) {
-                    return Err(format!("free slot {f} is in use or out of range"));
+            for &slot in &registry.free {
+                if registry
+                    .entries
+                    .get(slot as usize)
+                    .is_none_or(Option::is_some)
+                {
+                    return Err(ManagerValidationError::FreeSlotInUse { slot });
                 }
             }
-            for (point, r) in retired.iter() {
-                match registry
+            for (after, r) in retired.iter() {
+                let registered = registry
                     .entries
                     .get(r.slot() as usize)
                     .and_then(Option::as_ref)
-                {
-                    Some(e) if e.retired == Some(*point) => {}
-                    other => {
-                        return Err(format!(
-                            "retired resource in slot {} is registered as {:?}",
-                            r.slot(),
-                            other.map(|e| e.retired)
-                        ))
-                    }
+                    .map(|e| e.retired.clone());
+                if registered.as_ref().and_then(Option::as_ref) != Some(after) {
+                    return Err(ManagerValidationError::RetiredMismatch {
+                        slot: r.slot(),
+                        queued: after.clone(),
+                        registered,
+                    });
                 }
             }
             let registered_retired = registry
@@ -1403,13 +1470,13 @@ impl ResourceManager {
                 .filter(|e| e.retired.is_some())
                 .count();
             if registered_retired != retired.len() {
-                return Err(format!(
-                    "{registered_retired} registered as retired, {} queued",
-                    retired.len()
-                ));
+                return Err(ManagerValidationError::RetiredCount {
+                    registered: registered_retired,
+                    queued: retired.len(),
+                });
             }
         }
-        self.allocator.validate().map_err(|e| e.to_string())
+        Ok(self.allocator.validate()?)
     }
 }
 
@@ -1473,8 +1540,8 @@ impl Drop for ResourceManager {
                 r.name.as_deref().unwrap_or("<unnamed>"),
                 r.memory_size,
                 r.handle,
-                match r.retired {
-                    Some(p) => format!(", retired until {:?} reaches {}", p.semaphore, p.value),
+                match &r.retired {
+                    Some(after) => format!(", retired until {after}"),
                     None => String::new(),
                 }
             );

@@ -81,7 +81,8 @@ fn buffers_of_many_sizes_and_usages() {
                 .create_buffer(&desc)
                 .unwrap_or_else(|e| panic!("{desc:?}: {e}"));
             assert_ne!(b.handle(), vk::Buffer::null());
-            assert_eq!(b.size(), size);
+            assert_eq!(b.requested_size(), size);
+            assert_eq!(b.memory_size(), b.allocation().reserved_size());
             assert_eq!(b.desc(), &desc);
             let a = b.allocation();
             assert!(

@@ -8,7 +8,7 @@ mod common;
 use ash::vk;
 use common::Gpu;
 use mem_core::MemoryUsage;
-use mem_resources::{BufferDesc, ImageDesc, ResourceKind, TimelinePoint};
+use mem_resources::{BufferDesc, ImageDesc, ResourceKind, RetirePoint, TimelinePoint};
 
 fn timeline(gpu: &Gpu) -> vk::Semaphore {
     let mut ty = vk::SemaphoreTypeCreateInfo::default()
@@ -101,7 +101,7 @@ fn retire_then_collect_after_host_signal() {
     assert_eq!(retired.len(), 5);
     assert!(retired
         .iter()
-        .any(|r| r.kind == ResourceKind::Image && r.retired == Some(at(other, 3))));
+        .any(|r| r.kind == ResourceKind::Image && r.retired == Some(at(other, 3).into())));
 
     // Nothing passed yet.
     assert_eq!(rm.collect().unwrap(), 0);
@@ -224,5 +224,72 @@ fn many_frames_in_flight() {
     destroyed += rm.collect().unwrap();
     assert_eq!(destroyed, 300);
     destroy_semaphore(&gpu, sem);
+    gpu.finish();
+}
+
+#[test]
+fn a_retire_point_of_several_semaphores_waits_for_all() {
+    // A mesh the staging belt uploads (its timeline) and the engine's
+    // frames draw (another timeline): retired to both, it is destroyed only
+    // once both have passed, with no host wait before the retire.
+    let gpu = Gpu::new();
+    let rm = gpu.rm();
+    let (belt, frames) = (timeline(&gpu), timeline(&gpu));
+    let at = TimelinePoint::new;
+    let buf = |name: &str| {
+        rm.create_buffer(&BufferDesc::staging(4096).name(name))
+            .unwrap()
+    };
+    let mesh = buf("mesh");
+    let texture = rm
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 64, 64, 1).name("texture"))
+        .unwrap();
+    // SAFETY: (all retires below) the semaphores outlive the manager's use
+    // of them; no GPU work uses the resources.
+    unsafe {
+        rm.retire_buffer(mesh, [at(belt, 7), at(frames, 41)])
+            .unwrap();
+        rm.retire_image(
+            texture,
+            RetirePoint::from(at(frames, 40))
+                .and(at(belt, 2))
+                .and(at(frames, 42)),
+        )
+        .unwrap();
+        // One semaphore, as before; and none at all (unused by the GPU).
+        rm.retire_buffer(buf("frame only"), at(frames, 41)).unwrap();
+        rm.retire_buffer(buf("unused"), RetirePoint::none())
+            .unwrap();
+    }
+    rm.validate().unwrap();
+    let texture_point = rm
+        .leak_report()
+        .into_iter()
+        .find(|r| r.kind == ResourceKind::Image)
+        .and_then(|r| r.retired)
+        .unwrap();
+    assert_eq!(
+        texture_point.points(),
+        RetirePoint::from([at(belt, 2), at(frames, 42)]).points(),
+        "one point per semaphore, the later value"
+    );
+
+    assert_eq!(rm.collect().unwrap(), 1, "the unused one goes at once");
+    assert_eq!(names_left(&gpu), ["frame only", "mesh", "texture"]);
+    // The frames pass 41, the belt has not reached 7: the mesh stays.
+    signal(&gpu, frames, 41);
+    assert_eq!(rm.collect().unwrap(), 1);
+    assert_eq!(names_left(&gpu), ["mesh", "texture"]);
+    signal(&gpu, belt, 6);
+    assert_eq!(rm.collect().unwrap(), 0, "belt 6 < 7, frames 41 < 42");
+    signal(&gpu, belt, 7);
+    assert_eq!(rm.collect().unwrap(), 1);
+    assert_eq!(names_left(&gpu), ["texture"]);
+    signal(&gpu, frames, 42);
+    assert_eq!(rm.collect().unwrap(), 1);
+    assert_eq!(rm.pending_retired(), 0);
+    rm.validate().unwrap();
+    destroy_semaphore(&gpu, belt);
+    destroy_semaphore(&gpu, frames);
     gpu.finish();
 }

@@ -187,7 +187,7 @@ fn every_kind_with_full_mip_chains_in_several_formats() {
                             .create_flags()
                             .contains(vk::ImageCreateFlags::CUBE_COMPATIBLE));
                     }
-                    assert!(img.size() > 0);
+                    assert!(img.memory_size() > 0);
                     touch_on_gpu(&gpu, &[&img]);
                     // SAFETY: the one_shot waited for the GPU.
                     unsafe { rm.destroy_image(img) }.unwrap();
@@ -251,7 +251,7 @@ fn image_batch_binds_once_and_is_disjoint() {
             (
                 vk::Handle::as_raw(i.allocation().memory()),
                 i.allocation().offset(),
-                i.allocation().offset() + i.size(),
+                i.allocation().offset() + i.memory_size(),
             )
         })
         .collect();
@@ -384,7 +384,7 @@ fn linear_host_visible_image_written_by_host_copied_by_gpu() {
             array_layers: 1
         })
     ));
-    let size = img.size();
+    let size = img.memory_size();
     assert_eq!(
         rm.write_image(&mut img, size, &[1]).unwrap_err(),
         ResourceError::OutOfRange {

@@ -701,12 +701,16 @@ impl MarginChecker {
     /// Makes the readback buffer hold at least `size` bytes; true when it
     /// was (re)created.
     fn ensure_readback(&mut self, size: u64) -> Result<bool, MarginError> {
-        if self.readback.as_ref().is_some_and(|b| b.size() >= size) {
+        if self
+            .readback
+            .as_ref()
+            .is_some_and(|b| b.requested_size() >= size)
+        {
             return Ok(false);
         }
         if let Some(old) = self.readback.take() {
             // SAFETY: nothing is pending (callers settle first).
-            unsafe { self.resources.destroy_buffer(old) }?;
+            unsafe { self.resources.destroy_buffer(old) }.map_err(|r| r.into_parts().0)?;
         }
         let buffer = self
             .resources
@@ -714,7 +718,7 @@ impl MarginChecker {
         if buffer.allocation().mapped_ptr().is_none() {
             let memory_type_index = buffer.allocation().memory_type_index();
             // SAFETY: just created, never used by the GPU.
-            unsafe { self.resources.destroy_buffer(buffer) }?;
+            unsafe { self.resources.destroy_buffer(buffer) }.map_err(|r| r.into_parts().0)?;
             return Err(MarginError::Alloc(AllocError::NotHostVisible {
                 memory_type_index,
             }));

@@ -248,7 +248,7 @@ fn overrun_and_underrun_are_reported() {
     let after = gpu.margin(&victim, "after");
     let before = gpu.margin(&under, "before");
     assert!(after.filled && before.filled);
-    let v_end = victim.allocation().offset() + victim.size();
+    let v_end = victim.allocation().offset() + victim.requested_size();
     assert_eq!(after.offset, v_end.next_multiple_of(4));
     let mut src = gpu
         .res()
@@ -287,7 +287,7 @@ fn overrun_and_underrun_are_reported() {
     let over = r.corruptions.iter().find(|c| c.side == "after").unwrap();
     assert_eq!(over.name.as_deref(), Some("victim"));
     assert_eq!(over.offset, victim.allocation().offset());
-    assert_eq!(over.size, victim.size());
+    assert_eq!(over.size, victim.requested_size());
     assert_eq!(over.corrupted_offset, after.offset);
     let und = r.corruptions.iter().find(|c| c.side == "before").unwrap();
     assert_eq!(und.name.as_deref(), Some("under"));

@@ -37,14 +37,14 @@ impl Gpu {
         // (dropped in `finish`, before the context).
         let allocator = Arc::new(
             unsafe {
-                Allocator::new(mem_core::AllocatorDesc {
-                    instance: ctx.instance(),
-                    physical_device: ctx.physical_device(),
-                    device: ctx.device(),
-                    memory_budget: false,
-                    allocation_callbacks: None,
-                    config,
-                })
+                Allocator::new(
+                    mem_core::AllocatorDesc::new(
+                        ctx.instance(),
+                        ctx.physical_device(),
+                        ctx.device(),
+                    )
+                    .config(config),
+                )
             }
             .expect("allocator"),
         );
@@ -91,14 +91,15 @@ pub fn manager(ctx: &TestContext, allocator: Arc<Allocator>) -> ResourceManager 
     // SAFETY: the context's handles are valid and outlive the manager; the
     // allocator is over the same device; debug utils were loaded for it.
     unsafe {
-        ResourceManager::new(ResourceManagerDesc {
-            instance: ctx.instance(),
-            physical_device: ctx.physical_device(),
-            device: ctx.device(),
-            allocator,
-            debug_utils: ctx.debug_utils().cloned(),
-            allocation_callbacks: None,
-        })
+        ResourceManager::new(
+            ResourceManagerDesc::new(
+                ctx.instance(),
+                ctx.physical_device(),
+                ctx.device(),
+                allocator,
+            )
+            .debug_utils(ctx.debug_utils().cloned()),
+        )
     }
 }
 

@@ -121,7 +121,7 @@ impl StagingBelt {
                 usage: format!("{:?}", dst.desc().usage),
             });
         }
-        let size = dst.size();
+        let size = dst.requested_size();
         if dst_offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(StagingError::OutOfRange {
                 offset: dst_offset,

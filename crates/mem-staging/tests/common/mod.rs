@@ -140,7 +140,7 @@ impl Setup {
 
     /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
     pub fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
-        let size = src.size();
+        let size = src.requested_size();
         let readback = self
             .res()
             .create_buffer(&BufferDesc::readback(size))
