@@ -402,6 +402,37 @@ impl PlannedCopy {
     }
 }
 
+impl PlannedCopy {
+    /// The inverse of [`Self::write_into`]: copies the piece's rows from
+    /// `staging` (from its start, with the destination pitches) into `data`
+    /// (the whole readback, at `src_offset` with the source pitches).
+    ///
+    /// # Panics
+    /// When `data` is shorter than `src_offset + src_span()` or `staging`
+    /// shorter than `staging_size`.
+    pub fn read_into(&self, staging: &[u8], data: &mut [u8]) {
+        let dst = &mut data[to_usize(self.src_offset)..];
+        let staging = &staging[..to_usize(self.staging_size)];
+        let tight_rows = self.dst_row_pitch == self.src_row_pitch;
+        if tight_rows && (self.slices == 1 || self.dst_slice_pitch == self.src_slice_pitch) {
+            dst[..staging.len()].copy_from_slice(staging);
+            return;
+        }
+        let row = to_usize(self.src_row_pitch);
+        let (src_row, dst_row) = (to_usize(self.src_row_pitch), to_usize(self.dst_row_pitch));
+        let (src_slice, dst_slice) = (
+            to_usize(self.src_slice_pitch),
+            to_usize(self.dst_slice_pitch),
+        );
+        for z in 0..to_usize(self.slices) {
+            for r in 0..to_usize(self.rows) {
+                let (d, s) = (z * src_slice + r * src_row, z * dst_slice + r * dst_row);
+                dst[d..d + row].copy_from_slice(&staging[s..s + row]);
+            }
+        }
+    }
+}
+
 /// The copies of one image upload, in data order.
 #[derive(Clone, Debug)]
 pub struct ImagePlan {

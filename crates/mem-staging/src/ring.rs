@@ -15,6 +15,15 @@
 
 use std::collections::VecDeque;
 
+/// [`Ring::snapshot`]: where the ring stood before a reservation.
+#[derive(Clone, Copy, Debug)]
+pub struct RingSnapshot {
+    head: u64,
+    tail: u64,
+    used: u64,
+    open_bytes: u64,
+}
+
 /// Space accounting of a ring of `size` bytes.
 #[derive(Debug, Clone)]
 pub struct Ring {
@@ -96,6 +105,27 @@ impl Ring {
         Some(offset)
     }
 
+    /// The state before a reservation, to undo it with [`Self::restore`].
+    pub fn snapshot(&self) -> RingSnapshot {
+        RingSnapshot {
+            head: self.head,
+            tail: self.tail,
+            used: self.used,
+            open_bytes: self.open_bytes,
+        }
+    }
+
+    /// Undoes the reservations of the open batch made since `snapshot` (no
+    /// batch may have been closed or released in between): their space is
+    /// free again at once.
+    pub fn restore(&mut self, snapshot: RingSnapshot) {
+        debug_assert!(snapshot.used <= self.used);
+        self.head = snapshot.head;
+        self.tail = snapshot.tail;
+        self.used = snapshot.used;
+        self.open_bytes = snapshot.open_bytes;
+    }
+
     /// Closes the open batch under `id` (e.g. its timeline value). A batch
     /// with no reservation is still recorded (it releases nothing).
     pub fn close_batch(&mut self, id: u64) {
@@ -132,6 +162,31 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_reservation_is_free_again() {
+        let mut r = Ring::new(1000);
+        assert_eq!(r.reserve(400, 1), Some(0));
+        let snap = r.snapshot();
+        assert_eq!(r.reserve(500, 1), Some(400));
+        r.restore(snap);
+        assert_eq!(r.used(), 400);
+        assert_eq!(r.reserve(600, 1), Some(400));
+        r.close_batch(1);
+        assert_eq!(r.release_until(1), 1);
+        assert_eq!(r.used(), 0);
+        // Undoing a reservation that wrapped gives back the skipped end too.
+        let mut r = Ring::new(1000);
+        assert_eq!(r.reserve(700, 1), Some(0));
+        r.close_batch(1);
+        assert_eq!(r.reserve(200, 1), Some(700));
+        r.release_until(1);
+        let snap = r.snapshot();
+        assert_eq!(r.reserve(500, 1), Some(0));
+        r.restore(snap);
+        assert_eq!(r.used(), 200);
+        assert_eq!(r.reserve(100, 1), Some(900));
+    }
 
     #[test]
     fn reserves_wraps_and_releases_in_order() {

@@ -166,7 +166,7 @@ fn images_an_upload_cannot_write_are_refused() {
     let whole = pattern(16 * 16 * 4 + 8 * 8 * 4 + 4 * 4 * 4 + 2 * 2 * 4 + 4, 1);
     let t = s.belt().upload_image(&img, &whole, FINAL).unwrap();
     s.belt().wait(t).unwrap();
-    assert!(s.read_image(&img, 4) == whole);
+    assert!(s.read_image(&img) == whole);
     for level in 0..5 {
         assert_eq!(img.layouts().layout(level, 0), FINAL);
     }
@@ -284,8 +284,8 @@ fn a_belt_dropped_with_an_open_batch_submits_it() {
     drop(s.belt.take());
     // The drop submitted and waited: the data is there and the image is in
     // its final layout (reading it back in that layout passes validation).
-    assert!(s.read_buffer(&dst) == data);
-    assert!(s.read_image(&img, 4) == texels);
+    assert!(s.engine_read_buffer(&dst) == data);
+    assert!(s.engine_read_image(&img, 4) == texels);
     // SAFETY: idle.
     unsafe { s.res().destroy_image(img) }.unwrap();
     s.destroy(dst);

@@ -58,7 +58,7 @@ impl StagingBelt {
 
     pub(super) fn retire_until(&mut self, value: u64) {
         self.completed = self.completed.max(value);
-        self.ring.release_until(value);
+        self.release_ring();
         while let Some(&(v, cmd)) = self.in_flight.front() {
             if v > value {
                 break;
@@ -321,6 +321,7 @@ impl StagingBelt {
                 .map_err(|e| self.fail(StagingError::Flush(e)))?;
         }
         self.ring.close_batch(batch.value);
+        self.last_reserve = None;
         self.next_value += 1;
         Ok(Some(ClosedBatch {
             value: batch.value,

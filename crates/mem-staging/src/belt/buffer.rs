@@ -103,9 +103,90 @@ impl StagingBelt {
         dst_offset: u64,
         data: &[u8],
     ) -> Result<Ticket, StagingError> {
+        self.upload_source(dst, dst_offset, data.len() as u64, Source::Bytes(data))
+    }
+
+    /// Uploads `len` bytes into `dst` at `dst_offset`, written in place by
+    /// `writer`: the belt reserves ring space (or, for a host-visible
+    /// destination, takes the destination's mapping) piece by piece and calls
+    /// `writer(at, bytes)` to fill the upload's bytes `[at, at + bytes.len())`.
+    /// Pieces of large uploads are split over the belt's copy threads, so
+    /// `writer` runs on several threads at once; every byte is asked for
+    /// exactly once. A decoder or file reader writes straight into staging
+    /// memory, with no buffer in between.
+    ///
+    /// When `writer` fails, the piece it was filling is not copied and its
+    /// ring space is free again; the error is [`StagingError::Source`].
+    /// Pieces of a streamed upload before it may have reached `dst`.
+    /// Otherwise as [`Self::upload_buffer`] (no import path: there is no
+    /// slice to import).
+    pub fn upload_buffer_with<F, E>(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        len: u64,
+        writer: F,
+    ) -> Result<Ticket, StagingError>
+    where
+        F: Fn(u64, &mut [u8]) -> Result<(), E> + Sync,
+        E: Into<SourceError>,
+    {
+        let write = |at: u64, bytes: &mut [u8]| writer(at, bytes).map_err(Into::into);
+        self.upload_source(dst, dst_offset, len, Source::Shared(&write))
+    }
+
+    /// Uploads `len` bytes read from `reader` into `dst` at `dst_offset`:
+    /// each piece is read straight into the ring (or a host-visible
+    /// destination), in order, with `read_exact`. A reader that fails or
+    /// ends early is [`StagingError::Source`], as for
+    /// [`Self::upload_buffer_with`].
+    pub fn upload_buffer_from<R: std::io::Read + Send>(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        len: u64,
+        reader: &mut R,
+    ) -> Result<Ticket, StagingError> {
+        let mut read = |_: u64, bytes: &mut [u8]| -> Result<(), SourceError> {
+            reader.read_exact(bytes).map_err(Into::into)
+        };
+        self.upload_source(dst, dst_offset, len, Source::Exclusive(&mut read))
+    }
+
+    /// Uploads `len` bytes of `file` from `file_offset` into `dst` at
+    /// `dst_offset` with positioned reads, several threads reading pieces of
+    /// the file at once straight into the ring (or a host-visible
+    /// destination). A read that fails or ends early is
+    /// [`StagingError::Source`], as for [`Self::upload_buffer_with`].
+    #[cfg(unix)]
+    pub fn upload_buffer_from_file(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        file: &std::fs::File,
+        file_offset: u64,
+        len: u64,
+    ) -> Result<Ticket, StagingError> {
+        use std::os::unix::fs::FileExt;
+        let end = file_offset.checked_add(len);
+        self.upload_buffer_with(dst, dst_offset, len, |at, bytes| {
+            if end.is_none() {
+                return Err(std::io::Error::other("file range overflows u64"));
+            }
+            file.read_exact_at(bytes, file_offset + at)
+        })
+    }
+
+    /// The checks and paths every buffer upload shares.
+    fn upload_source(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        len: u64,
+        mut source: Source<'_>,
+    ) -> Result<Ticket, StagingError> {
         self.check_usable()?;
         self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
-        let len = data.len() as u64;
         if len == 0 {
             return Err(StagingError::EmptyData);
         }
@@ -131,7 +212,7 @@ impl StagingBelt {
         }
         let direct = !self.desc.force_staging && dst.allocation().mapped_ptr().is_some();
         if direct {
-            return self.upload_direct(dst, dst_offset, data);
+            return self.upload_direct(dst, dst_offset, len, &mut source);
         }
         let release = self.needs_release(&dst.desc().sharing).then(|| {
             vk::BufferMemoryBarrier::default()
@@ -144,13 +225,15 @@ impl StagingBelt {
                 .size(len)
         });
         if len >= self.desc.import_threshold {
-            if let Some(interior) = self.importer.as_ref().and_then(|imp| {
+            if let Some((data, interior)) = source.as_bytes().and_then(|data| {
+                let imp = self.importer.as_ref()?;
                 aligned_interior(data.as_ptr() as usize, data.len(), imp.alignment())
+                    .map(|i| (data, i))
             }) {
                 return self.upload_imported(dst.handle(), dst_offset, data, interior, release);
             }
         }
-        self.stage_range(dst.handle(), dst_offset, data, release)?;
+        self.stage_source(dst.handle(), dst_offset, len, &mut source, release)?;
         self.stats.uploads += 1;
         Ok(Ticket {
             belt: self.id,
@@ -168,8 +251,26 @@ impl StagingBelt {
         data: &[u8],
         release: Option<vk::BufferMemoryBarrier<'static>>,
     ) -> Result<(), StagingError> {
+        self.stage_source(
+            dst,
+            dst_offset,
+            data.len() as u64,
+            &mut Source::Bytes(data),
+            release,
+        )
+    }
+
+    /// [`Self::stage_range`] for `len` bytes from any source.
+    pub(super) fn stage_source(
+        &mut self,
+        dst: vk::Buffer,
+        dst_offset: u64,
+        len: u64,
+        source: &mut Source<'_>,
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+    ) -> Result<(), StagingError> {
         let mut closed = None;
-        let result = self.stage_pieces(dst, dst_offset, data, release, &mut closed);
+        let result = self.stage_pieces(dst, dst_offset, len, source, release, &mut closed);
         // A batch closed for an overlapped submit always reaches the queue,
         // even after an error, so the ring's accounting stays true.
         match closed {
@@ -182,11 +283,11 @@ impl StagingBelt {
         &mut self,
         dst: vk::Buffer,
         dst_offset: u64,
-        data: &[u8],
+        len: u64,
+        source: &mut Source<'_>,
         release: Option<vk::BufferMemoryBarrier<'static>>,
         closed: &mut Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
-        let len = data.len() as u64;
         let chunk = self.desc.chunk_size;
         let streamed = len > chunk;
         let threads = if len >= self.desc.parallel_copy_threshold {
@@ -202,8 +303,11 @@ impl StagingBelt {
                 len
             };
             let offset = self.reserve_beside(piece, 16, closed)?;
-            let src = &data[done as usize..(done + piece) as usize];
-            self.fill_ring(offset, src, threads, closed.take())?;
+            if let Err(e) = self.fill_ring(offset, piece, source, done, threads, closed.take()) {
+                // Nothing reads the piece: its space is free again.
+                self.undo_last_reserve();
+                return Err(e);
+            }
             let dst_start = dst_offset + done;
             self.note_write(dst, dst_start, dst_start + piece);
             self.queue_buffer_copy(
@@ -245,29 +349,32 @@ impl StagingBelt {
         &mut self,
         dst: &Buffer,
         dst_offset: u64,
-        data: &[u8],
+        len: u64,
+        source: &mut Source<'_>,
     ) -> Result<Ticket, StagingError> {
         let ptr = dst.allocation().mapped_ptr().expect("checked host-visible");
-        let len = data.len();
         // SAFETY: the destination is persistently mapped for its whole size
         // and [dst_offset, dst_offset+len) is inside it (checked by the
         // caller); the caller guarantees the GPU is not using the range; the
         // belt writes only through this call, which holds `&mut self`.
-        let dst_slice =
-            unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len) };
-        let threads = if data.len() as u64 >= self.desc.parallel_copy_threshold {
+        let dst_slice = unsafe {
+            std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len as usize)
+        };
+        let threads = if len >= self.desc.parallel_copy_threshold {
             self.desc.copy_threads
         } else {
             1
         };
-        parallel_copy(dst_slice, data, threads);
+        source
+            .fill(0, dst_slice, threads)
+            .map_err(StagingError::Source)?;
         if !dst.allocation().is_coherent() {
             self.resources
                 .allocator()
-                .flush(dst.allocation(), dst_offset, len as u64)
+                .flush(dst.allocation(), dst_offset, len)
                 .map_err(StagingError::Flush)?;
         }
-        self.stats.bytes_direct += len as u64;
+        self.stats.bytes_direct += len;
         self.stats.uploads += 1;
         // Host writes are visible to every later queue submission: complete.
         Ok(Ticket {

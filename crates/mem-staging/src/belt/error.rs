@@ -31,6 +31,44 @@ pub enum StagingError {
         /// Its usage flags, as text.
         usage: String,
     },
+    /// The source of a readback lacks `TRANSFER_SRC` usage.
+    #[error("readback source {name:?} lacks TRANSFER_SRC usage (has {usage})")]
+    MissingTransferSrc {
+        /// The resource's name.
+        name: Option<String>,
+        /// Its usage flags, as text.
+        usage: String,
+    },
+    /// A [`super::Download`] larger than a chunk: use
+    /// [`super::StagingBelt::read_buffer`], which streams.
+    #[error(
+        "a download of {len} bytes exceeds the chunk size ({max}); read_buffer streams any length"
+    )]
+    DownloadTooLarge {
+        /// Bytes asked for.
+        len: u64,
+        /// [`super::StagingBeltDesc::chunk_size`].
+        max: u64,
+    },
+    /// A readback of subresources nothing has written (`UNDEFINED`).
+    #[error("image {name:?} level {level} layer {layer} holds nothing to read (UNDEFINED)")]
+    NothingToRead {
+        /// The image's name.
+        name: Option<String>,
+        /// The level.
+        level: u32,
+        /// The layer.
+        layer: u32,
+    },
+    /// The ring is full of readback bytes the host has not read: read or
+    /// drop the [`super::Download`]s first.
+    #[error("no ring space for {len} bytes: {used} bytes are held by readbacks not yet read")]
+    RingHeldByReadbacks {
+        /// Bytes asked for.
+        len: u64,
+        /// Ring bytes in use.
+        used: u64,
+    },
     /// The image's usage does not allow the requested final layout (the
     /// spec ties e.g. `TRANSFER_SRC_OPTIMAL` to `TRANSFER_SRC` usage), or the
     /// layout cannot be transitioned to (`UNDEFINED`, `PREINITIALIZED`).
@@ -135,6 +173,11 @@ pub enum StagingError {
     /// A configuration value is out of range.
     #[error("invalid belt configuration: {0}")]
     InvalidConfig(String),
+    /// The writer or reader feeding an upload failed; nothing of the piece
+    /// it was filling was copied (earlier pieces of a streamed upload may
+    /// have reached the destination), and its ring space is free again.
+    #[error("the upload's writer or reader failed: {0}")]
+    Source(#[source] super::source::SourceError),
     /// Flushing the host's writes to non-coherent memory failed.
     #[error("flushing host writes to non-coherent memory: {0}")]
     Flush(#[source] mem_core::AllocError),

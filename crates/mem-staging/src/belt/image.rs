@@ -327,7 +327,14 @@ impl StagingBelt {
             if contiguous {
                 let start = copy.src_offset as usize;
                 let src = &data[start..start + copy.staging_size as usize];
-                self.fill_ring(offset, src, threads, closed.take())?;
+                self.fill_ring(
+                    offset,
+                    src.len() as u64,
+                    &mut Source::Bytes(src),
+                    0,
+                    threads,
+                    closed.take(),
+                )?;
             } else {
                 if let Some(b) = closed.take() {
                     self.queue_submit(b)?;

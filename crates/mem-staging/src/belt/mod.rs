@@ -75,32 +75,37 @@ use smallvec::SmallVec;
 
 use crate::import::{aligned_interior, HostImporter, ImportedBuffer};
 use crate::plan::{plan_subresources_upload, CopyLimits, ImageLayout, PlanError};
-use crate::ring::Ring;
+use crate::ring::{Ring, RingSnapshot};
 
 mod batch;
 mod buffer;
 mod config;
+mod download;
 mod error;
 mod faults;
 mod image;
 mod imported;
 mod pending_images;
 mod ring_space;
+mod source;
 mod stats;
 mod ticket;
 
 pub use config::{SharedQueue, StagingBeltDesc};
+pub use download::Download;
 pub use error::StagingError;
 #[cfg(feature = "testing")]
 pub use faults::BeltFault;
 #[cfg(not(feature = "testing"))]
 use faults::BeltFault;
+pub use source::SourceError;
 pub use stats::StagingStats;
 pub use ticket::{AcquireBarriers, Ticket};
 
 use faults::Faults;
 use pending_images::{group_boxes, Final, PendingImage};
-use ring_space::{parallel_copy, ramp_piece};
+use ring_space::ramp_piece;
+use source::Source;
 
 static NEXT_BELT_ID: AtomicU64 = AtomicU64::new(1);
 const MIB: u64 = 1 << 20;
@@ -137,6 +142,9 @@ pub struct StagingBelt {
     ring_ptr: RingPtr,
     ring_coherent: bool,
     ring: Ring,
+    /// The ring before the latest reservation, to give it back when the
+    /// source of its bytes fails.
+    last_reserve: Option<RingSnapshot>,
     semaphore: vk::Semaphore,
     pool: vk::CommandPool,
     free_cmds: Vec<vk::CommandBuffer>,
@@ -145,6 +153,9 @@ pub struct StagingBelt {
     in_flight: VecDeque<(u64, vk::CommandBuffer)>,
     completed: u64,
     acquires: Vec<(u64, AcquireBarriers)>,
+    /// Batches holding readback bytes the host has not read yet (set once
+    /// read), oldest first: the ring is not released past them.
+    pins: VecDeque<(u64, Arc<std::sync::atomic::AtomicBool>)>,
     /// Engine semaphores the next submitted batch waits on.
     next_waits: Vec<(vk::Semaphore, u64)>,
     sticky: Option<StagingError>,
@@ -201,7 +212,7 @@ pub unsafe fn query_copy_limits(
 }
 
 impl StagingBelt {
-    /// Creates a belt with its ring (a `TRANSFER_SRC` buffer of
+    /// Creates a belt with its ring (a `TRANSFER_SRC | TRANSFER_DST` buffer of
     /// `desc.ring_size` bytes in [`StagingBeltDesc::ring_memory`], host-visible
     /// and persistently mapped), a timeline semaphore and a command pool on
     /// `queue.family`.
@@ -245,7 +256,8 @@ impl StagingBelt {
         let ring_buffer = resources.create_buffer(
             &BufferDesc::new(
                 desc.ring_size,
-                vk::BufferUsageFlags::TRANSFER_SRC,
+                // Uploads copy out of the ring, readbacks into it.
+                vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
                 desc.ring_memory,
             )
             .name("gpumem staging ring"),
@@ -320,6 +332,7 @@ impl StagingBelt {
             ring_ptr,
             ring_coherent,
             ring,
+            last_reserve: None,
             semaphore,
             pool,
             free_cmds: Vec::new(),
@@ -328,6 +341,7 @@ impl StagingBelt {
             in_flight: VecDeque::new(),
             completed: 0,
             acquires: Vec::new(),
+            pins: VecDeque::new(),
             next_waits: Vec::new(),
             sticky: None,
             faults: Faults::default(),

@@ -5,6 +5,7 @@
 //! Invariant: a slice of the ring is written only while it is reserved for
 //! the open batch, so the GPU never reads what the host is writing.
 
+use super::source::Source;
 use super::*;
 
 /// The next piece of a streamed upload of `len` bytes (more than `chunk`)
@@ -61,7 +62,10 @@ impl StagingBelt {
         align: u64,
     ) -> Result<Option<u64>, StagingError> {
         self.open_batch()?;
-        Ok(self.ring.reserve(len, align))
+        let before = self.ring.snapshot();
+        let offset = self.ring.reserve(len, align);
+        self.last_reserve = offset.map(|_| before);
+        Ok(offset)
     }
 
     /// Ring space for the next piece of a streamed upload while `closed`
@@ -85,41 +89,40 @@ impl StagingBelt {
         self.reserve(len, align)
     }
 
-    /// Copies `src` into the ring at `offset` (reserved for the open batch)
-    /// with `threads` threads; meanwhile, on another thread, submits
-    /// `closed` if there is one.
+    /// Fills the ring at `offset` (reserved for the open batch) with the
+    /// upload's bytes `[at, at + len)` from `source`, with up to `threads`
+    /// threads; meanwhile, on another thread, submits `closed` if there is
+    /// one. A source that fails is [`StagingError::Source`] (after `closed`
+    /// is submitted).
     pub(super) fn fill_ring(
         &mut self,
         offset: u64,
-        src: &[u8],
+        len: u64,
+        source: &mut Source<'_>,
+        at: u64,
         threads: usize,
         closed: Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         let start = Instant::now();
-        let submitted = match closed {
-            None => {
-                parallel_copy(self.ring_slice(offset, src.len() as u64), src, threads);
-                Ok(())
-            }
-            Some(batch) => {
-                debug_assert!(offset + src.len() as u64 <= self.desc.ring_size);
-                // SAFETY: as in `ring_slice`: the range is inside the mapping
-                // and reserved for the open batch, so neither the GPU nor
-                // another slice touches it. The submit on the other side of
-                // the join reads no ring memory (the flush of a non-coherent
-                // ring happened when the batch was closed).
-                let dst = unsafe {
-                    std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), src.len())
-                };
-                rayon::join(
-                    || self.queue_submit(batch),
-                    || parallel_copy(dst, src, threads),
-                )
-                .0
-            }
+        debug_assert!(offset + len <= self.desc.ring_size);
+        // SAFETY: as in `ring_slice`: the range is inside the mapping and
+        // reserved for the open batch, so neither the GPU nor another slice
+        // touches it. A submit on the other side of the join reads no ring
+        // memory (the flush of a non-coherent ring happened when its batch
+        // was closed).
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize)
+        };
+        let (submitted, filled) = match closed {
+            None => (Ok(()), source.fill(at, dst, threads)),
+            Some(batch) => rayon::join(
+                || self.queue_submit(batch),
+                || source.fill(at, dst, threads),
+            ),
         };
         self.stats.copy_time += start.elapsed();
-        submitted
+        submitted?;
+        filled.map_err(StagingError::Source)
     }
 
     /// Reserves ring space for the open batch, submitting and waiting for old
@@ -127,7 +130,9 @@ impl StagingBelt {
     pub(super) fn reserve(&mut self, len: u64, align: u64) -> Result<u64, StagingError> {
         loop {
             self.open_batch()?;
+            let before = self.ring.snapshot();
             if let Some(offset) = self.ring.reserve(len, align) {
+                self.last_reserve = Some(before);
                 return Ok(offset);
             }
             // Full: submit what is pending, then wait for the oldest batch.
@@ -146,10 +151,25 @@ impl StagingBelt {
             if let Some(oldest) = self.ring.oldest_batch() {
                 if oldest > completed {
                     self.wait_value(oldest)?;
+                } else {
+                    // Complete but not released: it holds readback bytes
+                    // the host has not read.
+                    return Err(StagingError::RingHeldByReadbacks {
+                        len,
+                        used: self.ring.used(),
+                    });
                 }
             } else if self.ring.used() > 0 {
                 unreachable!("ring space held without a closed batch");
             }
+        }
+    }
+
+    /// Gives back the latest reservation (nothing was recorded that reads
+    /// it, and no batch was closed since).
+    pub(super) fn undo_last_reserve(&mut self) {
+        if let Some(before) = self.last_reserve.take() {
+            self.ring.restore(before);
         }
     }
 

@@ -7,6 +7,8 @@ use super::*;
 pub struct StagingStats {
     /// Bytes copied through the ring.
     pub bytes_staged: u64,
+    /// Bytes copied back from buffers and images through the ring.
+    pub bytes_read_back: u64,
     /// Bytes written directly into host-visible destinations.
     pub bytes_direct: u64,
     /// Upload calls that succeeded.

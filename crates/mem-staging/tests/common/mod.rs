@@ -9,6 +9,7 @@ use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
 use mem_resources::{Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc};
 use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_staging::plan::{expected_data_size, ImageLayout};
+use mem_staging::ImageSubresources;
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
@@ -138,8 +139,27 @@ impl Setup {
             .unwrap()
     }
 
-    /// Copies `src` into a fresh readback buffer on the GPU and returns its bytes.
-    pub fn read_buffer(&self, src: &Buffer) -> Vec<u8> {
+    /// Reads every byte of `src` back through the belt.
+    pub fn read_buffer(&mut self, src: &Buffer) -> Vec<u8> {
+        let mut out = vec![0u8; src.requested_size() as usize];
+        self.belt().read_buffer(src, 0, &mut out).unwrap();
+        out
+    }
+
+    /// Reads every mip and layer of `image` back through the belt, in the
+    /// upload layout (level-major, tightly packed).
+    pub fn read_image(&mut self, image: &Image) -> Vec<u8> {
+        let total = expected_data_size(&layout_of(image.desc())).unwrap();
+        let mut out = vec![0u8; total as usize];
+        self.belt()
+            .read_image(image, ImageSubresources::all(), &mut out)
+            .unwrap();
+        out
+    }
+
+    /// The engine's own readback, independent of the belt: copies `src`
+    /// into a fresh readback buffer on the GPU and returns its bytes.
+    pub fn engine_read_buffer(&self, src: &Buffer) -> Vec<u8> {
         let size = src.requested_size();
         let readback = self
             .res()
@@ -170,9 +190,10 @@ impl Setup {
         out
     }
 
-    /// Copies every mip and layer of `image` (in TRANSFER_SRC_OPTIMAL) back
-    /// in the upload layout (level-major, tightly packed).
-    pub fn read_image(&self, image: &Image, bytes_per_texel: u64) -> Vec<u8> {
+    /// The engine's own readback, independent of the belt: copies every mip
+    /// and layer of `image` (in TRANSFER_SRC_OPTIMAL) back in the upload
+    /// layout (level-major, tightly packed).
+    pub fn engine_read_image(&self, image: &Image, bytes_per_texel: u64) -> Vec<u8> {
         let d = image.desc();
         let total = expected_data_size(&layout_of(d)).unwrap();
         let readback = self

@@ -1,0 +1,689 @@
+//! Readback: GPU copies from buffers and images into the ring, read by the
+//! host once their batch completes.
+//!
+//! A readback's ring space is pinned until the host has read it (or dropped
+//! its [`Download`]): the ring gives space back in batch order, so a pinned
+//! batch holds back the batches after it too. [`StagingBelt::read_buffer`]
+//! and [`StagingBelt::read_image`] stream through the ring and unpin each
+//! piece as soon as it is copied out, the GPU copying the next piece
+//! meanwhile.
+//!
+//! Invariants: the ring is released only up to the batch before the oldest
+//! pinned one; a pinned piece's bytes are read only after its batch's
+//! timeline value is reached (and the range invalidated on non-coherent
+//! memory).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::*;
+
+/// A buffer readback in flight ([`StagingBelt::download_buffer`]): its bytes
+/// are in the ring once [`Self::ticket`] completes. Read them with
+/// [`StagingBelt::read_download`]; dropping it unread gives the ring space
+/// back (at the belt's next poll or wait).
+#[must_use = "a download holds ring space until it is read or dropped"]
+#[derive(Debug)]
+pub struct Download {
+    ticket: Ticket,
+    ring_offset: u64,
+    len: u64,
+    read: Arc<AtomicBool>,
+}
+
+impl Download {
+    /// The ticket after which the bytes are in the ring.
+    pub fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    /// Bytes downloaded.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty download (never: downloads of zero bytes are
+    /// refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Drop for Download {
+    fn drop(&mut self) {
+        self.read.store(true, Ordering::Release);
+    }
+}
+
+/// One piece of a streamed readback, waiting to be copied out.
+struct Piece {
+    value: u64,
+    ring_offset: u64,
+    /// Where the piece's bytes go in the caller's slice, and how: a plain
+    /// copy of `len` bytes, or the rows of an image copy.
+    out_offset: u64,
+    layout: PieceLayout,
+    read: Arc<AtomicBool>,
+}
+
+#[derive(Clone, Copy)]
+enum PieceLayout {
+    Bytes(u64),
+    Rows(crate::plan::PlannedCopy),
+}
+
+impl StagingBelt {
+    /// Gives back the ring space of every completed batch up to the oldest
+    /// one that holds unread readback bytes.
+    pub(super) fn release_ring(&mut self) {
+        while self
+            .pins
+            .front()
+            .is_some_and(|(_, read)| read.load(Ordering::Acquire))
+        {
+            self.pins.pop_front();
+        }
+        let limit = match self.pins.front() {
+            Some(&(value, _)) => self.completed.min(value - 1),
+            None => self.completed,
+        };
+        if self.ring.release_until(limit) > 0 {
+            self.last_reserve = None;
+        }
+    }
+
+    /// Records a copy of `len` bytes of `src` at `src_offset` into the ring,
+    /// after every earlier write to it on the belt's queue (and, when the
+    /// belt's family is not the destination family and `src` is
+    /// `EXCLUSIVE`, an acquire of it from the destination family), and pins
+    /// the ring space.
+    fn record_buffer_readback(
+        &mut self,
+        src: &Buffer,
+        src_offset: u64,
+        len: u64,
+        ring_offset: u64,
+    ) -> (u64, Arc<AtomicBool>) {
+        self.record_pending_copy();
+        let acquire = self.needs_release(&src.desc().sharing);
+        let (src_family, dst_family) = if acquire {
+            (self.destination_family, self.queue.family)
+        } else {
+            (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED)
+        };
+        let before = vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+            .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+            .src_queue_family_index(src_family)
+            .dst_queue_family_index(dst_family)
+            .buffer(src.handle())
+            .offset(src_offset)
+            .size(len);
+        let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
+        let after = vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .buffer(ring)
+            .offset(ring_offset)
+            .size(len);
+        let batch = self.open.as_mut().expect("reserve opened a batch");
+        // SAFETY: the batch's command buffer is recording; both buffers are
+        // alive; the ring range is reserved for this batch; the source range
+        // was checked against the buffer's size.
+        unsafe {
+            self.device.cmd_pipeline_barrier(
+                batch.cmd,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[before],
+                &[],
+            );
+            self.device.cmd_copy_buffer(
+                batch.cmd,
+                src.handle(),
+                ring,
+                &[vk::BufferCopy {
+                    src_offset,
+                    dst_offset: ring_offset,
+                    size: len,
+                }],
+            );
+            self.device.cmd_pipeline_barrier(
+                batch.cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[after],
+                &[],
+            );
+        }
+        batch.has_work = true;
+        batch.bytes += len;
+        self.stats.copy_commands += 1;
+        self.stats.bytes_read_back += len;
+        let read = Arc::new(AtomicBool::new(false));
+        self.pins.push_back((batch.value, read.clone()));
+        (batch.value, read)
+    }
+
+    fn check_readable_buffer(
+        &self,
+        src: &Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<(), StagingError> {
+        self.check_usable()?;
+        self.check_owner(src.owner(), src.desc().name.as_deref())?;
+        if len == 0 {
+            return Err(StagingError::EmptyData);
+        }
+        if !src
+            .desc()
+            .usage
+            .contains(vk::BufferUsageFlags::TRANSFER_SRC)
+        {
+            return Err(StagingError::MissingTransferSrc {
+                name: src.desc().name.clone(),
+                usage: format!("{:?}", src.desc().usage),
+            });
+        }
+        let size = src.requested_size();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(StagingError::OutOfRange { offset, len, size });
+        }
+        Ok(())
+    }
+
+    /// Starts a readback of `len` bytes of `src` at `offset` (at most
+    /// [`StagingBeltDesc::chunk_size`]; [`Self::read_buffer`] streams any
+    /// length): the GPU copies them into the ring in the open batch, after
+    /// every earlier write to `src` on the belt's queue. Submit with
+    /// [`Self::flush`] (or let [`Self::read_download`] do it), then read the
+    /// bytes with [`Self::read_download`].
+    ///
+    /// Writes to `src` on another queue must be finished before the batch
+    /// runs ([`Self::wait_before_next_batch`]). When the belt's family is not
+    /// the destination family and `src` is `EXCLUSIVE`, the engine first
+    /// releases it to the belt's family with the barrier from
+    /// [`Self::readback_release`].
+    #[doc(alias = "vkCmdCopyBuffer")]
+    pub fn download_buffer(
+        &mut self,
+        src: &Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Download, StagingError> {
+        self.check_readable_buffer(src, offset, len)?;
+        if len > self.desc.chunk_size {
+            return Err(StagingError::DownloadTooLarge {
+                len,
+                max: self.desc.chunk_size,
+            });
+        }
+        let ring_offset = self.reserve(len, 16)?;
+        let (value, read) = self.record_buffer_readback(src, offset, len, ring_offset);
+        Ok(Download {
+            ticket: Ticket {
+                belt: self.id,
+                value,
+            },
+            ring_offset,
+            len,
+            read,
+        })
+    }
+
+    /// The release barrier an engine records on its own queue (the
+    /// destination family) before a readback of `len` bytes of `src` at
+    /// `offset` on a belt whose family differs, for an `EXCLUSIVE` buffer:
+    /// it hands the range to the belt's family, which the readback acquires.
+    /// `None` when no transfer is needed. Record it with the engine's source
+    /// stage and access, and make the belt's batch wait for that submission
+    /// ([`Self::wait_before_next_batch`]).
+    pub fn readback_release(
+        &self,
+        src: &Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Option<vk::BufferMemoryBarrier<'static>> {
+        self.needs_release(&src.desc().sharing).then(|| {
+            vk::BufferMemoryBarrier::default()
+                .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                .dst_access_mask(vk::AccessFlags::empty())
+                .src_queue_family_index(self.destination_family)
+                .dst_queue_family_index(self.queue.family)
+                .buffer(src.handle())
+                .offset(offset)
+                .size(len)
+        })
+    }
+
+    /// Copies a download's bytes into `out` (exactly [`Download::len`]
+    /// bytes), submitting its batch and waiting for it first if needed, and
+    /// gives its ring space back.
+    pub fn read_download(
+        &mut self,
+        download: Download,
+        out: &mut [u8],
+    ) -> Result<(), StagingError> {
+        self.check_ticket(download.ticket)?;
+        if out.len() as u64 != download.len {
+            return Err(StagingError::OutOfRange {
+                offset: 0,
+                len: download.len,
+                size: out.len() as u64,
+            });
+        }
+        self.wait(download.ticket)?;
+        self.copy_out(download.ring_offset, out, download.len)?;
+        drop(download);
+        self.release_ring();
+        Ok(())
+    }
+
+    /// Copies `len` bytes of the ring at `ring_offset` into `out`, after
+    /// invalidating them on non-coherent memory.
+    fn copy_out(&mut self, ring_offset: u64, out: &mut [u8], len: u64) -> Result<(), StagingError> {
+        if !self.ring_coherent {
+            let ring = self.ring_buffer.as_ref().expect("ring lives");
+            self.resources
+                .allocator()
+                .invalidate(ring.allocation(), ring_offset, len)
+                .map_err(StagingError::Flush)?;
+        }
+        let threads = if len >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        };
+        let start = Instant::now();
+        // The pinned range, which the GPU finished writing (the caller
+        // waited for its batch).
+        let src: &[u8] = self.ring_slice(ring_offset, len);
+        super::ring_space::parallel_copy(out, src, threads);
+        self.stats.copy_time += start.elapsed();
+        Ok(())
+    }
+
+    /// Reads `out.len()` bytes of `src` at `offset` back to the host,
+    /// streaming through the ring: the GPU copies each piece while the host
+    /// copies out the one before. Returns when every byte is in `out`. Same
+    /// ordering and ownership rules as [`Self::download_buffer`].
+    pub fn read_buffer(
+        &mut self,
+        src: &Buffer,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), StagingError> {
+        let len = out.len() as u64;
+        self.check_readable_buffer(src, offset, len)?;
+        let chunk = self.readback_chunk();
+        let mut pending = VecDeque::new();
+        let mut done = 0u64;
+        let result = (|| {
+            while done < len {
+                let piece = chunk.min(len - done);
+                let ring_offset = self.reserve_for_readback(piece, 16, &mut pending, out)?;
+                let (value, read) =
+                    self.record_buffer_readback(src, offset + done, piece, ring_offset);
+                pending.push_back(Piece {
+                    value,
+                    ring_offset,
+                    out_offset: done,
+                    layout: PieceLayout::Bytes(piece),
+                    read,
+                });
+                done += piece;
+                // Submit each piece so its copy runs while the host copies
+                // out the previous one.
+                self.submit_open()?;
+                if pending.len() > 1 {
+                    self.drain_piece(&mut pending, out)?;
+                }
+            }
+            while !pending.is_empty() {
+                self.drain_piece(&mut pending, out)?;
+            }
+            Ok(())
+        })();
+        // Pieces not copied out (after an error) give their space back.
+        for p in pending {
+            p.read.store(true, Ordering::Release);
+        }
+        self.release_ring();
+        result
+    }
+
+    /// The largest piece of a streamed readback: a quarter of the ring, so
+    /// two pieces in flight leave room for the uploads around them.
+    fn readback_chunk(&self) -> u64 {
+        self.desc.chunk_size.min(self.desc.ring_size / 4).max(4096)
+    }
+
+    /// Ring space for the next piece of a streamed readback: without
+    /// waiting when there is some, else after copying out the pending
+    /// pieces, else by waiting for older batches.
+    fn reserve_for_readback(
+        &mut self,
+        len: u64,
+        align: u64,
+        pending: &mut VecDeque<Piece>,
+        out: &mut [u8],
+    ) -> Result<u64, StagingError> {
+        loop {
+            if let Some(offset) = self.try_reserve(len, align)? {
+                return Ok(offset);
+            }
+            if pending.is_empty() {
+                return self.reserve(len, align);
+            }
+            self.submit_open()?;
+            self.drain_piece(pending, out)?;
+        }
+    }
+
+    /// Waits for the oldest pending piece, copies it out and unpins it.
+    fn drain_piece(
+        &mut self,
+        pending: &mut VecDeque<Piece>,
+        out: &mut [u8],
+    ) -> Result<(), StagingError> {
+        let Some(p) = pending.pop_front() else {
+            return Ok(());
+        };
+        let done = self.wait_value(p.value);
+        if let Err(e) = done {
+            pending.push_front(p);
+            return Err(e);
+        }
+        let copied = match p.layout {
+            PieceLayout::Bytes(len) => {
+                let start = p.out_offset as usize;
+                self.copy_out(p.ring_offset, &mut out[start..start + len as usize], len)
+            }
+            PieceLayout::Rows(copy) => self.copy_rows_out(p.ring_offset, &copy, out),
+        };
+        p.read.store(true, Ordering::Release);
+        self.release_ring();
+        copied
+    }
+
+    /// Copies an image piece's rows from the ring (staging pitches) into
+    /// `out` (the tightly packed layout the planner describes).
+    fn copy_rows_out(
+        &mut self,
+        ring_offset: u64,
+        copy: &crate::plan::PlannedCopy,
+        out: &mut [u8],
+    ) -> Result<(), StagingError> {
+        if !self.ring_coherent {
+            let ring = self.ring_buffer.as_ref().expect("ring lives");
+            self.resources
+                .allocator()
+                .invalidate(ring.allocation(), ring_offset, copy.staging_size)
+                .map_err(StagingError::Flush)?;
+        }
+        let staging: &[u8] = self.ring_slice(ring_offset, copy.staging_size);
+        copy.read_into(staging, out);
+        Ok(())
+    }
+
+    /// Reads mip levels and array layers `subresources` of `image` back to
+    /// the host into `out`, laid out as uploads take them
+    /// ([`crate::plan`]: level-major, tightly packed; see
+    /// [`crate::plan::expected_subresources_data_size`]). The subresources
+    /// are moved from the layout [`Image::layouts`] records to
+    /// `TRANSFER_SRC_OPTIMAL` for the copies and back afterwards, after
+    /// every earlier write on the belt's queue. An image another family owns
+    /// is refused ([`StagingError::OwnedByAnotherFamily`]), as are
+    /// subresources never written (`UNDEFINED`).
+    #[doc(alias = "vkCmdCopyImageToBuffer")]
+    pub fn read_image(
+        &mut self,
+        image: &Image,
+        subresources: ImageSubresources,
+        out: &mut [u8],
+    ) -> Result<(), StagingError> {
+        self.check_usable()?;
+        self.check_owner(image.owner(), image.desc().name.as_deref())?;
+        let desc = image.desc();
+        if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_SRC) {
+            return Err(StagingError::MissingTransferSrc {
+                name: desc.name.clone(),
+                usage: format!("{:?}", desc.usage),
+            });
+        }
+        if desc.samples != vk::SampleCountFlags::TYPE_1 {
+            return Err(StagingError::Multisampled {
+                name: desc.name.clone(),
+                samples: desc.samples.as_raw(),
+            });
+        }
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
+        // Uploads still pending in the open batch reach their final layouts
+        // when it ends: submit it so the tracked layouts hold.
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|b| b.images.contains_key(&image.handle()))
+        {
+            self.submit_open()?;
+        }
+        let tracked = image.layouts();
+        for level in range.levels() {
+            for layer in range.layers() {
+                let state = tracked.state(level, layer);
+                if state.layout == vk::ImageLayout::UNDEFINED {
+                    return Err(StagingError::NothingToRead {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                    });
+                }
+                if state.owner_family != vk::QUEUE_FAMILY_IGNORED
+                    && state.owner_family != self.queue.family
+                {
+                    return Err(StagingError::OwnedByAnotherFamily {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                        family: state.owner_family,
+                    });
+                }
+            }
+        }
+        let layout = ImageLayout {
+            format: desc.format,
+            image_type: desc.kind.image_type(),
+            extent: desc.extent,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
+            aspect: None,
+        };
+        let plan = plan_subresources_upload(
+            &layout,
+            range.levels(),
+            range.layers(),
+            out.len() as u64,
+            &self.limits,
+            self.readback_chunk(),
+        )?;
+        let boxes = group_boxes(
+            range.base_mip_level + range.level_count,
+            desc.array_layers,
+            |l, y| {
+                (range.levels().contains(&l) && range.layers().contains(&y))
+                    .then(|| tracked.layout(l, y))
+            },
+        );
+        let aspect = desc.aspect();
+        let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
+            boxes
+                .iter()
+                .map(|(b, layout)| {
+                    let (old, new) = if to_src {
+                        (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+                    } else {
+                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, *layout)
+                    };
+                    vk::ImageMemoryBarrier::default()
+                        .src_access_mask(if to_src {
+                            vk::AccessFlags::MEMORY_WRITE
+                        } else {
+                            vk::AccessFlags::empty()
+                        })
+                        .dst_access_mask(if to_src {
+                            vk::AccessFlags::TRANSFER_READ
+                        } else {
+                            vk::AccessFlags::empty()
+                        })
+                        .old_layout(old)
+                        .new_layout(new)
+                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .image(image.handle())
+                        .subresource_range(b.to_vk(aspect))
+                })
+                .collect()
+        };
+        let (to_src, back) = (transitions(true), transitions(false));
+        let mut pending = VecDeque::new();
+        let result = (|| {
+            self.record_image_barriers(
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::TRANSFER,
+                &to_src,
+            )?;
+            for copy in &plan.copies {
+                let ring_offset = self.reserve_for_readback(
+                    copy.staging_size,
+                    plan.staging_alignment,
+                    &mut pending,
+                    out,
+                )?;
+                let value = self.record_image_readback(image, copy, ring_offset);
+                let read = Arc::new(AtomicBool::new(false));
+                self.pins.push_back((value, read.clone()));
+                pending.push_back(Piece {
+                    value,
+                    ring_offset,
+                    out_offset: copy.src_offset,
+                    layout: PieceLayout::Rows(*copy),
+                    read,
+                });
+                if self
+                    .open
+                    .as_ref()
+                    .is_some_and(|b| b.bytes >= self.readback_chunk())
+                {
+                    self.submit_open()?;
+                    if pending.len() > 1 {
+                        self.drain_piece(&mut pending, out)?;
+                    }
+                }
+            }
+            self.record_image_barriers(
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                &back,
+            )?;
+            // The transitions back run in the last batch: wait for it too,
+            // so the image is idle when this returns.
+            let last = self.flush()?;
+            while !pending.is_empty() {
+                self.drain_piece(&mut pending, out)?;
+            }
+            self.wait(last)
+        })();
+        for p in pending {
+            p.read.store(true, Ordering::Release);
+        }
+        self.release_ring();
+        result
+    }
+
+    /// Records `barriers` in the open batch (opening one if needed).
+    fn record_image_barriers(
+        &mut self,
+        src: vk::PipelineStageFlags,
+        dst: vk::PipelineStageFlags,
+        barriers: &[vk::ImageMemoryBarrier<'static>],
+    ) -> Result<(), StagingError> {
+        self.record_pending_copy();
+        let batch = self.open_batch()?;
+        batch.has_work = true;
+        let cmd = batch.cmd;
+        // SAFETY: `cmd` is recording; the image is alive.
+        unsafe {
+            self.device.cmd_pipeline_barrier(
+                cmd,
+                src,
+                dst,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                barriers,
+            )
+        };
+        Ok(())
+    }
+
+    /// Records one planned copy of `image` (in `TRANSFER_SRC_OPTIMAL`) into
+    /// the ring at `ring_offset`, made visible to the host; its batch value.
+    fn record_image_readback(
+        &mut self,
+        image: &Image,
+        copy: &crate::plan::PlannedCopy,
+        ring_offset: u64,
+    ) -> u64 {
+        let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
+        let mut region = copy.region;
+        region.buffer_offset += ring_offset;
+        let after = vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .buffer(ring)
+            .offset(ring_offset)
+            .size(copy.staging_size);
+        let batch = self.open.as_mut().expect("reserve opened a batch");
+        // SAFETY: recording; the ring range is reserved for this batch; the
+        // region was planned inside the image's subresources, which are in
+        // TRANSFER_SRC_OPTIMAL (barrier recorded before, on this queue).
+        unsafe {
+            self.device.cmd_copy_image_to_buffer(
+                batch.cmd,
+                image.handle(),
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                ring,
+                &[region],
+            );
+            self.device.cmd_pipeline_barrier(
+                batch.cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::HOST,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[after],
+                &[],
+            );
+        }
+        batch.has_work = true;
+        batch.bytes += copy.staging_size;
+        self.stats.copy_commands += 1;
+        self.stats.bytes_read_back += copy.staging_size;
+        batch.value
+    }
+}

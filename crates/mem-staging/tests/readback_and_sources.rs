@@ -1,0 +1,326 @@
+//! Staging both ways on lavapipe, under validation with synchronization
+//! validation: readback of buffers (streamed, and as tickets) and images,
+//! uploads written in place by a writer (from several threads), fed by a
+//! reader or by positioned reads of a file, and their failure paths.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ash::vk;
+use common::{layout_of, pattern, Setup, MIB};
+use mem_core::MemoryUsage;
+use mem_resources::{BufferDesc, ImageDesc};
+use mem_staging::plan::{expected_data_size, expected_subresources_data_size};
+use mem_staging::{ImageSubresources, StagingBeltDesc, StagingError};
+
+fn staged(ring: u64) -> StagingBeltDesc {
+    StagingBeltDesc {
+        force_staging: true,
+        ..StagingBeltDesc::with_ring_size(ring)
+    }
+}
+
+#[test]
+fn buffers_read_back_streamed_through_a_small_ring() {
+    let mut s = Setup::new(staged(MIB));
+    for (i, size) in [1u64, 4097, 3 * MIB + 5].into_iter().enumerate() {
+        let buf = s.device_buffer(size);
+        let data = pattern(size as usize, i as u64);
+        let _ = s.belt().upload_buffer(&buf, 0, &data).unwrap();
+        // No flush: the readback is ordered after the upload on the queue.
+        let mut back = vec![0u8; size as usize];
+        s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+        assert!(back == data, "size {size}");
+        if size > 10 {
+            let mut part = vec![0u8; (size - 7) as usize];
+            s.belt().read_buffer(&buf, 3, &mut part).unwrap();
+            assert!(part[..] == data[3..size as usize - 4]);
+        }
+        s.destroy(buf);
+    }
+    let st = s.belt().stats();
+    assert!(st.bytes_read_back >= 2 * (3 * MIB));
+    assert!(st.ring_high_water <= MIB);
+    s.finish();
+}
+
+#[test]
+fn downloads_complete_with_their_ticket_and_give_the_ring_back() {
+    let mut s = Setup::new(staged(256 * 1024));
+    let buf = s.device_buffer(48 * 1024);
+    let data = pattern(48 * 1024, 7);
+    let _ = s.belt().upload_buffer(&buf, 0, &data).unwrap();
+    let a = s.belt().download_buffer(&buf, 0, 16 * 1024).unwrap();
+    let b = s
+        .belt()
+        .download_buffer(&buf, 16 * 1024, 32 * 1024)
+        .unwrap();
+    assert_eq!(a.ticket(), b.ticket(), "one batch");
+    let t = s.belt().flush().unwrap();
+    s.belt().wait(t).unwrap();
+    let mut out = vec![0u8; 32 * 1024];
+    s.belt().read_download(b, &mut out).unwrap();
+    assert!(out[..] == data[16 * 1024..]);
+    let mut out = vec![0u8; 16 * 1024];
+    s.belt().read_download(a, &mut out).unwrap();
+    assert!(out[..] == data[..16 * 1024]);
+    // Unread downloads hold the ring: past it, a typed error; dropping them
+    // gives the space back.
+    let mut held = Vec::new();
+    let e = loop {
+        match s.belt().download_buffer(&buf, 0, 48 * 1024) {
+            Ok(d) => {
+                held.push(d);
+                let _ = s.belt().flush().unwrap();
+            }
+            Err(e) => break e,
+        }
+        assert!(held.len() < 16, "the ring must fill");
+    };
+    assert!(matches!(e, StagingError::RingHeldByReadbacks { .. }), "{e}");
+    let last = held.pop().unwrap();
+    drop(held);
+    let mut out = vec![0u8; 48 * 1024];
+    s.belt().read_download(last, &mut out).unwrap();
+    assert!(out == data);
+    let big = pattern(200 * 1024, 8);
+    let big_buf = s.device_buffer(200 * 1024);
+    let t = s.belt().upload_buffer(&big_buf, 0, &big).unwrap();
+    s.belt().wait(t).unwrap();
+    let mut back = vec![0u8; 200 * 1024];
+    s.belt().read_buffer(&big_buf, 0, &mut back).unwrap();
+    assert!(back == big);
+    // Bad input.
+    let e = s
+        .belt()
+        .download_buffer(&big_buf, 0, 100 * 1024)
+        .unwrap_err();
+    assert!(matches!(e, StagingError::DownloadTooLarge { .. }), "{e}");
+    let e = s
+        .belt()
+        .download_buffer(&buf, 40 * 1024, 16 * 1024)
+        .unwrap_err();
+    assert!(matches!(e, StagingError::OutOfRange { .. }), "{e}");
+    let no_src = s
+        .res()
+        .create_buffer(&BufferDesc::new(
+            64,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUsage::GpuOnly,
+        ))
+        .unwrap();
+    let e = s.belt().read_buffer(&no_src, 0, &mut [0; 64]).unwrap_err();
+    assert!(matches!(e, StagingError::MissingTransferSrc { .. }), "{e}");
+    s.destroy(no_src);
+    s.destroy(buf);
+    s.destroy(big_buf);
+    s.finish();
+}
+
+#[test]
+fn images_read_back_whole_or_by_level_and_layer() {
+    let mut s = Setup::new(staged(MIB));
+    let usage = vk::ImageUsageFlags::TRANSFER_DST
+        | vk::ImageUsageFlags::TRANSFER_SRC
+        | vk::ImageUsageFlags::SAMPLED;
+    for (i, desc) in [
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 300, 200, 9),
+        ImageDesc::texture_2d_array(vk::Format::R8G8B8A8_UNORM, 64, 32, 4, 7),
+        ImageDesc::texture_3d(vk::Format::R8G8B8A8_UNORM, 40, 30, 20, 6),
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 1024, 512, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let img = s.res().create_image(&desc.usage(usage)).unwrap();
+        let layout = layout_of(img.desc());
+        let data = pattern(expected_data_size(&layout).unwrap() as usize, i as u64);
+        let _ = s
+            .belt()
+            .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+            .unwrap();
+        let mut back = vec![0u8; data.len()];
+        s.belt()
+            .read_image(&img, ImageSubresources::all(), &mut back)
+            .unwrap();
+        assert!(back == data, "case {i}");
+        assert_eq!(
+            img.layouts().layout(0, 0),
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            "back in its layout"
+        );
+        // The last level of every layer alone.
+        let last = img.desc().mip_levels - 1;
+        let len =
+            expected_subresources_data_size(&layout, last..last + 1, 0..img.desc().array_layers)
+                .unwrap();
+        let mut part = vec![0u8; len as usize];
+        s.belt()
+            .read_image(&img, ImageSubresources::level(last), &mut part)
+            .unwrap();
+        assert!(
+            part[..] == data[data.len() - len as usize..],
+            "case {i} last level"
+        );
+        // SAFETY: read_image waited for its copies.
+        unsafe { s.res().destroy_image(img) }.unwrap();
+    }
+    // Never written: nothing to read.
+    let img = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 4, 4, 1).usage(usage))
+        .unwrap();
+    let e = s
+        .belt()
+        .read_image(&img, ImageSubresources::all(), &mut [0; 64])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            StagingError::NothingToRead {
+                level: 0,
+                layer: 0,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // SAFETY: never used.
+    unsafe { s.res().destroy_image(img) }.unwrap();
+    s.finish();
+}
+
+#[test]
+fn uploads_written_in_place_from_several_threads() {
+    let mut s = Setup::new(StagingBeltDesc {
+        parallel_copy_threshold: 256 * 1024,
+        copy_threads: 4,
+        ..staged(MIB)
+    });
+    let len = 3 * MIB + 123;
+    let expected: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+    let buf = s.device_buffer(len);
+    let calls = AtomicUsize::new(0);
+    let t = s
+        .belt()
+        .upload_buffer_with(&buf, 0, len, |at, bytes| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = ((at + i as u64) % 251) as u8;
+            }
+            Ok::<(), std::io::Error>(())
+        })
+        .unwrap();
+    s.belt().wait(t).unwrap();
+    assert!(
+        calls.load(Ordering::Relaxed) > 4,
+        "pieces split over threads"
+    );
+    let mut back = vec![0u8; len as usize];
+    s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+    assert!(back == expected);
+    // A failing writer: a typed error, the failed piece's ring space back,
+    // and the belt keeps working.
+    let before = s.belt().stats().ring_used;
+    let e = s
+        .belt()
+        .upload_buffer_with(&buf, 0, 64 * 1024, |_, _| {
+            Err(std::io::Error::other("truncated texture"))
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&e, StagingError::Source(inner) if inner.to_string() == "truncated texture"),
+        "{e}"
+    );
+    assert_eq!(s.belt().stats().ring_used, before);
+    // A writer failing in the middle of a streamed upload.
+    let e = s
+        .belt()
+        .upload_buffer_with(&buf, 0, len, |at, _| {
+            if at >= MIB {
+                Err(std::io::Error::other("decoder failed"))
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+    assert!(matches!(e, StagingError::Source(_)), "{e}");
+    let data = pattern(4096, 3);
+    let t = s.belt().upload_buffer(&buf, 0, &data).unwrap();
+    s.belt().wait(t).unwrap();
+    let mut back = vec![0u8; 4096];
+    s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+    assert!(back == data);
+    s.destroy(buf);
+    s.finish();
+}
+
+#[test]
+fn uploads_fed_by_a_reader_and_by_a_file() {
+    let mut s = Setup::new(staged(MIB));
+    let len = 2 * MIB + 17;
+    let data = pattern(len as usize, 11);
+    let buf = s.device_buffer(len);
+    let t = s
+        .belt()
+        .upload_buffer_from(&buf, 0, len, &mut std::io::Cursor::new(&data))
+        .unwrap();
+    s.belt().wait(t).unwrap();
+    let mut back = vec![0u8; len as usize];
+    s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+    assert!(back == data);
+    // A reader that ends early.
+    let e = s
+        .belt()
+        .upload_buffer_from(&buf, 0, len, &mut std::io::Cursor::new(&data[..1000]))
+        .unwrap_err();
+    assert!(matches!(e, StagingError::Source(_)), "{e}");
+    #[cfg(unix)]
+    {
+        let path = std::env::temp_dir().join(format!("gpumem-file-upload-{}", std::process::id()));
+        let file_data = pattern(len as usize + 100, 12);
+        std::fs::write(&path, &file_data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let t = s
+            .belt()
+            .upload_buffer_from_file(&buf, 0, &file, 100, len)
+            .unwrap();
+        s.belt().wait(t).unwrap();
+        s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+        assert!(back[..] == file_data[100..]);
+        // Past the file's end.
+        let e = s
+            .belt()
+            .upload_buffer_from_file(&buf, 0, &file, 200, len)
+            .unwrap_err();
+        assert!(matches!(e, StagingError::Source(_)), "{e}");
+        std::fs::remove_file(&path).unwrap();
+    }
+    s.destroy(buf);
+    s.finish();
+}
+
+#[test]
+fn writers_fill_host_visible_destinations_directly() {
+    let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
+    let buf = s.buffer_in(100_000, MemoryUsage::Upload);
+    assert!(buf.is_host_visible());
+    let t = s
+        .belt()
+        .upload_buffer_with(&buf, 0, 100_000, |at, bytes| {
+            bytes
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = ((at as usize + i) % 7) as u8);
+            Ok::<(), std::io::Error>(())
+        })
+        .unwrap();
+    assert_eq!(t.value(), 0, "direct: complete at once");
+    assert_eq!(s.belt().stats().bytes_direct, 100_000);
+    let mut back = vec![0u8; 100_000];
+    s.belt().read_buffer(&buf, 0, &mut back).unwrap();
+    assert!(back.iter().enumerate().all(|(i, &b)| b == (i % 7) as u8));
+    s.destroy(buf);
+    s.finish();
+}
