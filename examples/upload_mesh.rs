@@ -9,7 +9,13 @@
 //! cargo run --release --example upload_mesh                     # built-in scene
 //! cargo run --release --example upload_mesh -- model.glb --out frame.png
 //! cargo run --release --example upload_mesh -- --scale 0.05 --validation --json
+//! cargo run --release --example upload_mesh -- --report target/upload_mesh.html
 //! ```
+//!
+//! `--report PATH` writes the memory viewer's HTML page: the allocator's
+//! blocks and allocations once the scene is uploaded, verified and the
+//! allocator trimmed, committed and live bytes over the whole run, and the
+//! leak report taken when the resources were destroyed.
 //!
 //! Exit code 0 when everything verified and no validation message was seen;
 //! 1 on any error (bad input, a file over a limit, a Vulkan failure): one
@@ -40,6 +46,7 @@ use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
 };
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use gpumem::viewer::{write_html_report, ReportOptions, Timeline};
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
 use mem_demo::scene::LoadOptions;
 use mem_demo::{DemoError, Scene};
@@ -126,6 +133,11 @@ struct Args {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Write the memory viewer's HTML page here: the allocator after the
+    /// upload, committed and live bytes during the run, the leak report at
+    /// teardown (open it in a browser; it needs no network).
+    #[arg(long)]
+    report: Option<PathBuf>,
 }
 
 /// What the run measured.
@@ -158,6 +170,12 @@ struct Summary {
     distinct_colors: usize,
     validation: bool,
     validation_messages: usize,
+    /// With `--report`: committed and live bytes over the run.
+    timeline: Option<Timeline>,
+    /// With `--report`: the allocator's detailed dump after the upload.
+    report_dump: Option<String>,
+    /// The report written, with its block and allocation counts.
+    report: Option<(PathBuf, usize, usize)>,
 }
 
 type AnyError = Box<dyn std::error::Error>;
@@ -285,6 +303,13 @@ fn check_args(args: &Args) -> Result<u64, JobError> {
             ));
         }
     }
+    if let Some(report) = args.report.as_deref().filter(|p| p.is_dir()) {
+        return Err(arg(
+            "--report",
+            &report.display(),
+            "is a directory; name the HTML file to write".to_owned(),
+        ));
+    }
     Ok(ring_size)
 }
 
@@ -373,6 +398,7 @@ fn run(args: &Args, scene: &Scene, validation: bool, ring_size: u64) -> Result<S
     .map_err(step("creating the Vulkan device"))?;
     let mut summary = Summary {
         validation,
+        timeline: args.report.as_ref().map(|_| Timeline::new()),
         ..Summary::default()
     };
     let result = on_device(args, scene, &ctx, ring_size, &mut summary);
@@ -443,17 +469,65 @@ fn on_device(
             allocation_callbacks: None,
         })
     });
+    record(&mut summary.timeline, &allocator, Some("allocator created"));
     let result = upload_and_check(args, scene, ctx, &allocator, &resources, ring_size, summary);
     drop(resources);
     let leaks = allocator.leak_report();
+    record(
+        &mut summary.timeline,
+        &allocator,
+        Some("resources destroyed"),
+    );
     drop(allocator);
+    // Written also when a step after the dump failed: the page shows the
+    // memory as it was.
+    let report = write_report(args, summary, &leaks);
     result?;
+    report?;
     if !leaks.is_empty() {
         return Err(step("after the run")(format!(
             "{} allocations leaked: {leaks:?}",
             leaks.len()
         )));
     }
+    Ok(())
+}
+
+/// Records the allocator's committed and live (requested) bytes on the
+/// report's timeline, when there is one, and labels the moment with `mark`.
+fn record(timeline: &mut Option<Timeline>, allocator: &Allocator, mark: Option<&str>) {
+    if let Some(t) = timeline {
+        let s = allocator.stats().total;
+        t.sample(s.committed_bytes, s.requested_bytes);
+        if let Some(label) = mark {
+            t.mark(label);
+        }
+    }
+}
+
+/// Writes `--report` from the dump taken after the upload, with the
+/// timeline and the leak report taken at teardown.
+fn write_report(
+    args: &Args,
+    summary: &mut Summary,
+    leaks: &[gpumem::core::stats::LeakedAllocation],
+) -> Result<(), JobError> {
+    let (Some(path), Some(dump)) = (&args.report, summary.report_dump.take()) else {
+        return Ok(());
+    };
+    let scene = match &args.path {
+        Some(p) => p.display().to_string(),
+        None => format!("the built-in scene (scale {})", args.scale),
+    };
+    let leaks = gpumem::viewer::serde_json::to_value(leaks).map_err(step("the leak report"))?;
+    let mut options = ReportOptions::new()
+        .title(format!("upload_mesh: {scene} on {}", summary.device))
+        .leaks(leaks);
+    if let Some(t) = summary.timeline.take() {
+        options = options.timeline(t);
+    }
+    let counts = write_html_report(path, &dump, &options).map_err(step("writing the report"))?;
+    summary.report = Some((path.clone(), counts.blocks, counts.allocations));
     Ok(())
 }
 
@@ -569,6 +643,7 @@ fn upload_and_check(
     up.images = res
         .create_images(&tdescs)
         .map_err(step("creating the images"))?;
+    record(&mut summary.timeline, allocator, Some("resources created"));
     let n = scene.meshes.len();
 
     let shared = SharedQueue {
@@ -605,11 +680,13 @@ fn upload_and_check(
     };
     let start = Instant::now();
     let uploading = step("uploading");
+    let mut timeline = summary.timeline.take();
     let uploaded: Result<_, gpumem::staging::StagingError> = (|| {
         for (i, m) in scene.meshes.iter().enumerate() {
             let _ = belt.upload_buffer(&up.buffers[i], 0, m.vertex_bytes())?;
             let _ = belt.upload_buffer(&up.buffers[n + i], 0, m.index_bytes())?;
             bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
+            record(&mut timeline, allocator, None);
         }
         for (i, t) in scene.textures.iter().enumerate() {
             // The belt takes every level in one slice and has copied (or
@@ -621,12 +698,15 @@ fn upload_and_check(
                 vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
             )?;
             bar.inc(data.len() as u64);
+            record(&mut timeline, allocator, None);
         }
         let ticket = belt.flush()?;
         belt.wait(ticket)?;
         Ok(ticket)
     })();
+    summary.timeline = timeline;
     let ticket = uploaded.map_err(uploading)?;
+    record(&mut summary.timeline, allocator, Some("uploaded"));
     summary.upload = start.elapsed();
     bar.finish_and_clear();
     let acquire = belt
@@ -676,6 +756,7 @@ fn upload_and_check(
     // lives until that submit completed.
     drop(belt);
     verify(ctx, res, graphics, gqueue, scene, &up, summary).map_err(step("verifying"))?;
+    record(&mut summary.timeline, allocator, Some("verified"));
 
     // Loading is done: give back the memory objects the verification's
     // readback buffers left in the allocator's cache (and any empty block
@@ -689,6 +770,10 @@ fn upload_and_check(
     summary.blocks = s.total.block_count;
     summary.dedicated = s.total.dedicated_count;
     summary.efficiency = s.total.efficiency;
+    if summary.timeline.is_some() {
+        record(&mut summary.timeline, allocator, Some("trimmed: dump"));
+        summary.report_dump = Some(allocator.dump_json(true));
+    }
 
     if !args.no_render {
         let meshes: Vec<GpuMesh> = scene
@@ -753,6 +838,7 @@ fn upload_and_check(
         colors.dedup();
         summary.distinct_colors = colors.len();
         summary.frame = Some(args.out.clone());
+        record(&mut summary.timeline, allocator, Some("frame rendered"));
     }
     // `up` is dropped here: the device is waited for and every buffer and
     // image destroyed, as on every error path above.
@@ -1013,7 +1099,7 @@ fn verify(
 fn print_summary(args: &Args, s: &Summary) {
     let gbps = s.bytes as f64 / s.upload.as_secs_f64().max(1e-9) / 1e9;
     if args.json {
-        let v = serde_json::json!({
+        let mut v = serde_json::json!({
             "device": s.device,
             "meshes": s.meshes,
             "textures": s.textures,
@@ -1044,6 +1130,11 @@ fn print_summary(args: &Args, s: &Summary) {
             "validation": s.validation,
             "validation_messages": s.validation_messages,
         });
+        if let Some((path, blocks, allocations)) = &s.report {
+            v["report"] = serde_json::json!({
+                "path": path, "blocks": blocks, "allocations": allocations,
+            });
+        }
         println!("{}", serde_json::to_string_pretty(&v).expect("json"));
         return;
     }
@@ -1085,6 +1176,12 @@ fn print_summary(args: &Args, s: &Summary) {
             "  frame        {} ({} distinct colours)",
             f.display(),
             s.distinct_colors
+        );
+    }
+    if let Some((path, blocks, allocations)) = &s.report {
+        println!(
+            "  report       {} ({blocks} blocks, {allocations} allocations; open it in a browser)",
+            path.display()
         );
     }
     println!(

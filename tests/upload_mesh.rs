@@ -401,3 +401,76 @@ fn a_frame_too_costly_to_draw_is_refused_before_it_is_drawn() {
     assert!(line.contains("4000000 triangles"), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------ the memory report
+
+/// The JSON text of the page's `<script type="application/json" id=ID>`.
+fn embedded_json(html: &str, id: &str) -> serde_json::Value {
+    let open = format!("<script type=\"application/json\" id=\"{id}\">");
+    let start = html.find(&open).unwrap_or_else(|| panic!("no {id}")) + open.len();
+    let end = start + html[start..].find("</script>").unwrap();
+    serde_json::from_str(&html[start..end]).unwrap()
+}
+
+#[test]
+fn report_shows_the_allocator_after_the_upload() {
+    let dir = tmpdir("report");
+    let png = dir.join("frame.png");
+    let report = dir.join("memory.html");
+    let out = run(&[
+        "--scale",
+        "0.02",
+        "--validation",
+        "--json",
+        "--width",
+        "320",
+        "--height",
+        "200",
+        "--out",
+        png.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    let v = check_success(out, &png);
+    // Every uploaded mesh buffer and texture is alive in the dump.
+    let objects = v["meshes"].as_u64().unwrap() * 2 + v["textures"].as_u64().unwrap();
+    assert_eq!(v["report"]["allocations"].as_u64(), Some(objects), "{v}");
+    assert_eq!(v["report"]["path"].as_str(), Some(report.to_str().unwrap()));
+    let html = std::fs::read_to_string(&report).expect("the report is written");
+    let dump = embedded_json(&html, "gpumem-dump");
+    let blocks = dump["blocks"].as_array().expect("a detailed dump");
+    assert_eq!(
+        Some(blocks.len() as u64),
+        v["report"]["blocks"].as_u64(),
+        "{v}"
+    );
+    assert_eq!(
+        dump["stats"]["total"]["allocation_count"].as_u64(),
+        Some(objects)
+    );
+    // The leak report taken at teardown is empty; the timeline covers the
+    // run, marks included.
+    assert_eq!(embedded_json(&html, "gpumem-leaks"), serde_json::json!([]));
+    let timeline = embedded_json(&html, "gpumem-timeline");
+    assert!(timeline["samples"].as_array().unwrap().len() >= objects as usize);
+    let marks: Vec<&str> = timeline["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[1].as_str().unwrap())
+        .collect();
+    for m in [
+        "uploaded",
+        "verified",
+        "trimmed: dump",
+        "resources destroyed",
+    ] {
+        assert!(marks.contains(&m), "{m} not in {marks:?}");
+    }
+    // A folder is refused before the device is made.
+    let line = error_line(&run(&["--report", dir.to_str().unwrap(), "--no-render"]));
+    assert!(
+        line.contains("--report") && line.contains("directory"),
+        "{line}"
+    );
+}

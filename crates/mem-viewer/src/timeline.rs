@@ -46,6 +46,7 @@ pub struct Timeline {
     stride: u64,
     /// The point being merged, and how many samples it holds so far.
     pending: Option<(TimelineSample, u64)>,
+    marks: Vec<(f64, String)>,
 }
 
 impl Default for Timeline {
@@ -74,7 +75,31 @@ impl Timeline {
             samples: Vec::new(),
             stride: 1,
             pending: None,
+            marks: Vec::new(),
         }
+    }
+
+    /// Marks: moments the chart labels (a level loaded, a dump taken).
+    /// At most this many are kept; later ones are dropped.
+    pub const MAX_MARKS: usize = 64;
+
+    /// Labels the time elapsed since the timeline was created (drawn as a
+    /// vertical line on the chart).
+    pub fn mark(&mut self, label: impl Into<String>) {
+        let seconds = self.start.elapsed().as_secs_f64();
+        self.mark_at(seconds, label);
+    }
+
+    /// Labels `seconds` on [`Self::push`]'s clock.
+    pub fn mark_at(&mut self, seconds: f64, label: impl Into<String>) {
+        if self.marks.len() < Self::MAX_MARKS {
+            self.marks.push((seconds, label.into()));
+        }
+    }
+
+    /// The marks, in the order made: (seconds, label).
+    pub fn marks(&self) -> &[(f64, String)] {
+        &self.marks
     }
 
     /// The most points kept.
@@ -135,23 +160,20 @@ impl Timeline {
         self.len() == 0
     }
 
-    /// The JSON the page reads: `{"samples": [[seconds, committed, live], ...]}`.
+    /// The JSON the page reads: `{"samples": [[seconds, committed, live],
+    /// ...], "marks": [[seconds, label], ...]}`.
     pub(crate) fn to_json(&self) -> serde_json::Value {
+        let finite = |s: f64| if s.is_finite() { s } else { 0.0 };
         let samples: Vec<serde_json::Value> = self
             .samples()
-            .map(|s| {
-                serde_json::json!([
-                    if s.seconds.is_finite() {
-                        s.seconds
-                    } else {
-                        0.0
-                    },
-                    s.committed_bytes,
-                    s.live_bytes
-                ])
-            })
+            .map(|s| serde_json::json!([finite(s.seconds), s.committed_bytes, s.live_bytes]))
             .collect();
-        serde_json::json!({ "samples": samples })
+        let marks: Vec<serde_json::Value> = self
+            .marks
+            .iter()
+            .map(|(s, label)| serde_json::json!([finite(*s), label]))
+            .collect();
+        serde_json::json!({ "samples": samples, "marks": marks })
     }
 }
 
@@ -211,9 +233,23 @@ mod tests {
         let mut t = Timeline::new();
         t.push(0.5, 2, 1);
         t.push(f64::NAN, 3, 2);
+        t.mark_at(0.5, "loaded </script>");
         assert_eq!(
             t.to_json(),
-            serde_json::json!({ "samples": [[0.5, 2, 1], [0.0, 3, 2]] })
+            serde_json::json!({
+                "samples": [[0.5, 2, 1], [0.0, 3, 2]],
+                "marks": [[0.5, "loaded </script>"]]
+            })
         );
+    }
+
+    #[test]
+    fn marks_are_bounded() {
+        let mut t = Timeline::new();
+        for i in 0..100 {
+            t.mark(format!("m{i}"));
+        }
+        assert_eq!(t.marks().len(), Timeline::MAX_MARKS);
+        assert_eq!(t.marks()[0].1, "m0");
     }
 }

@@ -245,9 +245,12 @@
   function summary() {
     const p = $('summary');
     p.textContent = '';
+    // Each figure stays on one line when the summary wraps.
     const add = (strong, rest) => {
       if (p.childNodes.length) p.append(' · ');
-      p.append(el('b', null, strong), rest);
+      const item = el('span', 'item');
+      item.append(el('b', null, strong), rest);
+      p.append(item);
     };
     const own = blocks.filter((b) => b.dedicated).length;
     if (detailed) {
@@ -385,6 +388,14 @@
 
   // ---------------------------------------------------------------- canvas
 
+  // Canvas text follows the page's font size (larger on very wide screens).
+  // `ui` is the page's font size over its default of 14 px, updated at
+  // each layout; canvas text and the space around it scale by it.
+  let ui = 1;
+  function font(size, weight) {
+    return (weight ? weight + ' ' : '') + Math.round(size * ui) + 'px system-ui, sans-serif';
+  }
+
   function sizeCanvas(c, w, h) {
     const dpr = window.devicePixelRatio || 1;
     c.style.width = w + 'px';
@@ -477,7 +488,7 @@
     ctx.fill(seps);
     if (texts.length) {
       ctx.save();
-      ctx.font = '600 11px system-ui, sans-serif';
+      ctx.font = font(11, 600);
       ctx.textBaseline = 'middle';
       ctx.fillStyle = '#0b0d11';
       for (const [tx, tw, name] of texts) {
@@ -658,12 +669,12 @@
         // A new group: its label, then its first row.
         if (prevOwn !== null) y += rowH + ROW_GAP;
         t.labels.push([
-          y + LABEL_H - 5,
+          y + Math.round(LABEL_H * ui) - 5,
           b.dedicated
             ? 'Memory of its own: ' + fmtInt(own) + (own === 1 ? ' allocation' : ' allocations, largest first')
             : 'Pooled blocks: ' + fmtInt(pooled),
         ]);
-        y += LABEL_H + MARK_H + 2;
+        y += Math.round(LABEL_H * ui) + MARK_H + 2;
         x = 0;
       } else if (x + w > width + 0.5) {
         x = 0;
@@ -690,7 +701,7 @@
   function drawType(t) {
     const ctx = sizeCanvas(t.base, t.width, t.height);
     sizeCanvas(t.overlay, t.width, t.height);
-    ctx.font = '12px system-ui, sans-serif';
+    ctx.font = font(12);
     ctx.fillStyle = '#9ba2af';
     ctx.textBaseline = 'alphabetic';
     for (const [y, text] of t.labels) ctx.fillText(text, 0, y);
@@ -1045,26 +1056,30 @@
   // The block of the cursor, whole (top) and magnified around the
   // cursor's allocation (bottom); + and − or the wheel change the zoom.
   const zoomState = { lo: 0, hi: 0, b: null, w: 0 };
-  const ZOOM_TOP = 18;
-  const ZOOM_TOP_H = 14;
-  const ZOOM_Y = 52;
-  const ZOOM_H = 34;
+  let ZOOM_TOP = 18;
+  let ZOOM_TOP_H = 14;
+  let ZOOM_Y = 52;
+  let ZOOM_H = 34;
   function drawZoom() {
+    ZOOM_TOP = Math.round(18 * ui);
+    ZOOM_TOP_H = Math.round(14 * ui);
+    ZOOM_Y = Math.round(52 * ui);
+    ZOOM_H = Math.round(34 * ui);
     const c = $('zoom');
     const w = innerWidth(c.parentElement);
-    const ctx = sizeCanvas(c, w, ZOOM_Y + ZOOM_H + 18);
+    const ctx = sizeCanvas(c, w, ZOOM_Y + ZOOM_H + Math.round(18 * ui));
     const b = cursor ? cursor.b : null;
     zoomState.b = b;
     zoomState.w = w;
-    ctx.font = '11px system-ui, sans-serif';
+    ctx.font = font(11);
     ctx.textBaseline = 'alphabetic';
     if (!b) {
       ctx.fillStyle = '#9ba2af';
-      ctx.fillText('No block selected', 0, 14);
+      ctx.fillText('No block selected', 0, Math.round(14 * ui));
       return;
     }
     ctx.fillStyle = '#9ba2af';
-    ctx.fillText(blockTitle(b), 0, 12);
+    ctx.fillText(blockTitle(b), 0, Math.round(12 * ui));
     paintRanges(ctx, b, 0, b.size, 0, ZOOM_TOP, w, ZOOM_TOP_H, false);
     let lo = 0;
     let hi = b.size;
@@ -1238,7 +1253,7 @@
     search.matches.sort((x, y) => x.b.nav - y.b.nav || x.r - y.r);
     body.dataset.matches = String(search.matches.length);
     $('matches').textContent = search.active
-      ? fmtInt(search.matches.length) + (search.matches.length === 1 ? ' match, ' : ' matches, ') + fmtBytes(search.bytes) + (search.matches.length ? ' (Enter: next, Shift+Enter: previous)' : '')
+      ? fmtInt(search.matches.length) + (search.matches.length === 1 ? ' match, ' : ' matches, ') + fmtBytes(search.bytes) + (search.matches.length ? ' · Enter: next' : '')
       : '';
     for (const t of types) if (t.base) drawType(t);
     drawZoom();
@@ -1333,17 +1348,17 @@
     while (max / unit >= 1024 && unit < Math.pow(1024, 5)) unit *= 1024;
     return unit * niceStep(max / unit, target, 10);
   }
-  const tl = { samples: [], hoverIndex: -1 };
+  const tl = { samples: [], marks: [], hoverIndex: -1 };
   function drawTimeline() {
     const s = tl.samples;
     const c = $('timeline-canvas');
     const w = innerWidth($('timeline'));
-    const h = 180;
+    const h = Math.round(160 * ui);
     const ctx = sizeCanvas(c, w, h);
-    const L = 72;
+    const L = Math.round(72 * ui);
     const R = 12;
-    const T = 22;
-    const B = 22;
+    const T = Math.round(22 * ui);
+    const B = Math.round(22 * ui);
     const t0 = s[0][0];
     const t1 = Math.max(s[s.length - 1][0], t0 + 1e-9);
     let max = 1;
@@ -1352,7 +1367,7 @@
     const yMax = Math.ceil((max * 1.04) / yStep) * yStep;
     const X = (t) => L + ((t - t0) / (t1 - t0)) * (w - L - R);
     const Y = (v) => T + (1 - v / yMax) * (h - T - B);
-    ctx.font = '11px system-ui, sans-serif';
+    ctx.font = font(11);
     ctx.lineWidth = 1;
     ctx.textBaseline = 'middle';
     for (let v = 0; v <= yMax + 1e-6; v += yStep) {
@@ -1408,15 +1423,45 @@
     ctx.stroke(live);
     // Legend.
     ctx.textBaseline = 'middle';
-    ctx.font = '12px system-ui, sans-serif';
+    ctx.font = font(12);
     let lx = L;
     for (const [color, text] of [[C_COMMITTED, 'committed (VkDeviceMemory)'], [C_LIVE, 'live (held by allocations)']]) {
       ctx.fillStyle = color;
-      ctx.fillRect(lx, 6, 14, 3);
+      ctx.fillRect(lx, Math.round(8 * ui) - 2, 14, 3);
       ctx.fillStyle = '#e6e8ee';
-      ctx.fillText(text, lx + 20, 8);
+      ctx.fillText(text, lx + 20, Math.round(8 * ui));
       lx += 34 + ctx.measureText(text).width;
     }
+    // Marks: a dashed line and its label, staggered when they crowd.
+    ctx.font = font(11);
+    ctx.textBaseline = 'top';
+    const lineH = Math.round(13 * ui);
+    const rowEnds = new Array(Math.max(2, Math.floor((h - T - B - 4) / lineH))).fill(-Infinity);
+    for (const [t, label] of tl.marks) {
+      if (t < t0 || t > t1) continue;
+      const x = Math.round(X(t)) + 0.5;
+      ctx.strokeStyle = 'rgba(255,216,74,0.55)';
+      ctx.lineWidth = 1;
+      ctx.setLineDash([3, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, T);
+      ctx.lineTo(x, h - B);
+      ctx.stroke();
+      ctx.setLineDash([]);
+      const lw = ctx.measureText(label).width;
+      const lx = Math.min(w - R - lw, x + 3);
+      // The first label row with room, else the least crowded.
+      let row = rowEnds.findIndex((end) => end + 6 <= lx);
+      if (row < 0) row = rowEnds.indexOf(Math.min(...rowEnds));
+      const ly = T + 2 + row * lineH;
+      ctx.fillStyle = 'rgba(26,29,36,0.85)';
+      ctx.fillRect(lx - 1, ly - 1, lw + 2, lineH);
+      ctx.fillStyle = '#ffd84a';
+      ctx.fillText(label, lx, ly);
+      rowEnds[row] = lx + lw;
+    }
+    ctx.font = font(12);
+    ctx.textBaseline = 'middle';
     const i = tl.hoverIndex;
     if (i >= 0 && i < s.length) {
       const x = X(s[i][0]);
@@ -1430,9 +1475,9 @@
       const tw = ctx.measureText(text).width;
       const tx = Math.min(w - R - tw - 8, Math.max(L, x + 8));
       ctx.fillStyle = 'rgba(11,13,17,0.92)';
-      ctx.fillRect(tx - 4, T + 2, tw + 8, 20);
+      ctx.fillRect(tx - 4, T + 2, tw + 8, Math.round(20 * ui));
       ctx.fillStyle = '#e6e8ee';
-      ctx.fillText(text, tx, T + 12);
+      ctx.fillText(text, tx, T + Math.round(12 * ui));
     }
     tl.X0 = L;
     tl.X1 = w - R;
@@ -1443,6 +1488,9 @@
     if (!timeline || !Array.isArray(timeline.samples) || !timeline.samples.length) return;
     tl.samples = timeline.samples.filter((s) => Array.isArray(s) && s.length >= 3).map((s) => [Number(s[0]) || 0, Number(s[1]) || 0, Number(s[2]) || 0]);
     if (!tl.samples.length) return;
+    if (Array.isArray(timeline.marks)) {
+      tl.marks = timeline.marks.filter((m) => Array.isArray(m) && m.length >= 2).map((m) => [Number(m[0]) || 0, String(m[1])]);
+    }
     $('timeline').hidden = false;
     const c = $('timeline-canvas');
     c.addEventListener('mousemove', (e) => {
@@ -1469,25 +1517,25 @@
   function drawHistogram(t) {
     const data = t.histData;
     const w = innerWidth(t.section);
-    const h = 92;
+    const h = Math.round(92 * ui);
     const ctx = sizeCanvas(t.hist, w, h);
-    const B = 16;
+    const B = Math.round(16 * ui);
     let max = 1;
     for (const [, n] of data) max = Math.max(max, n);
     const slot = w / data.length;
     const bw = Math.max(2, Math.min(48, slot - 4));
-    ctx.font = '10px system-ui, sans-serif';
+    ctx.font = font(10);
     ctx.textBaseline = 'top';
-    const every = Math.max(1, Math.ceil(56 / slot));
+    const every = Math.max(1, Math.ceil((56 * ui) / slot));
     data.forEach(([size, n], i) => {
-      const bh = Math.max(1, (n / max) * (h - B - 14));
+      const bh = Math.max(1, (n / max) * (h - B - Math.round(14 * ui)));
       const x = i * slot + (slot - bw) / 2;
       ctx.fillStyle = '#6f7890';
       ctx.fillRect(x, h - B - bh, bw, bh);
       ctx.fillStyle = '#c9ced8';
       const label = fmtInt(n);
       const lw = ctx.measureText(label).width;
-      if (lw <= slot + 2) ctx.fillText(label, x + bw / 2 - lw / 2, h - B - bh - 12);
+      if (lw <= slot + 2) ctx.fillText(label, x + bw / 2 - lw / 2, h - B - bh - Math.round(12 * ui));
       if (i % every === 0) {
         const sl = fmtBytes(size).replace(' ', '');
         ctx.fillStyle = '#9ba2af';
@@ -1499,6 +1547,7 @@
   // ---------------------------------------------------------------- layout
 
   function layoutAll() {
+    ui = (parseFloat(getComputedStyle(document.documentElement).fontSize) || 14) / 14;
     for (const t of types) {
       if (t.base) {
         layoutType(t);

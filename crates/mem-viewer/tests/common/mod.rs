@@ -43,7 +43,7 @@ pub fn browser() -> Option<Browser> {
         eprintln!("{SKIP_VAR}=1: skipping the headless-browser part of this test");
         return None;
     }
-    let exe = match std::env::var_os(BROWSER_VAR) {
+    let exe = match std::env::var_os(BROWSER_VAR).filter(|p| !p.is_empty()) {
         Some(p) => Some(PathBuf::from(p)),
         None => NAMES.iter().find_map(|n| on_path(n)),
     };
@@ -139,6 +139,8 @@ impl Browser {
             tail(&std::fs::read(&stderr_path).unwrap_or_default())
         );
         let _ = std::fs::remove_dir_all(&profile);
+        let _ = std::fs::remove_file(&stdout_path);
+        let _ = std::fs::remove_file(&stderr_path);
         (out, seconds)
     }
 
