@@ -295,6 +295,9 @@ fn uploads_fed_by_a_reader_and_by_a_file() {
             .upload_buffer_from_file(&buf, 0, &file, 200, len)
             .unwrap_err();
         assert!(matches!(e, StagingError::Source(_)), "{e}");
+        // Earlier pieces of the failed upload are on the GPU: wait for them
+        // before the buffer goes.
+        s.belt().finish().unwrap();
         std::fs::remove_file(&path).unwrap();
     }
     s.destroy(buf);
@@ -322,5 +325,91 @@ fn writers_fill_host_visible_destinations_directly() {
     s.belt().read_buffer(&buf, 0, &mut back).unwrap();
     assert!(back.iter().enumerate().all(|(i, &b)| b == (i % 7) as u8));
     s.destroy(buf);
+    s.finish();
+}
+
+#[test]
+fn images_written_in_place_level_by_level() {
+    let mut s = Setup::new(StagingBeltDesc {
+        parallel_copy_threshold: 64 * 1024,
+        copy_threads: 4,
+        ..staged(MIB)
+    });
+    let usage = vk::ImageUsageFlags::TRANSFER_DST
+        | vk::ImageUsageFlags::TRANSFER_SRC
+        | vk::ImageUsageFlags::SAMPLED;
+    let img = s
+        .res()
+        .create_image(
+            &ImageDesc::texture_2d_array(vk::Format::R8G8B8A8_UNORM, 512, 256, 2, 10).usage(usage),
+        )
+        .unwrap();
+    let layout = layout_of(img.desc());
+    let len = expected_data_size(&layout).unwrap();
+    let byte = |at: u64| (at.wrapping_mul(2_654_435_761) >> 7) as u8;
+    let t = s
+        .belt()
+        .upload_image_with(
+            &img,
+            ImageSubresources::all(),
+            len,
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            |at, bytes| {
+                for (i, b) in bytes.iter_mut().enumerate() {
+                    *b = byte(at + i as u64);
+                }
+                Ok::<(), std::io::Error>(())
+            },
+        )
+        .unwrap();
+    s.belt().wait(t).unwrap();
+    let expected: Vec<u8> = (0..len).map(byte).collect();
+    assert!(s.read_image(&img) == expected);
+    // One level, written in place; then a writer that fails part way.
+    let level_len = expected_subresources_data_size(&layout, 1..2, 0..2).unwrap();
+    let t = s
+        .belt()
+        .upload_image_with(
+            &img,
+            ImageSubresources::level(1),
+            level_len,
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            |_, bytes| {
+                bytes.fill(0xAB);
+                Ok::<(), std::io::Error>(())
+            },
+        )
+        .unwrap();
+    s.belt().wait(t).unwrap();
+    let mut level = vec![0u8; level_len as usize];
+    s.belt()
+        .read_image(&img, ImageSubresources::level(1), &mut level)
+        .unwrap();
+    assert!(level.iter().all(|&b| b == 0xAB));
+    let e = s
+        .belt()
+        .upload_image_with(
+            &img,
+            ImageSubresources::all(),
+            len,
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            |at, _| {
+                if at > len / 2 {
+                    Err(std::io::Error::other("transcoder failed"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(e, StagingError::Source(_)), "{e}");
+    // The image still ends in its final layout: reading it back passes
+    // validation.
+    let mut back = vec![0u8; len as usize];
+    s.belt()
+        .read_image(&img, ImageSubresources::all(), &mut back)
+        .unwrap();
+    // SAFETY: read_image waited.
+    unsafe { s.res().destroy_image(img) }.unwrap();
     s.finish();
 }

@@ -117,7 +117,9 @@ impl StagingBelt {
     ///
     /// When `writer` fails, the piece it was filling is not copied and its
     /// ring space is free again; the error is [`StagingError::Source`].
-    /// Pieces of a streamed upload before it may have reached `dst`.
+    /// Pieces of a streamed upload before it may have reached `dst`, and
+    /// may still be in flight: [`Self::finish`] (or wait for a later ticket)
+    /// before destroying `dst`.
     /// Otherwise as [`Self::upload_buffer`] (no import path: there is no
     /// slice to import).
     pub fn upload_buffer_with<F, E>(

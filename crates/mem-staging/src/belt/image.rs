@@ -49,7 +49,14 @@ impl StagingBelt {
         data: &[u8],
         final_layout: vk::ImageLayout,
     ) -> Result<Ticket, StagingError> {
-        self.upload_image_inner(dst, ImageSubresources::all(), true, data, final_layout)
+        self.upload_image_inner(
+            dst,
+            ImageSubresources::all(),
+            true,
+            data.len() as u64,
+            Source::Bytes(data),
+            final_layout,
+        )
     }
 
     /// Uploads mip levels and array layers `subresources` of `dst` from
@@ -79,7 +86,50 @@ impl StagingBelt {
         data: &[u8],
         final_layout: vk::ImageLayout,
     ) -> Result<Ticket, StagingError> {
-        self.upload_image_inner(dst, subresources, false, data, final_layout)
+        self.upload_image_inner(
+            dst,
+            subresources,
+            false,
+            data.len() as u64,
+            Source::Bytes(data),
+            final_layout,
+        )
+    }
+
+    /// [`Self::upload_image_subresources`] with the data written in place:
+    /// `writer(at, bytes)` fills bytes `[at, at + bytes.len())` of the
+    /// upload's data (the [`crate::plan`] layout over `subresources`, `len`
+    /// bytes in all: [`crate::plan::expected_subresources_data_size`]),
+    /// straight into the ring where its row pitch matches the copy's and
+    /// through a piece-sized scratch buffer where the device wants padded
+    /// rows. Large pieces are split over the copy threads, so `writer` runs
+    /// on several threads at once; each byte is asked for once. Level by
+    /// level, layer by layer: a transcoder writes each subresource where the
+    /// layout puts it. A failing writer is [`StagingError::Source`]; the
+    /// subresources written so far keep what reached them and every one of
+    /// the box still ends in `final_layout`.
+    pub fn upload_image_with<F, E>(
+        &mut self,
+        dst: &Image,
+        subresources: ImageSubresources,
+        len: u64,
+        final_layout: vk::ImageLayout,
+        writer: F,
+    ) -> Result<Ticket, StagingError>
+    where
+        F: Fn(u64, &mut [u8]) -> Result<(), E> + Sync,
+        E: Into<SourceError>,
+    {
+        let write = |at: u64, bytes: &mut [u8]| writer(at, bytes).map_err(Into::into);
+        let discard = subresources == ImageSubresources::all();
+        self.upload_image_inner(
+            dst,
+            subresources,
+            discard,
+            len,
+            Source::Shared(&write),
+            final_layout,
+        )
     }
 
     pub(super) fn upload_image_inner(
@@ -87,7 +137,8 @@ impl StagingBelt {
         dst: &Image,
         subresources: ImageSubresources,
         discard: bool,
-        data: &[u8],
+        len: u64,
+        mut source: Source<'_>,
         final_layout: vk::ImageLayout,
     ) -> Result<Ticket, StagingError> {
         self.check_usable()?;
@@ -105,7 +156,7 @@ impl StagingBelt {
                 samples: desc.samples.as_raw(),
             });
         }
-        if data.is_empty() {
+        if len == 0 {
             return Err(StagingError::EmptyData);
         }
         if !layout_allowed(final_layout, desc.usage) {
@@ -135,7 +186,7 @@ impl StagingBelt {
             &layout,
             range.levels(),
             range.layers(),
-            data.len() as u64,
+            len,
             &self.limits,
             self.desc.chunk_size,
         )?;
@@ -259,7 +310,7 @@ impl StagingBelt {
         }
         self.open.as_mut().expect("opened").has_work = true;
         let mut closed = None;
-        let staged = self.stage_image_copies(image, &plan, data, &mut closed);
+        let staged = self.stage_image_copies(image, &plan, len, &mut source, &mut closed);
         // As in `stage_range`: a closed batch always reaches the queue.
         let staged = match closed {
             Some(b) => staged.and(self.queue_submit(b)),
@@ -311,35 +362,57 @@ impl StagingBelt {
         &mut self,
         image: vk::Image,
         plan: &crate::plan::ImagePlan,
-        data: &[u8],
+        len: u64,
+        source: &mut Source<'_>,
         closed: &mut Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
+        let threads = if len >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        };
         for (i, copy) in plan.copies.iter().enumerate() {
             let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
             let contiguous = copy.dst_row_pitch == copy.src_row_pitch
                 && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
-            let threads = if data.len() as u64 >= self.desc.parallel_copy_threshold {
-                self.desc.copy_threads
-            } else {
-                1
-            };
-            if contiguous {
-                let start = copy.src_offset as usize;
-                let src = &data[start..start + copy.staging_size as usize];
+            let filled = if contiguous {
                 self.fill_ring(
                     offset,
-                    src.len() as u64,
-                    &mut Source::Bytes(src),
-                    0,
+                    copy.staging_size,
+                    source,
+                    copy.src_offset,
                     threads,
                     closed.take(),
-                )?;
+                )
             } else {
                 if let Some(b) = closed.take() {
                     self.queue_submit(b)?;
                 }
-                copy.write_into(data, self.ring_slice(offset, copy.staging_size));
+                // Padded rows: the piece's bytes as the data lays them out,
+                // then row by row into the ring.
+                let staging = self.ring_slice(offset, copy.staging_size);
+                match source {
+                    Source::Bytes(data) => {
+                        copy.write_into(data, staging);
+                        Ok(())
+                    }
+                    _ => {
+                        let mut scratch = vec![0u8; copy.src_span() as usize];
+                        let local = crate::plan::PlannedCopy {
+                            src_offset: 0,
+                            ..*copy
+                        };
+                        source
+                            .fill(copy.src_offset, &mut scratch, threads)
+                            .map(|()| local.write_into(&scratch, staging))
+                            .map_err(StagingError::Source)
+                    }
+                }
+            };
+            if let Err(e) = filled {
+                self.undo_last_reserve();
+                return Err(e);
             }
             let mut region = copy.region;
             region.buffer_offset += offset;
