@@ -81,6 +81,12 @@ struct Args {
     /// The host copy alone (no GPU work), as the belt does it, by thread count.
     #[arg(long)]
     memcpy: bool,
+    /// Only the table of staging both ways and in place: 1 GiB (--size-mib)
+    /// from a slice, written in place, read from a file in the page cache
+    /// and read back, each beside its raw copy (and the host's own copy or
+    /// read) measured in the same run.
+    #[arg(long)]
+    both_ways: bool,
     /// What the second belt of the A/B rows changes.
     #[arg(long, value_enum, default_value_t = Ab::Overlap)]
     ab: Ab,
@@ -519,6 +525,199 @@ fn ab(
 /// cycling through 64 MiB, by `threads` threads in 1 MiB pieces (as
 /// `parallel_copy` splits a chunk), into heap memory and into mapped memory
 /// of the ring's type. No GPU work runs meanwhile.
+/// Times `threads` threads copying `size` bytes into `dst` (a ring-sized
+/// region, wrapping) in 16 MiB chunks: the host's own copy, the ceiling of an
+/// upload from a slice.
+fn host_copy_time(data: &[u8], dst: &mut [u8], threads: usize, reps: usize) -> Duration {
+    use rayon::prelude::*;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let chunk = 16 * MIB as usize;
+    best(reps, || {
+        let start = Instant::now();
+        for (i, src) in data.chunks(chunk).enumerate() {
+            let at = i * chunk % dst.len();
+            let d = &mut dst[at..at + src.len()];
+            let piece = src.len().div_ceil(threads).max(1 << 20);
+            pool.install(|| {
+                d.par_chunks_mut(piece)
+                    .zip(src.par_chunks(piece))
+                    .for_each(|(d, s)| d.copy_from_slice(s))
+            });
+        }
+        start.elapsed()
+    })
+}
+
+/// Staging both ways and in place, each beside its ceiling measured in the
+/// same run: the raw `vkCmdCopyBuffer` (host-visible to device-local, and
+/// back), the host's parallel copy into mapped memory, and the file's own
+/// parallel read from the page cache.
+fn bench_both_ways(rig: &Rig, args: &Args, ring: u64) {
+    use std::os::unix::fs::FileExt;
+    let size = args.size_mib * MIB;
+    let d = rig.ctx.device().clone();
+    let dst = rig
+        .res()
+        .create_buffer(&BufferDesc::new(
+            size,
+            vk::BufferUsageFlags::TRANSFER_DST | vk::BufferUsageFlags::TRANSFER_SRC,
+            MemoryUsage::GpuOnly,
+        ))
+        .expect("device-local buffer");
+    let host = rig.staging(size, 0x5A);
+    let readback = rig
+        .res()
+        .create_buffer(&BufferDesc::readback(size))
+        .expect("readback buffer");
+    let regions: Vec<vk::BufferCopy> = (0..size.div_ceil(64 * MIB))
+        .map(|i| vk::BufferCopy {
+            src_offset: i * 64 * MIB,
+            dst_offset: i * 64 * MIB,
+            size: (64 * MIB).min(size - i * 64 * MIB),
+        })
+        .collect();
+    let raw_up = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            // SAFETY: recording; the buffers are alive and large enough.
+            unsafe { d.cmd_copy_buffer(cmd, host.handle(), dst.handle(), &regions) }
+        })
+    });
+    let raw_down = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            // SAFETY: as above.
+            unsafe { d.cmd_copy_buffer(cmd, dst.handle(), readback.handle(), &regions) }
+        })
+    });
+    rig.destroy(host);
+    rig.destroy(readback);
+    let mut belt = rig.belt(ring);
+    let threads = belt_threads(rig);
+    let data = pattern(size as usize);
+    // The host's own copy into mapped ring-like memory.
+    let ring_like = rig
+        .res()
+        .create_buffer(&BufferDesc::new(
+            ring,
+            vk::BufferUsageFlags::TRANSFER_SRC,
+            rig.ring_memory
+                .unwrap_or(StagingBeltDesc::default().ring_memory),
+        ))
+        .expect("ring-like buffer");
+    let ptr = ring_like.allocation().mapped_ptr().expect("host-visible");
+    // SAFETY: mapped for `ring` bytes, used by nothing else.
+    let ring_mem = unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), ring as usize) };
+    let host_copy = host_copy_time(&data, ring_mem, threads, args.reps);
+    rig.destroy(ring_like);
+    let timed = |belt: &mut StagingBelt, f: &mut dyn FnMut(&mut StagingBelt)| {
+        best(args.reps, || {
+            let start = Instant::now();
+            f(belt);
+            belt.finish().unwrap();
+            start.elapsed()
+        })
+    };
+    let from_slice = timed(&mut belt, &mut |b| {
+        let _ = b.upload_buffer(&dst, 0, &data).unwrap();
+    });
+    let in_place = timed(&mut belt, &mut |b| {
+        let _ = b
+            .upload_buffer_with(&dst, 0, size, |at, bytes| {
+                bytes.fill((at >> 20) as u8);
+                Ok::<(), std::io::Error>(())
+            })
+            .unwrap();
+    });
+    // A file in the page cache: written, then read once to warm it.
+    let path = std::env::temp_dir().join(format!("gpumem-bench-{}.bin", std::process::id()));
+    std::fs::write(&path, &data).expect("bench file");
+    let file = std::fs::File::open(&path).expect("bench file");
+    let mut heap = vec![0u8; size as usize];
+    let file_read = {
+        use rayon::prelude::*;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .expect("thread pool");
+        let piece = 16 * MIB as usize;
+        best(args.reps.max(2), || {
+            let start = Instant::now();
+            pool.install(|| {
+                heap.par_chunks_mut(piece).enumerate().for_each(|(i, c)| {
+                    file.read_exact_at(c, (i * piece) as u64).expect("read");
+                })
+            });
+            start.elapsed()
+        })
+    };
+    let from_file = timed(&mut belt, &mut |b| {
+        let _ = b.upload_buffer_from_file(&dst, 0, &file, 0, size).unwrap();
+    });
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let read_back = best(args.reps, || {
+        let start = Instant::now();
+        belt.read_buffer(&dst, 0, &mut heap).unwrap();
+        start.elapsed()
+    });
+    assert!(heap == data, "read back what was uploaded from the file");
+    drop(belt);
+    rig.destroy(dst);
+    let g = |t| gbps(size, t);
+    let file_ceiling = g(file_read).min(g(raw_up));
+    println!();
+    println!("| {} MiB, ring {} MiB, {threads} copy threads | gpumem GB/s | ceiling GB/s (measured in this run) | gpumem / ceiling |", args.size_mib, ring / MIB);
+    println!("|---|---:|---|---:|");
+    let row = |case: &str, t: Duration, ceiling: f64, what: &str| {
+        println!(
+            "| {case} | {:.2} | {ceiling:.2} ({what}) | {:.0}% |",
+            g(t),
+            g(t) / ceiling * 100.0
+        );
+    };
+    row(
+        "upload from a `&[u8]`",
+        from_slice,
+        g(host_copy),
+        "host's parallel copy into mapped memory",
+    );
+    row(
+        "upload from a `&[u8]`, against DMA",
+        from_slice,
+        g(raw_up),
+        "raw vkCmdCopyBuffer host to device",
+    );
+    row(
+        "upload written in place",
+        in_place,
+        g(raw_up),
+        "raw vkCmdCopyBuffer host to device",
+    );
+    row(
+        "upload from a file in the page cache",
+        from_file,
+        file_ceiling,
+        &format!(
+            "lower of raw DMA and the file's parallel read, {:.2}",
+            g(file_read)
+        ),
+    );
+    row(
+        "readback to a `&mut [u8]`",
+        read_back,
+        g(raw_down),
+        "raw vkCmdCopyBuffer device to host",
+    );
+}
+
+/// The copy threads the belts of this run use.
+fn belt_threads(rig: &Rig) -> usize {
+    rig.threads
+        .unwrap_or_else(|| StagingBeltDesc::default().copy_threads)
+}
+
 fn bench_memcpy(rig: &Rig, args: &Args) {
     use rayon::prelude::*;
     let size = args.size_mib * MIB;
@@ -756,6 +955,10 @@ fn main() {
     println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
         std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltDesc::default().ring_memory));
     let ring = args.ring_mib * MIB;
+    if args.both_ways {
+        bench_both_ways(&rig, &args, ring);
+        return;
+    }
     let [big, big_off] = bench_big(&rig, &args, args.size_mib * MIB, ring);
     let small = bench_small(&rig, &args, ring);
     let [tex, tex_off] = bench_texture(&rig, &args, ring);
