@@ -4,8 +4,68 @@
 //! and only then register them. A failure at any step destroys the objects
 //! made so far and frees their memory, last made first, so nothing of the
 //! call is left.
+//!
+//! Buffers and images take the same steps, written once here; what differs
+//! (the Vulkan calls, the memory class, the resource handed out) is the
+//! [`BatchDesc`] trait, implemented beside each kind.
 
 use super::*;
+
+/// What differs between a buffer and an image in a creation: the Vulkan
+/// calls, the memory class and the resource handed out. Implemented by
+/// [`BufferDesc`] (in `buffers`) and [`ImageDesc`] (in `images`); the steps
+/// and their undo are [`ResourceManager::create_batch`], written once.
+pub(super) trait BatchDesc: Sized {
+    /// `vk::Buffer` or `vk::Image`.
+    type Handle: vk::Handle + Copy;
+    /// [`Buffer`] or [`Image`].
+    type Resource;
+    /// What the registry records.
+    const KIND: ResourceKind;
+    /// `vkBindBufferMemory2` or `vkBindImageMemory2`, for the error of a
+    /// failed bind.
+    const BIND_CALL: &'static str;
+
+    /// The checks before Vulkan sees the desc.
+    fn check(&self, manager: &ResourceManager) -> Result<(), ResourceError>;
+    /// `vkCreate*` of a checked desc, through its fault point.
+    fn create_object(&self, manager: &ResourceManager) -> Result<Self::Handle, ResourceError>;
+    /// `vkGet*MemoryRequirements2` with the driver's dedicated hint.
+    fn requirements(
+        manager: &ResourceManager,
+        handle: Self::Handle,
+    ) -> (vk::MemoryRequirements, Dedicated);
+    /// The memory's granularity class.
+    fn class(&self) -> ResourceClass;
+    /// The memory intent.
+    fn memory_usage(&self) -> MemoryUsage;
+    /// The debug name, if any.
+    fn debug_name(&self) -> Option<&str>;
+    /// One `vkBind*Memory2` call for every object, through its fault point.
+    ///
+    /// # Safety
+    /// - every handle is a fresh object of the manager's device with no
+    ///   memory bound, and its allocation was made from its own
+    ///   requirements (same index in both slices).
+    unsafe fn bind(
+        manager: &ResourceManager,
+        handles: &[Self::Handle],
+        allocations: &[Allocation],
+    ) -> Result<(), vk::Result>;
+    /// `vkDestroy*`.
+    ///
+    /// # Safety
+    /// - the object was created by the manager and no GPU work uses it.
+    unsafe fn destroy_object(manager: &ResourceManager, handle: Self::Handle);
+    /// The resource handed to the caller, once bound, named and registered.
+    fn make_resource(
+        &self,
+        handle: Self::Handle,
+        allocation: Allocation,
+        owner: u64,
+        slot: u32,
+    ) -> Self::Resource;
+}
 
 /// Objects made so far in one creation call, undone on failure.
 struct Pending<H> {
@@ -14,11 +74,15 @@ struct Pending<H> {
 }
 
 impl ResourceManager {
-    pub(super) fn create_buffers_inner(
+    /// Creates one resource per desc, all or nothing (the module docs list
+    /// the steps). With `batch`, an error of one desc is wrapped in
+    /// [`ResourceError::Batch`] with its index; the shared bind call's
+    /// failure is reported as is.
+    pub(super) fn create_batch<D: BatchDesc>(
         &self,
-        descs: &[BufferDesc],
+        descs: &[D],
         batch: bool,
-    ) -> Result<SmallVec<[Buffer; 1]>, ResourceError> {
+    ) -> Result<SmallVec<[D::Resource; 1]>, ResourceError> {
         let wrap = |index: usize, e: ResourceError| {
             if batch {
                 ResourceError::Batch {
@@ -30,186 +94,54 @@ impl ResourceManager {
             }
         };
         for (i, d) in descs.iter().enumerate() {
-            validate::buffer(d, &self.limits).map_err(|e| wrap(i, e))?;
+            d.check(self).map_err(|e| wrap(i, e))?;
         }
         if descs.is_empty() {
-            // vkBindBufferMemory2 needs bindInfoCount > 0.
+            // vkBind*Memory2 needs bindInfoCount > 0.
             return Ok(SmallVec::new());
         }
-        let mut p: Pending<vk::Buffer> = Pending {
+        let mut p: Pending<D::Handle> = Pending {
             handles: SmallVec::with_capacity(descs.len()),
             allocations: SmallVec::with_capacity(descs.len()),
         };
         for (i, d) in descs.iter().enumerate() {
-            match self.create_buffer_object(d) {
+            match d.create_object(self) {
                 Ok(h) => p.handles.push(h),
-                Err(e) => return Err(wrap(i, self.undo_buffers(p, e))),
+                Err(e) => return Err(wrap(i, self.undo::<D>(p, e))),
             }
         }
         for (i, d) in descs.iter().enumerate() {
-            let handle = p.handles[i];
-            let (requirements, dedicated) = self.buffer_requirements(handle);
-            let mut adesc = AllocationDesc::new(requirements, d.memory)
-                .class(ResourceClass::Linear)
+            let (requirements, dedicated) = D::requirements(self, p.handles[i]);
+            let mut adesc = AllocationDesc::new(requirements, d.memory_usage())
+                .class(d.class())
                 .dedicated(dedicated);
-            if let Some(n) = &d.name {
+            if let Some(n) = d.debug_name() {
                 adesc = adesc.name(n);
             }
             match self.allocator.allocate(&adesc) {
                 Ok(a) => p.allocations.push(a),
-                Err(e) => return Err(wrap(i, self.undo_buffers(p, e.into()))),
+                Err(e) => return Err(wrap(i, self.undo::<D>(p, e.into()))),
             }
         }
-        let binds: SmallVec<[vk::BindBufferMemoryInfo<'_>; 1]> = p
-            .handles
-            .iter()
-            .zip(&p.allocations)
-            .map(|(&b, a)| {
-                vk::BindBufferMemoryInfo::default()
-                    .buffer(b)
-                    .memory(a.memory())
-                    .memory_offset(a.offset())
-            })
-            .collect();
-        let bound = self
-            .faults
-            .check(FaultPoint::BindBufferMemory)
-            .and_then(|()| {
-                // SAFETY: each buffer is fresh (no memory bound) and its
-                // allocation was made from its own requirements, so size,
-                // alignment and memory type satisfy the bind's valid usage.
-                unsafe { self.device.bind_buffer_memory2(&binds) }
-            });
-        drop(binds);
-        if let Err(result) = bound {
-            // If the bind failed, spec: the buffers' memory binding state is
+        // SAFETY: each object is fresh (no memory bound) and its allocation
+        // was made from its own requirements, so size, alignment and memory
+        // type satisfy the bind's valid usage.
+        if let Err(result) = unsafe { D::bind(self, &p.handles, &p.allocations) } {
+            // If the bind failed, spec: the objects' memory binding state is
             // undefined, but destroying them and freeing the memory is valid.
-            return Err(self.undo_buffers(
-                p,
-                ResourceError::Vulkan {
-                    call: "vkBindBufferMemory2",
-                    result,
-                },
-            ));
-        }
-        for (i, d) in descs.iter().enumerate() {
-            if let Some(name) = &d.name {
-                let named = self
-                    .set_name(p.handles[i], name)
-                    .and_then(|()| self.name_memory(&p.allocations[i], name));
-                if let Err(e) = named {
-                    return Err(wrap(i, self.undo_buffers(p, e)));
-                }
-            }
-        }
-        let mut out = SmallVec::with_capacity(descs.len());
-        let mut registry = self.registry.lock();
-        for ((d, handle), allocation) in descs.iter().zip(p.handles).zip(p.allocations) {
-            let slot = registry.insert(Entry {
-                kind: ResourceKind::Buffer,
-                handle: vk::Handle::as_raw(handle),
-                name: d.name.clone(),
-                memory_size: allocation.reserved_size(),
-                retired: None,
-            });
-            out.push(Buffer {
-                handle,
-                allocation,
-                desc: d.clone(),
-                owner: self.id,
-                slot,
-            });
-        }
-        Ok(out)
-    }
-
-    pub(super) fn create_images_inner(
-        &self,
-        descs: &[ImageDesc],
-        batch: bool,
-    ) -> Result<SmallVec<[Image; 1]>, ResourceError> {
-        let wrap = |index: usize, e: ResourceError| {
-            if batch {
-                ResourceError::Batch {
-                    index,
-                    source: Box::new(e),
-                }
-            } else {
-                e
-            }
-        };
-        for (i, d) in descs.iter().enumerate() {
-            self.validate_image_desc(d).map_err(|e| wrap(i, e))?;
-        }
-        if descs.is_empty() {
-            // vkBindImageMemory2 needs bindInfoCount > 0.
-            return Ok(SmallVec::new());
-        }
-        let mut p: Pending<vk::Image> = Pending {
-            handles: SmallVec::with_capacity(descs.len()),
-            allocations: SmallVec::with_capacity(descs.len()),
-        };
-        for (i, d) in descs.iter().enumerate() {
-            match self.create_image_object(d) {
-                Ok(h) => p.handles.push(h),
-                Err(e) => return Err(wrap(i, self.undo_images(p, e))),
-            }
-        }
-        for (i, d) in descs.iter().enumerate() {
-            let handle = p.handles[i];
-            let (requirements, dedicated) = self.image_requirements(handle);
-            let class = if d.tiling == vk::ImageTiling::OPTIMAL {
-                ResourceClass::Optimal
-            } else {
-                ResourceClass::Linear
+            let e = ResourceError::Vulkan {
+                call: D::BIND_CALL,
+                result,
             };
-            let mut adesc = AllocationDesc::new(requirements, d.memory)
-                .class(class)
-                .dedicated(dedicated);
-            if let Some(n) = &d.name {
-                adesc = adesc.name(n);
-            }
-            match self.allocator.allocate(&adesc) {
-                Ok(a) => p.allocations.push(a),
-                Err(e) => return Err(wrap(i, self.undo_images(p, e.into()))),
-            }
-        }
-        let binds: SmallVec<[vk::BindImageMemoryInfo<'_>; 1]> = p
-            .handles
-            .iter()
-            .zip(&p.allocations)
-            .map(|(&img, a)| {
-                vk::BindImageMemoryInfo::default()
-                    .image(img)
-                    .memory(a.memory())
-                    .memory_offset(a.offset())
-            })
-            .collect();
-        let bound = self
-            .faults
-            .check(FaultPoint::BindImageMemory)
-            .and_then(|()| {
-                // SAFETY: each image is fresh, not disjoint (refused by
-                // validation), and its allocation satisfies its requirements.
-                unsafe { self.device.bind_image_memory2(&binds) }
-            });
-        drop(binds);
-        if let Err(result) = bound {
-            return Err(self.undo_images(
-                p,
-                ResourceError::Vulkan {
-                    call: "vkBindImageMemory2",
-                    result,
-                },
-            ));
+            return Err(self.undo::<D>(p, e));
         }
         for (i, d) in descs.iter().enumerate() {
-            if let Some(name) = &d.name {
+            if let Some(name) = d.debug_name() {
                 let named = self
                     .set_name(p.handles[i], name)
                     .and_then(|()| self.name_memory(&p.allocations[i], name));
                 if let Err(e) = named {
-                    return Err(wrap(i, self.undo_images(p, e)));
+                    return Err(wrap(i, self.undo::<D>(p, e)));
                 }
             }
         }
@@ -217,57 +149,39 @@ impl ResourceManager {
         let mut registry = self.registry.lock();
         for ((d, handle), allocation) in descs.iter().zip(p.handles).zip(p.allocations) {
             let slot = registry.insert(Entry {
-                kind: ResourceKind::Image,
+                kind: D::KIND,
                 handle: vk::Handle::as_raw(handle),
-                name: d.name.clone(),
+                name: d.debug_name().map(str::to_owned),
                 memory_size: allocation.reserved_size(),
                 retired: None,
             });
-            out.push(Image {
-                handle,
-                allocation,
-                desc: d.clone(),
-                owner: self.id,
-                slot,
-                layouts: ImageLayouts::new(d.mip_levels, d.array_layers),
-            });
+            out.push(d.make_resource(handle, allocation, self.id, slot));
         }
         Ok(out)
     }
 
-    /// Frees the allocations of a failed creation, last made first.
-    fn free_in_reverse(&self, allocations: impl DoubleEndedIterator<Item = Allocation>) {
-        for a in allocations.rev() {
+    /// Destroys the objects and frees the allocations of a failed creation,
+    /// objects first, each in reverse order of creation, and returns
+    /// `error`.
+    fn undo<D: BatchDesc>(&self, p: Pending<D::Handle>, error: ResourceError) -> ResourceError {
+        for &h in p.handles.iter().rev() {
+            // SAFETY: the object was created by this call and never handed
+            // out, so no GPU work can use it.
+            unsafe { D::destroy_object(self, h) };
+        }
+        for a in p.allocations.into_iter().rev() {
             let freed = self.allocator.free(a);
             debug_assert!(
                 freed.is_ok(),
                 "allocation from our own allocator: {freed:?}"
             );
         }
-    }
-
-    /// Destroys the objects and frees the allocations of a failed creation,
-    /// objects first (reverse of creation), and returns `error`.
-    fn undo_buffers(&self, p: Pending<vk::Buffer>, error: ResourceError) -> ResourceError {
-        for &b in p.handles.iter().rev() {
-            // SAFETY: the buffer was created by this call and never handed out,
-            // so no GPU work can use it.
-            unsafe { self.device.destroy_buffer(b, self.callbacks.get()) };
-        }
-        self.free_in_reverse(p.allocations.into_iter());
-        error
-    }
-
-    fn undo_images(&self, p: Pending<vk::Image>, error: ResourceError) -> ResourceError {
-        for &img in p.handles.iter().rev() {
-            // SAFETY: created by this call, never handed out.
-            unsafe { self.device.destroy_image(img, self.callbacks.get()) };
-        }
-        self.free_in_reverse(p.allocations.into_iter());
         error
     }
 }
 
+/// mem-core's dedicated hint from the driver's answer, with the object as
+/// the dedicated allocation's target.
 pub(super) fn dedicated_hint(
     req: &vk::MemoryDedicatedRequirements<'_>,
     target: DedicatedTarget,

@@ -3,7 +3,7 @@
 //! point. A buffer's memory is always of the linear class; its handle,
 //! allocation and slot stay together until it is destroyed by value.
 
-use super::batch::dedicated_hint;
+use super::batch::{dedicated_hint, BatchDesc};
 use super::*;
 
 /// A buffer with its memory bound, made by [`ResourceManager::create_buffer`].
@@ -73,7 +73,7 @@ impl ResourceManager {
     #[doc(alias = "vkCreateBuffer")]
     #[doc(alias = "vmaCreateBuffer")]
     pub fn create_buffer(&self, desc: &BufferDesc) -> Result<Buffer, ResourceError> {
-        let mut v = self.create_buffers_inner(std::slice::from_ref(desc), false)?;
+        let mut v = self.create_batch(std::slice::from_ref(desc), false)?;
         Ok(v.pop().expect("one buffer per desc"))
     }
 
@@ -82,48 +82,7 @@ impl ResourceManager {
     /// error says which desc failed ([`ResourceError::Batch`]), except for
     /// the shared bind call, whose failure is reported as is.
     pub fn create_buffers(&self, descs: &[BufferDesc]) -> Result<Vec<Buffer>, ResourceError> {
-        Ok(self.create_buffers_inner(descs, true)?.into_vec())
-    }
-
-    pub(super) fn create_buffer_object(&self, d: &BufferDesc) -> Result<vk::Buffer, ResourceError> {
-        let families = d.sharing.distinct_families();
-        let info = vk::BufferCreateInfo::default()
-            .size(d.size)
-            .usage(d.usage)
-            .sharing_mode(d.sharing.mode())
-            .queue_family_indices(&families);
-        self.faults
-            .check(FaultPoint::CreateBuffer)
-            .and_then(|()| {
-                // SAFETY: the desc passed validation (non-zero size within
-                // maxBufferSize, non-empty usage, valid distinct families for
-                // concurrent sharing).
-                unsafe { self.device.create_buffer(&info, self.callbacks.get()) }
-            })
-            .map_err(|result| ResourceError::Vulkan {
-                call: "vkCreateBuffer",
-                result,
-            })
-    }
-
-    pub(super) fn buffer_requirements(
-        &self,
-        buffer: vk::Buffer,
-    ) -> (vk::MemoryRequirements, Dedicated) {
-        let mut dedicated = vk::MemoryDedicatedRequirements::default();
-        let mut req2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
-        let info = vk::BufferMemoryRequirementsInfo2::default().buffer(buffer);
-        // SAFETY: the buffer is a live object of this device; the chain is on
-        // the stack.
-        unsafe {
-            self.device
-                .get_buffer_memory_requirements2(&info, &mut req2)
-        };
-        let requirements = req2.memory_requirements;
-        (
-            requirements,
-            dedicated_hint(&dedicated, DedicatedTarget::Buffer(buffer)),
-        )
+        Ok(self.create_batch(descs, true)?.into_vec())
     }
 
     /// Destroys a buffer and frees its memory now.
@@ -191,5 +150,122 @@ impl ResourceManager {
         }
         self.retire(RetiredResource::Buffer(buffer), after.into());
         Ok(())
+    }
+}
+
+impl BatchDesc for BufferDesc {
+    type Handle = vk::Buffer;
+    type Resource = Buffer;
+    const KIND: ResourceKind = ResourceKind::Buffer;
+    const BIND_CALL: &'static str = "vkBindBufferMemory2";
+
+    fn check(&self, manager: &ResourceManager) -> Result<(), ResourceError> {
+        manager.validate_buffer_desc(self)
+    }
+
+    fn create_object(&self, manager: &ResourceManager) -> Result<vk::Buffer, ResourceError> {
+        let families = self.sharing.distinct_families();
+        let info = vk::BufferCreateInfo::default()
+            .size(self.size)
+            .usage(self.usage)
+            .sharing_mode(self.sharing.mode())
+            .queue_family_indices(&families);
+        manager
+            .faults
+            .check(FaultPoint::CreateBuffer)
+            .and_then(|()| {
+                // SAFETY: the desc passed validation (non-zero size within
+                // maxBufferSize, non-empty usage, valid distinct families for
+                // concurrent sharing).
+                unsafe { manager.device.create_buffer(&info, manager.callbacks.get()) }
+            })
+            .map_err(|result| ResourceError::Vulkan {
+                call: "vkCreateBuffer",
+                result,
+            })
+    }
+
+    fn requirements(
+        manager: &ResourceManager,
+        buffer: vk::Buffer,
+    ) -> (vk::MemoryRequirements, Dedicated) {
+        let mut dedicated = vk::MemoryDedicatedRequirements::default();
+        let mut req2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
+        let info = vk::BufferMemoryRequirementsInfo2::default().buffer(buffer);
+        // SAFETY: the buffer is a live object of this device; the chain is on
+        // the stack.
+        unsafe {
+            manager
+                .device
+                .get_buffer_memory_requirements2(&info, &mut req2)
+        };
+        let requirements = req2.memory_requirements;
+        (
+            requirements,
+            dedicated_hint(&dedicated, DedicatedTarget::Buffer(buffer)),
+        )
+    }
+
+    fn class(&self) -> ResourceClass {
+        ResourceClass::Linear
+    }
+
+    fn memory_usage(&self) -> MemoryUsage {
+        self.memory
+    }
+
+    fn debug_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    unsafe fn bind(
+        manager: &ResourceManager,
+        buffers: &[vk::Buffer],
+        allocations: &[Allocation],
+    ) -> Result<(), vk::Result> {
+        let binds: SmallVec<[vk::BindBufferMemoryInfo<'_>; 1]> = buffers
+            .iter()
+            .zip(allocations)
+            .map(|(&b, a)| {
+                vk::BindBufferMemoryInfo::default()
+                    .buffer(b)
+                    .memory(a.memory())
+                    .memory_offset(a.offset())
+            })
+            .collect();
+        manager
+            .faults
+            .check(FaultPoint::BindBufferMemory)
+            .and_then(|()| {
+                // SAFETY: fresh buffers with allocations from their own
+                // requirements (this function's contract).
+                unsafe { manager.device.bind_buffer_memory2(&binds) }
+            })
+    }
+
+    unsafe fn destroy_object(manager: &ResourceManager, buffer: vk::Buffer) {
+        // SAFETY: made by this manager with these callbacks and unused by
+        // the GPU (this function's contract).
+        unsafe {
+            manager
+                .device
+                .destroy_buffer(buffer, manager.callbacks.get())
+        };
+    }
+
+    fn make_resource(
+        &self,
+        handle: vk::Buffer,
+        allocation: Allocation,
+        owner: u64,
+        slot: u32,
+    ) -> Buffer {
+        Buffer {
+            handle,
+            allocation,
+            desc: self.clone(),
+            owner,
+            slot,
+        }
     }
 }

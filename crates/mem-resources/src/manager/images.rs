@@ -3,7 +3,7 @@
 //! point. An image's memory class follows its tiling (`OPTIMAL` apart from
 //! everything linear); it carries the layouts of its subresources.
 
-use super::batch::dedicated_hint;
+use super::batch::{dedicated_hint, BatchDesc};
 use super::*;
 
 /// An image with its memory bound, made by [`ResourceManager::create_image`].
@@ -85,58 +85,14 @@ impl ResourceManager {
     #[doc(alias = "vkCreateImage")]
     #[doc(alias = "vmaCreateImage")]
     pub fn create_image(&self, desc: &ImageDesc) -> Result<Image, ResourceError> {
-        let mut v = self.create_images_inner(std::slice::from_ref(desc), false)?;
+        let mut v = self.create_batch(std::slice::from_ref(desc), false)?;
         Ok(v.pop().expect("one image per desc"))
     }
 
     /// Creates one image per desc with a single `vkBindImageMemory2` call;
     /// all or nothing, like [`Self::create_buffers`].
     pub fn create_images(&self, descs: &[ImageDesc]) -> Result<Vec<Image>, ResourceError> {
-        Ok(self.create_images_inner(descs, true)?.into_vec())
-    }
-
-    pub(super) fn create_image_object(&self, d: &ImageDesc) -> Result<vk::Image, ResourceError> {
-        let families = d.sharing.distinct_families();
-        let info = vk::ImageCreateInfo::default()
-            .flags(d.create_flags())
-            .image_type(d.kind.image_type())
-            .format(d.format)
-            .extent(d.extent)
-            .mip_levels(d.mip_levels)
-            .array_layers(d.array_layers)
-            .samples(d.samples)
-            .tiling(d.tiling)
-            .usage(d.usage)
-            .sharing_mode(d.sharing.mode())
-            .queue_family_indices(&families)
-            .initial_layout(d.initial_layout);
-        self.faults
-            .check(FaultPoint::CreateImage)
-            .and_then(|()| {
-                // SAFETY: the desc passed validation, including the format
-                // properties for exactly this format/type/tiling/usage/flags.
-                unsafe { self.device.create_image(&info, self.callbacks.get()) }
-            })
-            .map_err(|result| ResourceError::Vulkan {
-                call: "vkCreateImage",
-                result,
-            })
-    }
-
-    pub(super) fn image_requirements(
-        &self,
-        image: vk::Image,
-    ) -> (vk::MemoryRequirements, Dedicated) {
-        let mut dedicated = vk::MemoryDedicatedRequirements::default();
-        let mut req2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
-        let info = vk::ImageMemoryRequirementsInfo2::default().image(image);
-        // SAFETY: the image is a live, non-disjoint object of this device.
-        unsafe { self.device.get_image_memory_requirements2(&info, &mut req2) };
-        let requirements = req2.memory_requirements;
-        (
-            requirements,
-            dedicated_hint(&dedicated, DedicatedTarget::Image(image)),
-        )
+        Ok(self.create_batch(descs, true)?.into_vec())
     }
 
     /// Destroys an image and frees its memory now.
@@ -190,5 +146,130 @@ impl ResourceManager {
         }
         self.retire(RetiredResource::Image(image), after.into());
         Ok(())
+    }
+}
+
+impl BatchDesc for ImageDesc {
+    type Handle = vk::Image;
+    type Resource = Image;
+    const KIND: ResourceKind = ResourceKind::Image;
+    const BIND_CALL: &'static str = "vkBindImageMemory2";
+
+    fn check(&self, manager: &ResourceManager) -> Result<(), ResourceError> {
+        manager.validate_image_desc(self)
+    }
+
+    fn create_object(&self, manager: &ResourceManager) -> Result<vk::Image, ResourceError> {
+        let families = self.sharing.distinct_families();
+        let info = vk::ImageCreateInfo::default()
+            .flags(self.create_flags())
+            .image_type(self.kind.image_type())
+            .format(self.format)
+            .extent(self.extent)
+            .mip_levels(self.mip_levels)
+            .array_layers(self.array_layers)
+            .samples(self.samples)
+            .tiling(self.tiling)
+            .usage(self.usage)
+            .sharing_mode(self.sharing.mode())
+            .queue_family_indices(&families)
+            .initial_layout(self.initial_layout);
+        manager
+            .faults
+            .check(FaultPoint::CreateImage)
+            .and_then(|()| {
+                // SAFETY: the desc passed validation, including the format
+                // properties for exactly this format/type/tiling/usage/flags.
+                unsafe { manager.device.create_image(&info, manager.callbacks.get()) }
+            })
+            .map_err(|result| ResourceError::Vulkan {
+                call: "vkCreateImage",
+                result,
+            })
+    }
+
+    fn requirements(
+        manager: &ResourceManager,
+        image: vk::Image,
+    ) -> (vk::MemoryRequirements, Dedicated) {
+        let mut dedicated = vk::MemoryDedicatedRequirements::default();
+        let mut req2 = vk::MemoryRequirements2::default().push_next(&mut dedicated);
+        let info = vk::ImageMemoryRequirementsInfo2::default().image(image);
+        // SAFETY: the image is a live, non-disjoint object of this device.
+        unsafe {
+            manager
+                .device
+                .get_image_memory_requirements2(&info, &mut req2)
+        };
+        let requirements = req2.memory_requirements;
+        (
+            requirements,
+            dedicated_hint(&dedicated, DedicatedTarget::Image(image)),
+        )
+    }
+
+    fn class(&self) -> ResourceClass {
+        if self.tiling == vk::ImageTiling::OPTIMAL {
+            ResourceClass::Optimal
+        } else {
+            ResourceClass::Linear
+        }
+    }
+
+    fn memory_usage(&self) -> MemoryUsage {
+        self.memory
+    }
+
+    fn debug_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    unsafe fn bind(
+        manager: &ResourceManager,
+        images: &[vk::Image],
+        allocations: &[Allocation],
+    ) -> Result<(), vk::Result> {
+        let binds: SmallVec<[vk::BindImageMemoryInfo<'_>; 1]> = images
+            .iter()
+            .zip(allocations)
+            .map(|(&img, a)| {
+                vk::BindImageMemoryInfo::default()
+                    .image(img)
+                    .memory(a.memory())
+                    .memory_offset(a.offset())
+            })
+            .collect();
+        manager
+            .faults
+            .check(FaultPoint::BindImageMemory)
+            .and_then(|()| {
+                // SAFETY: fresh images, not disjoint (refused by validation),
+                // with allocations from their own requirements (this
+                // function's contract).
+                unsafe { manager.device.bind_image_memory2(&binds) }
+            })
+    }
+
+    unsafe fn destroy_object(manager: &ResourceManager, image: vk::Image) {
+        // SAFETY: made by this manager with these callbacks and unused by
+        // the GPU (this function's contract).
+        unsafe { manager.device.destroy_image(image, manager.callbacks.get()) };
+    }
+
+    fn make_resource(
+        &self,
+        handle: vk::Image,
+        allocation: Allocation,
+        owner: u64,
+        slot: u32,
+    ) -> Image {
+        Image {
+            handle,
+            allocation,
+            desc: self.clone(),
+            owner,
+            slot,
+            layouts: ImageLayouts::new(self.mip_levels, self.array_layers),
+        }
     }
 }

@@ -65,7 +65,8 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::{
-    Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, Refused, ResourceClass,
+    Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, MemoryUsage, Refused,
+    ResourceClass,
 };
 use parking_lot::Mutex;
 use smallvec::SmallVec;
