@@ -855,6 +855,11 @@
 
   function setHover(h, e) {
     const old = hover;
+    if (old && h && old.b === h.b && old.r === h.r) {
+      // Same range: only the tooltip follows the pointer.
+      tooltip(h, e);
+      return;
+    }
     hover = h;
     if (old && old.b.t) drawOverlay(old.b.t);
     if (h && h.b.t && (!old || old.b.t !== h.b.t)) drawOverlay(h.b.t);
@@ -1359,8 +1364,14 @@
     const R = 12;
     const T = Math.round(22 * ui);
     const B = Math.round(22 * ui);
-    const t0 = s[0][0];
-    const t1 = Math.max(s[s.length - 1][0], t0 + 1e-9);
+    // The time axis spans the samples and the marks.
+    let t0 = s[0][0];
+    let t1 = s[s.length - 1][0];
+    for (const [t] of tl.marks) {
+      t0 = Math.min(t0, t);
+      t1 = Math.max(t1, t);
+    }
+    t1 = Math.max(t1, t0 + 1e-9);
     let max = 1;
     for (const [, a, b] of s) max = Math.max(max, a, b);
     const yStep = byteStep(max, 4);
@@ -1522,7 +1533,7 @@
     const B = Math.round(16 * ui);
     let max = 1;
     for (const [, n] of data) max = Math.max(max, n);
-    const slot = w / data.length;
+    const slot = Math.min(w / data.length, 84 * ui);
     const bw = Math.max(2, Math.min(48, slot - 4));
     ctx.font = font(10);
     ctx.textBaseline = 'top';

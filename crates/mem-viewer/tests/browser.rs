@@ -286,3 +286,139 @@ fn fmt_int(n: usize) -> String {
     }
     out
 }
+
+/// A page that loads the report in a frame, presses keys and moves the
+/// mouse in it with script, and writes what the report showed after each
+/// step into `<pre id="result">` as JSON (the browser runs with
+/// `--allow-file-access-from-files`, so the frame's document is reachable).
+const HARNESS: &str = r#"<!DOCTYPE html>
+<html><body>
+<iframe id="f" src="report.html" style="width:1280px;height:720px;border:0"></iframe>
+<script>
+const f = document.getElementById('f');
+f.addEventListener('load', () => {
+  const out = {};
+  try {
+    const d = f.contentDocument;
+    const w = f.contentWindow;
+    const key = (el, k, extra) =>
+      el.dispatchEvent(new w.KeyboardEvent('keydown', Object.assign({ key: k, bubbles: true, cancelable: true }, extra || {})));
+    const name = () => d.querySelector('#detail-body .name').textContent;
+    const pinned = () => d.querySelector('#detail-body .pin') !== null;
+    const block = () => d.getElementById('blocklist').getAttribute('aria-activedescendant');
+    const list = d.getElementById('blocklist');
+    list.focus();
+    out.start = [name(), block()];
+    key(list, 'ArrowRight');
+    out.right = [name(), block()];
+    key(list, 'Enter');
+    out.enter = [name(), pinned()];
+    key(list, 'Escape');
+    out.escape = pinned();
+    key(list, 'ArrowDown');
+    out.down = block();
+    key(list, 'End');
+    out.end = name();
+    key(list, 'ArrowRight');
+    out.next_block = [name(), block()];
+    key(list, 'ArrowLeft');
+    out.back = [name(), block()];
+    key(list, 'Home');
+    out.home = name();
+    key(list, 'ArrowUp');
+    out.up = block();
+    key(d.body, '/');
+    out.slash = d.activeElement.id;
+    const input = d.getElementById('search');
+    input.value = '#7';
+    key(input, 'Enter');
+    out.search = [name(), d.body.dataset.matches];
+    key(input, 'Escape');
+    out.cleared = d.body.dataset.matches;
+    // The pointer over the first memory type's map, 2 px into its first
+    // block: the tooltip names the allocation; a click pins it.
+    const map = d.querySelector('.map-wrap');
+    const r = map.getBoundingClientRect();
+    const at = { clientX: r.left + 2, clientY: r.top + 30, bubbles: true };
+    map.dispatchEvent(new w.MouseEvent('mousemove', at));
+    const tip = d.getElementById('tooltip');
+    out.hover = [tip.hidden, tip.querySelector('.name') ? tip.querySelector('.name').textContent : null];
+    map.dispatchEvent(new w.MouseEvent('click', at));
+    out.click = [name(), pinned()];
+  } catch (e) {
+    out.error = String(e && e.stack || e);
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'result';
+  pre.textContent = JSON.stringify(out);
+  document.body.append(pre);
+});
+</script>
+</body></html>
+"#;
+
+#[test]
+fn keyboard_and_pointer_move_pin_and_search() {
+    let per_block = 40;
+    let s = synthetic(4, per_block, 2, "first");
+    let dir = test_dir("keyboard");
+    std::fs::write(
+        dir.join("report.html"),
+        html_report_value(&s.dump, &ReportOptions::new()).unwrap(),
+    )
+    .unwrap();
+    let harness = dir.join("harness.html");
+    std::fs::write(&harness, HARNESS).unwrap();
+    let Some(browser) = browser() else { return };
+    let (dom, _) = browser.dump_dom_with(
+        &dir,
+        &file_url(&harness),
+        &["--allow-file-access-from-files"],
+        5_000,
+        Duration::from_secs(120),
+    );
+    let start = dom
+        .find("<pre id=\"result\">")
+        .expect("the harness finished")
+        + 17;
+    let end = start + dom[start..].find("</pre>").unwrap();
+    let text = dom[start..end]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    let out: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(out.get("error").is_none(), "{}", out["error"]);
+    // Blocks in the page's order: type 1's pooled blocks (#0, #1, #3) in
+    // dump order, then its memory of its own; type 2's (#2) last.
+    let n = |i: usize| json!(s.names[i]);
+    assert_eq!(out["start"], json!([s.names[0], "block-0"]));
+    assert_eq!(
+        out["right"],
+        json!([s.names[1], "block-0"]),
+        "→: next allocation"
+    );
+    assert_eq!(out["enter"], json!([s.names[1], true]), "Enter pins");
+    assert_eq!(out["escape"], json!(false), "Esc unpins");
+    assert_eq!(out["down"], json!("block-1"), "↓: next block");
+    assert_eq!(out["end"], n(2 * per_block - 1), "End: last of the block");
+    assert_eq!(
+        out["next_block"],
+        json!([s.names[3 * per_block], "block-3"]),
+        "→ at a block's end: the next block's first"
+    );
+    assert_eq!(out["back"], json!([s.names[2 * per_block - 1], "block-1"]));
+    assert_eq!(out["home"], n(per_block), "Home: first of the block");
+    assert_eq!(out["up"], json!("block-0"), "↑: previous block");
+    assert_eq!(out["slash"], json!("search"), "/ focuses the search box");
+    let first = s.names.iter().find(|m| m.contains("#7")).unwrap();
+    let count = s.names.iter().filter(|m| m.contains("#7")).count();
+    assert_eq!(
+        out["search"],
+        json!([first, count.to_string()]),
+        "Enter in the search box selects the first match"
+    );
+    assert_eq!(out["cleared"], json!("0"), "Esc clears the search");
+    assert_eq!(out["hover"], json!([false, s.names[0]]), "the tooltip");
+    assert_eq!(out["click"], json!([s.names[0], true]), "a click pins");
+}

@@ -154,15 +154,24 @@ impl Browser {
         budget_ms: u64,
         timeout: Duration,
     ) -> (String, f64) {
-        let (out, seconds) = self.run(
-            dir,
-            url,
-            &[
-                "--dump-dom".to_owned(),
-                format!("--virtual-time-budget={budget_ms}"),
-            ],
-            timeout,
-        );
+        self.dump_dom_with(dir, url, &[], budget_ms, timeout)
+    }
+
+    /// As [`Self::dump_dom`], with more command-line switches.
+    pub fn dump_dom_with(
+        &self,
+        dir: &Path,
+        url: &str,
+        switches: &[&str],
+        budget_ms: u64,
+        timeout: Duration,
+    ) -> (String, f64) {
+        let mut args = vec![
+            "--dump-dom".to_owned(),
+            format!("--virtual-time-budget={budget_ms}"),
+        ];
+        args.extend(switches.iter().map(|s| (*s).to_owned()));
+        let (out, seconds) = self.run(dir, url, &args, timeout);
         (String::from_utf8(out).expect("the DOM is UTF-8"), seconds)
     }
 
