@@ -1300,8 +1300,10 @@
     });
     const m = /(?:^#|&)search=([^&]*)/.exec(location.hash);
     if (m) {
+      // A link to a search opens on its first match.
       input.value = decodeURIComponent(m[1].replace(/\+/g, ' '));
       applySearch(input.value);
+      if (search.matches.length) setCursor(search.matches[0], false);
     }
   }
 

@@ -118,6 +118,18 @@ fn search_from_the_address_counts_matches() {
             Some(expected.to_string().as_str()),
             "matches of {query:?}"
         );
+        // The page opens on the first match (here in block #0, the first
+        // block drawn).
+        if let Some(first) = s
+            .names
+            .iter()
+            .find(|n| n.to_lowercase().contains(&query.to_lowercase()))
+        {
+            assert!(
+                dom.contains(&format!("<span class=\"name\">{first}</span>")),
+                "the details do not show {first:?}"
+            );
+        }
     }
 }
 
