@@ -87,6 +87,10 @@ struct Args {
     /// read) measured in the same run.
     #[arg(long)]
     both_ways: bool,
+    /// Also time a texture (--texture, full mip chain) written from host
+    /// memory with VK_EXT_host_image_copy against the belt, same image.
+    #[arg(long)]
+    host_image_copy: bool,
     /// What the second belt of the A/B rows changes.
     #[arg(long, value_enum, default_value_t = Ab::Overlap)]
     ab: Ab,
@@ -140,6 +144,7 @@ impl Rig {
             .validation(validation)
             .want_device_extension(ash::ext::memory_budget::NAME)
             .want_device_extension(ash::ext::external_memory_host::NAME)
+            .want_device_extension(ash::ext::host_image_copy::NAME)
             .build();
         let import = import && ctx.has_extension(ash::ext::external_memory_host::NAME);
         // SAFETY: the context's handles are valid and outlive the allocator.
@@ -712,6 +717,62 @@ fn bench_both_ways(rig: &Rig, args: &Args, ring: u64) {
     );
 }
 
+/// A texture with its mip chain through the belt and written from host
+/// memory (VK_EXT_host_image_copy), into the same image, alternating.
+fn bench_host_copy(rig: &Rig, args: &Args, ring: u64) {
+    if !rig.ctx.features().host_image_copy {
+        println!("host image copy: this device lacks VK_EXT_host_image_copy");
+        return;
+    }
+    let n = args.texture;
+    let mips = 32 - n.leading_zeros();
+    let img = rig
+        .res()
+        .create_image(
+            &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, n, n, mips).usage(
+                vk::ImageUsageFlags::SAMPLED
+                    | vk::ImageUsageFlags::TRANSFER_DST
+                    | vk::ImageUsageFlags::HOST_TRANSFER_EXT,
+            ),
+        )
+        .expect("texture");
+    let layout = ImageLayout::new_2d(vk::Format::R8G8B8A8_UNORM, n, n, mips, 1);
+    let data = pattern(expected_data_size(&layout).unwrap() as usize);
+    let mut belt = rig.belt_with(StagingBeltDesc {
+        force_staging: true,
+        host_image_copy: true,
+        ..StagingBeltDesc::with_ring_size(ring)
+    });
+    let final_layout = vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL;
+    let (mut staged, mut host) = (Duration::MAX, Duration::MAX);
+    for _ in 0..args.reps.max(1) {
+        let start = Instant::now();
+        let _ = belt.upload_image(&img, &data, final_layout).unwrap();
+        belt.finish().unwrap();
+        staged = staged.min(start.elapsed());
+        let start = Instant::now();
+        belt.copy_image_on_host(&img, &data, final_layout).unwrap();
+        host = host.min(start.elapsed());
+    }
+    drop(belt);
+    // SAFETY: the belt finished its copies; the host copy is synchronous.
+    unsafe { rig.res().destroy_image(img) }.unwrap();
+    let bytes = data.len() as u64;
+    println!();
+    println!("| {n}x{n} RGBA8, {mips} mips ({bytes} bytes) | ms | GB/s |");
+    println!("|---|---:|---:|");
+    for (case, t) in [
+        ("belt (ring + vkCmdCopyBufferToImage)", staged),
+        ("vkCopyMemoryToImageEXT (host image copy)", host),
+    ] {
+        println!(
+            "| {case} | {:.2} | {:.2} |",
+            t.as_secs_f64() * 1e3,
+            gbps(bytes, t)
+        );
+    }
+}
+
 /// The copy threads the belts of this run use.
 fn belt_threads(rig: &Rig) -> usize {
     rig.threads
@@ -955,8 +1016,13 @@ fn main() {
     println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
         std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltDesc::default().ring_memory));
     let ring = args.ring_mib * MIB;
-    if args.both_ways {
-        bench_both_ways(&rig, &args, ring);
+    if args.both_ways || args.host_image_copy {
+        if args.both_ways {
+            bench_both_ways(&rig, &args, ring);
+        }
+        if args.host_image_copy {
+            bench_host_copy(&rig, &args, ring);
+        }
         return;
     }
     let [big, big_off] = bench_big(&rig, &args, args.size_mib * MIB, ring);

@@ -88,6 +88,11 @@ pub struct StagingBeltDesc {
     /// the driver's wake-up. Default 500 µs; zero blocks at once. Never
     /// longer than [`Self::wait_timeout`].
     pub spin_wait: Duration,
+    /// The engine enabled `VK_EXT_host_image_copy` and its `hostImageCopy`
+    /// feature on the device, so [`super::StagingBelt::copy_image_on_host`]
+    /// may write images with `HOST_TRANSFER_EXT` usage straight from host
+    /// memory. Default false.
+    pub host_image_copy: bool,
 }
 impl Default for StagingBeltDesc {
     fn default() -> Self {
@@ -106,6 +111,7 @@ impl Default for StagingBeltDesc {
             import_chunk_size: 32 * MIB,
             overlap_submit: true,
             spin_wait: Duration::from_micros(500),
+            host_image_copy: false,
         }
     }
 }

@@ -31,6 +31,21 @@ pub enum StagingError {
         /// Its usage flags, as text.
         usage: String,
     },
+    /// A host image copy on a belt made without
+    /// [`super::StagingBeltDesc::host_image_copy`].
+    #[error("image {name:?}: the belt was made without host image copy (VK_EXT_host_image_copy)")]
+    HostImageCopyUnavailable {
+        /// The image's name.
+        name: Option<String>,
+    },
+    /// A host image copy into an image without `HOST_TRANSFER_EXT` usage.
+    #[error("image {name:?} lacks HOST_TRANSFER_EXT usage (has {usage})")]
+    MissingHostTransfer {
+        /// The image's name.
+        name: Option<String>,
+        /// Its usage flags, as text.
+        usage: String,
+    },
     /// The source of a readback lacks `TRANSFER_SRC` usage.
     #[error("readback source {name:?} lacks TRANSFER_SRC usage (has {usage})")]
     MissingTransferSrc {

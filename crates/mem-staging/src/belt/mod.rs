@@ -83,6 +83,7 @@ mod config;
 mod download;
 mod error;
 mod faults;
+mod host_copy;
 mod image;
 mod imported;
 mod pending_images;
@@ -162,6 +163,8 @@ pub struct StagingBelt {
     faults: Faults,
     stats: StagingStats,
     importer: Option<HostImporter>,
+    /// `VK_EXT_host_image_copy`, when the engine enabled it.
+    host_copy: Option<host_copy::HostCopy>,
 }
 /// A batch whose command buffer is ended and whose ring space is closed,
 /// waiting for [`StagingBelt::queue_submit`].
@@ -227,7 +230,9 @@ impl StagingBelt {
     ///   holds `queue.lock` while submitting;
     /// - the device has the `timelineSemaphore` feature enabled;
     /// - when `desc.external_memory_host` is set, the device was created with
-    ///   `VK_EXT_external_memory_host` enabled.
+    ///   `VK_EXT_external_memory_host` enabled;
+    /// - when `desc.host_image_copy` is set, the device was created with
+    ///   `VK_EXT_host_image_copy` and its `hostImageCopy` feature enabled.
     pub unsafe fn new(
         resources: Arc<ResourceManager>,
         instance: &ash::Instance,
@@ -309,6 +314,11 @@ impl StagingBelt {
             ring_size: desc.ring_size,
             ..StagingStats::default()
         };
+        let host_copy = desc.host_image_copy.then(|| {
+            // SAFETY: the engine enabled the extension and its feature
+            // (`desc.host_image_copy`); handles per this function's contract.
+            unsafe { host_copy::HostCopy::new(instance, physical_device, &device) }
+        });
         let importer = if desc.external_memory_host {
             // SAFETY: the engine enabled the extension on this device
             // (`desc.external_memory_host`); handles per this function's contract.
@@ -347,6 +357,7 @@ impl StagingBelt {
             faults: Faults::default(),
             stats,
             importer,
+            host_copy,
         })
     }
 

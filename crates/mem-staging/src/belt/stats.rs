@@ -9,6 +9,9 @@ pub struct StagingStats {
     pub bytes_staged: u64,
     /// Bytes copied back from buffers and images through the ring.
     pub bytes_read_back: u64,
+    /// Bytes written into images from host memory
+    /// ([`super::StagingBelt::copy_image_on_host`]).
+    pub bytes_host_copied: u64,
     /// Bytes written directly into host-visible destinations.
     pub bytes_direct: u64,
     /// Upload calls that succeeded.
