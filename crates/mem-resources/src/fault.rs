@@ -7,8 +7,13 @@
 //! binding and naming. Every call through a [`FaultPoint`] is counted
 //! whether or not a fault is armed (one relaxed atomic add: noise next to a
 //! `vkCreateBuffer`), so a test can run a scenario once, read how many calls
-//! each point got ([`crate::ResourceManager::fault_calls`]), and then fail
-//! each of them in turn.
+//! each point got, and then fail each of them in turn.
+//!
+//! The hooks are methods of the manager behind the cargo feature `testing`
+//! (off by default): `ResourceManager::set_fault` arms the nth call from
+//! now, counted as everywhere in gpumem (1 = the next call, as the staging
+//! belt's `inject_fault`), `clear_faults` disarms, `fault_calls` reads the
+//! counters.
 
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
@@ -77,16 +82,23 @@ impl Default for FaultInjector {
 }
 
 impl FaultInjector {
-    /// Arms `point` so that its `nth` call from now (0 = the next) fails
-    /// once with `result`.
+    /// Arms `point` so that its `nth` call from now (1 = the next) fails
+    /// once with `result`; `nth == 0` disarms the point.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn set(&self, point: FaultPoint, nth: u64, result: vk::Result) {
         let i = point.index();
         self.result[i].store(result.as_raw(), Ordering::SeqCst);
-        let now = self.calls[i].load(Ordering::SeqCst);
-        self.fail_at[i].store(now.saturating_add(nth), Ordering::SeqCst);
+        // `check` compares the call's 0-based index with `fail_at`: the
+        // next call's index is `now`.
+        let at = match nth {
+            0 => DISARMED,
+            n => self.calls[i].load(Ordering::SeqCst).saturating_add(n - 1),
+        };
+        self.fail_at[i].store(at, Ordering::SeqCst);
     }
 
     /// Disarms every point.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn clear(&self) {
         for f in &self.fail_at {
             f.store(DISARMED, Ordering::SeqCst);
@@ -94,6 +106,7 @@ impl FaultInjector {
     }
 
     /// Calls counted at `point` so far.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn calls(&self, point: FaultPoint) -> u64 {
         self.calls[point.index()].load(Ordering::SeqCst)
     }
@@ -124,7 +137,7 @@ mod tests {
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
         f.set(
             FaultPoint::CreateBuffer,
-            2,
+            3,
             vk::Result::ERROR_OUT_OF_HOST_MEMORY,
         );
         assert_eq!(f.check(FaultPoint::CreateBuffer), Ok(()));
@@ -139,10 +152,27 @@ mod tests {
         assert_eq!(f.calls(FaultPoint::CreateImage), 1);
         f.set(
             FaultPoint::BindImageMemory,
-            0,
+            1,
             vk::Result::ERROR_OUT_OF_DEVICE_MEMORY,
         );
         f.clear();
         assert_eq!(f.check(FaultPoint::BindImageMemory), Ok(()));
+    }
+
+    #[test]
+    fn one_is_the_next_call_and_zero_disarms() {
+        let f = FaultInjector::default();
+        f.set(FaultPoint::SetObjectName, 1, vk::Result::ERROR_UNKNOWN);
+        assert_eq!(
+            f.check(FaultPoint::SetObjectName),
+            Err(vk::Result::ERROR_UNKNOWN)
+        );
+        assert_eq!(f.check(FaultPoint::SetObjectName), Ok(()));
+        f.set(FaultPoint::SetObjectName, 2, vk::Result::ERROR_UNKNOWN);
+        f.set(FaultPoint::SetObjectName, 0, vk::Result::ERROR_UNKNOWN);
+        for _ in 0..4 {
+            assert_eq!(f.check(FaultPoint::SetObjectName), Ok(()));
+        }
+        assert_eq!(f.calls(FaultPoint::SetObjectName), 6);
     }
 }

@@ -76,7 +76,8 @@
 //! - [`validate`]: the checks a desc passes before Vulkan sees it.
 //! - [`manager`]: creation, destruction, the registry and host access.
 //! - [`retire`]: the timeline points deferred destruction waits for.
-//! - [`fault`]: fault injection for the failure-path tests.
+//! - [`fault`]: fault points for the failure-path tests; the hooks that
+//!   arm them are behind the cargo feature `testing` (off by default).
 
 pub mod desc;
 pub mod fault;

@@ -159,7 +159,8 @@ fn failure_sweep_every_fault_point_every_position() {
 
     let mut runs = 0;
     for &(fault, n_calls) in &counts {
-        for n in 0..n_calls {
+        // Positions count as every fault hook does: 1 is the first call.
+        for n in 1..=n_calls {
             let (dev, allocator) = faulty_allocator(&ctx, false, config());
             let rm = manager(&ctx, allocator.clone());
             let vk_result = if n % 2 == 0 {
@@ -231,6 +232,23 @@ fn failure_sweep_every_fault_point_every_position() {
     }
     eprintln!("{runs} faulted runs");
     assert!(runs >= 25);
+    // One past the last position is past the scenario: nothing fails, so
+    // positions 1..=count covered every call.
+    for &p in &FaultPoint::ALL {
+        let (_dev, allocator) = faulty_allocator(&ctx, false, config());
+        let rm = manager(&ctx, allocator.clone());
+        let n = counts
+            .iter()
+            .find(|(f, _)| matches!(f, Fault::Vulkan(q) if *q == p))
+            .unwrap()
+            .1;
+        rm.set_fault(p, n + 1, vk::Result::ERROR_OUT_OF_HOST_MEMORY);
+        let mut live = Vec::new();
+        scenario(&rm, &mut live).unwrap_or_else(|e| panic!("{p:?} #{}: {e}", n + 1));
+        destroy_all(&rm, live);
+        drop(rm);
+        assert!(allocator.leak_report().is_empty());
+    }
     // Zero validation messages: no object or memory leaked at vkDestroyDevice,
     // nothing used after destruction.
     ctx.finish();
@@ -251,7 +269,7 @@ fn allocation_out_of_device_memory_recovers_or_fails_cleanly() {
     drop(rm);
     drop(allocator);
     let (mut ok, mut failed) = (0, 0);
-    for n in 0..calls {
+    for n in 1..=calls {
         let (dev, allocator) = faulty_allocator(&ctx, false, config());
         let rm = manager(&ctx, allocator.clone());
         dev.fail_allocate_at(n, DeviceError::OutOfDeviceMemory);

@@ -37,18 +37,20 @@
 //! # Where each part lives
 //! One module per concern, each an `impl ResourceManager` block (or the
 //! types it owns): `registry` (slots of live and retired resources, the
-//! leak report on drop), `faults` (test hooks), `formats` (desc checks and
-//! cached format queries), `buffers` and `images` (the resource types,
-//! their single creation, destruction and retirement), `batch` (the
-//! all-or-nothing creation every path goes through), `collect` (the retire
-//! queue and `collect`), `naming` (`VK_EXT_debug_utils` names), `host_io`
-//! (reads and writes through persistent mappings) and `reports` (counters
-//! and `validate`). This file holds the manager itself: what it is built
-//! from, its fields and its accessors.
+//! leak report on drop), `faults` (test hooks, feature `testing`),
+//! `formats` (desc checks and cached format queries), `buffers` and
+//! `images` (the resource types, their single creation, destruction and
+//! retirement), `batch` (the all-or-nothing creation every path goes
+//! through), `collect` (the retire queue and `collect`), `naming`
+//! (`VK_EXT_debug_utils` names), `host_io` (reads and writes through
+//! persistent mappings) and `reports` (counters and `validate`). This file
+//! holds the manager itself: what it is built from, its fields and its
+//! accessors.
 
 mod batch;
 mod buffers;
 mod collect;
+#[cfg(feature = "testing")]
 mod faults;
 mod formats;
 mod host_io;

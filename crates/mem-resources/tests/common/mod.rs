@@ -149,15 +149,16 @@ impl FaultyDevice {
         }
     }
 
-    /// Fails allocate call number `n` (0-based, counted from creation).
-    pub fn fail_allocate_at(&self, n: u64, error: DeviceError) {
+    /// Fails the `nth` allocate call counted from creation (1 = the first,
+    /// as `ResourceManager::set_fault` counts from now).
+    pub fn fail_allocate_at(&self, nth: u64, error: DeviceError) {
         *self.fail_allocate_with.lock() = error;
-        self.fail_allocate_at.store(n, Ordering::SeqCst);
+        self.fail_allocate_at.store(nth, Ordering::SeqCst);
     }
 
-    /// Fails map call number `n` (0-based, counted from creation).
-    pub fn fail_map_at(&self, n: u64) {
-        self.fail_map_at.store(n, Ordering::SeqCst);
+    /// Fails the `nth` map call counted from creation (1 = the first).
+    pub fn fail_map_at(&self, nth: u64) {
+        self.fail_map_at.store(nth, Ordering::SeqCst);
     }
 }
 
@@ -170,8 +171,8 @@ impl MemoryDevice for FaultyDevice {
         &self,
         request: &MemoryAllocateRequest,
     ) -> Result<vk::DeviceMemory, DeviceError> {
-        let n = self.allocate_calls.fetch_add(1, Ordering::SeqCst);
-        if n == self.fail_allocate_at.load(Ordering::SeqCst) {
+        let nth = self.allocate_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if nth == self.fail_allocate_at.load(Ordering::SeqCst) {
             return Err(*self.fail_allocate_with.lock());
         }
         // SAFETY: forwarded from the trait's contract.
@@ -188,8 +189,8 @@ impl MemoryDevice for FaultyDevice {
         memory: vk::DeviceMemory,
         size: u64,
     ) -> Result<NonNull<u8>, DeviceError> {
-        let n = self.map_calls.fetch_add(1, Ordering::SeqCst);
-        if n == self.fail_map_at.load(Ordering::SeqCst) {
+        let nth = self.map_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if nth == self.fail_map_at.load(Ordering::SeqCst) {
             return Err(DeviceError::MemoryMapFailed);
         }
         // SAFETY: forwarded.
