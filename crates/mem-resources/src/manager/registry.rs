@@ -108,7 +108,8 @@ impl ResourceManager {
 
 impl Drop for ResourceManager {
     /// Destroys the retired resources whose timeline point the GPU has
-    /// passed and reports what is left: live resources (the engine still
+    /// passed and reports what is left, as one `log` warning (target
+    /// `mem_resources::manager::registry`): live resources (the engine still
     /// holds them: leaked) and retired ones whose point is not reached
     /// (destroying those could pull memory from under running GPU work, so
     /// they are leaked too). Quiet while panicking.
@@ -116,38 +117,44 @@ impl Drop for ResourceManager {
         let panicking = std::thread::panicking();
         if let Err(e) = self.collect() {
             if !panicking {
-                eprintln!(
-                    "gpumem: ResourceManager dropped: collect failed ({e}); retired resources leak"
+                log::warn!(
+                    "ResourceManager #{} dropped: collect failed ({e}); retired resources leak",
+                    self.id
                 );
             }
         }
         let left = self.leak_report();
-        if left.is_empty() || panicking {
+        if left.is_empty() || panicking || !log::log_enabled!(log::Level::Warn) {
             return;
         }
         let live = left.iter().filter(|r| r.retired.is_none()).count();
-        eprintln!(
-            "gpumem: ResourceManager dropped with {live} live and {} unfinished retired resource(s) (leaked):",
+        let mut report = format!(
+            "ResourceManager #{} dropped with {live} live and {} unfinished retired resource(s) (leaked):",
+            self.id,
             left.len() - live
         );
-        for r in left.iter().take(32) {
-            eprintln!(
-                "  {:?} {:?}, {} bytes, handle {:#x}{}",
+        for r in left.iter().take(LEAKS_LISTED) {
+            report.push_str(&format!(
+                "\n  {:?} {:?}, {} bytes, handle {:#x}",
                 r.kind,
                 r.name.as_deref().unwrap_or("<unnamed>"),
                 r.memory_size,
                 r.handle,
-                match &r.retired {
-                    Some(after) => format!(", retired until {after}"),
-                    None => String::new(),
-                }
-            );
+            ));
+            if let Some(after) = &r.retired {
+                report.push_str(&format!(", retired until {after}"));
+            }
         }
-        if left.len() > 32 {
-            eprintln!("  ... and {} more", left.len() - 32);
+        if left.len() > LEAKS_LISTED {
+            report.push_str(&format!("\n  ... and {} more", left.len() - LEAKS_LISTED));
         }
+        log::warn!("{report}");
     }
 }
+
+/// Leaked resources listed one by one in the drop report; the rest are
+/// counted ([`ResourceManager::leak_report`] has them all).
+const LEAKS_LISTED: usize = 32;
 
 #[cfg(test)]
 mod tests {
