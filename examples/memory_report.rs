@@ -205,7 +205,7 @@ fn main() -> ExitCode {
         args.table,
         s.total.allocation_count,
         s.total.block_count,
-        s.total.dedicated_count,
+        s.total.own_memory_count,
         s.total.requested_bytes as f64 / (1 << 20) as f64,
         s.total.committed_bytes as f64 / (1 << 20) as f64,
         s.total.efficiency * 100.0

@@ -768,7 +768,7 @@ fn upload_and_check(
     summary.committed = s.total.committed_bytes;
     summary.requested = s.total.requested_bytes;
     summary.blocks = s.total.block_count;
-    summary.dedicated = s.total.dedicated_count;
+    summary.dedicated = s.total.own_memory_count;
     summary.efficiency = s.total.efficiency;
     if summary.timeline.is_some() {
         record(&mut summary.timeline, allocator, Some("trimmed: dump"));

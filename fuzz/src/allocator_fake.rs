@@ -155,7 +155,7 @@ pub fn run(data: &[u8]) {
         } else {
             BlockPlacement::Tlsf
         },
-        dedicated_threshold: if flags & 32 != 0 {
+        own_memory_threshold: if flags & 32 != 0 {
             u64::MAX
         } else {
             MIB >> (input.u8() % 8)

@@ -13,7 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use mem_core::buddy::{BuddyBlock, BuddyError};
+use mem_core::buddy::BuddyBlock;
+use mem_core::PlacementError;
 use mem_core::VirtualBlock;
 
 /// Reads bytes as a little stream of numbers; exhausted input reads zeros.
@@ -63,15 +64,15 @@ impl Input<'_> {
     }
 }
 
-fn is_unchanged_error(e: &BuddyError) -> bool {
+fn is_unchanged_error(e: &PlacementError) -> bool {
     matches!(
         e,
-        BuddyError::ZeroSize
-            | BuddyError::AlignmentNotPowerOfTwo { .. }
-            | BuddyError::TooLarge { .. }
-            | BuddyError::OutOfSpace { .. }
-            | BuddyError::UnknownOffset { .. }
-            | BuddyError::ForeignAllocation { .. }
+        PlacementError::ZeroSize
+            | PlacementError::AlignmentNotPowerOfTwo { .. }
+            | PlacementError::TooLarge { .. }
+            | PlacementError::OutOfSpace { .. }
+            | PlacementError::UnknownOffset { .. }
+            | PlacementError::ForeignAllocation { .. }
     )
 }
 
@@ -110,7 +111,7 @@ pub fn run(data: &[u8]) {
                 assert!(size.is_power_of_two() && min.is_power_of_two() && min <= size);
                 b.validate().expect("fresh block valid");
             }
-            Err(BuddyError::InvalidConfig { .. }) => {}
+            Err(PlacementError::InvalidConfig { .. }) => {}
             Err(e) => panic!("new({size}, {min}): unexpected {e:?}"),
         }
         return;
@@ -153,7 +154,7 @@ pub fn run(data: &[u8]) {
                     }
                     Err(e) => {
                         assert!(
-                            !could || !matches!(e, BuddyError::OutOfSpace { .. }),
+                            !could || !matches!(e, PlacementError::OutOfSpace { .. }),
                             "can_allocate said yes: {e:?}"
                         );
                         assert!(is_unchanged_error(&e), "unexpected {e:?}");
@@ -186,7 +187,7 @@ pub fn run(data: &[u8]) {
                         let (_, k) = model.live.remove(&off).expect("freed offset was live");
                         assert_eq!(kept, k);
                     }
-                    Err(BuddyError::UnknownOffset { .. }) => {
+                    Err(PlacementError::UnknownOffset { .. }) => {
                         assert!(!model.live.contains_key(&off), "live offset {off} refused");
                     }
                     Err(e) => panic!("free({off}): unexpected {e:?}"),
@@ -217,7 +218,7 @@ pub fn run(data: &[u8]) {
                 }
                 if let Some(f) = foreign.pop() {
                     match vblock.free(f) {
-                        Err(BuddyError::ForeignAllocation { .. }) => {}
+                        Err(PlacementError::ForeignAllocation { .. }) => {}
                         r => panic!("foreign free: {r:?}"),
                     }
                 }

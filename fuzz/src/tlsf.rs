@@ -18,8 +18,8 @@
 
 use std::collections::BTreeMap;
 
-use mem_core::buddy::BuddyError;
 use mem_core::tlsf::Tlsf;
+use mem_core::PlacementError;
 
 /// Reads bytes as a little stream of numbers; exhausted input reads zeros.
 struct Input<'a> {
@@ -88,7 +88,7 @@ pub fn run(data: &[u8]) {
                 assert!(g.is_power_of_two());
                 t.validate().expect("fresh allocator valid");
             }
-            Err(BuddyError::InvalidConfig { .. }) => assert!(!g.is_power_of_two()),
+            Err(PlacementError::InvalidConfig { .. }) => assert!(!g.is_power_of_two()),
             Err(e) => panic!("new({g}): unexpected {e:?}"),
         }
         return;
@@ -117,7 +117,7 @@ pub fn run(data: &[u8]) {
                         assert!(!regions.contains_key(&r), "region {r} handed out twice");
                         regions.insert(r, size);
                     }
-                    Err(BuddyError::InvalidConfig { .. }) => {
+                    Err(PlacementError::InvalidConfig { .. }) => {
                         assert!(
                             size == 0
                                 || size % granularity != 0
@@ -158,7 +158,7 @@ pub fn run(data: &[u8]) {
                 // `allocate`, minus the error's details.
                 let result = if input.u8() % 4 == 0 {
                     t.try_allocate(size, alignment, tag)
-                        .ok_or(BuddyError::OutOfSpace {
+                        .ok_or(PlacementError::OutOfSpace {
                             size,
                             alignment,
                             largest_free: 0,
@@ -202,10 +202,10 @@ pub fn run(data: &[u8]) {
                         assert!(!could, "can_allocate said yes: {e:?}");
                         assert!(matches!(
                             e,
-                            BuddyError::ZeroSize
-                                | BuddyError::AlignmentNotPowerOfTwo { .. }
-                                | BuddyError::TooLarge { .. }
-                                | BuddyError::OutOfSpace { .. }
+                            PlacementError::ZeroSize
+                                | PlacementError::AlignmentNotPowerOfTwo { .. }
+                                | PlacementError::TooLarge { .. }
+                                | PlacementError::OutOfSpace { .. }
                         ));
                         assert_eq!((t.allocated_bytes(), t.allocation_count()), before);
                     }

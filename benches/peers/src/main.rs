@@ -238,7 +238,7 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
             peers::MemCore::new(
                 ctx,
                 mem_core::AllocatorConfig {
-                    dedicated_threshold: u64::MAX,
+                    own_memory_threshold: u64::MAX,
                     ..Default::default()
                 },
             ),

@@ -70,7 +70,7 @@ pub fn variant_settings() -> Vec<(&'static str, String)> {
         ),
         (
             MEM_CORE_BLOCKS_ONLY,
-            "as mem-core, with `AllocatorConfig::dedicated_threshold = u64::MAX`: requests up to a quarter block \
+            "as mem-core, with `AllocatorConfig::own_memory_threshold = u64::MAX`: requests up to a quarter block \
              are placed in shared blocks (TLSF), none gets memory of its own below 64 MiB"
                 .into(),
         ),
@@ -193,7 +193,7 @@ impl Peer for MemCore {
                     "memory_type_index": t.memory_type_index,
                     "block_count": t.block_count,
                     "empty_block_count": t.empty_block_count,
-                    "dedicated_count": t.dedicated_count,
+                    "dedicated_count": t.own_memory_count,
                     "committed_bytes": t.committed_bytes,
                     "allocated_bytes": t.allocated_bytes,
                     "requested_bytes": t.requested_bytes,
@@ -217,7 +217,7 @@ impl Peer for MemCore {
                 let requested: u64 = b.ranges.iter().map(|r| r.requested).sum();
                 serde_json::json!({
                     "class": b.class,
-                    "dedicated": b.dedicated,
+                    "dedicated": b.own_memory,
                     "size": b.size,
                     "allocated": used,
                     "requested": requested,

@@ -309,3 +309,77 @@ pub enum ValidationError {
         counter: u32,
     },
 }
+
+/// Errors of the placement cores ([`crate::tlsf::Tlsf`],
+/// [`crate::buddy::BuddyBlock`]) and of [`crate::VirtualBlock`]. Bad input
+/// is always one of these, never a panic, and leaves the core unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlacementError {
+    /// An allocation of zero bytes was requested.
+    #[error("allocation size is zero")]
+    ZeroSize,
+    /// The alignment is neither zero nor a power of two.
+    #[error("alignment {alignment} is not a power of two")]
+    AlignmentNotPowerOfTwo {
+        /// The requested alignment.
+        alignment: u64,
+    },
+    /// The request can never fit in this block (or region), however empty.
+    #[error(
+        "allocation of {size} bytes with alignment {alignment} exceeds the block capacity of {capacity} bytes"
+    )]
+    TooLarge {
+        /// Requested size in bytes.
+        size: u64,
+        /// Requested alignment in bytes.
+        alignment: u64,
+        /// Size of the whole block in bytes.
+        capacity: u64,
+    },
+    /// The request could fit in an empty block, but no free range is large
+    /// enough now.
+    #[error(
+        "no free block for {size} bytes with alignment {alignment}; the largest free block is {largest_free} bytes"
+    )]
+    OutOfSpace {
+        /// Requested size in bytes.
+        size: u64,
+        /// Requested alignment in bytes.
+        alignment: u64,
+        /// Largest free range at the time of the request.
+        largest_free: u64,
+    },
+    /// No live allocation starts at this offset.
+    #[error("no live allocation at offset {offset}")]
+    UnknownOffset {
+        /// The offset that was passed.
+        offset: u64,
+    },
+    /// A size or placement unit the core cannot manage:
+    /// [`BuddyBlock::new`](crate::buddy::BuddyBlock::new) needs powers of two
+    /// with `min_block <= size <= 2^26 * min_block`;
+    /// [`Tlsf::new`](crate::tlsf::Tlsf::new) a power-of-two granularity and
+    /// [`Tlsf::add_region`](crate::tlsf::Tlsf::add_region) a non-zero
+    /// multiple of it below `2^32 - 1` units.
+    #[error(
+        "invalid placement setup: size {size} with placement unit {min_block} (the buddy needs powers of two with min_block <= size <= 2^26 * min_block; TLSF a power-of-two unit and a non-zero multiple of it below 2^32 - 1 units)"
+    )]
+    InvalidConfig {
+        /// The block or region size that was passed (0 for a TLSF
+        /// granularity alone).
+        size: u64,
+        /// The minimum block (buddy) or granularity (TLSF) that was passed.
+        min_block: u64,
+    },
+    /// A [`VirtualAllocation`](crate::VirtualAllocation) was given to a
+    /// [`VirtualBlock`](crate::VirtualBlock) other than the one that made it
+    /// (or to the same block after [`clear`](crate::VirtualBlock::clear)).
+    #[error("allocation belongs to virtual block {allocation_block_id}, not to block {block_id}")]
+    ForeignAllocation {
+        /// Id of the block the allocation was given to.
+        block_id: u64,
+        /// Id of the block (generation) that made the allocation.
+        allocation_block_id: u64,
+    },
+}

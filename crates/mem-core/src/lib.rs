@@ -37,7 +37,7 @@ pub use allocator::{
 pub use device::{
     AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MemoryDevice,
 };
-pub use error::{AllocError, Refused, ValidationError};
+pub use error::{AllocError, PlacementError, Refused, ValidationError};
 pub use placement::BlockPlacement;
 pub use selection::MemoryUsage;
 pub use stats::AllocatorStats;

@@ -2,7 +2,8 @@
 //! (default) or a tail-trimmed buddy per block, behind one interface so the
 //! allocator need not know which.
 
-use crate::buddy::{BuddyBlock, BuddyError};
+use crate::buddy::BuddyBlock;
+use crate::error::PlacementError;
 use crate::tlsf::Tlsf;
 
 /// How the allocator places sub-allocations inside its `VkDeviceMemory`
@@ -55,7 +56,11 @@ impl<T> PoolPlacer<T> {
 
     /// Adds a block of `size` bytes (a power of two for the buddy) and
     /// returns its slot: the lowest one free.
-    pub(crate) fn add_block(&mut self, size: u64, granularity: u64) -> Result<usize, BuddyError> {
+    pub(crate) fn add_block(
+        &mut self,
+        size: u64,
+        granularity: u64,
+    ) -> Result<usize, PlacementError> {
         match self {
             Self::Tlsf(t) => t.add_region(size).map(|r| r as usize),
             Self::Buddy(blocks) => {

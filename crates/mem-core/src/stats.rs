@@ -11,13 +11,16 @@ pub struct MemoryTypeStats {
     pub heap_index: u32,
     /// The type's property flags, as text.
     pub flags: String,
-    /// Buddy-managed blocks (`VkDeviceMemory` objects shared by allocations).
+    /// Blocks (`VkDeviceMemory` objects shared by allocations).
     pub block_count: u64,
     /// Blocks with no allocation, kept for hysteresis.
     pub empty_block_count: u64,
-    /// Dedicated allocations (one `VkDeviceMemory` each).
-    pub dedicated_count: u64,
-    /// Bytes of `VkDeviceMemory` committed (blocks + dedicated).
+    /// Allocations with memory of their own (one `VkDeviceMemory` each).
+    /// `"dedicated_count"` in JSON.
+    #[serde(rename = "dedicated_count")]
+    pub own_memory_count: u64,
+    /// Bytes of `VkDeviceMemory` committed (blocks, memory of its own and
+    /// the cache).
     pub committed_bytes: u64,
     /// Bytes handed out, as the allocator rounds them (multiples of the
     /// minimum block).
@@ -26,14 +29,15 @@ pub struct MemoryTypeStats {
     pub requested_bytes: u64,
     /// Live allocations.
     pub allocation_count: u64,
-    /// Largest free buddy block in any block of this type.
+    /// Largest free range in any block of this type.
     pub largest_free_block: u64,
-    /// Free buddy blocks by size: `size -> count`.
+    /// Free ranges of the blocks by size (each under the largest power of
+    /// two not above it): `size -> count`.
     pub free_block_histogram: BTreeMap<u64, u64>,
     /// Host memory used by the placement metadata of this type's blocks.
     pub host_metadata_bytes: u64,
     /// Bytes of freed memory objects of their own kept for reuse
-    /// (`AllocatorConfig::dedicated_threshold`); part of `committed_bytes`.
+    /// (`AllocatorConfig::own_memory_threshold`); part of `committed_bytes`.
     pub cached_bytes: u64,
     /// Number of such cached memory objects.
     pub cached_count: u64,
@@ -54,8 +58,9 @@ pub struct HeapStats {
     pub driver_usage: Option<u64>,
     /// Blocks.
     pub block_count: u64,
-    /// Dedicated allocations.
-    pub dedicated_count: u64,
+    /// Allocations with memory of their own. `"dedicated_count"` in JSON.
+    #[serde(rename = "dedicated_count")]
+    pub own_memory_count: u64,
     /// Committed bytes.
     pub committed_bytes: u64,
     /// Allocated (rounded) bytes.
@@ -71,8 +76,9 @@ pub struct HeapStats {
 pub struct TotalStats {
     /// Blocks.
     pub block_count: u64,
-    /// Dedicated allocations.
-    pub dedicated_count: u64,
+    /// Allocations with memory of their own. `"dedicated_count"` in JSON.
+    #[serde(rename = "dedicated_count")]
+    pub own_memory_count: u64,
     /// Committed bytes: the sum of live `VkDeviceMemory` sizes.
     pub committed_bytes: u64,
     /// Allocated (rounded) bytes.
@@ -115,7 +121,7 @@ impl AllocatorStats {
         };
         for h in &heaps {
             total.block_count += h.block_count;
-            total.dedicated_count += h.dedicated_count;
+            total.own_memory_count += h.own_memory_count;
             total.committed_bytes += h.committed_bytes;
             total.allocated_bytes += h.allocated_bytes;
             total.requested_bytes += h.requested_bytes;
@@ -179,7 +185,7 @@ pub struct CorruptionReport {
 /// `CANARY[p % 4]` the host path uses.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceMargin {
-    /// The `VkDeviceMemory` (a buddy block) holding the margin.
+    /// The `VkDeviceMemory` (a block) holding the margin.
     pub memory: ash::vk::DeviceMemory,
     /// Identifies the block for the allocator's life. A `VkDeviceMemory`
     /// handle may be reused by the driver after the block is freed; this id
@@ -224,8 +230,9 @@ pub struct LeakedAllocation {
     pub memory_type_index: u32,
     /// Offset in its `VkDeviceMemory`.
     pub offset: u64,
-    /// Whether it owned its `VkDeviceMemory`.
-    pub dedicated: bool,
+    /// Whether it had a `VkDeviceMemory` of its own. `"dedicated"` in JSON.
+    #[serde(rename = "dedicated")]
+    pub own_memory: bool,
 }
 
 /// Whether a range of a block is in use.
@@ -233,7 +240,7 @@ pub struct LeakedAllocation {
 pub enum RangeKind {
     /// Handed out.
     Allocated,
-    /// Free buddy block.
+    /// A free range.
     Free,
 }
 
@@ -258,10 +265,12 @@ pub struct BlockMap {
     /// Memory type index.
     pub memory_type_index: u32,
     /// Which pool: `"small"`, `"large"` (with `"linear "` or `"optimal "` in
-    /// front when bufferImageGranularity separates them), or `"dedicated"`.
+    /// front when bufferImageGranularity separates them), or `"dedicated"`
+    /// for memory of its own.
     pub class: &'static str,
-    /// True for a dedicated allocation.
-    pub dedicated: bool,
+    /// True for memory of its own (one allocation). `"dedicated"` in JSON.
+    #[serde(rename = "dedicated")]
+    pub own_memory: bool,
     /// Size of the memory object.
     pub size: u64,
     /// Ranges in offset order, tiling the block.

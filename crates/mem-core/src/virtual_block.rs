@@ -10,7 +10,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::buddy::{BuddyBlock, BuddyError};
+use crate::buddy::BuddyBlock;
+use crate::error::PlacementError;
 
 /// Source of block ids, unique in the process. A block takes a fresh id on
 /// creation and on [`VirtualBlock::clear`], which turns the allocations made
@@ -104,7 +105,7 @@ pub struct VirtualBlockStats {
 ///
 /// block.free(mesh)?;
 /// assert!(block.is_empty());
-/// # Ok::<(), mem_core::buddy::BuddyError>(())
+/// # Ok::<(), mem_core::PlacementError>(())
 /// ```
 #[derive(Debug)]
 pub struct VirtualBlock {
@@ -116,9 +117,9 @@ pub struct VirtualBlock {
 impl VirtualBlock {
     /// Creates an empty block of `size` bytes with a minimum block of
     /// `min_block` bytes (both powers of two, `min_block <= size`; otherwise
-    /// [`BuddyError::InvalidConfig`]). Each allocation keeps its size rounded
+    /// [`PlacementError::InvalidConfig`]). Each allocation keeps its size rounded
     /// up to `min_block`.
-    pub fn new(size: u64, min_block: u64) -> Result<Self, BuddyError> {
+    pub fn new(size: u64, min_block: u64) -> Result<Self, PlacementError> {
         Ok(Self {
             id: next_block_id(),
             buddy: BuddyBlock::new(size, min_block)?,
@@ -149,7 +150,11 @@ impl VirtualBlock {
     /// for none). Errors as [`BuddyBlock::allocate`]; on error the block is
     /// unchanged.
     #[inline]
-    pub fn allocate(&mut self, size: u64, alignment: u64) -> Result<VirtualAllocation, BuddyError> {
+    pub fn allocate(
+        &mut self,
+        size: u64,
+        alignment: u64,
+    ) -> Result<VirtualAllocation, PlacementError> {
         let offset = self
             .buddy
             .allocate(size, alignment, VirtualMeta { size, user_data: 0 })?;
@@ -163,10 +168,10 @@ impl VirtualBlock {
 
     /// Frees an allocation made by this block.
     ///
-    /// [`BuddyError::ForeignAllocation`] if another block made it, or this
+    /// [`PlacementError::ForeignAllocation`] if another block made it, or this
     /// block before a [`clear`](Self::clear); the block is then unchanged.
     #[inline]
-    pub fn free(&mut self, allocation: VirtualAllocation) -> Result<(), BuddyError> {
+    pub fn free(&mut self, allocation: VirtualAllocation) -> Result<(), PlacementError> {
         self.check(&allocation)?;
         let (_, meta) = self.buddy.free(allocation.offset)?;
         self.requested -= meta.size;
@@ -178,12 +183,12 @@ impl VirtualBlock {
         &mut self,
         allocation: &VirtualAllocation,
         user_data: u64,
-    ) -> Result<(), BuddyError> {
+    ) -> Result<(), PlacementError> {
         self.check(allocation)?;
         let meta = self
             .buddy
             .get_mut(allocation.offset)
-            .ok_or(BuddyError::UnknownOffset {
+            .ok_or(PlacementError::UnknownOffset {
                 offset: allocation.offset,
             })?;
         meta.user_data = user_data;
@@ -191,12 +196,12 @@ impl VirtualBlock {
     }
 
     /// The caller's value of an allocation (0 until set).
-    pub fn user_data(&self, allocation: &VirtualAllocation) -> Result<u64, BuddyError> {
+    pub fn user_data(&self, allocation: &VirtualAllocation) -> Result<u64, PlacementError> {
         self.check(allocation)?;
         self.buddy
             .get(allocation.offset)
             .map(|(_, meta)| meta.user_data)
-            .ok_or(BuddyError::UnknownOffset {
+            .ok_or(PlacementError::UnknownOffset {
                 offset: allocation.offset,
             })
     }
@@ -237,7 +242,7 @@ impl VirtualBlock {
 
     /// Frees every allocation at once. The block takes a new id, so the
     /// [`VirtualAllocation`]s made before are refused afterwards with
-    /// [`BuddyError::ForeignAllocation`] instead of freeing someone else's
+    /// [`PlacementError::ForeignAllocation`] instead of freeing someone else's
     /// range.
     pub fn clear(&mut self) {
         self.buddy.clear();
@@ -245,11 +250,11 @@ impl VirtualBlock {
         self.id = next_block_id();
     }
 
-    fn check(&self, allocation: &VirtualAllocation) -> Result<(), BuddyError> {
+    fn check(&self, allocation: &VirtualAllocation) -> Result<(), PlacementError> {
         if allocation.block_id == self.id {
             Ok(())
         } else {
-            Err(BuddyError::ForeignAllocation {
+            Err(PlacementError::ForeignAllocation {
                 block_id: self.id,
                 allocation_block_id: allocation.block_id,
             })
@@ -293,14 +298,14 @@ mod tests {
         let x = b.allocate(10, 0).unwrap();
         assert_eq!(
             a.user_data(&x),
-            Err(BuddyError::ForeignAllocation {
+            Err(PlacementError::ForeignAllocation {
                 block_id: a.id(),
                 allocation_block_id: b.id()
             })
         );
         assert!(matches!(
             a.free(x),
-            Err(BuddyError::ForeignAllocation { .. })
+            Err(PlacementError::ForeignAllocation { .. })
         ));
         assert_eq!(b.stats().allocation_count, 1);
         let old_id = a.id();
@@ -311,7 +316,7 @@ mod tests {
         assert_eq!(fresh.offset(), stale.offset());
         assert!(matches!(
             a.free(stale),
-            Err(BuddyError::ForeignAllocation { .. })
+            Err(PlacementError::ForeignAllocation { .. })
         ));
         a.set_user_data(&fresh, 5).unwrap();
         assert_eq!(a.live().collect::<Vec<_>>(), [(0, 10, 5)]);

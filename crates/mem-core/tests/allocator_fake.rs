@@ -224,7 +224,7 @@ fn buddy_pools_grow_by_half() {
         "nvidia-h100",
         AllocatorConfig {
             placement: BlockPlacement::Buddy,
-            dedicated_threshold: u64::MAX,
+            own_memory_threshold: u64::MAX,
             ..Default::default()
         },
     );
@@ -259,20 +259,20 @@ fn dedicated_when_large_required_or_preferred() {
     let big = alloc
         .allocate(&req(200 * MIB, MemoryUsage::GpuOnly))
         .unwrap();
-    assert!(big.is_dedicated());
+    assert!(big.has_own_memory());
     assert_eq!(fake.allocate_log().last().unwrap().1, 200 * MIB);
     let small = alloc
         .allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Required(None)))
         .unwrap();
-    assert!(small.is_dedicated());
+    assert!(small.has_own_memory());
     let pref = alloc
         .allocate(&req(4096, MemoryUsage::GpuOnly).dedicated(Dedicated::Preferred(None)))
         .unwrap();
-    assert!(pref.is_dedicated());
+    assert!(pref.has_own_memory());
     let normal = alloc.allocate(&req(4096, MemoryUsage::GpuOnly)).unwrap();
-    assert!(!normal.is_dedicated());
+    assert!(!normal.has_own_memory());
     let s = alloc.stats();
-    assert_eq!(s.total.dedicated_count, 3);
+    assert_eq!(s.total.own_memory_count, 3);
     for a in [big, small, pref, normal] {
         alloc.free(a).unwrap();
     }
@@ -722,7 +722,7 @@ fn leak_report_and_json() {
         .any(|l| l.name.as_deref() == Some("vertex buffer") && l.size == 1000));
     assert!(leaks
         .iter()
-        .any(|l| l.name.as_deref() == Some("big texture") && l.dedicated));
+        .any(|l| l.name.as_deref() == Some("big texture") && l.own_memory));
     let json: serde_json::Value = serde_json::from_str(&alloc.dump_json(true)).unwrap();
     assert_eq!(json["stats"]["total"]["allocation_count"], 2);
     assert_eq!(json["stats"]["total"]["requested_bytes"], 1000 + 200 * MIB);
@@ -796,7 +796,7 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
         "lavapipe-mesa-22.3",
         AllocatorConfig {
             placement: BlockPlacement::Buddy,
-            dedicated_threshold: u64::MAX,
+            own_memory_threshold: u64::MAX,
             ..Default::default()
         },
     );
@@ -804,11 +804,11 @@ fn exact_size_memory_when_no_power_of_two_block_fits() {
     let mut live = Vec::new();
     for _ in 0..8 {
         let a = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
-        assert!(!a.is_dedicated());
+        assert!(!a.has_own_memory());
         live.push(a);
     }
     let last = alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)).unwrap();
-    assert!(last.is_dedicated(), "fell back to exact-size memory");
+    assert!(last.has_own_memory(), "fell back to exact-size memory");
     assert!(matches!(
         alloc.allocate(&req(3 * MIB, MemoryUsage::GpuOnly)),
         Err(AllocError::OutOfDeviceMemory { .. })
@@ -825,18 +825,18 @@ fn requests_over_a_quarter_block_get_their_own_memory() {
     let (_fake, alloc) = setup_with(
         "nvidia-h100", // 256 MiB blocks
         AllocatorConfig {
-            dedicated_threshold: u64::MAX,
+            own_memory_threshold: u64::MAX,
             ..Default::default()
         },
     );
     let a = alloc
         .allocate(&req(64 * MIB, MemoryUsage::GpuOnly))
         .unwrap();
-    assert!(!a.is_dedicated());
+    assert!(!a.has_own_memory());
     let b = alloc
         .allocate(&req(64 * MIB + 1, MemoryUsage::GpuOnly))
         .unwrap();
-    assert!(b.is_dedicated());
+    assert!(b.has_own_memory());
     alloc.free(a).unwrap();
     alloc.free(b).unwrap();
 }
@@ -848,14 +848,14 @@ fn large_requests_get_their_own_memory_and_reuse_it() {
     let small = alloc
         .allocate(&req(MIB - 256, MemoryUsage::GpuOnly))
         .unwrap();
-    assert!(!small.is_dedicated());
+    assert!(!small.has_own_memory());
     // Enough live bytes that the cache (1/16 of them) can keep 2 MiB.
     let filler: Vec<_> = (0..8)
         .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
         .collect();
-    assert!(filler.iter().all(|a| a.is_dedicated() && a.offset() == 0));
+    assert!(filler.iter().all(|a| a.has_own_memory() && a.offset() == 0));
     let big = alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap();
-    assert!(big.is_dedicated());
+    assert!(big.has_own_memory());
     let calls = fake.allocate_log().len();
     let objects = fake.live_memory_objects();
     alloc.free(big).unwrap();
@@ -935,7 +935,7 @@ fn cached_memory_is_given_back_when_a_block_cannot_grow() {
     let small = alloc
         .allocate(&req(512 * 1024, MemoryUsage::GpuOnly))
         .unwrap();
-    assert!(!small.is_dedicated());
+    assert!(!small.has_own_memory());
     let s = alloc.stats();
     assert_eq!(s.memory_types[0].cached_bytes, 0);
     assert!(s.committed_bytes() <= 40 * MIB);
@@ -1084,7 +1084,7 @@ fn a_cache_past_the_budget_is_dropped_before_blocks_shrink() {
     let big: Vec<_> = (0..16)
         .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
         .collect();
-    assert!(big.iter().all(Allocation::is_dedicated));
+    assert!(big.iter().all(Allocation::has_own_memory));
     assert_eq!(alloc.stats().committed_bytes(), 64 * MIB);
     for a in big {
         alloc.free(a).unwrap();
@@ -1096,7 +1096,7 @@ fn a_cache_past_the_budget_is_dropped_before_blocks_shrink() {
     let small = alloc
         .allocate(&req(200 * 1024, MemoryUsage::GpuOnly).flags(AllocationFlags::WITHIN_BUDGET))
         .unwrap();
-    assert!(!small.is_dedicated());
+    assert!(!small.has_own_memory());
     assert_eq!(cached_bytes(&alloc), 0);
     alloc.validate().unwrap();
     free_all_and_trim(&fake, &alloc, [small]);

@@ -7,7 +7,8 @@
 //! unchanged, `can_allocate` agrees with `allocate`, and freeing everything
 //! gives back one free block of the whole size.
 
-use mem_core::buddy::{BuddyBlock, BuddyError};
+use mem_core::buddy::BuddyBlock;
+use mem_core::PlacementError;
 use mem_core::VirtualBlock;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -164,15 +165,15 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
                         prop_assert_eq!(snapshot(&block), before);
                         let align = alignment.max(1);
                         match err {
-                            BuddyError::AlignmentNotPowerOfTwo { alignment: a } => {
+                            PlacementError::AlignmentNotPowerOfTwo { alignment: a } => {
                                 prop_assert!(!align.is_power_of_two());
                                 prop_assert_eq!(a, alignment);
                             }
-                            BuddyError::TooLarge { capacity, .. } => {
+                            PlacementError::TooLarge { capacity, .. } => {
                                 prop_assert_eq!(capacity, size);
                                 prop_assert!(req > size || align > size);
                             }
-                            BuddyError::OutOfSpace { largest_free, .. } => {
+                            PlacementError::OutOfSpace { largest_free, .. } => {
                                 let kept = req.div_ceil(min_block) * min_block;
                                 prop_assert!(largest_free < kept.max(align).next_power_of_two());
                                 prop_assert_eq!(largest_free, block.largest_free());
@@ -184,7 +185,10 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
             }
             Op::Free(index) => {
                 if model.is_empty() {
-                    prop_assert_eq!(block.free(0), Err(BuddyError::UnknownOffset { offset: 0 }));
+                    prop_assert_eq!(
+                        block.free(0),
+                        Err(PlacementError::UnknownOffset { offset: 0 })
+                    );
                 } else {
                     let live = model.swap_remove(index.index(model.len()));
                     let (kept, id) = block.free(live.offset).unwrap();
@@ -202,7 +206,7 @@ fn run_program(block_log2: u32, min_log2: u32, ops: &[Op]) -> Result<(), TestCas
                 let before = snapshot(&block);
                 prop_assert_eq!(
                     block.free(offset),
-                    Err(BuddyError::UnknownOffset { offset })
+                    Err(PlacementError::UnknownOffset { offset })
                 );
                 prop_assert_eq!(snapshot(&block), before);
             }

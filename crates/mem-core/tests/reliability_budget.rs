@@ -30,7 +30,7 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
     escalate(
         AllocatorConfig {
             placement: BlockPlacement::Buddy,
-            dedicated_threshold: u64::MAX,
+            own_memory_threshold: u64::MAX,
             ..Default::default()
         },
         &expected,
@@ -72,7 +72,7 @@ fn escalate(config: AllocatorConfig, expected: &[(u32, bool)]) {
     };
     let seq: Vec<(u32, bool)> = live
         .iter()
-        .map(|a| (a.memory_type_index(), a.is_dedicated()))
+        .map(|a| (a.memory_type_index(), a.has_own_memory()))
         .collect();
     assert_eq!(seq, expected);
     match err {

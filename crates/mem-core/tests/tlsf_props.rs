@@ -8,8 +8,8 @@
 //! `can_allocate` agrees with `allocate`, and freeing everything leaves one
 //! free range per region.
 
-use mem_core::buddy::BuddyError;
 use mem_core::tlsf::Tlsf;
+use mem_core::PlacementError;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -117,7 +117,7 @@ proptest! {
                             prop_assert!(!could, "can_allocate said yes, allocate failed: {:?}", e);
                             prop_assert_eq!(t.allocated_bytes(), before, "error changed the state");
                             if size == 0 {
-                                prop_assert_eq!(e, BuddyError::ZeroSize);
+                                prop_assert_eq!(e, PlacementError::ZeroSize);
                             }
                         }
                     }

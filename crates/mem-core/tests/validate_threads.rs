@@ -111,7 +111,7 @@ fn configs() -> [(&'static str, AllocatorConfig); 3] {
         (
             "blocks only",
             AllocatorConfig {
-                dedicated_threshold: u64::MAX,
+                own_memory_threshold: u64::MAX,
                 small_allocation_limit: 0,
                 ..Default::default()
             },

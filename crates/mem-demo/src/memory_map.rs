@@ -105,7 +105,7 @@ pub fn render_block_map(maps: &[BlockMap], width: u32) -> BlockMapImage {
     for (i, block) in maps.iter().enumerate() {
         let y0 = BAND_GAP + i as u32 * (BAND_HEIGHT + BAND_GAP);
         let y1 = y0 + BAND_HEIGHT;
-        let strip = if block.dedicated {
+        let strip = if block.own_memory {
             [235, 235, 225]
         } else {
             hue_rgb(block.memory_type_index as f32 * 0.17 + 0.05, 0.35, 0.9)

@@ -30,7 +30,7 @@ fn bands_ranges_separators_and_free_space() {
         BlockMap {
             memory_type_index: 0,
             class: "any",
-            dedicated: false,
+            own_memory: false,
             size: 1024,
             ranges: vec![
                 range(0, 256, 256, Some("texture bricks")),
@@ -41,7 +41,7 @@ fn bands_ranges_separators_and_free_space() {
         BlockMap {
             memory_type_index: 1,
             class: "dedicated",
-            dedicated: true,
+            own_memory: true,
             size: 4096,
             ranges: vec![range(0, 4096, 4096, None)],
         },
@@ -88,7 +88,7 @@ fn tiny_allocations_stay_visible_and_empty_input_is_fine() {
     let maps = vec![BlockMap {
         memory_type_index: 2,
         class: "linear",
-        dedicated: false,
+        own_memory: false,
         size: 1 << 28,
         ranges: vec![
             range(0, 256, 256, Some("tiny")),

@@ -183,7 +183,7 @@ fn batch_of_10000_small_buffers() {
     let blocks: u64 = stats
         .heaps
         .iter()
-        .map(|h| h.block_count + h.dedicated_count)
+        .map(|h| h.block_count + h.own_memory_count)
         .sum();
     assert!(
         blocks < 8,
@@ -439,7 +439,7 @@ fn names_reach_objects_and_dedicated_memory() {
     let small = rm
         .create_buffer(&BufferDesc::staging(64).name("small"))
         .unwrap();
-    assert!(!small.allocation().is_dedicated());
+    assert!(!small.allocation().has_own_memory());
     assert_eq!(
         rm.fault_calls(FaultPoint::SetObjectName) - n0,
         1,
@@ -449,7 +449,7 @@ fn names_reach_objects_and_dedicated_memory() {
     let big = rm
         .create_buffer(&BufferDesc::staging(200 * MIB).name("big"))
         .unwrap();
-    assert!(big.allocation().is_dedicated());
+    assert!(big.allocation().has_own_memory());
     assert_eq!(
         rm.fault_calls(FaultPoint::SetObjectName) - n0,
         3,

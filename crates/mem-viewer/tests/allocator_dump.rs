@@ -71,7 +71,7 @@ fn the_page_counts_what_the_allocator_holds() {
     let dir = test_dir("allocator");
     let page = dir.join("report.html");
     let counts = write_html_report(&page, &allocator.dump_json(true), &options).unwrap();
-    let blocks = (stats.total.block_count + stats.total.dedicated_count) as usize;
+    let blocks = (stats.total.block_count + stats.total.own_memory_count) as usize;
     assert_eq!(counts.blocks, blocks);
     assert_eq!(counts.allocations, stats.total.allocation_count as usize);
     assert_eq!(counts.allocations, live.len());

@@ -111,7 +111,7 @@ impl Allocator {
     /// exceeds a quarter of a block (ranges that large are rarely free once
     /// blocks have churned: an 85 MiB texture failed against 8 buddy blocks
     /// of 256 MiB holding 440 MiB when the cut was half a block), or when it
-    /// reaches [`AllocatorConfig::dedicated_threshold`] while memory objects
+    /// reaches [`AllocatorConfig::own_memory_threshold`] while memory objects
     /// are plentiful.
     fn wants_own_memory(&self, type_index: u32, desc: &AllocationDesc<'_>, alignment: u64) -> bool {
         let quarter = self.preferred_block_size(type_index) / 4;
@@ -128,7 +128,7 @@ impl Allocator {
                 let size = desc.size.max(alignment);
                 let max = self.props.max_memory_allocation_count as u64;
                 let used = self.memory_objects.load(Ordering::Relaxed) as u64;
-                size > quarter || (size >= self.config.dedicated_threshold && used * 4 < max * 3)
+                size > quarter || (size >= self.config.own_memory_threshold && used * 4 < max * 3)
             }
         }
     }

@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use ash::vk;
 
 #[cfg(doc)]
-use super::{AllocationDesc, Allocator};
+use super::{AllocationDesc, Allocator, AllocatorConfig, Dedicated};
 
 /// A host pointer into persistently mapped memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,8 +91,12 @@ impl Allocation {
         self.coherent
     }
 
-    /// True when this allocation owns its whole `VkDeviceMemory`.
-    pub fn is_dedicated(&self) -> bool {
+    /// True when this allocation has a `VkDeviceMemory` of its own (at
+    /// offset 0): a request of at least
+    /// [`AllocatorConfig::own_memory_threshold`], over a quarter of a block,
+    /// or a dedicated allocation ([`Dedicated`]). False for a range of a
+    /// shared block.
+    pub fn has_own_memory(&self) -> bool {
         matches!(self.placement, Placement::OwnMemory { .. })
     }
 

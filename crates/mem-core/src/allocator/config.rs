@@ -45,7 +45,7 @@ pub struct AllocatorConfig {
     /// small allocations scattered through a block leave no naturally
     /// aligned large range free, so mixing them with multi-MiB resources
     /// strands most of a block (measured with `examples/memory_report`).
-    /// With the default [`Self::dedicated_threshold`] (also 1 MiB) larger
+    /// With the default [`Self::own_memory_threshold`] (also 1 MiB) larger
     /// requests mostly get memory of their own anyway.
     pub small_allocation_limit: u64,
     /// Debug corruption detection (VMA's `VMA_DEBUG_MARGIN` +
@@ -72,9 +72,8 @@ pub struct AllocatorConfig {
     /// buffer, reporting damage through [`Allocator::report_corruption`].
     /// Such margins are *not* checked on [`Allocator::free`] or by
     /// [`Allocator::check_corruption`], and writes that land before the
-    /// checker's first fill are not seen. Not covered at all: dedicated
-    /// allocations (their own `VkDeviceMemory`; an overrun there leaves the
-    /// memory).
+    /// checker's first fill are not seen. Not covered at all: allocations
+    /// with memory of their own (an overrun there leaves the memory).
     pub debug_margin: u64,
     /// How sub-allocations are placed inside a block. Default
     /// [`BlockPlacement::Tlsf`]; [`BlockPlacement::Buddy`] gives every
@@ -93,7 +92,7 @@ pub struct AllocatorConfig {
     /// Freed objects of this kind are cached (see [`Self::cache_retention`])
     /// and serve later requests up to 1/4 smaller without a
     /// `vkAllocateMemory`. `u64::MAX` turns it off.
-    pub dedicated_threshold: u64,
+    pub own_memory_threshold: u64,
     /// Leave the margins of `HOST_VISIBLE` sub-allocations to the GPU
     /// checker as well, exactly like those of device-local memory (see
     /// [`Self::debug_margin`]): the host neither writes nor reads them.
@@ -104,12 +103,12 @@ pub struct AllocatorConfig {
     /// [`Self::debug_margin`] is 0.
     pub debug_margin_gpu_checked: bool,
     /// How many freed memory objects of their own are kept for reuse (see
-    /// [`Self::dedicated_threshold`]). Default [`CacheRetention::UpToPeak`].
+    /// [`Self::own_memory_threshold`]). Default [`CacheRetention::UpToPeak`].
     pub cache_retention: CacheRetention,
 }
 
 /// How long freed memory objects of their own (requests at or above
-/// [`AllocatorConfig::dedicated_threshold`]) stay cached for reuse by later
+/// [`AllocatorConfig::own_memory_threshold`]) stay cached for reuse by later
 /// requests up to 1/4 smaller, which then need no `vkAllocateMemory`.
 ///
 /// Either way at most 64 objects per memory type are kept, a full heap or
@@ -146,7 +145,7 @@ impl Default for AllocatorConfig {
             small_allocation_limit: MIB,
             debug_margin: 0,
             placement: BlockPlacement::Tlsf,
-            dedicated_threshold: MIB,
+            own_memory_threshold: MIB,
             debug_margin_gpu_checked: false,
             cache_retention: CacheRetention::UpToPeak,
         }

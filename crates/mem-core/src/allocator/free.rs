@@ -141,7 +141,11 @@ impl Drop for Allocator {
                     l.name.as_deref().unwrap_or("<unnamed>"),
                     l.size,
                     l.memory_type_index,
-                    if l.dedicated { " (dedicated)" } else { "" }
+                    if l.own_memory {
+                        " (memory of its own)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

@@ -84,10 +84,11 @@ const MAX_CACHED_OBJECTS: u32 = 64;
 /// ([`Allocator::preferred_block_size`]) and each new one 1/8 of what the
 /// pool already holds (up to the preferred size), so a small app does not
 /// commit 256 MiB and a large one has at most 1/9 of its pool in its newest
-/// block. Requests of at least [`AllocatorConfig::dedicated_threshold`]
+/// block. Requests of at least [`AllocatorConfig::own_memory_threshold`]
 /// (1 MiB) or over a quarter of a block, or whose resource the driver wants
-/// dedicated (`VkMemoryDedicatedRequirements`), get their own
-/// `VkDeviceMemory`; freed ones without a dedicated target are cached for
+/// in a dedicated allocation (`VkMemoryDedicatedRequirements`), get a
+/// `VkDeviceMemory` of their own; freed ones without a dedicated target
+/// (`VkMemoryDedicatedAllocateInfo`) are cached for
 /// reuse, by default as long as the heap stays within the peak it already
 /// reached ([`CacheRetention`]; [`Allocator::trim`] empties the cache). When
 /// a block becomes empty it is kept only if it is the type's one

@@ -1,5 +1,5 @@
 //! Memory of its own: requests at or above
-//! [`AllocatorConfig::dedicated_threshold`], over a quarter of a block, or
+//! [`AllocatorConfig::own_memory_threshold`], over a quarter of a block, or
 //! whose resource needs a dedicated allocation get a `VkDeviceMemory` each.
 //! Freed ones without a dedicated target go to a per-type cache by size and
 //! serve later requests up to 1/4 smaller without a `vkAllocateMemory`.

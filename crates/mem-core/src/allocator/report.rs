@@ -45,7 +45,7 @@ impl Allocator {
                 s.host_metadata_bytes += cp.placer.host_memory_bytes() as u64;
             }
             for d in pool.own.iter().flatten() {
-                s.dedicated_count += 1;
+                s.own_memory_count += 1;
                 s.committed_bytes += d.size;
                 s.allocated_bytes += d.size;
             }
@@ -70,7 +70,7 @@ impl Allocator {
                 };
                 for s in types.iter().filter(|s| s.heap_index == h as u32) {
                     hs.block_count += s.block_count;
-                    hs.dedicated_count += s.dedicated_count;
+                    hs.own_memory_count += s.own_memory_count;
                     hs.committed_bytes += s.committed_bytes;
                     hs.allocated_bytes += s.allocated_bytes;
                     hs.requested_bytes += s.requested_bytes;
@@ -88,7 +88,7 @@ impl Allocator {
         stats
     }
 
-    /// Every block and dedicated allocation with its allocated and free
+    /// Every block and every allocation with memory of its own, with the allocated and free
     /// ranges, for pictures of fragmentation and the detailed JSON dump.
     pub fn block_maps(&self) -> Vec<BlockMap> {
         let mut maps = Vec::new();
@@ -121,7 +121,7 @@ impl Allocator {
                     maps.push(BlockMap {
                         memory_type_index: t as u32,
                         class: self.pool_label(class),
-                        dedicated: false,
+                        own_memory: false,
                         size: b.size,
                         ranges,
                     });
@@ -131,7 +131,7 @@ impl Allocator {
                 maps.push(BlockMap {
                     memory_type_index: t as u32,
                     class: "dedicated",
-                    dedicated: true,
+                    own_memory: true,
                     size: d.size,
                     ranges: vec![RangeMap {
                         offset: 0,
@@ -181,7 +181,7 @@ impl Allocator {
                         size: meta.requested,
                         memory_type_index: t as u32,
                         offset: offset + meta.front(),
-                        dedicated: false,
+                        own_memory: false,
                     });
                 }
             }
@@ -191,7 +191,7 @@ impl Allocator {
                     size: d.requested,
                     memory_type_index: t as u32,
                     offset: 0,
-                    dedicated: true,
+                    own_memory: true,
                 });
             }
         }

@@ -17,18 +17,24 @@ pub enum ResourceClass {
     Optimal,
 }
 
-/// Whether the memory should be a `VkDeviceMemory` of its own.
+/// The dedicated-allocation hint of a request: whether the driver prefers or
+/// requires the resource to have a `VkDeviceMemory` of its own
+/// (`VkMemoryDedicatedRequirements`), and the resource to name in
+/// `VkMemoryDedicatedAllocateInfo`. A request with a hint gets memory of its
+/// own (see [`Allocation::has_own_memory`]); one without may get it for its
+/// size ([`AllocatorConfig::own_memory_threshold`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Dedicated {
-    /// Sub-allocate unless the size calls for a dedicated allocation.
+    /// No hint: sub-allocate unless the size calls for memory of its own.
     #[default]
     No,
     /// The driver prefers a dedicated allocation
     /// (`prefersDedicatedAllocation`); honoured while memory objects are
     /// plentiful.
     Preferred(Option<DedicatedTarget>),
-    /// The driver requires it (`requiresDedicatedAllocation`) or the caller
-    /// insists.
+    /// The driver requires it (`requiresDedicatedAllocation`), or the caller
+    /// insists on memory of its own (then without a target, it may be reused
+    /// from the cache).
     Required(Option<DedicatedTarget>),
 }
 

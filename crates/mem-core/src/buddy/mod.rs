@@ -97,7 +97,7 @@
 //! of the block in use, not the number of blocks. To bound the worst case, a
 //! block may hold at most 2^[`MAX_UNITS_LOG2`] minimum blocks (bitmaps of at
 //! most 16 MiB); [`BuddyBlock::new`] refuses more with
-//! [`BuddyError::InvalidConfig`].
+//! [`PlacementError::InvalidConfig`].
 //!
 //! Every operation is O(log(size / min_block)); nothing scans the allocations
 //! or the blocks (except [`BuddyBlock::validate`], the iterators and
@@ -113,74 +113,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 
+use crate::error::PlacementError;
 use bitmap::{upper_count, Chunk, OrderBits, CHUNK_LOG2, MAX_UPPER, ORDER_SLOTS};
-
-/// Errors of the buddy core. Bad input is always one of these, never a panic.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum BuddyError {
-    /// An allocation of zero bytes was requested.
-    #[error("allocation size is zero")]
-    ZeroSize,
-    /// The alignment is neither zero nor a power of two.
-    #[error("alignment {alignment} is not a power of two")]
-    AlignmentNotPowerOfTwo {
-        /// The requested alignment.
-        alignment: u64,
-    },
-    /// The request can never fit in this block, however empty.
-    #[error(
-        "allocation of {size} bytes with alignment {alignment} exceeds the block capacity of {capacity} bytes"
-    )]
-    TooLarge {
-        /// Requested size in bytes.
-        size: u64,
-        /// Requested alignment in bytes.
-        alignment: u64,
-        /// Size of the whole block in bytes.
-        capacity: u64,
-    },
-    /// The request could fit in an empty block, but no free buddy is large
-    /// enough now.
-    #[error(
-        "no free block for {size} bytes with alignment {alignment}; the largest free block is {largest_free} bytes"
-    )]
-    OutOfSpace {
-        /// Requested size in bytes.
-        size: u64,
-        /// Requested alignment in bytes.
-        alignment: u64,
-        /// Largest free buddy block at the time of the request.
-        largest_free: u64,
-    },
-    /// No live allocation starts at this offset.
-    #[error("no live allocation at offset {offset}")]
-    UnknownOffset {
-        /// The offset that was passed.
-        offset: u64,
-    },
-    /// `BuddyBlock::new` was given sizes that are not powers of two, a
-    /// minimum block larger than the block, or more than 2^26 minimum blocks.
-    #[error(
-        "invalid buddy block: size {size} and min_block {min_block} must be powers of two with min_block <= size <= 2^26 * min_block"
-    )]
-    InvalidConfig {
-        /// The block size that was passed.
-        size: u64,
-        /// The minimum block that was passed.
-        min_block: u64,
-    },
-    /// A [`VirtualAllocation`](crate::VirtualAllocation) was given to a
-    /// [`VirtualBlock`](crate::VirtualBlock) other than the one that made it
-    /// (or to the same block after [`clear`](crate::VirtualBlock::clear)).
-    #[error("allocation belongs to virtual block {allocation_block_id}, not to block {block_id}")]
-    ForeignAllocation {
-        /// Id of the block the allocation was given to.
-        block_id: u64,
-        /// Id of the block (generation) that made the allocation.
-        allocation_block_id: u64,
-    },
-}
 
 /// Largest `log2(size / min_block)`. The free bitmaps cost about 2 bits per
 /// minimum block when fully grown, so this caps them at 16 MiB (a 64 MiB
@@ -305,17 +239,17 @@ impl<T> BuddyBlock<T> {
     /// Both must be powers of two with `1 <= min_block <= size` and
     /// `size / min_block <= 2^26` ([`MAX_UNITS_LOG2`]: a 64 MiB block at
     /// byte granularity, 16 GiB at 256 bytes); otherwise
-    /// [`BuddyError::InvalidConfig`]. Allocations are rounded up to multiples
+    /// [`PlacementError::InvalidConfig`]. Allocations are rounded up to multiples
     /// of `min_block`. Host metadata starts at a few KiB and grows with the
     /// part of the block in use, up to about 2 bits per minimum block (see
     /// the [module docs](self)).
-    pub fn new(size: u64, min_block: u64) -> Result<Self, BuddyError> {
+    pub fn new(size: u64, min_block: u64) -> Result<Self, PlacementError> {
         if !size.is_power_of_two()
             || !min_block.is_power_of_two()
             || min_block > size
             || (size / min_block).trailing_zeros() > MAX_UNITS_LOG2
         {
-            return Err(BuddyError::InvalidConfig { size, min_block });
+            return Err(PlacementError::InvalidConfig { size, min_block });
         }
         let size_log2 = size.trailing_zeros();
         let min_log2 = min_block.trailing_zeros();
@@ -412,18 +346,23 @@ impl<T> BuddyBlock<T> {
     /// for none) and returns the offset. The allocation keeps
     /// `round_up(size, min_block)` bytes, see [`get`](Self::get).
     ///
-    /// Errors: [`ZeroSize`](BuddyError::ZeroSize),
-    /// [`AlignmentNotPowerOfTwo`](BuddyError::AlignmentNotPowerOfTwo),
-    /// [`TooLarge`](BuddyError::TooLarge) when even an empty block could not
-    /// hold it, [`OutOfSpace`](BuddyError::OutOfSpace) when no free buddy is
+    /// Errors: [`ZeroSize`](PlacementError::ZeroSize),
+    /// [`AlignmentNotPowerOfTwo`](PlacementError::AlignmentNotPowerOfTwo),
+    /// [`TooLarge`](PlacementError::TooLarge) when even an empty block could not
+    /// hold it, [`OutOfSpace`](PlacementError::OutOfSpace) when no free buddy is
     /// large enough now. On error the block is unchanged.
     #[inline]
-    pub fn allocate(&mut self, size: u64, alignment: u64, payload: T) -> Result<u64, BuddyError> {
+    pub fn allocate(
+        &mut self,
+        size: u64,
+        alignment: u64,
+        payload: T,
+    ) -> Result<u64, PlacementError> {
         let (kept, order) = self.request(size, alignment)?;
         // Smallest non-empty order >= `order` (`order <= units_log2 <= 26`).
         let candidates = self.non_empty >> order;
         if candidates == 0 {
-            return Err(BuddyError::OutOfSpace {
+            return Err(PlacementError::OutOfSpace {
                 size,
                 alignment,
                 largest_free: self.largest_free(),
@@ -449,17 +388,17 @@ impl<T> BuddyBlock<T> {
 
     /// Frees the allocation at `offset` and returns its kept size and payload.
     ///
-    /// [`UnknownOffset`](BuddyError::UnknownOffset) if no live allocation
+    /// [`UnknownOffset`](PlacementError::UnknownOffset) if no live allocation
     /// starts there (the block is then unchanged).
     #[inline]
-    pub fn free(&mut self, offset: u64) -> Result<(u64, T), BuddyError> {
+    pub fn free(&mut self, offset: u64) -> Result<(u64, T), PlacementError> {
         let unit = self
             .unit_offset(offset)
-            .ok_or(BuddyError::UnknownOffset { offset })?;
+            .ok_or(PlacementError::UnknownOffset { offset })?;
         let (kept, payload) = self
             .live
             .remove(&unit)
-            .ok_or(BuddyError::UnknownOffset { offset })?;
+            .ok_or(PlacementError::UnknownOffset { offset })?;
         let kept_bytes = u64::from(kept) << self.min_log2;
         self.allocated -= kept_bytes;
         self.release(unit, kept);
@@ -569,16 +508,16 @@ impl<T> BuddyBlock<T> {
 
     /// Checks a request and returns `(kept, order)`, both in units.
     #[inline(always)]
-    fn request(&self, size: u64, alignment: u64) -> Result<(u32, u32), BuddyError> {
+    fn request(&self, size: u64, alignment: u64) -> Result<(u32, u32), PlacementError> {
         if size == 0 {
-            return Err(BuddyError::ZeroSize);
+            return Err(PlacementError::ZeroSize);
         }
         let align = alignment.max(1);
         if !align.is_power_of_two() {
-            return Err(BuddyError::AlignmentNotPowerOfTwo { alignment });
+            return Err(PlacementError::AlignmentNotPowerOfTwo { alignment });
         }
         if size > self.size || align > self.size {
-            return Err(BuddyError::TooLarge {
+            return Err(PlacementError::TooLarge {
                 size,
                 alignment,
                 capacity: self.size,

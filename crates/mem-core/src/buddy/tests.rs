@@ -18,7 +18,7 @@ fn new_rejects_bad_configs() {
     ] {
         assert_eq!(
             BuddyBlock::<()>::new(size, min_block).unwrap_err(),
-            BuddyError::InvalidConfig { size, min_block }
+            PlacementError::InvalidConfig { size, min_block }
         );
     }
     // At most 2^26 minimum blocks.
@@ -64,16 +64,16 @@ fn each_error_variant_leaves_block_unchanged() {
             before
         );
     };
-    assert_eq!(block.allocate(0, 1, 0), Err(BuddyError::ZeroSize));
+    assert_eq!(block.allocate(0, 1, 0), Err(PlacementError::ZeroSize));
     check(&block);
     assert_eq!(
         block.allocate(16, 3, 0),
-        Err(BuddyError::AlignmentNotPowerOfTwo { alignment: 3 })
+        Err(PlacementError::AlignmentNotPowerOfTwo { alignment: 3 })
     );
     check(&block);
     assert_eq!(
         block.allocate(4097, 1, 0),
-        Err(BuddyError::TooLarge {
+        Err(PlacementError::TooLarge {
             size: 4097,
             alignment: 1,
             capacity: 4096
@@ -81,7 +81,7 @@ fn each_error_variant_leaves_block_unchanged() {
     );
     assert_eq!(
         block.allocate(1, 8192, 0),
-        Err(BuddyError::TooLarge {
+        Err(PlacementError::TooLarge {
             size: 1,
             alignment: 8192,
             capacity: 4096
@@ -89,7 +89,7 @@ fn each_error_variant_leaves_block_unchanged() {
     );
     assert_eq!(
         block.allocate(u64::MAX, 1, 0),
-        Err(BuddyError::TooLarge {
+        Err(PlacementError::TooLarge {
             size: u64::MAX,
             alignment: 1,
             capacity: 4096
@@ -98,7 +98,7 @@ fn each_error_variant_leaves_block_unchanged() {
     check(&block);
     assert_eq!(
         block.allocate(2049, 1, 0),
-        Err(BuddyError::OutOfSpace {
+        Err(PlacementError::OutOfSpace {
             size: 2049,
             alignment: 1,
             largest_free: 2048
@@ -107,11 +107,11 @@ fn each_error_variant_leaves_block_unchanged() {
     check(&block);
     assert_eq!(
         block.free(a + 256),
-        Err(BuddyError::UnknownOffset { offset: a + 256 })
+        Err(PlacementError::UnknownOffset { offset: a + 256 })
     );
     assert_eq!(
         block.free(u64::MAX),
-        Err(BuddyError::UnknownOffset { offset: u64::MAX })
+        Err(PlacementError::UnknownOffset { offset: u64::MAX })
     );
     check(&block);
     assert!(!block.can_allocate(0, 1));
@@ -119,7 +119,7 @@ fn each_error_variant_leaves_block_unchanged() {
     assert!(!block.can_allocate(2049, 1));
     assert!(block.can_allocate(2048, 2048));
     // Messages name the values.
-    let msg = BuddyError::OutOfSpace {
+    let msg = PlacementError::OutOfSpace {
         size: 2049,
         alignment: 1,
         largest_free: 2048,

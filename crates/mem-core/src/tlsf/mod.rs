@@ -66,7 +66,7 @@ mod validate;
 
 use lists::{mapping, mapping_search, FL_COUNT, NIL, SL_COUNT};
 
-use crate::buddy::BuddyError;
+use crate::error::PlacementError;
 
 /// Nodes of the request's own class scanned when no larger class has one.
 pub const EXACT_SCAN: usize = 16;
@@ -134,10 +134,10 @@ pub struct Tlsf<T> {
 
 impl<T> Tlsf<T> {
     /// Creates an allocator without regions, placing at `granularity`-byte
-    /// units (a power of two, else [`BuddyError::InvalidConfig`]).
-    pub fn new(granularity: u64) -> Result<Self, BuddyError> {
+    /// units (a power of two, else [`PlacementError::InvalidConfig`]).
+    pub fn new(granularity: u64) -> Result<Self, PlacementError> {
         if !granularity.is_power_of_two() {
-            return Err(BuddyError::InvalidConfig {
+            return Err(PlacementError::InvalidConfig {
                 size: 0,
                 min_block: granularity,
             });
@@ -166,10 +166,10 @@ impl<T> Tlsf<T> {
     /// Adds a free region (a block) of `size` bytes and returns its index:
     /// the lowest index not in use. `size` must be a non-zero multiple of
     /// the granularity with fewer than `2^32 - 1` units; otherwise
-    /// [`BuddyError::InvalidConfig`].
-    pub fn add_region(&mut self, size: u64) -> Result<u32, BuddyError> {
+    /// [`PlacementError::InvalidConfig`].
+    pub fn add_region(&mut self, size: u64) -> Result<u32, PlacementError> {
         let g = self.granularity();
-        let invalid = BuddyError::InvalidConfig { size, min_block: g };
+        let invalid = PlacementError::InvalidConfig { size, min_block: g };
         if size == 0 || size % g != 0 {
             return Err(invalid);
         }
@@ -206,12 +206,12 @@ impl<T> Tlsf<T> {
 
     /// Removes an empty region. `Err` (and nothing changes) when it does not
     /// exist or still holds allocations.
-    pub fn remove_region(&mut self, region: u32) -> Result<(), BuddyError> {
+    pub fn remove_region(&mut self, region: u32) -> Result<(), PlacementError> {
         let r = self
             .region(region)
-            .ok_or(BuddyError::UnknownOffset { offset: 0 })?;
+            .ok_or(PlacementError::UnknownOffset { offset: 0 })?;
         if r.live != 0 {
-            return Err(BuddyError::UnknownOffset { offset: 0 });
+            return Err(PlacementError::UnknownOffset { offset: 0 });
         }
         self.unlink_free(r.first);
         self.nodes[r.first as usize].state = State::Spare;
@@ -277,18 +277,18 @@ impl<T> Tlsf<T> {
     }
     /// Units kept and alignment in units of a request, or its error.
     #[inline]
-    fn request(&self, size: u64, alignment: u64) -> Result<(u32, u32), BuddyError> {
+    fn request(&self, size: u64, alignment: u64) -> Result<(u32, u32), PlacementError> {
         if size == 0 {
-            return Err(BuddyError::ZeroSize);
+            return Err(PlacementError::ZeroSize);
         }
         let alignment = alignment.max(1);
         if !alignment.is_power_of_two() {
-            return Err(BuddyError::AlignmentNotPowerOfTwo { alignment });
+            return Err(PlacementError::AlignmentNotPowerOfTwo { alignment });
         }
         let kept = size.div_ceil(self.granularity());
         let align = (alignment >> self.unit_log2).max(1);
         if kept >= u64::from(u32::MAX) || align >= u64::from(u32::MAX) {
-            return Err(BuddyError::TooLarge {
+            return Err(PlacementError::TooLarge {
                 size,
                 alignment,
                 capacity: self.largest_region(),
@@ -414,20 +414,20 @@ impl<T> Tlsf<T> {
     /// for none) in whichever region has a fitting free range. The
     /// allocation keeps `round_up(size, granularity)` bytes.
     ///
-    /// Errors: [`ZeroSize`](BuddyError::ZeroSize),
-    /// [`AlignmentNotPowerOfTwo`](BuddyError::AlignmentNotPowerOfTwo),
-    /// [`TooLarge`](BuddyError::TooLarge) for sizes beyond any region's
-    /// reach, [`OutOfSpace`](BuddyError::OutOfSpace) when no free range holds
+    /// Errors: [`ZeroSize`](PlacementError::ZeroSize),
+    /// [`AlignmentNotPowerOfTwo`](PlacementError::AlignmentNotPowerOfTwo),
+    /// [`TooLarge`](PlacementError::TooLarge) for sizes beyond any region's
+    /// reach, [`OutOfSpace`](PlacementError::OutOfSpace) when no free range holds
     /// it now. On error nothing changes.
     pub fn allocate(
         &mut self,
         size: u64,
         alignment: u64,
         payload: T,
-    ) -> Result<TlsfAllocation, BuddyError> {
+    ) -> Result<TlsfAllocation, PlacementError> {
         let (kept, align) = self.request(size, alignment)?;
         let Some((n, start)) = self.find(kept, align) else {
-            return Err(BuddyError::OutOfSpace {
+            return Err(PlacementError::OutOfSpace {
                 size,
                 alignment,
                 largest_free: self.largest_free(),
@@ -500,11 +500,16 @@ impl<T> Tlsf<T> {
     /// Frees the allocation `handle` that starts at `offset` in `region` and
     /// returns its kept size and payload.
     ///
-    /// [`UnknownOffset`](BuddyError::UnknownOffset) if `handle` is not a
+    /// [`UnknownOffset`](PlacementError::UnknownOffset) if `handle` is not a
     /// live allocation there (nothing changes then).
-    pub fn free(&mut self, handle: u32, region: u32, offset: u64) -> Result<(u64, T), BuddyError> {
+    pub fn free(
+        &mut self,
+        handle: u32,
+        region: u32,
+        offset: u64,
+    ) -> Result<(u64, T), PlacementError> {
         if self.live_node(handle, region, offset).is_none() {
-            return Err(BuddyError::UnknownOffset { offset });
+            return Err(PlacementError::UnknownOffset { offset });
         }
         let mut n = handle;
         let payload = self.payloads[n as usize].take();
@@ -530,7 +535,7 @@ impl<T> Tlsf<T> {
             self.absorb_next(n);
         }
         self.push_free(n);
-        let payload = payload.ok_or(BuddyError::UnknownOffset { offset })?;
+        let payload = payload.ok_or(PlacementError::UnknownOffset { offset })?;
         Ok((u64::from(kept) << self.unit_log2, payload))
     }
 

@@ -70,23 +70,23 @@ fn bad_input_is_typed() {
     let mut b = Tlsf::new(256).unwrap();
     assert!(matches!(
         b.allocate(1, 0, ()),
-        Err(BuddyError::OutOfSpace { .. })
+        Err(PlacementError::OutOfSpace { .. })
     ));
     b.add_region(1 << 16).unwrap();
-    assert_eq!(b.allocate(0, 0, ()), Err(BuddyError::ZeroSize));
+    assert_eq!(b.allocate(0, 0, ()), Err(PlacementError::ZeroSize));
     assert!(matches!(
         b.allocate(1, 3, ()),
-        Err(BuddyError::AlignmentNotPowerOfTwo { .. })
+        Err(PlacementError::AlignmentNotPowerOfTwo { .. })
     ));
     assert!(matches!(
         b.allocate((1 << 16) + 1, 0, ()),
-        Err(BuddyError::OutOfSpace { .. })
+        Err(PlacementError::OutOfSpace { .. })
     ));
     // Offset 0 is aligned to anything.
     assert_eq!(b.allocate(1, 1 << 17, ()).unwrap().offset, 0);
     assert!(matches!(
         b.allocate(u64::MAX, 0, ()),
-        Err(BuddyError::TooLarge { .. })
+        Err(PlacementError::TooLarge { .. })
     ));
     assert!(b.add_region(1000).is_err());
     assert!(b.add_region(0).is_err());

@@ -38,7 +38,7 @@ impl ResourceManager {
         allocation: &Allocation,
         name: &str,
     ) -> Result<(), ResourceError> {
-        if allocation.is_dedicated() {
+        if allocation.has_own_memory() {
             self.set_name(allocation.memory(), name)
         } else {
             Ok(())
