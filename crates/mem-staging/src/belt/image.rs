@@ -367,12 +367,17 @@ impl StagingBelt {
         closed: &mut Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
-        let threads = if len >= self.desc.parallel_copy_threshold {
-            self.desc.copy_threads
-        } else {
-            1
-        };
+        debug_assert!(len > 0);
+        // Per piece: small mips are copied (and submitted) by the calling
+        // thread; a piece as large as a chunk counts as large even when the
+        // ring is too small for the threshold.
+        let large = self.desc.parallel_copy_threshold.min(self.desc.chunk_size);
         for (i, copy) in plan.copies.iter().enumerate() {
+            let threads = if copy.staging_size >= large {
+                self.desc.copy_threads
+            } else {
+                1
+            };
             let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
             let contiguous = copy.dst_row_pitch == copy.src_row_pitch
                 && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
