@@ -67,7 +67,7 @@
 //! only with `VK_LOADER_DEBUG=warn`. So no ICD restriction is needed, and
 //! the workspace sets no `VK_DRIVER_FILES` (which, through `[env]` in
 //! `.cargo/config.toml`, would only reach `cargo test`/`cargo run`, not
-//! binaries run directly, and would hide the NVIDIA driver on the lent GPU
+//! binaries run directly, and would hide the NVIDIA driver on a GPU
 //! machine). The GENERAL-warning exemption is kept for machines whose loader
 //! or drivers do warn (other distributions, driver manifests left behind),
 //! where it would otherwise fail every test for reasons outside gpumem.
