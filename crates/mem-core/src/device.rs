@@ -13,6 +13,8 @@ use std::ptr::NonNull;
 use ash::vk;
 use smallvec::SmallVec;
 
+use crate::host::HostCallbacks;
+
 /// One memory type as the allocator sees it (`VkMemoryType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MemoryTypeInfo {
@@ -318,24 +320,6 @@ impl<T: MemoryDevice + ?Sized> MemoryDevice for std::sync::Arc<T> {
     }
 }
 
-/// Host allocation callbacks the engine gave, passed to every Vulkan call.
-#[derive(Clone, Copy)]
-pub(crate) struct HostCallbacks(pub(crate) Option<vk::AllocationCallbacks<'static>>);
-
-// SAFETY: `vk::AllocationCallbacks` holds function pointers and a user-data
-// pointer. The Vulkan spec allows these callbacks to be called from any thread
-// the application calls Vulkan from, and the constructor of `AshMemoryDevice`
-// (unsafe) requires the engine's callbacks to be thread-safe.
-unsafe impl Send for HostCallbacks {}
-// SAFETY: see the `Send` impl; the struct is never mutated after creation.
-unsafe impl Sync for HostCallbacks {}
-
-impl HostCallbacks {
-    pub(crate) fn get(&self) -> Option<&vk::AllocationCallbacks<'static>> {
-        self.0.as_ref()
-    }
-}
-
 /// [`MemoryDevice`] over the engine's `ash::Device`.
 pub struct AshMemoryDevice {
     instance: ash::Instance,
@@ -373,7 +357,9 @@ impl AshMemoryDevice {
             physical_device,
             device: device.clone(),
             properties,
-            callbacks: HostCallbacks(allocation_callbacks),
+            // SAFETY: valid and thread-safe for this value's life (this
+            // function's contract).
+            callbacks: unsafe { HostCallbacks::new(allocation_callbacks) },
         }
     }
 

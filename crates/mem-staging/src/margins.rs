@@ -56,6 +56,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
+use mem_core::host::HostCallbacks;
 use mem_core::stats::{CorruptionReport, DeviceMargin};
 use mem_core::AllocError;
 use mem_resources::{Buffer, BufferDesc, ResourceError, ResourceManager};
@@ -197,15 +198,6 @@ pub struct MarginCheck {
     pub corruptions: Vec<CorruptionReport>,
 }
 
-/// Host allocation callbacks, shareable between threads.
-struct Callbacks(Option<vk::AllocationCallbacks<'static>>);
-
-// SAFETY: the callbacks are plain function pointers and a user-data pointer
-// whose thread safety `MarginChecker::new`'s contract requires.
-unsafe impl Send for Callbacks {}
-// SAFETY: as above.
-unsafe impl Sync for Callbacks {}
-
 /// One alias buffer over a whole block.
 struct Alias {
     block_id: u64,
@@ -228,7 +220,7 @@ pub struct MarginChecker {
     device: ash::Device,
     queue: SharedQueue,
     desc: MarginCheckerDesc,
-    callbacks: Callbacks,
+    callbacks: HostCallbacks,
     pool: vk::CommandPool,
     cmd: vk::CommandBuffer,
     fence: vk::Fence,
@@ -257,8 +249,9 @@ impl MarginChecker {
         let mut desc = desc;
         desc.max_readback_size = desc.max_readback_size.max(4096);
         let device = resources.device().clone();
-        let callbacks = Callbacks(desc.allocation_callbacks);
-        let cb = callbacks.0.as_ref();
+        // SAFETY: valid and thread-safe for the checker's life (contract).
+        let callbacks = unsafe { HostCallbacks::new(desc.allocation_callbacks) };
+        let cb = callbacks.get();
         let pool_info = vk::CommandPoolCreateInfo::default()
             .queue_family_index(queue.family)
             .flags(vk::CommandPoolCreateFlags::RESET_COMMAND_BUFFER);
@@ -634,7 +627,7 @@ impl MarginChecker {
     /// allowed).
     fn prune_aliases(&mut self, margins: &[DeviceMargin]) {
         let live: ahash::AHashSet<u64> = margins.iter().map(|m| m.block_id).collect();
-        let cb = self.callbacks.0.as_ref();
+        let cb = self.callbacks.get();
         let device = &self.device;
         self.aliases.retain(|a| {
             if live.contains(&a.block_id) {
@@ -659,15 +652,12 @@ impl MarginChecker {
         let created = match self.fault(MarginFault::CreateBuffer) {
             Some(injected) => Err(injected),
             // SAFETY: valid create info; callbacks per `new`'s contract.
-            None => unsafe { self.device.create_buffer(&info, self.callbacks.0.as_ref()) },
+            None => unsafe { self.device.create_buffer(&info, self.callbacks.get()) },
         };
         let buffer = created.map_err(|e| MarginError::vulkan("vkCreateBuffer", e))?;
         let destroy = |this: &Self| {
             // SAFETY: just created, never bound or used.
-            unsafe {
-                this.device
-                    .destroy_buffer(buffer, this.callbacks.0.as_ref())
-            }
+            unsafe { this.device.destroy_buffer(buffer, this.callbacks.get()) }
         };
         // SAFETY: `buffer` is alive.
         let req = unsafe { self.device.get_buffer_memory_requirements(buffer) };
@@ -735,7 +725,7 @@ impl Drop for MarginChecker {
             // SAFETY: the queue belongs to the device; its lock is held.
             let _ = unsafe { self.device.queue_wait_idle(self.queue.queue) };
         }
-        let cb = self.callbacks.0.as_ref();
+        let cb = self.callbacks.get();
         // SAFETY: nothing the checker submitted is pending any more (waited
         // above), so its objects are idle. The alias buffers may outlive
         // their blocks' memory: destroying them is still allowed.

@@ -8,6 +8,11 @@
 //! take, and in which scope. [`TrackingHostAllocator::stats`] returns a
 //! plain-data, serde-serializable snapshot.
 //!
+//! [`HostCallbacks`] holds an engine's callbacks (these or its own) in the
+//! objects several threads share, and hands them to every Vulkan call:
+//! mem-core's device, mem-resources' manager and mem-staging's margin
+//! checker all keep theirs in one.
+//!
 //! ```no_run
 //! use ash::vk;
 //! use mem_core::host::TrackingHostAllocator;
@@ -64,6 +69,7 @@
 //! [`new`]: TrackingHostAllocator::new
 
 mod block;
+mod callbacks;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +81,8 @@ use std::sync::Arc;
 
 use ash::vk;
 use serde::Serialize;
+
+pub use callbacks::HostCallbacks;
 
 use block::{checked_align, raw_allocate, raw_free, raw_reallocate, Header};
 
