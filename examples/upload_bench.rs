@@ -19,7 +19,7 @@ use ash::vk;
 use clap::{Parser, ValueEnum};
 use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
 use gpumem::resources::{
-    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
+    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use gpumem::staging::plan::{expected_data_size, ImageLayout};
@@ -163,7 +163,7 @@ impl Rig {
         );
         // SAFETY: as above.
         let resources = Arc::new(unsafe {
-            ResourceManager::new(ResourceManagerDesc {
+            ResourceManager::new(ResourceManagerCreateInfo {
                 instance: ctx.instance(),
                 physical_device: ctx.physical_device(),
                 device: ctx.device(),

@@ -43,7 +43,7 @@ use ash::vk;
 use clap::Parser;
 use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
 use gpumem::resources::{
-    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc,
+    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
 use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use gpumem::viewer::{write_html_report, ReportOptions, Timeline};
@@ -460,7 +460,7 @@ fn on_device(
     );
     // SAFETY: as above.
     let resources = Arc::new(unsafe {
-        ResourceManager::new(ResourceManagerDesc {
+        ResourceManager::new(ResourceManagerCreateInfo {
             instance: ctx.instance(),
             physical_device: ctx.physical_device(),
             device: ctx.device(),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{BufferDesc, ResourceManager, ResourceManagerDesc};
+use mem_resources::{BufferDesc, ResourceManager, ResourceManagerCreateInfo};
 use mem_testkit::TestContext;
 
 const COUNT: usize = 10_000;
@@ -137,7 +137,7 @@ fn allocator(ctx: &TestContext, config: AllocatorConfig) -> Arc<Allocator> {
 fn manager(ctx: &TestContext, allocator: &Arc<Allocator>) -> ResourceManager {
     // SAFETY: as for `allocator`; no debug utils (names would add their cost).
     unsafe {
-        ResourceManager::new(ResourceManagerDesc {
+        ResourceManager::new(ResourceManagerCreateInfo {
             instance: ctx.instance(),
             physical_device: ctx.physical_device(),
             device: ctx.device(),

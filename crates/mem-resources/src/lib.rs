@@ -26,7 +26,7 @@
 //!
 //! use ash::vk;
 //! use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-//! use mem_resources::{BufferDesc, ImageDesc, ResourceManager, ResourceManagerDesc};
+//! use mem_resources::{BufferDesc, ImageDesc, ResourceManager, ResourceManagerCreateInfo};
 //! use mem_testkit::TestContext;
 //!
 //! let ctx = TestContext::new(); // stands for the engine's instance and device
@@ -40,7 +40,7 @@
 //! // SAFETY: as above; debug utils were loaded for this device.
 //! let resources = unsafe {
 //!     ResourceManager::new(
-//!         ResourceManagerDesc::new(
+//!         ResourceManagerCreateInfo::new(
 //!             ctx.instance(),
 //!             ctx.physical_device(),
 //!             ctx.device(),
@@ -71,6 +71,16 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Naming
+//! - A `*Desc` says what to create: [`BufferDesc`] and [`ImageDesc`] (as
+//!   mem-core's `AllocationDesc`) are plain data with builders, checked
+//!   before Vulkan sees them ([`ResourceManager::validate_buffer_desc`]) and
+//!   kept by the resource made from them ([`Buffer::desc`]).
+//! - A `*CreateInfo` says what a long-lived object is built from:
+//!   [`ResourceManagerCreateInfo`] holds the engine's borrowed handles, the
+//!   allocator and options, and is consumed by [`ResourceManager::new`], as
+//!   Vulkan's `Vk*CreateInfo` and VMA's `VmaAllocatorCreateInfo`.
+//!
 //! # Modules
 //! - [`desc`]: what a buffer or image is.
 //! - [`validate`]: the checks a desc passes before Vulkan sees it.
@@ -93,7 +103,8 @@ pub use error::{ManagerValidationError, ResourceError};
 pub use fault::FaultPoint;
 pub use image_layouts::{ImageLayouts, ImageSubresources, ResolvedSubresources, SubresourceState};
 pub use manager::{
-    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerDesc, ResourceReport,
+    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerCreateInfo,
+    ResourceReport,
 };
 pub use retire::{RetirePoint, TimelinePoint};
 pub use validate::DeviceLimits;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ash::vk;
 use mem_core::stats::DeviceMargin;
 use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{Buffer, BufferDesc, ResourceManager, ResourceManagerDesc};
+use mem_resources::{Buffer, BufferDesc, ResourceManager, ResourceManagerCreateInfo};
 use mem_staging::belt::SharedQueue;
 use mem_staging::margins::{MarginChecker, MarginCheckerDesc, MarginError, MarginFault};
 use mem_testkit::TestContext;
@@ -54,7 +54,7 @@ impl Gpu {
         );
         // SAFETY: as above.
         let resources = Arc::new(unsafe {
-            ResourceManager::new(ResourceManagerDesc {
+            ResourceManager::new(ResourceManagerCreateInfo {
                 instance: ctx.instance(),
                 physical_device: ctx.physical_device(),
                 device: ctx.device(),

@@ -92,9 +92,12 @@ use self::registry::{Entry, Registry};
 
 static NEXT_MANAGER_ID: AtomicU64 = AtomicU64::new(1);
 
-/// What the engine hands the manager: its own Vulkan objects, borrowed, and
-/// the allocator to take memory from.
-pub struct ResourceManagerDesc<'a> {
+/// What a [`ResourceManager`] is built from: the engine's Vulkan objects,
+/// borrowed, the allocator to take memory from, and options. A
+/// `*CreateInfo`, as `VkDeviceCreateInfo` or VMA's `VmaAllocatorCreateInfo`:
+/// consumed by [`ResourceManager::new`], unlike a `*Desc`, which describes
+/// one resource to create (see the [crate docs](crate#naming)).
+pub struct ResourceManagerCreateInfo<'a> {
     /// The engine's instance (for format and limit queries).
     pub instance: &'a ash::Instance,
     /// The physical device `device` was created from.
@@ -113,7 +116,7 @@ pub struct ResourceManagerDesc<'a> {
     pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
 }
 
-impl<'a> ResourceManagerDesc<'a> {
+impl<'a> ResourceManagerCreateInfo<'a> {
     /// The engine's handles and the allocator, without debug names and
     /// host allocation callbacks.
     pub fn new(
@@ -204,19 +207,19 @@ impl ResourceManager {
     /// validation needs (`maxBufferSize`, queue family count).
     ///
     /// # Safety
-    /// - `desc.instance`, `desc.physical_device` and `desc.device` are valid,
+    /// - `info.instance`, `info.physical_device` and `info.device` are valid,
     ///   related, of Vulkan 1.1 or later, and outlive the manager;
-    /// - `desc.allocator` was created over the same device;
-    /// - `desc.debug_utils`, when given, was loaded for `desc.device`;
-    /// - `desc.allocation_callbacks`, when given, stay valid (their user data
+    /// - `info.allocator` was created over the same device;
+    /// - `info.debug_utils`, when given, was loaded for `info.device`;
+    /// - `info.allocation_callbacks`, when given, stay valid (their user data
     ///   too) for the manager's lifetime and are thread-safe.
-    pub unsafe fn new(desc: ResourceManagerDesc<'_>) -> Self {
-        let pd = desc.physical_device;
+    pub unsafe fn new(info: ResourceManagerCreateInfo<'_>) -> Self {
+        let pd = info.physical_device;
         // SAFETY: the physical device belongs to the instance (contract).
-        let props = unsafe { desc.instance.get_physical_device_properties(pd) };
+        let props = unsafe { info.instance.get_physical_device_properties(pd) };
         // SAFETY: as above.
         let extensions =
-            unsafe { desc.instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
+            unsafe { info.instance.enumerate_device_extension_properties(pd) }.unwrap_or_default();
         let has_maintenance4 = extensions
             .iter()
             .any(|e| e.extension_name_as_c_str().ok() == Some(ash::khr::maintenance4::NAME));
@@ -226,7 +229,7 @@ impl ResourceManager {
             // SAFETY: the device supports Vulkan 1.3 or VK_KHR_maintenance4,
             // so the chained struct is allowed (physical-device-level
             // functionality follows the device's version and extensions).
-            unsafe { desc.instance.get_physical_device_properties2(pd, &mut p2) };
+            unsafe { info.instance.get_physical_device_properties2(pd, &mut p2) };
             if m4.max_buffer_size == 0 {
                 u64::MAX
             } else {
@@ -237,18 +240,18 @@ impl ResourceManager {
         };
         // SAFETY: as above.
         let queue_family_count = unsafe {
-            desc.instance
+            info.instance
                 .get_physical_device_queue_family_properties(pd)
         }
         .len() as u32;
         Self {
             id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
-            instance: desc.instance.clone(),
+            instance: info.instance.clone(),
             physical_device: pd,
-            device: desc.device.clone(),
-            allocator: desc.allocator,
-            debug_utils: desc.debug_utils,
-            callbacks: HostCallbacks(desc.allocation_callbacks),
+            device: info.device.clone(),
+            allocator: info.allocator,
+            debug_utils: info.debug_utils,
+            callbacks: HostCallbacks(info.allocation_callbacks),
             limits: DeviceLimits {
                 api_version: props.api_version,
                 max_buffer_size,

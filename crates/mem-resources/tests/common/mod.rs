@@ -12,7 +12,7 @@ use mem_core::device::{HeapBudget, MappedRange, MemoryAllocateRequest};
 use mem_core::{
     Allocator, AllocatorConfig, AshMemoryDevice, DeviceError, DeviceMemoryProperties, MemoryDevice,
 };
-use mem_resources::{ResourceManager, ResourceManagerDesc};
+use mem_resources::{ResourceManager, ResourceManagerCreateInfo};
 use mem_testkit::TestContext;
 use smallvec::SmallVec;
 
@@ -92,7 +92,7 @@ pub fn manager(ctx: &TestContext, allocator: Arc<Allocator>) -> ResourceManager 
     // allocator is over the same device; debug utils were loaded for it.
     unsafe {
         ResourceManager::new(
-            ResourceManagerDesc::new(
+            ResourceManagerCreateInfo::new(
                 ctx.instance(),
                 ctx.physical_device(),
                 ctx.device(),

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
-use mem_resources::{Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerDesc};
+use mem_resources::{
+    Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
+};
 use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
 use mem_staging::plan::{expected_data_size, ImageLayout};
 use mem_staging::ImageSubresources;
@@ -35,7 +37,7 @@ pub fn stack(ctx: &TestContext) -> (Arc<Allocator>, Arc<ResourceManager>) {
     );
     // SAFETY: as above.
     let resources = Arc::new(unsafe {
-        ResourceManager::new(ResourceManagerDesc {
+        ResourceManager::new(ResourceManagerCreateInfo {
             instance: ctx.instance(),
             physical_device: ctx.physical_device(),
             device: ctx.device(),
