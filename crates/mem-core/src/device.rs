@@ -2,10 +2,10 @@
 //! (allocate, free, map, unmap, flush, invalidate, budget) goes through
 //! [`MemoryDevice`].
 //!
-//! [`AshMemoryDevice`] implements it over the engine's `ash::Device`;
-//! [`crate::fake::FakeDevice`] implements it over a memory table of a real GPU
-//! with fault injection, so the pools' logic is tested on layouts that CI has
-//! no hardware for.
+//! [`AshMemoryDevice`] implements it over the engine's `ash::Device`; the
+//! fake device (`mem_core::fake::FakeDevice`, behind the `testing` feature)
+//! implements it over a memory table of a real GPU with fault injection, so
+//! the pools' logic is tested on layouts that CI has no hardware for.
 
 use std::ffi::CStr;
 use std::ptr::NonNull;
@@ -212,7 +212,8 @@ pub struct MappedRange {
 }
 
 /// The device-memory calls the pools make. Implemented over `ash` by
-/// [`AshMemoryDevice`] and by the test [`crate::fake::FakeDevice`].
+/// [`AshMemoryDevice`] and, for tests, by `mem_core::fake::FakeDevice`
+/// (`testing` feature).
 pub trait MemoryDevice: Send + Sync {
     /// The device's memory layout and limits.
     fn properties(&self) -> &DeviceMemoryProperties;

@@ -1,5 +1,7 @@
 //! A fake [`MemoryDevice`] that reproduces real GPUs' memory layouts, for
-//! tests of everything above the device calls.
+//! tests of everything above the device calls. Behind the `testing` feature
+//! (off by default): tests enable it through a dev-dependency,
+//! `mem-core = { workspace = true, features = ["testing"] }`.
 //!
 //! [`DeviceTable::parse`] reads the one-line-per-fact format of the
 //! `device-tables/` folder (lavapipe, an H100, AMD/NVIDIA discrete GPUs with
@@ -8,7 +10,8 @@
 //! from those heaps with:
 //! - heap capacities that can be lowered ([`FakeDevice::set_heap_capacity`])
 //!   to simulate a nearly full heap;
-//! - fault injection: fail the Nth `vkAllocateMemory` or `vkMapMemory` from now
+//! - fault injection: fail the nth `vkAllocateMemory` or `vkMapMemory` from
+//!   now, counted as everywhere in gpumem (1 = the next call, 0 disarms)
 //!   ([`FakeDevice::fail_allocate_at`], [`FakeDevice::fail_map_at`]);
 //! - real host memory behind mapped objects, so tests can write and read;
 //! - a log of flush/invalidate ranges checked against `nonCoherentAtomSize`;
@@ -451,19 +454,22 @@ impl FakeDevice {
         self.state.lock().heap_capacity[heap as usize] = bytes;
     }
 
-    /// Makes the `n`th `vkAllocateMemory` from now (1 = the next one) fail with
-    /// `error`. Later calls succeed again.
+    /// Makes the `n`th `vkAllocateMemory` from now (1 = the next one) fail
+    /// once with `error`; later calls succeed again. Replaces the fault armed
+    /// before; `n == 0` disarms it.
     pub fn fail_allocate_at(&self, n: u64, error: DeviceError) {
         let mut s = self.state.lock();
         let at = s.allocate_calls + n;
-        s.fail_allocate_at = Some((at, error));
+        s.fail_allocate_at = (n > 0).then_some((at, error));
     }
 
-    /// Makes the `n`th `vkMapMemory` from now fail with `MEMORY_MAP_FAILED`.
+    /// Makes the `n`th `vkMapMemory` from now (1 = the next one) fail once
+    /// with `MEMORY_MAP_FAILED`. Replaces the fault armed before; `n == 0`
+    /// disarms it.
     pub fn fail_map_at(&self, n: u64) {
         let mut s = self.state.lock();
         let at = s.map_calls + n;
-        s.fail_map_at = Some(at);
+        s.fail_map_at = (n > 0).then_some(at);
     }
 
     /// Number of `vkAllocateMemory` calls made so far (failed ones included).

@@ -10,14 +10,16 @@
 //! no Vulkan type.
 //!
 //! Every Vulkan call goes through the small [`MemoryDevice`] trait, with an
-//! `ash` implementation ([`AshMemoryDevice`]) and a fake one ([`fake`]) that
-//! reproduces real GPUs' memory layouts for tests.
+//! `ash` implementation ([`AshMemoryDevice`]) and, behind the `testing`
+//! feature, a fake one (module `fake`) that reproduces real GPUs' memory
+//! layouts with fault injection for tests.
 //!
 //! See [`Allocator`] for pools, block sizing, `bufferImageGranularity` and
 //! budgets; [`host`] for the tracking host allocator.
 
 pub mod buddy;
 pub mod device;
+#[cfg(feature = "testing")]
 pub mod fake;
 pub mod host;
 pub mod selection;

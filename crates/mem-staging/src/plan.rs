@@ -159,6 +159,7 @@ impl Default for CopyLimits {
     }
 }
 
+#[cfg(feature = "testing")]
 fn limit_u64(table: &mem_core::fake::DeviceTable, name: &str) -> u64 {
     match table.limit(name) {
         // `as` saturates; NaN and values below 1 read as "no preference".
@@ -171,7 +172,9 @@ impl CopyLimits {
     /// The limits of a device table (`optimalBufferCopyOffsetAlignment`,
     /// `optimalBufferCopyRowPitchAlignment`; 1 when the table lacks them) and
     /// of its queue family `queue_family`. A family the table does not have
-    /// gets granularity `(0,0,0)`, the most restrictive value.
+    /// gets granularity `(0,0,0)`, the most restrictive value. Behind the
+    /// `testing` feature (mem-core's device tables).
+    #[cfg(feature = "testing")]
     pub fn from_table(table: &mem_core::fake::DeviceTable, queue_family: usize) -> Self {
         Self {
             optimal_buffer_copy_offset_alignment: limit_u64(

@@ -41,7 +41,7 @@
 //! # Layout of an allocation
 //!
 //! The spec's `pfnFree` and `pfnReallocation` receive only the pointer, but
-//! Rust's allocator needs the original [`Layout`] back, and the counters need
+//! Rust's allocator needs the original [`Layout`](std::alloc::Layout) back, and the counters need
 //! the scope. So every block starts with `max(alignment, 16)` bytes of which
 //! the last 16 hold a header (size, alignment, scope); the pointer handed to
 //! Vulkan follows it and is therefore aligned to the requested alignment.
