@@ -119,14 +119,6 @@ impl StagingBelt {
             .offset(src_offset)
             .size(len);
         let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
-        let after = vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .buffer(ring)
-            .offset(ring_offset)
-            .size(len);
         let batch = self.open.as_mut().expect("reserve opened a batch");
         // SAFETY: the batch's command buffer is recording; both buffers are
         // alive; the ring range is reserved for this batch; the source range
@@ -151,6 +143,26 @@ impl StagingBelt {
                     size: len,
                 }],
             );
+        }
+        self.readback_recorded(ring_offset, len)
+    }
+
+    /// After a copy into the ring at `ring_offset` (`len` bytes) in the open
+    /// batch: makes it visible to the host, counts it, and pins the ring
+    /// space until the host has read it. The batch's value and the pin.
+    fn readback_recorded(&mut self, ring_offset: u64, len: u64) -> (u64, Arc<AtomicBool>) {
+        let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
+        let after = vk::BufferMemoryBarrier::default()
+            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+            .dst_access_mask(vk::AccessFlags::HOST_READ)
+            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+            .buffer(ring)
+            .offset(ring_offset)
+            .size(len);
+        let batch = self.open.as_mut().expect("reserve opened a batch");
+        // SAFETY: the batch's command buffer is recording; the ring is alive.
+        unsafe {
             self.device.cmd_pipeline_barrier(
                 batch.cmd,
                 vk::PipelineStageFlags::TRANSFER,
@@ -448,21 +460,8 @@ impl StagingBelt {
         subresources: ImageSubresources,
         out: &mut [u8],
     ) -> Result<(), StagingError> {
-        self.check_usable()?;
-        self.check_owner(image.owner(), image.desc().name.as_deref())?;
+        self.check_image(image, vk::ImageUsageFlags::TRANSFER_SRC)?;
         let desc = image.desc();
-        if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_SRC) {
-            return Err(StagingError::MissingTransferSrc {
-                name: desc.name.clone(),
-                usage: format!("{:?}", desc.usage),
-            });
-        }
-        if desc.samples != vk::SampleCountFlags::TYPE_1 {
-            return Err(StagingError::Multisampled {
-                name: desc.name.clone(),
-                samples: desc.samples.as_raw(),
-            });
-        }
         let range = subresources
             .resolve(desc.mip_levels, desc.array_layers)
             .ok_or_else(|| StagingError::SubresourcesOutOfRange {
@@ -572,9 +571,7 @@ impl StagingBelt {
                     &mut pending,
                     out,
                 )?;
-                let value = self.record_image_readback(image, copy, ring_offset);
-                let read = Arc::new(AtomicBool::new(false));
-                self.pins.push_back((value, read.clone()));
+                let (value, read) = self.record_image_readback(image, copy, ring_offset);
                 pending.push_back(Piece {
                     value,
                     ring_offset,
@@ -640,24 +637,16 @@ impl StagingBelt {
     }
 
     /// Records one planned copy of `image` (in `TRANSFER_SRC_OPTIMAL`) into
-    /// the ring at `ring_offset`, made visible to the host; its batch value.
+    /// the ring at `ring_offset`, made visible to the host and pinned.
     fn record_image_readback(
         &mut self,
         image: &Image,
         copy: &crate::plan::PlannedCopy,
         ring_offset: u64,
-    ) -> u64 {
+    ) -> (u64, Arc<AtomicBool>) {
         let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
         let mut region = copy.region;
         region.buffer_offset += ring_offset;
-        let after = vk::BufferMemoryBarrier::default()
-            .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
-            .dst_access_mask(vk::AccessFlags::HOST_READ)
-            .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-            .buffer(ring)
-            .offset(ring_offset)
-            .size(copy.staging_size);
         let batch = self.open.as_mut().expect("reserve opened a batch");
         // SAFETY: recording; the ring range is reserved for this batch; the
         // region was planned inside the image's subresources, which are in
@@ -670,20 +659,7 @@ impl StagingBelt {
                 ring,
                 &[region],
             );
-            self.device.cmd_pipeline_barrier(
-                batch.cmd,
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::HOST,
-                vk::DependencyFlags::empty(),
-                &[],
-                &[after],
-                &[],
-            );
         }
-        batch.has_work = true;
-        batch.bytes += copy.staging_size;
-        self.stats.copy_commands += 1;
-        self.stats.bytes_read_back += copy.staging_size;
-        batch.value
+        self.readback_recorded(ring_offset, copy.staging_size)
     }
 }

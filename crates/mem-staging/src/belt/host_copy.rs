@@ -79,8 +79,6 @@ impl StagingBelt {
         data: &[u8],
         final_layout: vk::ImageLayout,
     ) -> Result<(), StagingError> {
-        self.check_usable()?;
-        self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
         let desc = dst.desc();
         let Some(dst_layouts) = self.host_copy.as_ref().map(|h| &h.dst_layouts) else {
             return Err(StagingError::HostImageCopyUnavailable {
@@ -88,18 +86,7 @@ impl StagingBelt {
             });
         };
         let layout_ok = dst_layouts.contains(&final_layout);
-        if !desc.usage.contains(vk::ImageUsageFlags::HOST_TRANSFER_EXT) {
-            return Err(StagingError::MissingHostTransfer {
-                name: desc.name.clone(),
-                usage: format!("{:?}", desc.usage),
-            });
-        }
-        if desc.samples != vk::SampleCountFlags::TYPE_1 {
-            return Err(StagingError::Multisampled {
-                name: desc.name.clone(),
-                samples: desc.samples.as_raw(),
-            });
-        }
+        self.check_image(dst, vk::ImageUsageFlags::HOST_TRANSFER_EXT)?;
         if !layout_ok {
             return Err(StagingError::LayoutNotAllowed {
                 name: desc.name.clone(),

@@ -132,6 +132,38 @@ impl StagingBelt {
         )
     }
 
+    /// The checks every image path shares: the belt is usable, the image is
+    /// its manager's, has `usage` (one of `TRANSFER_DST`, `TRANSFER_SRC`,
+    /// `HOST_TRANSFER_EXT`) and one sample per texel.
+    pub(super) fn check_image(
+        &self,
+        image: &Image,
+        usage: vk::ImageUsageFlags,
+    ) -> Result<(), StagingError> {
+        self.check_usable()?;
+        let desc = image.desc();
+        self.check_owner(image.owner(), desc.name.as_deref())?;
+        if !desc.usage.contains(usage) {
+            let (name, has) = (desc.name.clone(), format!("{:?}", desc.usage));
+            return Err(match usage {
+                vk::ImageUsageFlags::TRANSFER_SRC => {
+                    StagingError::MissingTransferSrc { name, usage: has }
+                }
+                vk::ImageUsageFlags::HOST_TRANSFER_EXT => {
+                    StagingError::MissingHostTransfer { name, usage: has }
+                }
+                _ => StagingError::MissingTransferDst { name, usage: has },
+            });
+        }
+        if desc.samples != vk::SampleCountFlags::TYPE_1 {
+            return Err(StagingError::Multisampled {
+                name: desc.name.clone(),
+                samples: desc.samples.as_raw(),
+            });
+        }
+        Ok(())
+    }
+
     pub(super) fn upload_image_inner(
         &mut self,
         dst: &Image,
@@ -141,21 +173,8 @@ impl StagingBelt {
         mut source: Source<'_>,
         final_layout: vk::ImageLayout,
     ) -> Result<Ticket, StagingError> {
-        self.check_usable()?;
-        self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
+        self.check_image(dst, vk::ImageUsageFlags::TRANSFER_DST)?;
         let desc = dst.desc();
-        if !desc.usage.contains(vk::ImageUsageFlags::TRANSFER_DST) {
-            return Err(StagingError::MissingTransferDst {
-                name: desc.name.clone(),
-                usage: format!("{:?}", desc.usage),
-            });
-        }
-        if desc.samples != vk::SampleCountFlags::TYPE_1 {
-            return Err(StagingError::Multisampled {
-                name: desc.name.clone(),
-                samples: desc.samples.as_raw(),
-            });
-        }
         if len == 0 {
             return Err(StagingError::EmptyData);
         }
