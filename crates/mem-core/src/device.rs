@@ -16,33 +16,40 @@ use smallvec::SmallVec;
 use crate::host::HostCallbacks;
 
 /// One memory type as the allocator sees it (`VkMemoryType`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct MemoryTypeInfo {
     /// `VkMemoryType::propertyFlags`, as raw bits.
-    #[serde(serialize_with = "ser_type_flags")]
+    #[cfg_attr(feature = "json", serde(serialize_with = "ser_type_flags"))]
     pub flags: vk::MemoryPropertyFlags,
     /// Index of the heap this type allocates from.
     pub heap_index: u32,
 }
 
 /// One memory heap (`VkMemoryHeap`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct MemoryHeapInfo {
     /// Heap size in bytes as the driver reports it.
     pub size: u64,
     /// `VkMemoryHeap::flags`.
-    #[serde(serialize_with = "ser_heap_flags")]
+    #[cfg_attr(feature = "json", serde(serialize_with = "ser_heap_flags"))]
     pub flags: vk::MemoryHeapFlags,
 }
 
-fn ser_type_flags<S: serde::Serializer>(
+#[cfg(feature = "json")]
+pub(crate) fn ser_type_flags<S: serde::Serializer>(
     f: &vk::MemoryPropertyFlags,
     s: S,
 ) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{f:?}"))
 }
 
-fn ser_heap_flags<S: serde::Serializer>(f: &vk::MemoryHeapFlags, s: S) -> Result<S::Ok, S::Error> {
+#[cfg(feature = "json")]
+pub(crate) fn ser_heap_flags<S: serde::Serializer>(
+    f: &vk::MemoryHeapFlags,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{f:?}"))
 }
 
@@ -153,7 +160,8 @@ pub struct MemoryAllocateRequest {
 }
 
 /// Heap budget as `VK_EXT_memory_budget` reports it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct HeapBudget {
     /// Bytes the process may use from this heap before trouble.
     pub budget: u64,

@@ -8,7 +8,8 @@ use crate::tlsf::Tlsf;
 
 /// How the allocator places sub-allocations inside its `VkDeviceMemory`
 /// blocks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub enum BlockPlacement {
     /// Two-level segregated fit ([`crate::tlsf`]) over all the blocks of a
     /// pool at once: O(1), a request goes to the best-fitting free range of

@@ -16,7 +16,8 @@ use crate::device::DeviceMemoryProperties;
 
 /// What the CPU and the GPU will do with the memory: the allocator picks the
 /// memory type from it (intent, not location).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "json", derive(serde::Serialize, serde::Deserialize))]
 pub enum MemoryUsage {
     /// Only the GPU reads and writes it (textures, vertex buffers, render
     /// targets): device-local, not host-visible where possible.

@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 /// Statistics of one memory type.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct MemoryTypeStats {
     /// Memory type index.
     pub memory_type_index: u32,
@@ -17,7 +18,7 @@ pub struct MemoryTypeStats {
     pub empty_block_count: u64,
     /// Allocations with memory of their own (one `VkDeviceMemory` each).
     /// `"dedicated_count"` in JSON.
-    #[serde(rename = "dedicated_count")]
+    #[cfg_attr(feature = "json", serde(rename = "dedicated_count"))]
     pub own_memory_count: u64,
     /// Bytes of `VkDeviceMemory` committed (blocks, memory of its own and
     /// the cache).
@@ -44,7 +45,8 @@ pub struct MemoryTypeStats {
 }
 
 /// Statistics of one heap (sums over its memory types, plus the budget).
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct HeapStats {
     /// Heap index.
     pub heap_index: u32,
@@ -59,7 +61,7 @@ pub struct HeapStats {
     /// Blocks.
     pub block_count: u64,
     /// Allocations with memory of their own. `"dedicated_count"` in JSON.
-    #[serde(rename = "dedicated_count")]
+    #[cfg_attr(feature = "json", serde(rename = "dedicated_count"))]
     pub own_memory_count: u64,
     /// Committed bytes.
     pub committed_bytes: u64,
@@ -72,12 +74,13 @@ pub struct HeapStats {
 }
 
 /// Totals over all heaps.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct TotalStats {
     /// Blocks.
     pub block_count: u64,
     /// Allocations with memory of their own. `"dedicated_count"` in JSON.
-    #[serde(rename = "dedicated_count")]
+    #[cfg_attr(feature = "json", serde(rename = "dedicated_count"))]
     pub own_memory_count: u64,
     /// Committed bytes: the sum of live `VkDeviceMemory` sizes.
     pub committed_bytes: u64,
@@ -99,7 +102,8 @@ pub struct TotalStats {
 }
 
 /// Everything [`crate::Allocator::stats`] reports.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct AllocatorStats {
     /// Totals.
     pub total: TotalStats,
@@ -147,7 +151,8 @@ impl AllocatorStats {
         self.total.allocated_bytes
     }
 
-    /// JSON text of these statistics.
+    /// JSON text of these statistics (the `json` feature, on by default).
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("stats serialize")
     }
@@ -155,7 +160,8 @@ impl AllocatorStats {
 
 /// A debug margin whose canary pattern was overwritten (see
 /// [`crate::AllocatorConfig::debug_margin`]).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 #[error("debug margin {side} allocation {name:?} (memory type {memory_type_index}, offset {offset}, {size} bytes) is corrupted at byte {corrupted_offset} of its VkDeviceMemory")]
 pub struct CorruptionReport {
     /// The allocation's name, if it had one.
@@ -220,7 +226,8 @@ pub struct DeviceMargin {
 }
 
 /// A live allocation, as the leak report lists it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct LeakedAllocation {
     /// The allocation's name, if it had one.
     pub name: Option<String>,
@@ -231,12 +238,13 @@ pub struct LeakedAllocation {
     /// Offset in its `VkDeviceMemory`.
     pub offset: u64,
     /// Whether it had a `VkDeviceMemory` of its own. `"dedicated"` in JSON.
-    #[serde(rename = "dedicated")]
+    #[cfg_attr(feature = "json", serde(rename = "dedicated"))]
     pub own_memory: bool,
 }
 
 /// Whether a range of a block is in use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub enum RangeKind {
     /// Handed out.
     Allocated,
@@ -245,7 +253,8 @@ pub enum RangeKind {
 }
 
 /// One range of a block map.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct RangeMap {
     /// Offset in the block.
     pub offset: u64,
@@ -260,7 +269,8 @@ pub struct RangeMap {
 }
 
 /// The layout of one `VkDeviceMemory`: every allocated and free range.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct BlockMap {
     /// Memory type index.
     pub memory_type_index: u32,
@@ -269,7 +279,7 @@ pub struct BlockMap {
     /// for memory of its own.
     pub class: &'static str,
     /// True for memory of its own (one allocation). `"dedicated"` in JSON.
-    #[serde(rename = "dedicated")]
+    #[cfg_attr(feature = "json", serde(rename = "dedicated"))]
     pub own_memory: bool,
     /// Size of the memory object.
     pub size: u64,

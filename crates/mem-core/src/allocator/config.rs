@@ -57,7 +57,7 @@ pub struct AllocatorConfig {
     /// with the canary `0x7F84E666` (little-endian, repeated; each byte
     /// depends on its offset in the `VkDeviceMemory`). The margins are
     /// checked on [`Allocator::free`] and by [`Allocator::check_corruption`];
-    /// a damaged one is printed to stderr, counted in
+    /// a damaged one is logged (`log` crate, error level), counted in
     /// [`crate::stats::TotalStats::corruptions_detected`] and kept for
     /// [`Allocator::corruption_reports`]. Device writes into the margins of
     /// non-coherent memory are seen only after the range is invalidated.

@@ -1,7 +1,7 @@
 //! Giving memory back: [`Allocator::free`] (a range of a block, or memory
 //! of its own into the cache), [`Allocator::trim`] (empty blocks and the
 //! cache), and everything when the allocator is dropped, after reporting
-//! the allocations still live.
+//! the allocations still live (one `log` warning; nothing while panicking).
 //!
 //! An empty block is kept only while the type holds fewer than
 //! [`AllocatorConfig::max_empty_blocks_per_type`] empty blocks (hysteresis
@@ -13,6 +13,10 @@ use std::sync::atomic::Ordering;
 use super::margins::check_block_margins;
 use super::*;
 use crate::error::Refused;
+
+/// Leaked allocations listed one by one in the drop report; the rest are
+/// counted ([`Allocator::leak_report`] has them all).
+const LEAKS_LISTED: usize = 32;
 
 impl Allocator {
     /// Frees an allocation.
@@ -125,29 +129,43 @@ impl Allocator {
             peak.store(committed.load(Ordering::Relaxed), Ordering::Relaxed);
         }
     }
+
+    /// The report of allocations still live when the allocator is dropped:
+    /// one warning, nothing when there is none.
+    fn log_leaks(&self) {
+        let leaks = self.leak_report();
+        if leaks.is_empty() {
+            return;
+        }
+        let mut report = format!(
+            "Allocator #{} dropped with {} live allocation(s) (leaked):",
+            self.id,
+            leaks.len()
+        );
+        for l in leaks.iter().take(LEAKS_LISTED) {
+            report.push_str(&format!(
+                "\n  {:?} {} bytes, memory type {}{}",
+                l.name.as_deref().unwrap_or("<unnamed>"),
+                l.size,
+                l.memory_type_index,
+                if l.own_memory {
+                    " (memory of its own)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if leaks.len() > LEAKS_LISTED {
+            report.push_str(&format!("\n  and {} more", leaks.len() - LEAKS_LISTED));
+        }
+        log::warn!("{report}");
+    }
 }
 
 impl Drop for Allocator {
     fn drop(&mut self) {
-        let leaks = self.leak_report();
-        if !leaks.is_empty() && !std::thread::panicking() {
-            eprintln!(
-                "gpumem: allocator dropped with {} live allocation(s):",
-                leaks.len()
-            );
-            for l in leaks.iter().take(32) {
-                eprintln!(
-                    "  {:?} {} bytes, memory type {}{}",
-                    l.name.as_deref().unwrap_or("<unnamed>"),
-                    l.size,
-                    l.memory_type_index,
-                    if l.own_memory {
-                        " (memory of its own)"
-                    } else {
-                        ""
-                    }
-                );
-            }
+        if !std::thread::panicking() && log::log_enabled!(log::Level::Warn) {
+            self.log_leaks();
         }
         for t in 0..self.pools.len() {
             let retired = {

@@ -22,9 +22,10 @@ use crate::stats::DeviceMargin;
 const CANARY: [u8; 4] = 0x7F84_E666u32.to_le_bytes();
 
 impl Allocator {
-    /// Prints, counts and keeps (the first 1024) a damaged margin.
+    /// Logs (error level), counts and keeps (the first 1024) a damaged
+    /// margin.
     pub(super) fn record_corruption(&self, report: CorruptionReport) {
-        eprintln!("gpumem: {report}");
+        log::error!("{report}");
         self.corruptions.fetch_add(1, Ordering::Relaxed);
         let mut log = self.corruption_log.lock();
         if log.len() < 1024 {
@@ -34,7 +35,8 @@ impl Allocator {
 
     /// Checks the debug margins of every live allocation (see
     /// [`AllocatorConfig::debug_margin`]); `Ok` when margins are off. Every
-    /// damaged margin is printed, counted and kept; the first is returned.
+    /// damaged margin is logged (error level), counted and kept; the first is
+    /// returned.
     #[doc(alias = "vmaCheckCorruption")]
     pub fn check_corruption(&self) -> Result<(), CorruptionReport> {
         if self.margin == 0 {
@@ -198,7 +200,7 @@ impl Allocator {
     }
 
     /// Reports damage a GPU checker found in `margin` (the first differing
-    /// byte at `corrupted_offset` of the memory): printed, counted in
+    /// byte at `corrupted_offset` of the memory): logged, counted in
     /// [`crate::stats::TotalStats::corruptions_detected`] and kept for
     /// [`Self::corruption_reports`], like the host check's findings. Returns
     /// the report, or `None` (nothing recorded) when the allocation was
@@ -235,8 +237,8 @@ impl Allocator {
         Some(report)
     }
 
-    /// Records a corrupted margin found by an external checker: printed to
-    /// stderr, counted in [`crate::stats::TotalStats::corruptions_detected`]
+    /// Records a corrupted margin found by an external checker: logged
+    /// (error level), counted in [`crate::stats::TotalStats::corruptions_detected`]
     /// and kept for [`Self::corruption_reports`].
     pub fn report_corruption(&self, report: CorruptionReport) {
         self.record_corruption(report);

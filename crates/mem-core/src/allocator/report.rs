@@ -149,6 +149,7 @@ impl Allocator {
     /// A JSON document with [`Self::stats`] and, when `detailed`, every block's
     /// map (like `vmaBuildStatsString`).
     #[doc(alias = "vmaBuildStatsString")]
+    #[cfg(feature = "json")]
     pub fn dump_json(&self, detailed: bool) -> String {
         #[derive(serde::Serialize)]
         struct Dump {

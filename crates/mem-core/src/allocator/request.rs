@@ -9,7 +9,8 @@ use crate::device::DedicatedTarget;
 
 /// Whether a resource is linear or optimally tiled, for
 /// `bufferImageGranularity`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub enum ResourceClass {
     /// Buffers and `VK_IMAGE_TILING_LINEAR` images.
     Linear,

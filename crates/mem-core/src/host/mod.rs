@@ -80,7 +80,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
-use serde::Serialize;
 
 pub use callbacks::HostCallbacks;
 
@@ -154,7 +153,8 @@ fn shrink(live: &AtomicU64, bytes: u64) {
 /// Host allocation counters for one `VkSystemAllocationScope` (or the
 /// totals). Bytes are the sizes Vulkan asked for, without this allocator's
 /// header overhead.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct ScopeStats {
     /// Bytes currently allocated through the callbacks.
@@ -189,13 +189,15 @@ pub struct ScopeStats {
 }
 
 /// A snapshot of a [`TrackingHostAllocator`]'s counters, per scope and in
-/// total. Plain data; serializes with serde (e.g. into the allocator's JSON
+/// total. Plain data; serializes with serde (`json` feature, on by default;
+/// e.g. into the allocator's JSON
 /// report).
 ///
 /// Each counter is read atomically but the snapshot as a whole is not: taken
 /// while other threads call into Vulkan, fields may be from slightly
 /// different moments.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "json", derive(serde::Serialize))]
 #[non_exhaustive]
 pub struct HostAllocationStats {
     /// `VK_SYSTEM_ALLOCATION_SCOPE_COMMAND`: lives for one Vulkan command.

@@ -327,6 +327,7 @@ fn concurrent_use_balances() {
     assert_eq!(s.object.free_calls, 2000);
 }
 
+#[cfg(feature = "json")]
 #[test]
 fn stats_serialize() {
     let t = TrackingHostAllocator::new();
