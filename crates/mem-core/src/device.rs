@@ -19,7 +19,7 @@ use crate::host::HostCallbacks;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub struct MemoryTypeInfo {
-    /// `VkMemoryType::propertyFlags`, as raw bits.
+    /// `VkMemoryType::propertyFlags` (in JSON, their names).
     #[cfg_attr(feature = "json", serde(serialize_with = "ser_type_flags"))]
     pub flags: vk::MemoryPropertyFlags,
     /// Index of the heap this type allocates from.
@@ -32,11 +32,14 @@ pub struct MemoryTypeInfo {
 pub struct MemoryHeapInfo {
     /// Heap size in bytes as the driver reports it.
     pub size: u64,
-    /// `VkMemoryHeap::flags`.
+    /// `VkMemoryHeap::flags` (in JSON, their names).
     #[cfg_attr(feature = "json", serde(serialize_with = "ser_heap_flags"))]
     pub flags: vk::MemoryHeapFlags,
 }
 
+/// Memory property flags in JSON: their names as `ash` prints them
+/// (`"DEVICE_LOCAL | HOST_VISIBLE"`), which readers of the dump (the memory
+/// viewer) show as they are.
 #[cfg(feature = "json")]
 pub(crate) fn ser_type_flags<S: serde::Serializer>(
     f: &vk::MemoryPropertyFlags,
@@ -45,6 +48,7 @@ pub(crate) fn ser_type_flags<S: serde::Serializer>(
     s.serialize_str(&format!("{f:?}"))
 }
 
+/// Heap flags in JSON, as [`ser_type_flags`] writes memory property flags.
 #[cfg(feature = "json")]
 pub(crate) fn ser_heap_flags<S: serde::Serializer>(
     f: &vk::MemoryHeapFlags,

@@ -10,8 +10,13 @@ pub struct MemoryTypeStats {
     pub memory_type_index: u32,
     /// Heap the type allocates from.
     pub heap_index: u32,
-    /// The type's property flags, as text.
-    pub flags: String,
+    /// The type's property flags (`VkMemoryType::propertyFlags`). In JSON
+    /// the flag names as `ash` prints them (`"DEVICE_LOCAL | HOST_VISIBLE"`).
+    #[cfg_attr(
+        feature = "json",
+        serde(serialize_with = "crate::device::ser_type_flags")
+    )]
+    pub flags: ash::vk::MemoryPropertyFlags,
     /// Blocks (`VkDeviceMemory` objects shared by allocations).
     pub block_count: u64,
     /// Blocks with no allocation, kept for hysteresis.
@@ -52,8 +57,13 @@ pub struct HeapStats {
     pub heap_index: u32,
     /// Heap size reported by the driver.
     pub size: u64,
-    /// The heap's flags, as text.
-    pub flags: String,
+    /// The heap's flags (`VkMemoryHeap::flags`). In JSON the flag names as
+    /// `ash` prints them (`"DEVICE_LOCAL"`).
+    #[cfg_attr(
+        feature = "json",
+        serde(serialize_with = "crate::device::ser_heap_flags")
+    )]
+    pub flags: ash::vk::MemoryHeapFlags,
     /// `VK_EXT_memory_budget` budget, when enabled.
     pub budget: Option<u64>,
     /// `VK_EXT_memory_budget` usage (all of the process), when enabled.

@@ -733,6 +733,18 @@ fn leak_report_and_json() {
         .iter()
         .any(|r| r["name"] == "vertex buffer")));
     let s = alloc.stats();
+    // Flags stay bitflags in the statistics; the JSON names them.
+    for (t, mt) in s.memory_types.iter().enumerate() {
+        assert_eq!(mt.flags, alloc.memory_properties().memory_types[t].flags);
+        let text = format!("{:?}", mt.flags);
+        assert_eq!(json["stats"]["memory_types"][t]["flags"], text.as_str());
+    }
+    assert_eq!(
+        json["stats"]["memory_types"][4]["flags"],
+        "DEVICE_LOCAL | HOST_VISIBLE | HOST_COHERENT"
+    );
+    assert_eq!(s.heaps[0].flags, ash::vk::MemoryHeapFlags::DEVICE_LOCAL);
+    assert_eq!(json["stats"]["heaps"][0]["flags"], "DEVICE_LOCAL");
     assert_eq!(s.committed_bytes(), 16 * MIB + 200 * MIB);
     assert!(s.memory_types[2].largest_free_block >= 8 * MIB);
     assert!(!s.memory_types[2].free_block_histogram.is_empty());

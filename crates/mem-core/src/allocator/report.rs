@@ -22,7 +22,7 @@ impl Allocator {
             let mut s = MemoryTypeStats {
                 memory_type_index: t as u32,
                 heap_index: self.props.memory_types[t].heap_index,
-                flags: format!("{:?}", self.props.memory_types[t].flags),
+                flags: self.props.memory_types[t].flags,
                 requested_bytes: pool.requested_bytes,
                 allocation_count: pool.allocation_count,
                 ..MemoryTypeStats::default()
@@ -63,7 +63,7 @@ impl Allocator {
                 let mut hs = HeapStats {
                     heap_index: h as u32,
                     size: info.size,
-                    flags: format!("{:?}", info.flags),
+                    flags: info.flags,
                     budget: budgets.as_ref().and_then(|b| b.get(h)).map(|b| b.budget),
                     driver_usage: budgets.as_ref().and_then(|b| b.get(h)).map(|b| b.usage),
                     ..HeapStats::default()
