@@ -66,6 +66,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ash::vk;
+use mem_core::host::HostCallbacks;
 use mem_core::{
     Allocation, AllocationDesc, Allocator, Dedicated, DedicatedTarget, MemoryUsage, Refused,
     ResourceClass,
@@ -112,7 +113,8 @@ pub struct ResourceManagerCreateInfo<'a> {
     /// extension: resources and their dedicated memory get their names.
     pub debug_utils: Option<ash::ext::debug_utils::Device>,
     /// Host allocation callbacks passed to every create and destroy call the
-    /// manager makes.
+    /// manager makes, and handed to the layers above
+    /// ([`ResourceManager::allocation_callbacks`]). Default `None`.
     pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
 }
 
@@ -146,24 +148,6 @@ impl<'a> ResourceManagerCreateInfo<'a> {
     pub fn allocation_callbacks(mut self, callbacks: vk::AllocationCallbacks<'static>) -> Self {
         self.allocation_callbacks = Some(callbacks);
         self
-    }
-}
-
-/// Host allocation callbacks, shareable between threads.
-#[derive(Clone, Copy)]
-struct HostCallbacks(Option<vk::AllocationCallbacks<'static>>);
-
-// SAFETY: `vk::AllocationCallbacks` holds function pointers and a user-data
-// pointer. The spec lets Vulkan call them from any thread the application
-// calls Vulkan from, and `ResourceManager::new` (unsafe) requires the
-// engine's callbacks to be thread-safe.
-unsafe impl Send for HostCallbacks {}
-// SAFETY: see the `Send` impl; the value is never mutated after creation.
-unsafe impl Sync for HostCallbacks {}
-
-impl HostCallbacks {
-    fn get(&self) -> Option<&vk::AllocationCallbacks<'static>> {
-        self.0.as_ref()
     }
 }
 
@@ -212,7 +196,9 @@ impl ResourceManager {
     /// - `info.allocator` was created over the same device;
     /// - `info.debug_utils`, when given, was loaded for `info.device`;
     /// - `info.allocation_callbacks`, when given, stay valid (their user data
-    ///   too) for the manager's lifetime and are thread-safe.
+    ///   too) while the manager lives and until every object created with
+    ///   them is destroyed (including objects of layers above that use
+    ///   [`Self::allocation_callbacks`]), and are thread-safe.
     pub unsafe fn new(info: ResourceManagerCreateInfo<'_>) -> Self {
         let pd = info.physical_device;
         // SAFETY: the physical device belongs to the instance (contract).
@@ -251,7 +237,9 @@ impl ResourceManager {
             device: info.device.clone(),
             allocator: info.allocator,
             debug_utils: info.debug_utils,
-            callbacks: HostCallbacks(info.allocation_callbacks),
+            // SAFETY: valid and thread-safe for the manager's lifetime (this
+            // function's contract).
+            callbacks: unsafe { HostCallbacks::new(info.allocation_callbacks) },
             limits: DeviceLimits {
                 api_version: props.api_version,
                 max_buffer_size,
@@ -277,6 +265,16 @@ impl ResourceManager {
     /// The device.
     pub fn device(&self) -> &ash::Device {
         &self.device
+    }
+
+    /// The host allocation callbacks the manager was given
+    /// ([`ResourceManagerCreateInfo::allocation_callbacks`]), or `None`.
+    /// Layers above pass them to every Vulkan object they create and
+    /// destroy for the same engine (the staging belt does), so all of
+    /// gpumem's host memory goes through the engine's allocator.
+    #[doc(alias = "pAllocator")]
+    pub fn allocation_callbacks(&self) -> Option<&vk::AllocationCallbacks<'static>> {
+        self.callbacks.get()
     }
 
     /// Identifier of this manager: what [`Buffer::owner`] and
