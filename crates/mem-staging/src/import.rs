@@ -16,6 +16,7 @@
 use std::ffi::c_void;
 
 use ash::vk;
+use mem_core::host::HostCallbacks;
 
 /// Handle type of every import made here.
 const HANDLE_TYPE: vk::ExternalMemoryHandleTypeFlags =
@@ -27,6 +28,9 @@ const HANDLE_TYPE: vk::ExternalMemoryHandleTypeFlags =
 pub struct HostImporter {
     fns: ash::ext::external_memory_host::Device,
     device: ash::Device,
+    /// The engine's host allocation callbacks, for every buffer and memory
+    /// object made and freed here.
+    callbacks: HostCallbacks,
     alignment: u64,
     type_flags: Vec<vk::MemoryPropertyFlags>,
 }
@@ -74,6 +78,7 @@ impl HostImporter {
         instance: &ash::Instance,
         physical_device: vk::PhysicalDevice,
         device: &ash::Device,
+        callbacks: HostCallbacks,
     ) -> Option<Self> {
         let mut host_props = vk::PhysicalDeviceExternalMemoryHostPropertiesEXT::default();
         let mut props2 = vk::PhysicalDeviceProperties2::default().push_next(&mut host_props);
@@ -112,6 +117,7 @@ impl HostImporter {
         Some(Self {
             fns: ash::ext::external_memory_host::Device::new(instance, device),
             device: device.clone(),
+            callbacks,
             alignment,
             type_flags,
         })
@@ -161,7 +167,10 @@ impl HostImporter {
             .sharing_mode(vk::SharingMode::EXCLUSIVE)
             .push_next(&mut external);
         // SAFETY: valid device and create info.
-        let buffer = unsafe { self.device.create_buffer(&buffer_info, None) }?;
+        let buffer = unsafe {
+            self.device
+                .create_buffer(&buffer_info, self.callbacks.get())
+        }?;
         // SAFETY: the buffer was just created.
         let req = unsafe { self.device.get_buffer_memory_requirements(buffer) };
         let type_index = if req.size <= size {
@@ -171,7 +180,7 @@ impl HostImporter {
         };
         let Some(type_index) = type_index else {
             // SAFETY: never bound or used.
-            unsafe { self.device.destroy_buffer(buffer, None) };
+            unsafe { self.device.destroy_buffer(buffer, self.callbacks.get()) };
             return Err(vk::Result::ERROR_INVALID_EXTERNAL_HANDLE);
         };
         let mut import = vk::ImportMemoryHostPointerInfoEXT::default()
@@ -185,11 +194,11 @@ impl HostImporter {
             .push_next(&mut import);
         // SAFETY: pointer and size aligned (contract), type from the pointer's
         // memoryTypeBits.
-        let memory = match unsafe { self.device.allocate_memory(&alloc, None) } {
+        let memory = match unsafe { self.device.allocate_memory(&alloc, self.callbacks.get()) } {
             Ok(m) => m,
             Err(e) => {
                 // SAFETY: never bound or used.
-                unsafe { self.device.destroy_buffer(buffer, None) };
+                unsafe { self.device.destroy_buffer(buffer, self.callbacks.get()) };
                 return Err(e);
             }
         };
@@ -198,8 +207,8 @@ impl HostImporter {
         if let Err(e) = unsafe { self.device.bind_buffer_memory(buffer, memory, 0) } {
             // SAFETY: neither was used by the GPU.
             unsafe {
-                self.device.destroy_buffer(buffer, None);
-                self.device.free_memory(memory, None);
+                self.device.destroy_buffer(buffer, self.callbacks.get());
+                self.device.free_memory(memory, self.callbacks.get());
             }
             return Err(e);
         }
@@ -214,8 +223,10 @@ impl HostImporter {
     pub unsafe fn destroy(&self, imported: ImportedBuffer) {
         // SAFETY: forwarded from the contract.
         unsafe {
-            self.device.destroy_buffer(imported.buffer, None);
-            self.device.free_memory(imported.memory, None);
+            self.device
+                .destroy_buffer(imported.buffer, self.callbacks.get());
+            self.device
+                .free_memory(imported.memory, self.callbacks.get());
         }
     }
 }

@@ -218,7 +218,9 @@ impl StagingBelt {
     /// Creates a belt with its ring (a `TRANSFER_SRC | TRANSFER_DST` buffer of
     /// `desc.ring_size` bytes in [`StagingBeltDesc::ring_memory`], host-visible
     /// and persistently mapped), a timeline semaphore and a command pool on
-    /// `queue.family`.
+    /// `queue.family`. These, and the buffers and memory of imports, are
+    /// created and destroyed with the host allocation callbacks `resources`
+    /// was given ([`ResourceManager::allocation_callbacks`]).
     /// `destination_family` is the family that will use the uploaded
     /// resources (the engine's graphics family).
     ///
@@ -282,8 +284,10 @@ impl StagingBelt {
             .semaphore_type(vk::SemaphoreType::TIMELINE)
             .initial_value(0);
         let sem_info = vk::SemaphoreCreateInfo::default().push_next(&mut type_info);
+        // The engine's host allocation callbacks, as the manager got them.
+        let callbacks = resources.allocation_callbacks();
         // SAFETY: the device is valid; timeline semaphores are enabled (contract).
-        let semaphore = match unsafe { device.create_semaphore(&sem_info, None) } {
+        let semaphore = match unsafe { device.create_semaphore(&sem_info, callbacks) } {
             Ok(s) => s,
             Err(e) => {
                 // SAFETY: the ring was never used by the GPU.
@@ -298,12 +302,12 @@ impl StagingBelt {
                     | vk::CommandPoolCreateFlags::TRANSIENT,
             );
         // SAFETY: valid device and family (contract).
-        let pool = match unsafe { device.create_command_pool(&pool_info, None) } {
+        let pool = match unsafe { device.create_command_pool(&pool_info, callbacks) } {
             Ok(p) => p,
             Err(e) => {
                 // SAFETY: neither was used by the GPU.
                 unsafe {
-                    device.destroy_semaphore(semaphore, None);
+                    device.destroy_semaphore(semaphore, callbacks);
                     let _ = resources.destroy_buffer(ring_buffer);
                 }
                 return Err(StagingError::vulkan("vkCreateCommandPool", e));
@@ -322,7 +326,14 @@ impl StagingBelt {
         let importer = if desc.external_memory_host {
             // SAFETY: the engine enabled the extension on this device
             // (`desc.external_memory_host`); handles per this function's contract.
-            unsafe { HostImporter::new(instance, physical_device, &device) }
+            unsafe {
+                // The manager's callbacks, under the promise its constructor
+                // was given; the importer lives in the belt, which holds the
+                // manager.
+                let callbacks =
+                    mem_core::host::HostCallbacks::new(resources.allocation_callbacks().copied());
+                HostImporter::new(instance, physical_device, &device, callbacks)
+            }
         } else {
             None
         };
@@ -474,8 +485,9 @@ impl Drop for StagingBelt {
         // SAFETY: nothing the belt submitted is pending any more (waited
         // above), so the pool, semaphore and ring are idle.
         unsafe {
-            self.device.destroy_command_pool(self.pool, None);
-            self.device.destroy_semaphore(self.semaphore, None);
+            let callbacks = self.resources.allocation_callbacks();
+            self.device.destroy_command_pool(self.pool, callbacks);
+            self.device.destroy_semaphore(self.semaphore, callbacks);
             if let Some(ring) = self.ring_buffer.take() {
                 let _ = self.resources.destroy_buffer(ring);
             }
