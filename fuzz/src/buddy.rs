@@ -14,8 +14,7 @@
 use std::collections::BTreeMap;
 
 use mem_core::buddy::BuddyBlock;
-use mem_core::PlacementError;
-use mem_core::VirtualBlock;
+use mem_core::{BlockPlacement, PlacementError, VirtualBlock};
 
 /// Reads bytes as a little stream of numbers; exhausted input reads zeros.
 struct Input<'a> {
@@ -123,8 +122,11 @@ pub fn run(data: &[u8]) {
     let size = 1u64 << (min_log2 + units_log2);
     let min_block = 1u64 << min_log2;
     let mut block: BuddyBlock<u32> = BuddyBlock::new(size, min_block).expect("valid config");
-    let mut vblock = VirtualBlock::new(size, min_block).expect("valid config");
-    let mut other = VirtualBlock::new(size, min_block).expect("valid config");
+    // The buddy's virtual block (VirtualBlock::new places with TLSF, fuzzed
+    // by the `tlsf` target).
+    let buddy = BlockPlacement::Buddy;
+    let mut vblock = VirtualBlock::with_placement(size, min_block, buddy).expect("valid config");
+    let mut other = VirtualBlock::with_placement(size, min_block, buddy).expect("valid config");
     let mut model = Model::default();
     let mut vmodel = Model::default();
     let mut vlive = Vec::new();

@@ -5,9 +5,10 @@
 //! blocks of a pool in O(1), with waste per allocation below the minimum
 //! block; requests of 1 MiB and more get memory of their own, reused through
 //! a small cache. The tail-trimmed power-of-two buddy ([`buddy`]) the
-//! project started with is [`BlockPlacement::Buddy`] and the core of
-//! [`VirtualBlock`], for ranges that are not device memory. Both cores know
-//! no Vulkan type.
+//! project started with is [`BlockPlacement::Buddy`]. A [`VirtualBlock`]
+//! places ranges that are not device memory with either core (TLSF by
+//! default), through the same interface as the pools. Both cores know no
+//! Vulkan type and report bad input as a [`PlacementError`].
 //!
 //! Every Vulkan call goes through the small [`MemoryDevice`] trait, with an
 //! `ash` implementation ([`AshMemoryDevice`]) and, behind the `testing`

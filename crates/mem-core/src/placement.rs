@@ -1,13 +1,14 @@
 //! The placement core of one pool (its blocks): TLSF over all the blocks
-//! (default) or a tail-trimmed buddy per block, behind one interface so the
-//! allocator need not know which.
+//! (default) or a tail-trimmed buddy per block, behind one interface so
+//! neither the allocator's pools nor [`crate::VirtualBlock`] need know which.
 
 use crate::buddy::BuddyBlock;
 use crate::error::PlacementError;
 use crate::tlsf::Tlsf;
 
-/// How the allocator places sub-allocations inside its `VkDeviceMemory`
-/// blocks.
+/// How sub-allocations are placed: inside the allocator's `VkDeviceMemory`
+/// blocks ([`crate::AllocatorConfig::placement`]) and inside a
+/// [`crate::VirtualBlock`] ([`crate::VirtualBlock::with_placement`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "json", derive(serde::Serialize))]
 pub enum BlockPlacement {
@@ -53,6 +54,23 @@ impl<T> PoolPlacer<T> {
             ),
             BlockPlacement::Buddy => Self::Buddy(Vec::new()),
         }
+    }
+
+    /// A pool of one block of `size` bytes placing at `min_block`-byte units,
+    /// in slot 0; [`PlacementError::InvalidConfig`] when the core cannot
+    /// manage them (see there).
+    pub(crate) fn with_block(
+        kind: BlockPlacement,
+        size: u64,
+        min_block: u64,
+    ) -> Result<Self, PlacementError> {
+        let invalid = PlacementError::InvalidConfig { size, min_block };
+        let mut placer = match kind {
+            BlockPlacement::Tlsf => Self::Tlsf(Tlsf::new(min_block).map_err(|_| invalid)?),
+            BlockPlacement::Buddy => Self::Buddy(Vec::new()),
+        };
+        placer.add_block(size, min_block)?;
+        Ok(placer)
     }
 
     /// Adds a block of `size` bytes (a power of two for the buddy) and
@@ -136,6 +154,58 @@ impl<T> PoolPlacer<T> {
         }
     }
 
+    /// [`Self::allocate`] with the reason of a failure: TLSF's over the whole
+    /// pool; the buddy's of the first block tried (`hint`) when no block has
+    /// room. Nothing changes on error.
+    pub(crate) fn allocate_checked(
+        &mut self,
+        size: u64,
+        alignment: u64,
+        payload: T,
+        hint: &mut usize,
+    ) -> Result<Placed, PlacementError> {
+        match self {
+            Self::Tlsf(t) => {
+                let a = t.allocate(size, alignment, payload)?;
+                let was_empty = t.region_allocation_count(a.region) == 1;
+                Ok(Placed {
+                    slot: a.region as usize,
+                    offset: a.offset,
+                    handle: a.handle,
+                    was_empty,
+                })
+            }
+            Self::Buddy(blocks) => {
+                let n = blocks.len();
+                let slot = std::iter::once(*hint)
+                    .chain((0..n).filter(|&i| i != *hint))
+                    .find(|&i| {
+                        blocks
+                            .get(i)
+                            .and_then(Option::as_ref)
+                            .is_some_and(|b| b.can_allocate(size, alignment))
+                    })
+                    .unwrap_or(*hint);
+                let b = blocks.get_mut(slot).and_then(Option::as_mut).ok_or(
+                    PlacementError::OutOfSpace {
+                        size,
+                        alignment,
+                        largest_free: 0,
+                    },
+                )?;
+                let was_empty = b.is_empty();
+                let offset = b.allocate(size, alignment, payload)?;
+                *hint = slot;
+                Ok(Placed {
+                    slot,
+                    offset,
+                    handle: 0,
+                    was_empty,
+                })
+            }
+        }
+    }
+
     /// Frees a live allocation; its kept size and payload.
     #[inline]
     pub(crate) fn free(&mut self, slot: usize, handle: u32, offset: u64) -> Option<(u64, T)> {
@@ -171,6 +241,28 @@ impl<T> PoolPlacer<T> {
                 .get(slot)
                 .and_then(Option::as_ref)
                 .is_none_or(BuddyBlock::is_empty),
+        }
+    }
+
+    /// Live allocations in a block.
+    pub(crate) fn block_allocation_count(&self, slot: usize) -> usize {
+        match self {
+            Self::Tlsf(t) => t.region_allocation_count(slot as u32) as usize,
+            Self::Buddy(_) => self.buddy(slot).map_or(0, BuddyBlock::allocation_count),
+        }
+    }
+
+    /// The largest free range of any block: O(1) for the buddy per block,
+    /// O(nodes of the largest size class) for TLSF.
+    pub(crate) fn largest_free(&self) -> u64 {
+        match self {
+            Self::Tlsf(t) => t.largest_free(),
+            Self::Buddy(blocks) => blocks
+                .iter()
+                .flatten()
+                .map(BuddyBlock::largest_free)
+                .max()
+                .unwrap_or(0),
         }
     }
 

@@ -8,8 +8,7 @@
 //! gives back one free block of the whole size.
 
 use mem_core::buddy::BuddyBlock;
-use mem_core::PlacementError;
-use mem_core::VirtualBlock;
+use mem_core::{BlockPlacement, PlacementError, VirtualBlock};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
@@ -259,12 +258,14 @@ proptest! {
     }
 
     /// The virtual block keeps its requested-bytes count and refuses nothing
-    /// of its own.
+    /// of its own, with either placement (TLSF, its default, or the buddy).
     #[test]
     fn virtual_block_programs(
         sizes in prop::collection::vec((1u64..=5000, 0u32..=8, any::<bool>()), 1..200),
+        buddy in any::<bool>(),
     ) {
-        let mut block = VirtualBlock::new(1 << 16, 64).unwrap();
+        let placement = if buddy { BlockPlacement::Buddy } else { BlockPlacement::Tlsf };
+        let mut block = VirtualBlock::with_placement(1 << 16, 64, placement).unwrap();
         let mut live = Vec::new();
         for (size, align_log2, free_one) in sizes {
             if free_one && !live.is_empty() {

@@ -3,8 +3,9 @@
 //! A [`BuddyBlock`] manages a range `[0, 2^K)` with a minimum block of `2^m`
 //! bytes, so block orders run from `m` to `K`. It knows no Vulkan type and
 //! makes no device call: the pools in this crate put one in front of each
-//! `VkDeviceMemory`, and [`VirtualBlock`](crate::VirtualBlock) offers it for
-//! ranges that are not device memory.
+//! `VkDeviceMemory` with [`BlockPlacement::Buddy`](crate::BlockPlacement::Buddy),
+//! and [`VirtualBlock::with_placement`](crate::VirtualBlock::with_placement)
+//! offers it for ranges that are not device memory.
 //!
 //! # Allocation
 //!

@@ -13,7 +13,7 @@
 //! allocator places a request in *any* free range long enough, so its fill is
 //! limited only by true fragmentation. TLSF does that in O(1): it is the
 //! placement the allocator uses by default ([`crate::AllocatorConfig::placement`]);
-//! the buddy stays for [`crate::VirtualBlock`] and as an option.
+//! the buddy stays an option, for the pools and for [`crate::VirtualBlock`].
 //!
 //! # Layout
 //!
