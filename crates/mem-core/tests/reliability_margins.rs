@@ -162,7 +162,10 @@ fn device_local_margins_are_listed_marked_and_reported() {
         assert_eq!(before.allocation_id, after.allocation_id);
         assert_eq!(before.offset + before.size, a.offset());
         assert!(before.size >= 32);
-        assert_eq!(after.offset, (a.offset() + a.reserved_size()).next_multiple_of(4));
+        assert_eq!(
+            after.offset,
+            (a.offset() + a.reserved_size()).next_multiple_of(4)
+        );
         assert!(after.size >= 32);
         for m in [before, after] {
             assert_eq!((m.offset % 4, m.size % 4), (0, 0), "{m:?}");
@@ -172,7 +175,8 @@ fn device_local_margins_are_listed_marked_and_reported() {
             for b in &live {
                 if b.memory() == m.memory {
                     assert!(
-                        m.offset + m.size <= b.offset() || m.offset >= b.offset() + b.reserved_size(),
+                        m.offset + m.size <= b.offset()
+                            || m.offset >= b.offset() + b.reserved_size(),
                         "{m:?} overlaps {b:?}"
                     );
                 }
