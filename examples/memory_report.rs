@@ -20,8 +20,8 @@ use std::process::ExitCode;
 
 use ash::vk;
 use clap::Parser;
-use gpumem::core::fake::FakeDevice;
-use gpumem::core::{
+use gpumem::memory::fake::FakeDevice;
+use gpumem::memory::{
     Allocation, AllocationDesc, Allocator, AllocatorConfig, MemoryUsage, ResourceClass,
 };
 use gpumem::viewer::{write_html_report, ReportOptions, Timeline};
@@ -99,7 +99,7 @@ const KINDS: &[(&str, MemoryUsage, ResourceClass, u64, u64)] = &[
 fn main() -> ExitCode {
     let args = Args::parse();
     let Some(device) = FakeDevice::builtin(&args.table) else {
-        let names: Vec<&str> = gpumem::core::fake::DEVICE_TABLES
+        let names: Vec<&str> = gpumem::memory::fake::DEVICE_TABLES
             .iter()
             .map(|(n, _)| *n)
             .collect();

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use clap::{Parser, ValueEnum};
-use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use gpumem::memory::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
-use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use gpumem::staging::plan::{expected_data_size, ImageLayout};
+use gpumem::staging::ImageSubresources;
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
@@ -150,7 +151,7 @@ impl Rig {
         // SAFETY: the context's handles are valid and outlive the allocator.
         let allocator = Arc::new(
             unsafe {
-                Allocator::new(AllocatorDesc {
+                Allocator::new(AllocatorCreateInfo {
                     instance: ctx.instance(),
                     physical_device: ctx.physical_device(),
                     device: ctx.device(),
@@ -208,13 +209,13 @@ impl Rig {
     /// A belt that always stages (so it is compared with the raw copy even
     /// where device-local memory is host-visible, as on lavapipe).
     fn belt(&self, ring: u64) -> StagingBelt {
-        self.belt_with(StagingBeltDesc {
+        self.belt_with(StagingBeltConfig {
             force_staging: true,
-            ..StagingBeltDesc::with_ring_size(ring)
+            ..StagingBeltConfig::with_ring_size(ring)
         })
     }
 
-    fn belt_with(&self, mut desc: StagingBeltDesc) -> StagingBelt {
+    fn belt_with(&self, mut desc: StagingBeltConfig) -> StagingBelt {
         if let Some(t) = self.threads {
             desc.copy_threads = t;
         }
@@ -491,14 +492,14 @@ fn ab(
 ) -> [Duration; 2] {
     let mut belts = [
         rig.belt(ring),
-        rig.belt_with(StagingBeltDesc {
+        rig.belt_with(StagingBeltConfig {
             force_staging: true,
             overlap_submit: !matches!(args.ab, Ab::Overlap),
             spin_wait: match args.ab {
                 Ab::Spin => Duration::ZERO,
-                Ab::Overlap | Ab::Huge => StagingBeltDesc::default().spin_wait,
+                Ab::Overlap | Ab::Huge => StagingBeltConfig::default().spin_wait,
             },
-            ..StagingBeltDesc::with_ring_size(ring)
+            ..StagingBeltConfig::with_ring_size(ring)
         }),
     ];
     let mut best = [Duration::MAX; 2];
@@ -608,7 +609,7 @@ fn bench_both_ways(rig: &Rig, args: &Args, ring: u64) {
             ring,
             vk::BufferUsageFlags::TRANSFER_SRC,
             rig.ring_memory
-                .unwrap_or(StagingBeltDesc::default().ring_memory),
+                .unwrap_or(StagingBeltConfig::default().ring_memory),
         ))
         .expect("ring-like buffer");
     let ptr = ring_like.allocation().mapped_ptr().expect("host-visible");
@@ -732,16 +733,17 @@ fn bench_host_copy(rig: &Rig, args: &Args, ring: u64) {
             &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, n, n, mips).usage(
                 vk::ImageUsageFlags::SAMPLED
                     | vk::ImageUsageFlags::TRANSFER_DST
+                    | vk::ImageUsageFlags::TRANSFER_SRC
                     | vk::ImageUsageFlags::HOST_TRANSFER_EXT,
             ),
         )
         .expect("texture");
     let layout = ImageLayout::new_2d(vk::Format::R8G8B8A8_UNORM, n, n, mips, 1);
     let data = pattern(expected_data_size(&layout).unwrap() as usize);
-    let mut belt = rig.belt_with(StagingBeltDesc {
+    let mut belt = rig.belt_with(StagingBeltConfig {
         force_staging: true,
         host_image_copy: true,
-        ..StagingBeltDesc::with_ring_size(ring)
+        ..StagingBeltConfig::with_ring_size(ring)
     });
     let final_layout = vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL;
     let (mut staged, mut host) = (Duration::MAX, Duration::MAX);
@@ -754,6 +756,11 @@ fn bench_host_copy(rig: &Rig, args: &Args, ring: u64) {
         belt.copy_image_on_host(&img, &data, final_layout).unwrap();
         host = host.min(start.elapsed());
     }
+    // The host copy's texels, read back through the belt.
+    let mut back = vec![0u8; data.len()];
+    belt.read_image(&img, ImageSubresources::all(), &mut back)
+        .unwrap();
+    assert!(back == data, "the host copy's texels read back");
     drop(belt);
     // SAFETY: the belt finished its copies; the host copy is synchronous.
     unsafe { rig.res().destroy_image(img) }.unwrap();
@@ -776,7 +783,7 @@ fn bench_host_copy(rig: &Rig, args: &Args, ring: u64) {
 /// The copy threads the belts of this run use.
 fn belt_threads(rig: &Rig) -> usize {
     rig.threads
-        .unwrap_or_else(|| StagingBeltDesc::default().copy_threads)
+        .unwrap_or_else(|| StagingBeltConfig::default().copy_threads)
 }
 
 fn bench_memcpy(rig: &Rig, args: &Args) {
@@ -790,7 +797,7 @@ fn bench_memcpy(rig: &Rig, args: &Args) {
         .create_buffer(&BufferDesc::new(
             ring as u64,
             vk::BufferUsageFlags::TRANSFER_SRC,
-            StagingBeltDesc::default().ring_memory,
+            StagingBeltConfig::default().ring_memory,
         ))
         .expect("ring-like buffer");
     let ptr = mapped.allocation().mapped_ptr().expect("host-visible");
@@ -842,7 +849,7 @@ fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
         return None;
     }
     let data = pattern(size as usize);
-    let mut belt = rig.belt_with(StagingBeltDesc::with_ring_size(64 * MIB));
+    let mut belt = rig.belt_with(StagingBeltConfig::with_ring_size(64 * MIB));
     let t = best(args.reps, || {
         let start = Instant::now();
         let _ = belt.upload_buffer(&dst, 0, &data).unwrap();
@@ -1014,7 +1021,7 @@ fn main() {
         .map(|(_, p)| p.queue_flags)
         .unwrap();
     println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
-        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltDesc::default().ring_memory));
+        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltConfig::default().ring_memory));
     let ring = args.ring_mib * MIB;
     if args.both_ways || args.host_image_copy {
         if args.both_ways {
@@ -1072,12 +1079,12 @@ fn main() {
         for threads in [1usize, 4, 8, 16] {
             for chunk_mib in [4u64, 16, 64] {
                 let ring = 4 * chunk_mib * MIB;
-                let desc = StagingBeltDesc {
+                let desc = StagingBeltConfig {
                     force_staging: true,
                     copy_threads: threads,
                     chunk_size: chunk_mib * MIB,
                     auto_submit_bytes: chunk_mib * MIB,
-                    ..StagingBeltDesc::with_ring_size(ring)
+                    ..StagingBeltConfig::with_ring_size(ring)
                 };
                 let mut belt = rig.belt_with(desc);
                 let t = best(args.reps, || {
@@ -1102,12 +1109,12 @@ fn main() {
             );
             println!("|---:|---:|---:|---:|");
             for chunk_mib in [16u64, 32, 64, 256] {
-                let desc = StagingBeltDesc {
+                let desc = StagingBeltConfig {
                     force_staging: true,
                     external_memory_host: true,
                     import_threshold: 64 * MIB,
                     import_chunk_size: chunk_mib * MIB,
-                    ..StagingBeltDesc::with_ring_size(64 * MIB)
+                    ..StagingBeltConfig::with_ring_size(64 * MIB)
                 };
                 let mut belt = rig.belt_with(desc);
                 let t = best(args.reps, || {
@@ -1237,10 +1244,10 @@ fn bench_split(rig: &Rig, args: &Args, size: u64) {
             }
             let split = (size * share_pct / 100) / 4096 * 4096;
             let ring_len = size - split;
-            let mut belt = rig.belt_with(StagingBeltDesc {
+            let mut belt = rig.belt_with(StagingBeltConfig {
                 force_staging: true,
                 copy_threads: t1,
-                ..StagingBeltDesc::with_ring_size(64 * MIB)
+                ..StagingBeltConfig::with_ring_size(64 * MIB)
             });
             let t = best(args.reps, || {
                 let start = Instant::now();

@@ -41,11 +41,11 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use clap::Parser;
-use gpumem::core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use gpumem::memory::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
-use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use gpumem::staging::ImageSubresources;
 use gpumem::viewer::{write_html_report, ReportOptions, Timeline};
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
@@ -448,7 +448,7 @@ fn on_device(
     // manager and belt, all dropped before this function returns.
     let allocator = Arc::new(
         unsafe {
-            Allocator::new(AllocatorDesc {
+            Allocator::new(AllocatorCreateInfo {
                 instance: ctx.instance(),
                 physical_device: ctx.physical_device(),
                 device: ctx.device(),
@@ -511,7 +511,7 @@ fn record(timeline: &mut Option<Timeline>, allocator: &Allocator, mark: Option<&
 fn write_report(
     args: &Args,
     summary: &mut Summary,
-    leaks: &[gpumem::core::stats::LeakedAllocation],
+    leaks: &[gpumem::memory::stats::LeakedAllocation],
 ) -> Result<(), JobError> {
     let (Some(path), Some(dump)) = (&args.report, summary.report_dump.take()) else {
         return Ok(());
@@ -652,9 +652,9 @@ fn upload_and_check(
         queue: tqueue,
         lock: Arc::new(Mutex::new(())),
     };
-    let desc = StagingBeltDesc {
+    let desc = StagingBeltConfig {
         force_staging: args.force_staging,
-        ..StagingBeltDesc::with_ring_size(ring_size)
+        ..StagingBeltConfig::with_ring_size(ring_size)
     };
     // SAFETY: handles from the context; the belt's queue is used by nobody
     // else in this program except through `submit_graphics`, which runs

@@ -1,7 +1,7 @@
 //! gpumem: a Vulkan memory subsystem for game engines.
 //!
 //! This facade re-exports the member crates so an engine needs one dependency:
-//! - [`core`] (`mem-core`): sub-allocation of `VkDeviceMemory` (TLSF over
+//! - [`memory`] (`mem-core`): sub-allocation of `VkDeviceMemory` (TLSF over
 //!   pooled blocks, or a tail-trimmed buddy) per
 //!   memory type, memory-type selection, statistics, the tracking host
 //!   allocator and virtual blocks;
@@ -19,8 +19,10 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod guide;
+
 pub use ash;
-pub use mem_core as core;
+pub use mem_core as memory;
 pub use mem_resources as resources;
 pub use mem_staging as staging;
 /// The lock type of the staging belt's [`staging::SharedQueue`].

@@ -137,7 +137,7 @@ impl MemCore {
     pub fn new(ctx: &VkCtx, config: mem_core::AllocatorConfig) -> Self {
         // SAFETY: the context's objects are valid and outlive the allocator.
         let a = unsafe {
-            mem_core::Allocator::new(mem_core::AllocatorDesc {
+            mem_core::Allocator::new(mem_core::AllocatorCreateInfo {
                 instance: &ctx.instance,
                 physical_device: ctx.physical_device,
                 device: &ctx.device,

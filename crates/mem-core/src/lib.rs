@@ -34,7 +34,7 @@ mod lock;
 mod placement;
 
 pub use allocator::{
-    Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorDesc,
+    Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorCreateInfo,
     CacheRetention, Dedicated, ResourceClass,
 };
 pub use device::{

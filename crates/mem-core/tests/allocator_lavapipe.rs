@@ -4,7 +4,7 @@
 
 use ash::vk;
 use mem_core::{
-    AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, Dedicated, MemoryUsage,
+    AllocationDesc, Allocator, AllocatorConfig, AllocatorCreateInfo, Dedicated, MemoryUsage,
     ResourceClass,
 };
 use mem_testkit::TestContext;
@@ -13,7 +13,7 @@ fn allocator(ctx: &TestContext) -> Allocator {
     // SAFETY: the context's handles are valid and outlive the allocator,
     // which every test drops before `ctx.finish()`.
     unsafe {
-        Allocator::new(AllocatorDesc {
+        Allocator::new(AllocatorCreateInfo {
             instance: ctx.instance(),
             physical_device: ctx.physical_device(),
             device: ctx.device(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use mem_core::fake::FakeDevice;
 use mem_core::{
-    AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, CacheRetention, MemoryUsage,
+    AllocationDesc, Allocator, AllocatorConfig, AllocatorCreateInfo, CacheRetention, MemoryUsage,
 };
 use mem_testkit::TestContext;
 
@@ -144,7 +144,7 @@ fn validate_is_exact_while_other_threads_allocate_lavapipe() {
         // dropped before `ctx.finish()`.
         let alloc = Arc::new(
             unsafe {
-                Allocator::new(AllocatorDesc::new(
+                Allocator::new(AllocatorCreateInfo::new(
                     ctx.instance(),
                     ctx.physical_device(),
                     ctx.device(),

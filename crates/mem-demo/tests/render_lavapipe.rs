@@ -9,7 +9,7 @@ use std::path::Path;
 
 use ash::vk;
 use mem_core::{
-    Allocation, AllocationDesc, Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage,
+    Allocation, AllocationDesc, Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage,
     ResourceClass,
 };
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
@@ -22,7 +22,7 @@ fn allocator(ctx: &TestContext) -> Allocator {
     // SAFETY: the context's handles are valid and outlive the allocator,
     // which every test drops before `ctx.finish()`.
     unsafe {
-        Allocator::new(AllocatorDesc {
+        Allocator::new(AllocatorCreateInfo {
             instance: ctx.instance(),
             physical_device: ctx.physical_device(),
             device: ctx.device(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use ash::vk;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use mem_resources::{BufferDesc, ResourceManager, ResourceManagerCreateInfo};
 use mem_testkit::TestContext;
 
@@ -121,7 +121,7 @@ fn allocator(ctx: &TestContext, config: AllocatorConfig) -> Arc<Allocator> {
     // (dropped at the end of `bench`, before `ctx.finish()`).
     Arc::new(
         unsafe {
-            Allocator::new(AllocatorDesc {
+            Allocator::new(AllocatorCreateInfo {
                 instance: ctx.instance(),
                 physical_device: ctx.physical_device(),
                 device: ctx.device(),

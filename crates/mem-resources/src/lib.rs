@@ -25,7 +25,7 @@
 //! use std::sync::Arc;
 //!
 //! use ash::vk;
-//! use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+//! use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 //! use mem_resources::{BufferDesc, ImageDesc, ResourceManager, ResourceManagerCreateInfo};
 //! use mem_testkit::TestContext;
 //!
@@ -33,7 +33,7 @@
 //! // SAFETY: the context's handles are valid and outlive allocator and manager.
 //! let allocator = Arc::new(unsafe {
 //!     Allocator::new(
-//!         AllocatorDesc::new(ctx.instance(), ctx.physical_device(), ctx.device())
+//!         AllocatorCreateInfo::new(ctx.instance(), ctx.physical_device(), ctx.device())
 //!             .config(AllocatorConfig::default()),
 //!     )
 //! }?);

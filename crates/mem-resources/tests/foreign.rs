@@ -106,7 +106,7 @@ fn a_resource_of_a_manager_over_another_allocator_is_handed_back_too() {
     // dropped before `gpu.finish()`.
     let allocator = std::sync::Arc::new(
         unsafe {
-            mem_core::Allocator::new(mem_core::AllocatorDesc::new(
+            mem_core::Allocator::new(mem_core::AllocatorCreateInfo::new(
                 gpu.ctx.instance(),
                 gpu.ctx.physical_device(),
                 gpu.ctx.device(),

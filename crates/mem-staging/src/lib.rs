@@ -22,7 +22,7 @@
 //! use std::sync::Arc;
 //! use ash::vk;
 //! use mem_resources::{BufferDesc, Buffer, Image, ImageDesc, MemoryUsage, ResourceManager};
-//! use mem_staging::{SharedQueue, StagingBelt, StagingBeltDesc};
+//! use mem_staging::{SharedQueue, StagingBelt, StagingBeltConfig};
 //!
 //! /// 1. One belt per transfer queue, kept for the engine's life.
 //! ///
@@ -39,7 +39,7 @@
 //!     // SAFETY: forwarded.
 //!     Ok(unsafe {
 //!         StagingBelt::new(resources.clone(), instance, physical_device, transfer,
-//!                          graphics_family, StagingBeltDesc::default())?
+//!                          graphics_family, StagingBeltConfig::default())?
 //!     })
 //! }
 //!
@@ -79,7 +79,7 @@ pub mod queues;
 mod ring;
 
 pub use belt::{
-    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltDesc, StagingError, StagingStats, Ticket,
+    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltConfig, StagingError, StagingStats, Ticket,
 };
 pub use mem_resources::ImageSubresources;
 /// The lock crate of [`SharedQueue::lock`], re-exported so the engine names

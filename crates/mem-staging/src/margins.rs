@@ -71,7 +71,7 @@ const CANARY: [u8; 4] = CANARY_U32.to_le_bytes();
 
 /// Configuration of a [`MarginChecker`]. See [`Default`] for the defaults.
 #[derive(Clone, Debug)]
-pub struct MarginCheckerDesc {
+pub struct MarginCheckerConfig {
     /// Size of the host-visible readback buffer the margins are copied into,
     /// in bytes. More margin bytes than this are checked in several
     /// submissions. Default 4 MiB; raised to at least 4 KiB. The buffer is
@@ -86,7 +86,7 @@ pub struct MarginCheckerDesc {
     pub allocation_callbacks: Option<vk::AllocationCallbacks<'static>>,
 }
 
-impl Default for MarginCheckerDesc {
+impl Default for MarginCheckerConfig {
     fn default() -> Self {
         Self {
             max_readback_size: 4 << 20,
@@ -115,7 +115,7 @@ pub enum MarginError {
     #[error("the device was lost")]
     DeviceLost,
     /// The submission did not finish within
-    /// [`MarginCheckerDesc::wait_timeout`].
+    /// [`MarginCheckerConfig::wait_timeout`].
     #[error("margin {what} did not finish within {waited:?}")]
     Timeout {
         /// `"fill"` or `"check"`.
@@ -219,7 +219,7 @@ pub struct MarginChecker {
     resources: Arc<ResourceManager>,
     device: ash::Device,
     queue: SharedQueue,
-    desc: MarginCheckerDesc,
+    desc: MarginCheckerConfig,
     callbacks: HostCallbacks,
     pool: vk::CommandPool,
     cmd: vk::CommandBuffer,
@@ -244,7 +244,7 @@ impl MarginChecker {
     pub unsafe fn new(
         resources: Arc<ResourceManager>,
         queue: SharedQueue,
-        desc: MarginCheckerDesc,
+        desc: MarginCheckerConfig,
     ) -> Result<Self, MarginError> {
         let mut desc = desc;
         desc.max_readback_size = desc.max_readback_size.max(4096);

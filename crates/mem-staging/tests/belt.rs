@@ -8,13 +8,13 @@ use ash::vk;
 use common::{layout_of, pattern, transfer_barrier, Setup, MIB};
 use mem_core::MemoryUsage;
 use mem_resources::{BufferDesc, Image, ImageDesc, ImageKind};
-use mem_staging::belt::{StagingBeltDesc, StagingError};
+use mem_staging::belt::{StagingBeltConfig, StagingError};
 use mem_staging::plan::expected_data_size;
 
-fn staged(ring: u64) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn staged(ring: u64) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(ring)
+        ..StagingBeltConfig::with_ring_size(ring)
     }
 }
 
@@ -152,7 +152,7 @@ fn tiny_ring_wraps_under_pressure() {
 fn direct_path_writes_host_visible_memory() {
     // Upload memory is host-visible on every device (lavapipe's only memory
     // type is): the belt writes it directly and records no copy.
-    let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(MIB));
     let dst = s.buffer_in(100_000, MemoryUsage::Upload);
     let data = pattern(100_000, 5);
     let t = s.belt().upload_buffer(&dst, 0, &data).unwrap();

@@ -11,14 +11,14 @@ use ash::vk;
 use common::{pattern, stack, Setup, MIB};
 use mem_core::MemoryUsage;
 use mem_resources::{BufferDesc, ImageDesc, SubresourceState};
-use mem_staging::{ImageSubresources, StagingBeltDesc, StagingError};
+use mem_staging::{ImageSubresources, StagingBeltConfig, StagingError};
 
 const FINAL: vk::ImageLayout = vk::ImageLayout::TRANSFER_SRC_OPTIMAL;
 
-fn staged(ring: u64) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn staged(ring: u64) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(ring)
+        ..StagingBeltConfig::with_ring_size(ring)
     }
 }
 
@@ -183,7 +183,7 @@ fn images_an_upload_cannot_write_are_refused() {
 fn buffers_without_transfer_dst_are_refused_on_the_direct_path_too() {
     // lavapipe's memory is host-visible, so this upload would be written
     // directly; it is refused as it would be on a discrete GPU.
-    let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(MIB));
     let vb = s
         .res()
         .create_buffer(

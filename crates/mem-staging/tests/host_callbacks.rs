@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::host::{ScopeStats, TrackingHostAllocator};
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use mem_resources::{BufferDesc, ResourceManager, ResourceManagerCreateInfo};
-use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
@@ -51,7 +51,7 @@ fn tracked_stack(
     let allocator = Arc::new(
         unsafe {
             Allocator::new(
-                AllocatorDesc::new(ctx.instance(), ctx.physical_device(), ctx.device())
+                AllocatorCreateInfo::new(ctx.instance(), ctx.physical_device(), ctx.device())
                     .allocation_callbacks(callbacks)
                     .config(AllocatorConfig::default()),
             )
@@ -73,12 +73,12 @@ fn tracked_stack(
     (allocator, resources)
 }
 
-fn belt_desc(import: bool) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn belt_desc(import: bool) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
         external_memory_host: import,
         import_threshold: MIB,
-        ..StagingBeltDesc::with_ring_size(4 * MIB)
+        ..StagingBeltConfig::with_ring_size(4 * MIB)
     }
 }
 

@@ -9,7 +9,7 @@ use ash::vk;
 use common::{layout_of, pattern, Setup};
 use mem_resources::ImageDesc;
 use mem_staging::plan::expected_data_size;
-use mem_staging::{StagingBeltDesc, StagingError};
+use mem_staging::{StagingBeltConfig, StagingError};
 use mem_testkit::TestContext;
 
 #[test]
@@ -20,9 +20,9 @@ fn textures_copied_from_host_memory() {
     let supported = ctx.features().host_image_copy;
     let mut s = Setup::with_context(
         ctx,
-        StagingBeltDesc {
+        StagingBeltConfig {
             host_image_copy: supported,
-            ..StagingBeltDesc::with_ring_size(4 << 20)
+            ..StagingBeltConfig::with_ring_size(4 << 20)
         },
     );
     let plain = s

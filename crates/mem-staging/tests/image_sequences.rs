@@ -11,14 +11,14 @@ use ash::vk;
 use common::{layout_of, pattern, Setup, MIB};
 use mem_resources::{Image, ImageDesc};
 use mem_staging::plan::expected_data_size;
-use mem_staging::{ImageSubresources, StagingBeltDesc};
+use mem_staging::{ImageSubresources, StagingBeltConfig};
 
 const FINAL: vk::ImageLayout = vk::ImageLayout::TRANSFER_SRC_OPTIMAL;
 
-fn staged(ring: u64) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn staged(ring: u64) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(ring)
+        ..StagingBeltConfig::with_ring_size(ring)
     }
 }
 
@@ -58,7 +58,7 @@ fn subresource_span(img: &Image, level: u32, layer: u32) -> std::ops::Range<usiz
 
 #[test]
 fn an_image_uploaded_twice_before_the_belt_submits() {
-    let mut s = Setup::new(StagingBeltDesc::default());
+    let mut s = Setup::new(StagingBeltConfig::default());
     let img = texture(
         &s,
         ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 4, 4, 1),

@@ -9,13 +9,13 @@ use ash::vk;
 use common::{pattern, Setup, MIB};
 use mem_core::MemoryUsage;
 use mem_resources::BufferDesc;
-use mem_staging::belt::StagingBeltDesc;
+use mem_staging::belt::StagingBeltConfig;
 use mem_testkit::TestContext;
 const EXT: &std::ffi::CStr = ash::ext::external_memory_host::NAME;
 
 /// A belt on a context that enabled `VK_EXT_external_memory_host` when
 /// `want_ext`; `desc` gets whether the extension is there.
-fn setup(want_ext: bool, desc: impl FnOnce(bool) -> StagingBeltDesc) -> Setup {
+fn setup(want_ext: bool, desc: impl FnOnce(bool) -> StagingBeltConfig) -> Setup {
     let mut builder = TestContext::builder();
     if want_ext {
         builder = builder.want_device_extension(EXT);
@@ -26,13 +26,13 @@ fn setup(want_ext: bool, desc: impl FnOnce(bool) -> StagingBeltDesc) -> Setup {
     Setup::with_context(ctx, desc(has))
 }
 
-fn importing(ext: bool, chunk: u64) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn importing(ext: bool, chunk: u64) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
         external_memory_host: ext,
         import_threshold: MIB,
         import_chunk_size: chunk,
-        ..StagingBeltDesc::with_ring_size(16 * MIB)
+        ..StagingBeltConfig::with_ring_size(16 * MIB)
     }
 }
 
@@ -93,7 +93,7 @@ fn imports_in_pieces_at_a_destination_offset() {
     let st = s.belt().stats();
     // Six 8 MiB pieces (at most), imported in groups of copy_threads / 2,
     // one batch per group.
-    let group = (mem_staging::belt::StagingBeltDesc::default().copy_threads / 2).max(1) as u64;
+    let group = (mem_staging::belt::StagingBeltConfig::default().copy_threads / 2).max(1) as u64;
     assert!(
         st.batches_submitted >= batches + 5u64.div_ceil(group),
         "one batch per group of pieces: {st:?}"
@@ -118,7 +118,7 @@ fn without_the_extension_flag_nothing_is_imported() {
 
 #[test]
 fn host_visible_destinations_are_written_directly() {
-    let mut s = setup(true, |ext| StagingBeltDesc {
+    let mut s = setup(true, |ext| StagingBeltConfig {
         force_staging: false,
         ..importing(ext, 256 * MIB)
     });

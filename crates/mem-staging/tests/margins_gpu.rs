@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use ash::vk;
 use mem_core::stats::DeviceMargin;
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use mem_resources::{Buffer, BufferDesc, ResourceManager, ResourceManagerCreateInfo};
 use mem_staging::belt::SharedQueue;
-use mem_staging::margins::{MarginChecker, MarginCheckerDesc, MarginError, MarginFault};
+use mem_staging::margins::{MarginChecker, MarginCheckerConfig, MarginError, MarginFault};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
@@ -37,7 +37,7 @@ impl Gpu {
         // and manager (dropped in `finish` before the context).
         let allocator = Arc::new(
             unsafe {
-                Allocator::new(AllocatorDesc {
+                Allocator::new(AllocatorCreateInfo {
                     instance: ctx.instance(),
                     physical_device: ctx.physical_device(),
                     device: ctx.device(),
@@ -89,7 +89,7 @@ impl Gpu {
         self.allocator.as_ref().unwrap()
     }
 
-    fn checker(&self, desc: MarginCheckerDesc) -> MarginChecker {
+    fn checker(&self, desc: MarginCheckerConfig) -> MarginChecker {
         // SAFETY: the queue is the context's; the tests submit to it only
         // through the checker or `one_shot` on the same thread.
         unsafe { MarginChecker::new(self.res().clone(), self.queue.clone(), desc) }.unwrap()
@@ -182,7 +182,7 @@ impl Gpu {
 #[test]
 fn clean_buffers_pass_after_fill() {
     let gpu = Gpu::new(64);
-    let mut checker = gpu.checker(MarginCheckerDesc::default());
+    let mut checker = gpu.checker(MarginCheckerConfig::default());
     let bufs: Vec<Buffer> = [1000u64, 4096, 12, 100_000]
         .iter()
         .map(|&s| gpu.buffer(s, &format!("clean {s}")))
@@ -239,7 +239,7 @@ fn clean_buffers_pass_after_fill() {
 #[test]
 fn overrun_and_underrun_are_reported() {
     let gpu = Gpu::new(64);
-    let mut checker = gpu.checker(MarginCheckerDesc::default());
+    let mut checker = gpu.checker(MarginCheckerConfig::default());
     let clean = gpu.buffer(2048, "clean");
     let victim = gpu.buffer(1024, "victim");
     let under = gpu.buffer(512, "under");
@@ -324,9 +324,9 @@ fn overrun_and_underrun_are_reported() {
 #[test]
 fn margins_larger_than_the_readback_buffer_are_split() {
     let gpu = Gpu::new(6000);
-    let mut checker = gpu.checker(MarginCheckerDesc {
+    let mut checker = gpu.checker(MarginCheckerConfig {
         max_readback_size: 4096,
-        ..MarginCheckerDesc::default()
+        ..MarginCheckerConfig::default()
     });
     let bufs: Vec<Buffer> = (0..3).map(|i| gpu.buffer(256, &format!("b{i}"))).collect();
     // SAFETY: single thread; nothing freed meanwhile; no GPU work pending.
@@ -370,7 +370,7 @@ fn failures_and_teardown_leave_nothing_behind() {
         MarginFault::WaitForFences,
     ] {
         for nth in 1..=2 {
-            let mut checker = gpu.checker(MarginCheckerDesc::default());
+            let mut checker = gpu.checker(MarginCheckerConfig::default());
             checker.inject_fault(point, nth, vk::Result::ERROR_OUT_OF_HOST_MEMORY);
             let mut errors = Vec::new();
             for _ in 0..2 {
@@ -414,7 +414,7 @@ fn failures_and_teardown_leave_nothing_behind() {
     }
     // A block freed while a checker holds an alias over it: the next call
     // drops the alias, and so does the checker's own drop.
-    let mut checker = gpu.checker(MarginCheckerDesc::default());
+    let mut checker = gpu.checker(MarginCheckerConfig::default());
     // SAFETY: as above.
     unsafe { checker.check(&[]) }.unwrap();
     assert!(checker.alias_count() >= 1);

@@ -12,12 +12,12 @@ use common::{layout_of, pattern, Setup, MIB};
 use mem_core::MemoryUsage;
 use mem_resources::{BufferDesc, ImageDesc};
 use mem_staging::plan::{expected_data_size, expected_subresources_data_size};
-use mem_staging::{ImageSubresources, StagingBeltDesc, StagingError};
+use mem_staging::{ImageSubresources, StagingBeltConfig, StagingError};
 
-fn staged(ring: u64) -> StagingBeltDesc {
-    StagingBeltDesc {
+fn staged(ring: u64) -> StagingBeltConfig {
+    StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(ring)
+        ..StagingBeltConfig::with_ring_size(ring)
     }
 }
 
@@ -193,7 +193,7 @@ fn images_read_back_whole_or_by_level_and_layer() {
 
 #[test]
 fn uploads_written_in_place_from_several_threads() {
-    let mut s = Setup::new(StagingBeltDesc {
+    let mut s = Setup::new(StagingBeltConfig {
         parallel_copy_threshold: 256 * 1024,
         copy_threads: 4,
         ..staged(MIB)
@@ -306,7 +306,7 @@ fn uploads_fed_by_a_reader_and_by_a_file() {
 
 #[test]
 fn writers_fill_host_visible_destinations_directly() {
-    let mut s = Setup::new(StagingBeltDesc::with_ring_size(MIB));
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(MIB));
     let buf = s.buffer_in(100_000, MemoryUsage::Upload);
     assert!(buf.is_host_visible());
     let t = s
@@ -330,7 +330,7 @@ fn writers_fill_host_visible_destinations_directly() {
 
 #[test]
 fn images_written_in_place_level_by_level() {
-    let mut s = Setup::new(StagingBeltDesc {
+    let mut s = Setup::new(StagingBeltConfig {
         parallel_copy_threshold: 64 * 1024,
         copy_threads: 4,
         ..staged(MIB)

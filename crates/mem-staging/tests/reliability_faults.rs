@@ -10,7 +10,7 @@ mod common;
 use ash::vk;
 use common::{pattern, Setup, MIB};
 use mem_resources::ImageDesc;
-use mem_staging::belt::{BeltFault, StagingBeltDesc, StagingError};
+use mem_staging::belt::{BeltFault, StagingBeltConfig, StagingError};
 use mem_staging::plan::expected_data_size;
 
 /// Uploads a streamed buffer, many small ones and a texture, then waits.
@@ -36,9 +36,9 @@ fn scenario(
 
 #[test]
 fn every_belt_call_can_fail_at_every_position() {
-    let desc = StagingBeltDesc {
+    let desc = StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(MIB)
+        ..StagingBeltConfig::with_ring_size(MIB)
     };
     let failures = fault_sweep(&desc, 3 * MIB, 256);
     assert!(
@@ -52,11 +52,11 @@ fn every_belt_call_can_fail_at_every_position() {
 /// on the other thread is reported the same way and frees the same.
 #[test]
 fn overlapped_submits_can_fail_at_every_position() {
-    let desc = StagingBeltDesc {
+    let desc = StagingBeltConfig {
         force_staging: true,
         copy_threads: 4,
         parallel_copy_threshold: MIB,
-        ..StagingBeltDesc::with_ring_size(8 * MIB)
+        ..StagingBeltConfig::with_ring_size(8 * MIB)
     };
     assert!(desc.overlap_submit, "on by default");
     let failures = fault_sweep(&desc, 10 * MIB, 1024);
@@ -70,7 +70,7 @@ fn overlapped_submits_can_fail_at_every_position() {
 /// buffer, a `side`² texture with mips) on a belt made from `desc`; checks
 /// the typed, sticky error and that dropping the belt frees everything.
 /// Returns how many runs failed.
-fn fault_sweep(desc: &StagingBeltDesc, big: u64, side: u32) -> u32 {
+fn fault_sweep(desc: &StagingBeltConfig, big: u64, side: u32) -> u32 {
     let mut failures = 0;
     for point in [
         BeltFault::BeginCommandBuffer,

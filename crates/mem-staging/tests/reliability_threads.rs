@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use ash::vk;
 use mem_core::{AllocationDesc, MemoryUsage};
 use mem_resources::BufferDesc;
-use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use mem_testkit::TestContext;
 use parking_lot::Mutex;
 
@@ -55,9 +55,9 @@ fn sixteen_threads_allocate_create_upload() {
         queue,
         lock: Arc::new(Mutex::new(())),
     };
-    let desc = StagingBeltDesc {
+    let desc = StagingBeltConfig {
         force_staging: true,
-        ..StagingBeltDesc::with_ring_size(8 << 20)
+        ..StagingBeltConfig::with_ring_size(8 << 20)
     };
     // SAFETY: handles from the context; the belt is used behind one mutex,
     // and readbacks on the same queue run while holding that mutex.

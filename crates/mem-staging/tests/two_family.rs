@@ -14,7 +14,7 @@ use std::sync::Arc;
 use ash::vk;
 use mem_core::MemoryUsage;
 use mem_resources::{BufferDesc, ImageDesc};
-use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use mem_staging::plan::{expected_data_size, ImageLayout};
 use mem_staging::queues::pick_transfer_family;
 use mem_testkit::TestContext;
@@ -67,11 +67,11 @@ fn two_family(import: bool) {
             ctx.physical_device(),
             shared,
             graphics,
-            StagingBeltDesc {
+            StagingBeltConfig {
                 force_staging: true,
                 external_memory_host: import,
                 import_threshold: 1 << 20,
-                ..StagingBeltDesc::with_ring_size(4 << 20)
+                ..StagingBeltConfig::with_ring_size(4 << 20)
             },
         )
     }

@@ -1,4 +1,4 @@
-//! How an allocator is set up: the engine's handles ([`AllocatorDesc`]) and
+//! How an allocator is set up: the engine's handles ([`AllocatorCreateInfo`]) and
 //! the tuning ([`AllocatorConfig`], [`CacheRetention`]), each field with its
 //! default, units, clamping and interactions. Plain data: nothing here
 //! changes after [`Allocator::with_device`] reads it.
@@ -161,15 +161,15 @@ impl Default for AllocatorConfig {
 ///
 /// ```no_run
 /// # fn f(instance: &ash::Instance, physical_device: ash::vk::PhysicalDevice, device: &ash::Device) {
-/// use mem_core::{Allocator, AllocatorConfig, AllocatorDesc};
-/// let desc = AllocatorDesc::new(instance, physical_device, device)
+/// use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo};
+/// let desc = AllocatorCreateInfo::new(instance, physical_device, device)
 ///     .memory_budget(true)
 ///     .config(AllocatorConfig { debug_margin: 16, ..Default::default() });
 /// // SAFETY: the engine's handles outlive the allocator.
 /// let allocator = unsafe { Allocator::new(desc) };
 /// # }
 /// ```
-pub struct AllocatorDesc<'a> {
+pub struct AllocatorCreateInfo<'a> {
     /// The engine's instance.
     pub instance: &'a ash::Instance,
     /// The physical device `device` was created from.
@@ -185,7 +185,7 @@ pub struct AllocatorDesc<'a> {
     pub config: AllocatorConfig,
 }
 
-impl<'a> AllocatorDesc<'a> {
+impl<'a> AllocatorCreateInfo<'a> {
     /// The engine's handles, with `VK_EXT_memory_budget` not enabled, no
     /// host allocation callbacks and [`AllocatorConfig::default`].
     pub fn new(

@@ -7,7 +7,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `config` | [`AllocatorConfig`], [`CacheRetention`], [`AllocatorDesc`] |
+//! | `config` | [`AllocatorConfig`], [`CacheRetention`], [`AllocatorCreateInfo`] |
 //! | `request` | [`AllocationDesc`] and its parts ([`ResourceClass`], [`Dedicated`], [`AllocationFlags`]) |
 //! | `allocation` | [`Allocation`], what the caller holds |
 //! | `pools` | a memory type's pools: blocks, memory of its own, the reuse cache, and the counters [`Allocator::validate`] checks |
@@ -49,7 +49,7 @@ use crate::selection::{candidate_types, rank_memory_types, MemoryUsage, RankedTy
 use crate::stats::CorruptionReport;
 
 pub use allocation::Allocation;
-pub use config::{AllocatorConfig, AllocatorDesc, CacheRetention};
+pub use config::{AllocatorConfig, AllocatorCreateInfo, CacheRetention};
 pub use request::{AllocationDesc, AllocationFlags, Dedicated, ResourceClass};
 
 use allocation::{MappedPtr, Placement};
@@ -173,7 +173,7 @@ impl Allocator {
     /// - `desc.allocation_callbacks`, when given, stay valid and thread-safe
     ///   for the allocator's lifetime.
     #[doc(alias = "vmaCreateAllocator")]
-    pub unsafe fn new(desc: AllocatorDesc<'_>) -> Result<Self, AllocError> {
+    pub unsafe fn new(desc: AllocatorCreateInfo<'_>) -> Result<Self, AllocError> {
         // SAFETY: forwarded from this function's contract.
         let device = unsafe {
             AshMemoryDevice::new(

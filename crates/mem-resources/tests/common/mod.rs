@@ -38,7 +38,7 @@ impl Gpu {
         let allocator = Arc::new(
             unsafe {
                 Allocator::new(
-                    mem_core::AllocatorDesc::new(
+                    mem_core::AllocatorCreateInfo::new(
                         ctx.instance(),
                         ctx.physical_device(),
                         ctx.device(),

@@ -129,7 +129,7 @@ impl StagingBelt {
     }
 
     /// Polls the timeline semaphore until it reaches `value` or
-    /// [`StagingBeltDesc::spin_wait`] has passed since `start`; whether it
+    /// [`StagingBeltConfig::spin_wait`] has passed since `start`; whether it
     /// got there (a failing query counts as not, for the blocking wait to
     /// report).
     pub(super) fn poll_until(&self, value: u64, start: Instant) -> bool {

@@ -89,8 +89,8 @@ impl StagingBelt {
     /// returns) and the GPU copy completes with the ticket. The destination
     /// range must not be in use by the GPU until the ticket completes.
     ///
-    /// Large uploads (at least [`StagingBeltDesc::import_threshold`] bytes,
-    /// with [`StagingBeltDesc::external_memory_host`]) import the aligned
+    /// Large uploads (at least [`StagingBeltConfig::import_threshold`] bytes,
+    /// with [`StagingBeltConfig::external_memory_host`]) import the aligned
     /// interior of `data` and let the GPU copy from it directly. They are
     /// synchronous: the belt submits and waits before returning (the slice is
     /// only borrowed for this call), so the returned ticket is complete. A

@@ -1,5 +1,5 @@
 //! How a belt is set up: the queue it submits on ([`SharedQueue`]) and its
-//! sizes, thresholds and timeouts ([`StagingBeltDesc`], every default stated
+//! sizes, thresholds and timeouts ([`StagingBeltConfig`], every default stated
 //! on its field). `StagingBelt::new` clamps the sizes; nothing here changes
 //! after that.
 
@@ -29,7 +29,7 @@ impl SharedQueue {
 }
 /// Configuration of a [`StagingBelt`]. See [`Default`] for the defaults.
 #[derive(Clone, Debug)]
-pub struct StagingBeltDesc {
+pub struct StagingBeltConfig {
     /// Ring size in bytes. Default 64 MiB; at least 64 KiB.
     pub ring_size: u64,
     /// Largest piece of one upload copied and submitted at once. Default:
@@ -94,7 +94,7 @@ pub struct StagingBeltDesc {
     /// memory. Default false.
     pub host_image_copy: bool,
 }
-impl Default for StagingBeltDesc {
+impl Default for StagingBeltConfig {
     fn default() -> Self {
         let ring_size = 64 * MIB;
         Self {
@@ -115,7 +115,7 @@ impl Default for StagingBeltDesc {
         }
     }
 }
-impl StagingBeltDesc {
+impl StagingBeltConfig {
     /// Default configuration with a ring of `ring_size` bytes (chunk and
     /// auto-submit sizes follow it).
     pub fn with_ring_size(ring_size: u64) -> Self {

@@ -211,7 +211,7 @@ impl StagingBelt {
     }
 
     /// Starts a readback of `len` bytes of `src` at `offset` (at most
-    /// [`StagingBeltDesc::chunk_size`]; [`Self::read_buffer`] streams any
+    /// [`StagingBeltConfig::chunk_size`]; [`Self::read_buffer`] streams any
     /// length): the GPU copies them into the ring in the open batch, after
     /// every earlier write to `src` on the belt's queue. Submit with
     /// [`Self::flush`] (or let [`Self::read_download`] do it), then read the

@@ -32,7 +32,7 @@ pub enum StagingError {
         usage: String,
     },
     /// A host image copy on a belt made without
-    /// [`super::StagingBeltDesc::host_image_copy`].
+    /// [`super::StagingBeltConfig::host_image_copy`].
     #[error("image {name:?}: the belt was made without host image copy (VK_EXT_host_image_copy)")]
     HostImageCopyUnavailable {
         /// The image's name.
@@ -62,7 +62,7 @@ pub enum StagingError {
     DownloadTooLarge {
         /// Bytes asked for.
         len: u64,
-        /// [`super::StagingBeltDesc::chunk_size`].
+        /// [`super::StagingBeltConfig::chunk_size`].
         max: u64,
     },
     /// A readback of subresources nothing has written (`UNDEFINED`).

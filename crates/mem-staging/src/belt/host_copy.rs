@@ -50,7 +50,7 @@ impl HostCopy {
 
 impl StagingBelt {
     /// True when [`Self::copy_image_on_host`] can write `image`: the belt was
-    /// made with [`StagingBeltDesc::host_image_copy`] and the image has
+    /// made with [`StagingBeltConfig::host_image_copy`] and the image has
     /// `HOST_TRANSFER_EXT` usage.
     pub fn can_copy_on_host(&self, image: &Image) -> bool {
         self.host_copy.is_some()

@@ -27,18 +27,18 @@
 //! timeout: a lost device surfaces as an error, not a hang.
 //!
 //! # Large uploads
-//! Data larger than a chunk ([`StagingBeltDesc::chunk_size`]) streams through
+//! Data larger than a chunk ([`StagingBeltConfig::chunk_size`]) streams through
 //! the ring: each chunk is copied into the ring and submitted at once, so the
 //! GPU copy of chunk i overlaps the memcpy of chunk i+1. Chunks of at least
-//! [`StagingBeltDesc::parallel_copy_threshold`] bytes are copied into the ring
+//! [`StagingBeltConfig::parallel_copy_threshold`] bytes are copied into the ring
 //! by several threads.
 //!
 //! # Imported uploads (zero copy)
-//! With [`StagingBeltDesc::external_memory_host`] (the engine enabled
+//! With [`StagingBeltConfig::external_memory_host`] (the engine enabled
 //! `VK_EXT_external_memory_host`), a staged buffer upload of at least
-//! [`StagingBeltDesc::import_threshold`] bytes imports the aligned interior of
+//! [`StagingBeltConfig::import_threshold`] bytes imports the aligned interior of
 //! the caller's slice as device memory in pieces of
-//! [`StagingBeltDesc::import_chunk_size`], and the GPU copies from it
+//! [`StagingBeltConfig::import_chunk_size`], and the GPU copies from it
 //! directly; the unaligned head and tail go through the ring. The slice is
 //! only borrowed, so such uploads are synchronous: the belt submits, waits,
 //! and frees the imports before returning a ticket that is already complete.
@@ -92,7 +92,7 @@ mod source;
 mod stats;
 mod ticket;
 
-pub use config::{SharedQueue, StagingBeltDesc};
+pub use config::{SharedQueue, StagingBeltConfig};
 pub use download::Download;
 pub use error::StagingError;
 #[cfg(feature = "testing")]
@@ -135,7 +135,7 @@ pub struct StagingBelt {
     id: u64,
     resources: Arc<ResourceManager>,
     device: ash::Device,
-    desc: StagingBeltDesc,
+    desc: StagingBeltConfig,
     queue: SharedQueue,
     destination_family: u32,
     limits: CopyLimits,
@@ -216,7 +216,7 @@ pub unsafe fn query_copy_limits(
 
 impl StagingBelt {
     /// Creates a belt with its ring (a `TRANSFER_SRC | TRANSFER_DST` buffer of
-    /// `desc.ring_size` bytes in [`StagingBeltDesc::ring_memory`], host-visible
+    /// `desc.ring_size` bytes in [`StagingBeltConfig::ring_memory`], host-visible
     /// and persistently mapped), a timeline semaphore and a command pool on
     /// `queue.family`. These, and the buffers and memory of imports, are
     /// created and destroyed with the host allocation callbacks `resources`
@@ -241,7 +241,7 @@ impl StagingBelt {
         physical_device: vk::PhysicalDevice,
         queue: SharedQueue,
         destination_family: u32,
-        desc: StagingBeltDesc,
+        desc: StagingBeltConfig,
     ) -> Result<Self, StagingError> {
         if desc.ring_memory == MemoryUsage::GpuOnly {
             return Err(StagingError::InvalidConfig(

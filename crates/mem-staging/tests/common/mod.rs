@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use ash::vk;
-use mem_core::{Allocator, AllocatorConfig, AllocatorDesc, MemoryUsage};
+use mem_core::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use mem_resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
-use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltDesc};
+use mem_staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
 use mem_staging::plan::{expected_data_size, ImageLayout};
 use mem_staging::ImageSubresources;
 use mem_testkit::TestContext;
@@ -24,7 +24,7 @@ pub fn stack(ctx: &TestContext) -> (Arc<Allocator>, Arc<ResourceManager>) {
     // them: every test drops the allocator and manager before `ctx.finish()`.
     let allocator = Arc::new(
         unsafe {
-            Allocator::new(AllocatorDesc {
+            Allocator::new(AllocatorCreateInfo {
                 instance: ctx.instance(),
                 physical_device: ctx.physical_device(),
                 device: ctx.device(),
@@ -54,7 +54,7 @@ pub fn stack(ctx: &TestContext) -> (Arc<Allocator>, Arc<ResourceManager>) {
 pub fn belt_on(
     ctx: &TestContext,
     resources: &Arc<ResourceManager>,
-    desc: StagingBeltDesc,
+    desc: StagingBeltConfig,
 ) -> (StagingBelt, u32) {
     let (family, queue) = ctx.transfer_queue();
     let shared = SharedQueue {
@@ -94,12 +94,12 @@ pub struct Setup {
 
 impl Setup {
     /// A belt on the transfer queue of a fresh lavapipe context.
-    pub fn new(desc: StagingBeltDesc) -> Self {
+    pub fn new(desc: StagingBeltConfig) -> Self {
         Self::with_context(TestContext::new(), desc)
     }
 
     /// A belt on the transfer queue of `ctx`, delivering to the same family.
-    pub fn with_context(ctx: TestContext, desc: StagingBeltDesc) -> Self {
+    pub fn with_context(ctx: TestContext, desc: StagingBeltConfig) -> Self {
         let (allocator, resources) = stack(&ctx);
         let (belt, family) = belt_on(&ctx, &resources, desc);
         Self {
