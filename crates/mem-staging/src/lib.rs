@@ -79,7 +79,8 @@ pub mod queues;
 mod ring;
 
 pub use belt::{
-    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltConfig, StagingError, StagingStats, Ticket,
+    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltConfig, StagingError, StagingStats,
+    Ticket,
 };
 pub use mem_resources::ImageSubresources;
 /// The lock crate of [`SharedQueue::lock`], re-exported so the engine names
