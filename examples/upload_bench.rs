@@ -92,6 +92,19 @@ struct Args {
     /// memory with VK_EXT_host_image_copy against the belt, same image.
     #[arg(long)]
     host_image_copy: bool,
+    /// Belts copy into the ring with non-temporal (streaming) stores
+    /// (`StagingBeltConfig::streaming_stores`).
+    #[arg(long)]
+    streaming_stores: bool,
+    /// Only the scene of the main job (`upload_mesh`'s built-in scene at
+    /// --scene-scale): every object uploaded by a fresh belt and by a warm
+    /// one, the time split into phases, beside raw copies of the same
+    /// objects (one submission) and of the same bytes (one buffer copy).
+    #[arg(long)]
+    scene: bool,
+    /// Scale of the built-in scene for --scene.
+    #[arg(long, default_value_t = 1.0)]
+    scene_scale: f32,
     /// What the second belt of the A/B rows changes.
     #[arg(long, value_enum, default_value_t = Ab::Overlap)]
     ab: Ab,
@@ -131,6 +144,8 @@ struct Rig {
     /// Large uploads import the caller's memory (VK_EXT_external_memory_host).
     import: bool,
     ring_memory: Option<MemoryUsage>,
+    /// Belts copy with streaming stores.
+    streaming: bool,
 }
 
 impl Rig {
@@ -189,6 +204,7 @@ impl Rig {
             chunk,
             import,
             ring_memory,
+            streaming: false,
         }
     }
 
@@ -224,6 +240,7 @@ impl Rig {
             desc.auto_submit_bytes = c;
         }
         desc.external_memory_host |= self.import;
+        desc.streaming_stores |= self.streaming;
         if let Some(m) = self.ring_memory {
             desc.ring_memory = m;
         }
@@ -395,6 +412,8 @@ enum Ab {
     Overlap,
     /// Its belt turns `spin_wait` off.
     Spin,
+    /// Its belt turns `streaming_stores` on.
+    Streaming,
     /// Its source bytes lie in transparent huge pages (a default belt).
     Huge,
 }
@@ -404,6 +423,7 @@ impl Ab {
         match self {
             Ab::Overlap => "submits not overlapped",
             Ab::Spin => "no spin before waits",
+            Ab::Streaming => "streaming stores",
             Ab::Huge => "source in transparent huge pages",
         }
     }
@@ -497,8 +517,9 @@ fn ab(
             overlap_submit: !matches!(args.ab, Ab::Overlap),
             spin_wait: match args.ab {
                 Ab::Spin => Duration::ZERO,
-                Ab::Overlap | Ab::Huge => StagingBeltConfig::default().spin_wait,
+                Ab::Overlap | Ab::Huge | Ab::Streaming => StagingBeltConfig::default().spin_wait,
             },
+            streaming_stores: matches!(args.ab, Ab::Streaming) || rig.streaming,
             ..StagingBeltConfig::with_ring_size(ring)
         }),
     ];
@@ -1002,13 +1023,14 @@ fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
 
 fn main() {
     let args = Args::parse();
-    let rig = Rig::new(
+    let mut rig = Rig::new(
         args.validation,
         args.threads,
         args.chunk_mib.map(|c| c * MIB),
         args.import,
         args.ring_memory.map(RingMemory::usage),
     );
+    rig.streaming = args.streaming_stores;
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
     let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }
@@ -1020,9 +1042,14 @@ fn main() {
         .find(|(i, _)| *i == rig.family)
         .map(|(_, p)| p.queue_flags)
         .unwrap();
-    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}", rig.family,
-        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltConfig::default().ring_memory));
+    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}; streaming stores {}", rig.family,
+        std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltConfig::default().ring_memory),
+        if rig.streaming { "on" } else { "off" });
     let ring = args.ring_mib * MIB;
+    if args.scene {
+        bench_scene(&rig, &args, ring);
+        return;
+    }
     if args.both_ways || args.host_image_copy {
         if args.both_ways {
             bench_both_ways(&rig, &args, ring);
@@ -1288,4 +1315,255 @@ fn bench_split(rig: &Rig, args: &Args, size: u64) {
     }
     rig.destroy(rebar);
     rig.destroy(dst);
+}
+
+/// `--scene`: the main job's scene (`upload_mesh`'s built-in one) uploaded
+/// object by object as `upload_mesh` does (meshes from slices, textures
+/// written in place level by level), by a belt made for the upload (cold
+/// ring) and by one that uploaded the scene before (warm), each with its
+/// time split into phases, beside two raw copies measured in the same run:
+/// every object from one pre-filled staging buffer in one submission, and
+/// the same number of bytes as one buffer copy.
+fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
+    let scene = mem_demo::Scene::generate_default(args.scene_scale);
+    let d = rig.ctx.device().clone();
+    let buffer_usage = vk::BufferUsageFlags::TRANSFER_DST
+        | vk::BufferUsageFlags::VERTEX_BUFFER
+        | vk::BufferUsageFlags::INDEX_BUFFER;
+    let mut buffers: Vec<(Buffer, &[u8])> = Vec::new();
+    for m in &scene.meshes {
+        for bytes in [m.vertex_bytes(), m.index_bytes()] {
+            let b = rig
+                .res()
+                .create_buffer(&BufferDesc::new(
+                    bytes.len() as u64,
+                    buffer_usage,
+                    MemoryUsage::GpuOnly,
+                ))
+                .expect("mesh buffer");
+            buffers.push((b, bytes));
+        }
+    }
+    let images: Vec<(Image, &mem_demo::scene::TextureData)> = scene
+        .textures
+        .iter()
+        .map(|t| {
+            let desc = ImageDesc::texture_2d(t.format, t.width, t.height, t.mip_levels())
+                .usage(vk::ImageUsageFlags::SAMPLED | vk::ImageUsageFlags::TRANSFER_DST);
+            (rig.res().create_image(&desc).expect("texture"), t)
+        })
+        .collect();
+    let total = scene.total_bytes();
+
+    // Raw: every object's bytes from one staging buffer, in one submission.
+    let staging = rig.staging(total, 0x3C);
+    let mut buffer_copies = Vec::new();
+    let mut image_copies: Vec<Vec<vk::BufferImageCopy>> = Vec::new();
+    let mut off = 0u64;
+    for (b, bytes) in &buffers {
+        buffer_copies.push((
+            b.handle(),
+            vk::BufferCopy {
+                src_offset: off,
+                dst_offset: 0,
+                size: bytes.len() as u64,
+            },
+        ));
+        off += bytes.len() as u64;
+    }
+    for (_, t) in &images {
+        let mut regions = Vec::new();
+        for level in 0..t.mip_levels() {
+            let (w, h) = t.mip_extent(level);
+            regions.push(vk::BufferImageCopy {
+                buffer_offset: off,
+                image_subresource: vk::ImageSubresourceLayers {
+                    aspect_mask: vk::ImageAspectFlags::COLOR,
+                    mip_level: level,
+                    base_array_layer: 0,
+                    layer_count: 1,
+                },
+                image_extent: vk::Extent3D {
+                    width: w,
+                    height: h,
+                    depth: 1,
+                },
+                ..Default::default()
+            });
+            off += t.mips[level as usize].len() as u64;
+        }
+        image_copies.push(regions);
+    }
+    assert_eq!(off, total, "every object's bytes laid end to end");
+    let raw_objects = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            let to_dst: Vec<_> = images
+                .iter()
+                .map(|(img, _)| {
+                    vk::ImageMemoryBarrier::default()
+                        .dst_access_mask(vk::AccessFlags::TRANSFER_WRITE)
+                        .old_layout(vk::ImageLayout::UNDEFINED)
+                        .new_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL)
+                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .image(img.handle())
+                        .subresource_range(img.full_subresource_range())
+                })
+                .collect();
+            // SAFETY: recording; every buffer and image is alive, the
+            // regions lie inside them and inside the staging buffer.
+            unsafe {
+                d.cmd_pipeline_barrier(
+                    cmd,
+                    vk::PipelineStageFlags::TOP_OF_PIPE,
+                    vk::PipelineStageFlags::TRANSFER,
+                    vk::DependencyFlags::empty(),
+                    &[],
+                    &[],
+                    &to_dst,
+                );
+                for (dst, region) in &buffer_copies {
+                    d.cmd_copy_buffer(cmd, staging.handle(), *dst, std::slice::from_ref(region));
+                }
+                for ((img, _), regions) in images.iter().zip(&image_copies) {
+                    d.cmd_copy_buffer_to_image(
+                        cmd,
+                        staging.handle(),
+                        img.handle(),
+                        vk::ImageLayout::TRANSFER_DST_OPTIMAL,
+                        regions,
+                    );
+                }
+            }
+        })
+    });
+    let flat = rig.gpu_buffer(total, MemoryUsage::GpuOnly);
+    let raw_bytes = best(args.reps, || {
+        rig.submit_timed(|cmd| {
+            let region = vk::BufferCopy {
+                src_offset: 0,
+                dst_offset: 0,
+                size: total,
+            };
+            // SAFETY: recording; both buffers alive and `total` bytes long.
+            unsafe { d.cmd_copy_buffer(cmd, staging.handle(), flat.handle(), &[region]) };
+        })
+    });
+    rig.destroy(flat);
+    rig.destroy(staging);
+
+    // The belt: one upload of the scene, as `upload_mesh` makes it.
+    let upload = |belt: &mut StagingBelt| -> (Duration, gpumem::staging::StagingStats) {
+        let before = belt.stats();
+        let start = Instant::now();
+        for (b, bytes) in &buffers {
+            let _ = belt.upload_buffer(b, 0, bytes).unwrap();
+        }
+        for (img, t) in &images {
+            let _ = belt
+                .upload_image_with(
+                    img,
+                    ImageSubresources::all(),
+                    t.byte_size(),
+                    vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+                    |at, bytes| {
+                        t.copy_levels_into(at as usize, bytes);
+                        Ok::<(), std::convert::Infallible>(())
+                    },
+                )
+                .unwrap();
+        }
+        belt.finish().unwrap();
+        let t = start.elapsed();
+        let after = belt.stats();
+        let delta = gpumem::staging::StagingStats {
+            copy_time: after.copy_time - before.copy_time,
+            submit_time: after.submit_time - before.submit_time,
+            wait_time: after.wait_time - before.wait_time,
+            batches_submitted: after.batches_submitted - before.batches_submitted,
+            ..after
+        };
+        (t, delta)
+    };
+    let make = || {
+        rig.belt_with(StagingBeltConfig {
+            force_staging: true,
+            ..StagingBeltConfig::with_ring_size(ring)
+        })
+    };
+    let mut cold = Vec::new();
+    for _ in 0..args.reps.max(1) {
+        let start = Instant::now();
+        let mut belt = make();
+        let created = start.elapsed();
+        let (t, s) = upload(&mut belt);
+        cold.push((t, s, created));
+    }
+    let mut belt = make();
+    let _ = upload(&mut belt);
+    let warm: Vec<_> = (0..args.reps.max(1)).map(|_| upload(&mut belt)).collect();
+    drop(belt);
+
+    for (img, _) in images {
+        // SAFETY: every submission using it was waited for.
+        unsafe { rig.res().destroy_image(img) }.unwrap();
+    }
+    for (b, _) in buffers {
+        rig.destroy(b);
+    }
+    let ms = |t: Duration| t.as_secs_f64() * 1e3;
+    println!(
+        "scene: {} meshes ({} buffers), {} textures, {:.1} MiB; ring {} MiB; {} copy threads",
+        scene.meshes.len(),
+        scene.meshes.len() * 2,
+        scene.textures.len(),
+        total as f64 / MIB as f64,
+        ring / MIB,
+        belt_threads(rig)
+    );
+    println!();
+    println!("| upload of the scene | ms | GB/s | of raw, per object | phases: copying into the ring / vkQueueSubmit / waiting / the rest, ms | batches |");
+    println!("|---|---:|---:|---:|---|---:|");
+    let raw_gbps = gbps(total, raw_objects);
+    println!(
+        "| raw, every object from one staging buffer, one submission | {:.2} | {:.2} | 100% | - | 1 |",
+        ms(raw_objects),
+        raw_gbps
+    );
+    println!(
+        "| raw, the same bytes as one buffer copy | {:.2} | {:.2} | {:.0}% | - | 1 |",
+        ms(raw_bytes),
+        gbps(total, raw_bytes),
+        gbps(total, raw_bytes) / raw_gbps * 100.0
+    );
+    let row = |label: String, (t, s, _): &(Duration, gpumem::staging::StagingStats, Duration)| {
+        let rest = t.saturating_sub(s.copy_time + s.submit_time + s.wait_time);
+        println!(
+            "| {label} | {:.2} | {:.2} | {:.0}% | {:.2} / {:.2} / {:.2} / {:.2} | {} |",
+            ms(*t),
+            gbps(total, *t),
+            gbps(total, *t) / raw_gbps * 100.0,
+            ms(s.copy_time),
+            ms(s.submit_time),
+            ms(s.wait_time),
+            ms(rest),
+            s.batches_submitted
+        );
+    };
+    for (i, c) in cold.iter().enumerate() {
+        row(
+            format!(
+                "belt made for it (run {}, made in {:.2} ms)",
+                i + 1,
+                ms(c.2)
+            ),
+            c,
+        );
+    }
+    for (i, w) in warm.iter().enumerate() {
+        row(
+            format!("warm belt (run {})", i + 1),
+            &(w.0, w.1.clone(), Duration::ZERO),
+        );
+    }
 }

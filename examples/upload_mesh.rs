@@ -162,6 +162,11 @@ struct Summary {
     dedicated: u64,
     efficiency: f64,
     batches: u64,
+    /// The upload's time in the belt: writing into the ring (or into
+    /// host-visible destinations), in `vkQueueSubmit`, waiting.
+    phases: [Duration; 3],
+    /// Time to make the staging belt (its ring touched page by page).
+    belt_made: Duration,
     ring_high_water: u64,
     direct_bytes: u64,
     staged_bytes: u64,
@@ -656,6 +661,7 @@ fn upload_and_check(
         force_staging: args.force_staging,
         ..StagingBeltConfig::with_ring_size(ring_size)
     };
+    let made = Instant::now();
     // SAFETY: handles from the context; the belt's queue is used by nobody
     // else in this program except through `submit_graphics`, which runs
     // only after the belt is idle. Declared after `up`, the belt is dropped
@@ -671,6 +677,7 @@ fn upload_and_check(
         )
     }
     .map_err(step("creating the staging belt"))?;
+    summary.belt_made = made.elapsed();
 
     let total = scene.total_bytes();
     summary.bytes = total;
@@ -699,7 +706,7 @@ fn upload_and_check(
                 len as u64,
                 vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
                 |at, bytes| {
-                    copy_from_levels(&t.mips, at as usize, bytes);
+                    t.copy_levels_into(at as usize, bytes);
                     Ok::<(), std::convert::Infallible>(())
                 },
             )?;
@@ -720,6 +727,7 @@ fn upload_and_check(
         .map_err(step("taking the acquire barriers"))?;
     let st = belt.stats();
     summary.batches = st.batches_submitted;
+    summary.phases = [st.copy_time, st.submit_time, st.wait_time];
     summary.ring_high_water = st.ring_high_water;
     summary.direct_bytes = st.bytes_direct;
     summary.staged_bytes = st.bytes_staged;
@@ -881,27 +889,8 @@ impl Drop for OneShot<'_> {
 }
 
 /// Records with `f` on the graphics family, submits (waiting on `wait` when
-/// given) and waits for completion. The work is one copy of at most one
-/// object (which the loader's budget bounds), so the wait has no timeout.
-/// Fills `out` with bytes `[at, at + out.len())` of `levels` laid end to
-/// end (the layout uploads take: level-major, tightly packed).
-fn copy_from_levels(levels: &[Vec<u8>], mut at: usize, mut out: &mut [u8]) {
-    for level in levels {
-        if out.is_empty() {
-            return;
-        }
-        if at >= level.len() {
-            at -= level.len();
-            continue;
-        }
-        let n = (level.len() - at).min(out.len());
-        let (head, rest) = out.split_at_mut(n);
-        head.copy_from_slice(&level[at..at + n]);
-        out = rest;
-        at = 0;
-    }
-}
-
+/// given) and waits for completion. The work is a few barriers after the
+/// belt's copies, so the wait has no timeout.
 fn submit_graphics(
     ctx: &TestContext,
     family: u32,
@@ -955,169 +944,62 @@ fn submit_graphics(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads every object back through a staging belt on the graphics queue
+/// (the family that owns them after the acquire) and compares it with the
+/// scene's bytes.
 fn verify(
     ctx: &TestContext,
-    res: &ResourceManager,
+    res: &Arc<ResourceManager>,
     family: u32,
     queue: vk::Queue,
     scene: &Scene,
     up: &Owned<'_>,
     summary: &mut Summary,
 ) -> Result<(), AnyError> {
-    /// Bytes compared per read from the readback buffer.
-    const PIECE: usize = 4 << 20;
+    // SAFETY: handles from the context. The graphics queue is used by
+    // nobody else while this belt lives: `submit_graphics` ran before and
+    // the frame is rendered after it is dropped, so a lock of its own
+    // suffices.
+    let mut belt = unsafe {
+        StagingBelt::new(
+            res.clone(),
+            ctx.instance(),
+            ctx.physical_device(),
+            SharedQueue::new(family, queue),
+            family,
+            StagingBeltConfig::with_ring_size(16 << 20),
+        )
+    }?;
     let n = scene.meshes.len();
-    let largest = scene
-        .meshes
-        .iter()
-        .map(|m| m.vertex_bytes().len().max(m.index_bytes().len()))
-        .chain(scene.textures.iter().map(|t| t.byte_size() as usize))
-        .max()
-        .unwrap_or(1) as u64;
-    let mut owner = Owned::new(ctx, res);
-    owner
-        .buffers
-        .push(res.create_buffer(&BufferDesc::readback(largest).name("verification readback"))?);
-    let readback = &owner.buffers[0];
-    let mut back = vec![0u8; PIECE.min(largest as usize)];
-    // Copies an object into the readback buffer with `record`, then compares
-    // it, piece by piece, with `expected` (its parts in order: one slice, or
-    // a texture's levels).
-    let mut check = |name: String,
-                     expected: &[&[u8]],
-                     record: &dyn Fn(&ash::Device, vk::CommandBuffer)|
-     -> Result<(), AnyError> {
-        submit_graphics(ctx, family, queue, None, |d, cmd| record(d, cmd))?;
-        let mut offset = 0u64;
-        let mut same = true;
-        for piece in expected.iter().flat_map(|part| part.chunks(PIECE)) {
-            let out = &mut back[..piece.len()];
-            res.read_buffer(readback, offset, out)?;
-            same &= out == piece;
-            offset += piece.len() as u64;
-        }
+    let mut back = Vec::new();
+    let mut compare = |name: String, same: bool| {
         if !same {
             summary.mismatched_objects.push(name);
         }
         summary.verified_objects += 1;
-        Ok(())
-    };
-    let rb = readback.handle();
-    let copy_buffer = |src: vk::Buffer, size: u64| {
-        move |d: &ash::Device, cmd: vk::CommandBuffer| {
-            // SAFETY: recording; both buffers alive, the readback is large enough.
-            unsafe {
-                d.cmd_copy_buffer(
-                    cmd,
-                    src,
-                    rb,
-                    &[vk::BufferCopy {
-                        src_offset: 0,
-                        dst_offset: 0,
-                        size,
-                    }],
-                )
-            };
-        }
     };
     for (i, m) in scene.meshes.iter().enumerate() {
-        let v = m.vertex_bytes();
-        check(
-            format!("{} vertices", m.name),
-            &[v],
-            &copy_buffer(up.buffers[i].handle(), v.len() as u64),
-        )?;
-        let ix = m.index_bytes();
-        check(
-            format!("{} indices", m.name),
-            &[ix],
-            &copy_buffer(up.buffers[n + i].handle(), ix.len() as u64),
-        )?;
+        for (buffer, bytes, what) in [
+            (&up.buffers[i], m.vertex_bytes(), "vertices"),
+            (&up.buffers[n + i], m.index_bytes(), "indices"),
+        ] {
+            back.resize(bytes.len(), 0);
+            belt.read_buffer(buffer, 0, &mut back)?;
+            compare(format!("{} {what}", m.name), back == bytes);
+        }
     }
     for (i, t) in scene.textures.iter().enumerate() {
-        let image = &up.images[i];
-        let range = image.full_subresource_range();
-        let mut regions = Vec::new();
-        let mut off = 0u64;
-        for level in 0..t.mip_levels() {
-            let (w, h) = t.mip_extent(level);
-            regions.push(vk::BufferImageCopy {
-                buffer_offset: off,
-                image_subresource: vk::ImageSubresourceLayers {
-                    aspect_mask: vk::ImageAspectFlags::COLOR,
-                    mip_level: level,
-                    base_array_layer: 0,
-                    layer_count: 1,
-                },
-                image_extent: vk::Extent3D {
-                    width: w,
-                    height: h,
-                    depth: 1,
-                },
-                ..Default::default()
-            });
-            off += u64::from(w) * u64::from(h) * 4;
+        back.resize(t.mips.iter().map(Vec::len).sum(), 0);
+        belt.read_image(&up.images[i], ImageSubresources::all(), &mut back)?;
+        let mut rest = back.as_slice();
+        let mut same = true;
+        for level in &t.mips {
+            let (head, tail) = rest.split_at(level.len());
+            same &= head == level.as_slice();
+            rest = tail;
         }
-        let handle = image.handle();
-        let record = move |d: &ash::Device, cmd: vk::CommandBuffer| {
-            let barrier = |old, new, src, dst| {
-                vk::ImageMemoryBarrier::default()
-                    .old_layout(old)
-                    .new_layout(new)
-                    .src_access_mask(src)
-                    .dst_access_mask(dst)
-                    .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                    .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                    .image(handle)
-                    .subresource_range(range)
-            };
-            let to_src = barrier(
-                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                vk::AccessFlags::empty(),
-                vk::AccessFlags::TRANSFER_READ,
-            );
-            let back_to_read = barrier(
-                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-                vk::AccessFlags::empty(),
-                vk::AccessFlags::SHADER_READ,
-            );
-            // SAFETY: recording; image in SHADER_READ_ONLY_OPTIMAL after the
-            // upload; readback large enough for every mip.
-            unsafe {
-                d.cmd_pipeline_barrier(
-                    cmd,
-                    vk::PipelineStageFlags::ALL_COMMANDS,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::DependencyFlags::empty(),
-                    &[],
-                    &[],
-                    &[to_src],
-                );
-                d.cmd_copy_image_to_buffer(
-                    cmd,
-                    handle,
-                    vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-                    rb,
-                    &regions,
-                );
-                d.cmd_pipeline_barrier(
-                    cmd,
-                    vk::PipelineStageFlags::TRANSFER,
-                    vk::PipelineStageFlags::FRAGMENT_SHADER,
-                    vk::DependencyFlags::empty(),
-                    &[],
-                    &[],
-                    &[back_to_read],
-                );
-            }
-        };
-        let levels: Vec<&[u8]> = t.mips.iter().map(Vec::as_slice).collect();
-        check(t.name.clone(), &levels, &record)?;
+        compare(t.name.clone(), same);
     }
-    // `owner` destroys the readback buffer, here or on an error above.
     Ok(())
 }
 
@@ -1144,6 +1026,10 @@ fn print_summary(args: &Args, s: &Summary) {
             },
             "belt": {
                 "batches": s.batches,
+                "copy_seconds": s.phases[0].as_secs_f64(),
+                "submit_seconds": s.phases[1].as_secs_f64(),
+                "wait_seconds": s.phases[2].as_secs_f64(),
+                "made_seconds": s.belt_made.as_secs_f64(),
                 "ring_high_water": s.ring_high_water,
                 "direct_bytes": s.direct_bytes,
                 "staged_bytes": s.staged_bytes,
@@ -1174,6 +1060,16 @@ fn print_summary(args: &Args, s: &Summary) {
     );
     println!("  upload       {:.1} ms, {gbps:.2} GB/s ({} batches, ring high-water {:.1} MiB, {:.1} MiB staged, {:.1} MiB written directly; textures written into the ring in place)",
         s.upload.as_secs_f64() * 1e3, s.batches, s.ring_high_water as f64 / MIB as f64, s.staged_bytes as f64 / MIB as f64, s.direct_bytes as f64 / MIB as f64);
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let [copy, submit, wait] = s.phases;
+    println!(
+        "  phases       {:.1} ms writing into the ring and destinations, {:.1} ms in vkQueueSubmit, {:.1} ms waiting for the GPU, {:.1} ms recording and the rest; the belt was made in {:.1} ms before",
+        ms(copy),
+        ms(submit),
+        ms(wait),
+        ms(s.upload.saturating_sub(copy + submit + wait)),
+        ms(s.belt_made)
+    );
     println!(
         "  queues       copies on family {}, used on family {}{}",
         s.transfer_family,

@@ -216,6 +216,27 @@ impl TextureData {
     pub fn byte_size(&self) -> u64 {
         self.mips.iter().map(|m| m.len() as u64).sum()
     }
+
+    /// Fills `out` with bytes `[at, at + out.len())` of the levels laid end
+    /// to end (level 0 first, each tightly packed: the layout image uploads
+    /// take), as a writer that fills staging memory in place. Bytes past the
+    /// last level are left as they are.
+    pub fn copy_levels_into(&self, mut at: usize, mut out: &mut [u8]) {
+        for level in &self.mips {
+            if out.is_empty() {
+                return;
+            }
+            if at >= level.len() {
+                at -= level.len();
+                continue;
+            }
+            let n = (level.len() - at).min(out.len());
+            let (head, rest) = out.split_at_mut(n);
+            head.copy_from_slice(&level[at..at + n]);
+            out = rest;
+            at = 0;
+        }
+    }
 }
 
 /// One instance of a mesh with a texture.
@@ -653,6 +674,26 @@ mod tests {
                 draws
             ],
         }
+    }
+
+    #[test]
+    fn copy_levels_into_reads_the_levels_end_to_end() {
+        let t = TextureData {
+            name: "t".into(),
+            width: 2,
+            height: 2,
+            format: vk::Format::R8G8B8A8_UNORM,
+            mips: vec![(0..16).collect(), (16..20).collect()],
+        };
+        let mut out = [0u8; 7];
+        t.copy_levels_into(13, &mut out[..6]);
+        assert_eq!(out, [13, 14, 15, 16, 17, 18, 0]);
+        let mut all = [0u8; 20];
+        t.copy_levels_into(0, &mut all);
+        assert_eq!(all.to_vec(), (0..20).collect::<Vec<u8>>());
+        let mut past = [9u8; 3];
+        t.copy_levels_into(19, &mut past);
+        assert_eq!(past, [19, 9, 9]);
     }
 
     #[test]

@@ -367,9 +367,10 @@ impl StagingBelt {
         } else {
             1
         };
-        source
-            .fill(0, dst_slice, threads)
-            .map_err(StagingError::Source)?;
+        let start = Instant::now();
+        let filled = source.fill(0, dst_slice, threads, self.desc.streaming_stores);
+        self.stats.copy_time += start.elapsed();
+        filled.map_err(StagingError::Source)?;
         if !dst.allocation().is_coherent() {
             self.resources
                 .allocator()

@@ -93,6 +93,12 @@ pub struct StagingBeltConfig {
     /// may write images with `HOST_TRANSFER_EXT` usage straight from host
     /// memory. Default false.
     pub host_image_copy: bool,
+    /// Copy into the ring (and into host-visible destinations) with
+    /// non-temporal stores on x86-64: whole cache lines go to memory
+    /// without being read first, and the GPU's reads of the ring find no
+    /// dirty lines in the CPU's caches. Writers then fill a small
+    /// cache-resident buffer that is streamed into the ring. Default false.
+    pub streaming_stores: bool,
 }
 impl Default for StagingBeltConfig {
     fn default() -> Self {
@@ -112,6 +118,7 @@ impl Default for StagingBeltConfig {
             overlap_submit: true,
             spin_wait: Duration::from_micros(500),
             host_image_copy: false,
+            streaming_stores: false,
         }
     }
 }

@@ -316,7 +316,7 @@ impl StagingBelt {
         // The pinned range, which the GPU finished writing (the caller
         // waited for its batch).
         let src: &[u8] = self.ring_slice(ring_offset, len);
-        super::ring_space::parallel_copy(out, src, threads);
+        super::ring_space::parallel_copy(out, src, threads, false);
         self.stats.copy_time += start.elapsed();
         Ok(())
     }

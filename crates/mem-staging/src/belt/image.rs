@@ -428,7 +428,7 @@ impl StagingBelt {
                             ..*copy
                         };
                         source
-                            .fill(copy.src_offset, &mut scratch, threads)
+                            .fill(copy.src_offset, &mut scratch, threads, false)
                             .map(|()| local.write_into(&scratch, staging))
                             .map_err(StagingError::Source)
                     }

@@ -279,6 +279,12 @@ impl StagingBelt {
                 ));
             }
         };
+        // SAFETY: the ring is mapped for `ring_size` bytes and nothing else
+        // uses it yet (the GPU has no work that names it).
+        ring_space::touch_pages(
+            unsafe { std::slice::from_raw_parts_mut(ring_ptr.0, desc.ring_size as usize) },
+            desc.copy_threads,
+        );
         let ring_coherent = ring_buffer.allocation().is_coherent();
         let mut type_info = vk::SemaphoreTypeCreateInfo::default()
             .semaphore_type(vk::SemaphoreType::TIMELINE)

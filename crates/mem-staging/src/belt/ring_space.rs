@@ -26,19 +26,90 @@ pub(super) fn ramp_piece(len: u64, done: u64, chunk: u64) -> u64 {
 }
 /// Copies `src` into `dst`, split into `threads` pieces of at least
 /// [`MIN_PARALLEL_PIECE`] that rayon's pool copies in parallel (one core's
-/// memcpy cannot keep a PCIe link busy).
-pub(super) fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize) {
+/// memcpy cannot keep a PCIe link busy); with `streaming`, through
+/// [`stream_copy`].
+pub(super) fn parallel_copy(dst: &mut [u8], src: &[u8], threads: usize, streaming: bool) {
     use rayon::prelude::*;
     debug_assert_eq!(dst.len(), src.len());
+    let copy = |d: &mut [u8], s: &[u8]| {
+        if streaming {
+            stream_copy(d, s);
+        } else {
+            d.copy_from_slice(s);
+        }
+    };
     let piece = copy_piece(src.len(), threads);
     if piece >= src.len() {
-        dst.copy_from_slice(src);
+        copy(dst, src);
         return;
     }
     dst.par_chunks_mut(piece)
         .zip(src.par_chunks(piece))
-        .for_each(|(d, s)| d.copy_from_slice(s));
+        .for_each(|(d, s)| copy(d, s));
 }
+
+/// Copies `src` into `dst` with non-temporal (streaming) stores on x86-64:
+/// whole cache lines go to memory without being read into the cache first
+/// and leave no dirty lines behind for the GPU's reads of the ring to
+/// snoop. The stores are fenced before it returns. Elsewhere, and for the
+/// unaligned head and tail, a plain copy.
+pub(super) fn stream_copy(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "stream_copy of unequal lengths");
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+        let len = dst.len();
+        let head = dst.as_ptr().align_offset(64).min(len);
+        let body = (len - head) / 64 * 64;
+        dst[..head].copy_from_slice(&src[..head]);
+        // SAFETY: SSE2 is part of the x86-64 baseline. Every access is
+        // inside [head, head + body) of both slices (equal lengths, asserted
+        // above); the stores are 16-byte aligned (dst + head is 64-byte
+        // aligned, steps are 16 bytes) and the loads are unaligned loads.
+        // `dst` is exclusively borrowed, so nothing else writes it.
+        unsafe {
+            let mut d = dst.as_mut_ptr().add(head).cast::<__m128i>();
+            let mut s = src.as_ptr().add(head).cast::<__m128i>();
+            let end = d.add(body / 16);
+            while d < end {
+                let a = _mm_loadu_si128(s);
+                let b = _mm_loadu_si128(s.add(1));
+                let c = _mm_loadu_si128(s.add(2));
+                let e = _mm_loadu_si128(s.add(3));
+                _mm_stream_si128(d, a);
+                _mm_stream_si128(d.add(1), b);
+                _mm_stream_si128(d.add(2), c);
+                _mm_stream_si128(d.add(3), e);
+                d = d.add(4);
+                s = s.add(4);
+            }
+            // Streaming stores are weakly ordered: make them visible before
+            // whatever this thread does next (the join that precedes the
+            // submit).
+            _mm_sfence();
+        }
+        dst[head + body..].copy_from_slice(&src[head + body..]);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    dst.copy_from_slice(src);
+}
+/// Writes one byte of every 4 KiB page of `ring`, with up to `threads`
+/// threads: memory a driver maps on first touch is populated when the belt
+/// is made rather than during the first uploads, and the copy threads are
+/// started.
+pub(super) fn touch_pages(ring: &mut [u8], threads: usize) {
+    use rayon::prelude::*;
+    let piece = copy_piece(ring.len(), threads);
+    ring.par_chunks_mut(piece).for_each(|c| {
+        for page in c.chunks_mut(4096) {
+            // SAFETY: `page` is a non-empty part of an exclusively borrowed
+            // slice; a volatile write keeps the store the compiler could
+            // otherwise drop (nothing reads it back).
+            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
+        }
+    });
+}
+
 /// The piece each thread of a `threads`-way copy of `len` bytes takes: `len`
 /// itself when one thread copies it all.
 pub(super) fn copy_piece(len: usize, threads: usize) -> usize {
@@ -104,6 +175,7 @@ impl StagingBelt {
         closed: Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         let start = Instant::now();
+        let streaming = self.desc.streaming_stores;
         debug_assert!(offset + len <= self.desc.ring_size);
         // SAFETY: as in `ring_slice`: the range is inside the mapping and
         // reserved for the open batch, so neither the GPU nor another slice
@@ -114,10 +186,10 @@ impl StagingBelt {
             std::slice::from_raw_parts_mut(self.ring_ptr.0.add(offset as usize), len as usize)
         };
         let (submitted, filled) = match closed {
-            None => (Ok(()), source.fill(at, dst, threads)),
+            None => (Ok(()), source.fill(at, dst, threads, streaming)),
             Some(batch) => rayon::join(
                 || self.queue_submit(batch),
-                || source.fill(at, dst, threads),
+                || source.fill(at, dst, threads, streaming),
             ),
         };
         self.stats.copy_time += start.elapsed();

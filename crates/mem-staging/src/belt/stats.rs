@@ -28,7 +28,8 @@ pub struct StagingStats {
     pub ring_size: u64,
     /// Time spent waiting for ring space or tickets.
     pub wait_time: Duration,
-    /// Time spent copying upload data into the ring (wall clock of the
+    /// Time spent copying upload data into the ring or into host-visible
+    /// destinations, and readbacks out of the ring (wall clock of the
     /// parallel copies, including a submit overlapped with them).
     pub copy_time: Duration,
     /// Time spent in `vkQueueSubmit` (on whichever thread made the call).
