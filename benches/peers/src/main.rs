@@ -83,6 +83,15 @@ struct RunResult {
     committed_after_first_pass: u64,
     /// The allocator's own report at the same moment.
     self_report_after_first_pass: SelfReport,
+    /// `vkAllocateMemory` calls during the steady state (after the first pass).
+    steady_allocate_calls: u64,
+    /// `vkFreeMemory` calls during the steady state.
+    steady_free_calls: u64,
+    /// Latency run only (`per_op`): 99th percentile of single steady-state
+    /// allocations, wall ns.
+    alloc_p99_ns: f64,
+    /// Latency run only: the slowest single steady-state allocation, wall ns.
+    alloc_max_ns: f64,
     /// Bytes still allocated after the allocator was dropped (leak check).
     committed_after_drop: u64,
     error: Option<String>,
@@ -132,7 +141,29 @@ fn teardown<P: Peer>(p: &mut P, slots: &mut [Option<P::H>]) {
     p.finish();
 }
 
-fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
+/// Replays an allocation batch timing each allocation by wall clock.
+fn exec_timed<P: Peer>(
+    p: &mut P,
+    v: &[(u32, peers::Req)],
+    slots: &mut [Option<P::H>],
+    lat: &mut Vec<u64>,
+) -> Result<(), (usize, String)> {
+    for (i, &(slot, ref r)) in v.iter().enumerate() {
+        let w0 = Instant::now();
+        let h = p.alloc(r);
+        lat.push(w0.elapsed().as_nanos() as u64);
+        match h {
+            Ok(h) => slots[slot as usize] = Some(h),
+            Err(e) => return Err((i, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Replays `t` through `p`. With `per_op`, every steady-state allocation is
+/// timed on its own (for p99 and max); the batch times of such a run carry
+/// the clock reads and are not reported.
+fn run<P: Peer>(mut p: P, t: &Trace, per_op: bool) -> RunResult {
     let overhead = *TIMER_OVERHEAD.get_or_init(timer_overhead_ns);
     vkctx::reset_counters();
     let mut r = RunResult::default();
@@ -160,13 +191,18 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
     r.first_pass_ns_per_alloc = cpu as f64 / warm_allocs.max(1) as f64;
     r.committed_after_first_pass = vkctx::counters().current;
     r.self_report_after_first_pass = p.self_report();
+    let before_steady = vkctx::counters();
+    let mut lat = Vec::new();
     if r.error.is_none() {
         let (mut ca, mut cf, mut wa, mut wf) = (0u64, 0u64, Duration::ZERO, Duration::ZERO);
         let (mut na, mut nf) = (0usize, 0usize);
         for b in &t.steady {
             let c0 = thread_cpu_ns();
             let w0 = Instant::now();
-            let res = exec(&mut p, b, &mut slots);
+            let res = match b {
+                Batch::Alloc(v) if per_op => exec_timed(&mut p, v, &mut slots, &mut lat),
+                _ => exec(&mut p, b, &mut slots),
+            };
             let w = w0.elapsed();
             let c = thread_cpu_ns().saturating_sub(c0 + overhead);
             if let Err((i, e)) = res {
@@ -194,6 +230,14 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
         r.alloc_wall_ns = wa.as_nanos() as f64 / na.max(1) as f64;
         r.free_wall_ns = wf.as_nanos() as f64 / nf.max(1) as f64;
     }
+    let after_steady = vkctx::counters();
+    r.steady_allocate_calls = after_steady.allocate_calls - before_steady.allocate_calls;
+    r.steady_free_calls = after_steady.free_calls - before_steady.free_calls;
+    if !lat.is_empty() {
+        lat.sort_unstable();
+        r.alloc_p99_ns = lat[(lat.len() * 99 / 100).min(lat.len() - 1)] as f64;
+        r.alloc_max_ns = *lat.last().unwrap() as f64;
+    }
     if r.error.is_some() {
         r.diag_at_error = p.diag();
     }
@@ -209,7 +253,7 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
     r
 }
 
-fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
+fn run_named(name: &str, ctx: &VkCtx, t: &Trace, per_op: bool) -> RunResult {
     use gpu_alloc::UsageFlags as U;
     use vk_mem::AllocationCreateFlags as V;
     const MB: u64 = 1024 * 1024;
@@ -217,13 +261,15 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
         peers::MEM_CORE => run(
             peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()),
             t,
+            per_op,
         ),
         peers::GPU_ALLOCATOR => run(
             peers::GpuAllocator::new(ctx, gpu_allocator::AllocationSizes::default()),
             t,
+            per_op,
         ),
-        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t),
-        peers::VMA => run(peers::Vma::new(ctx, V::empty()), t),
+        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t, per_op),
+        peers::VMA => run(peers::Vma::new(ctx, V::empty()), t, per_op),
         peers::MEM_CORE_BUDDY => run(
             peers::MemCore::new(
                 ctx,
@@ -233,16 +279,19 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
                 },
             ),
             t,
+            per_op,
         ),
-        peers::MEM_CORE_BLOCKS_ONLY => run(
+        peers::MEM_CORE_OWN_MEMORY => run(
             peers::MemCore::new(
                 ctx,
                 mem_core::AllocatorConfig {
-                    own_memory_threshold: u64::MAX,
+                    own_memory_threshold: MB,
+                    max_empty_blocks_per_type: 1,
                     ..Default::default()
                 },
             ),
             t,
+            per_op,
         ),
         peers::GPU_ALLOCATOR_GROW => run(
             peers::GpuAllocator::new(
@@ -252,13 +301,15 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
                     .with_max_host_memblock_size(256 * MB),
             ),
             t,
+            per_op,
         ),
         peers::GPU_ALLOC_TRANSIENT => run(
             peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS | U::TRANSIENT),
             t,
+            per_op,
         ),
-        peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t),
-        peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t),
+        peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t, per_op),
+        peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t, per_op),
         _ => unreachable!(),
     }
 }
@@ -287,11 +338,19 @@ struct Median {
     alloc_wall_ns: f64,
     free_wall_ns: f64,
     first_pass_wall_ms: f64,
+    /// Steady-state `vkAllocateMemory` calls.
+    steady_allocate_calls: u64,
+    /// Steady-state allocate + free, wall ns (one allocation and one free).
+    alloc_free_wall_ns: f64,
+    /// From the latency run: p99 and max of single steady-state
+    /// allocations, wall ns.
+    alloc_p99_ns: f64,
+    alloc_max_ns: f64,
     error: Option<String>,
     ops_before_error: Option<usize>,
 }
 
-fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
+fn summarize(runs: &[RunResult], latency: Option<&RunResult>, peak_live: u64) -> Median {
     let peak_committed = median_u(runs.iter().map(|r| r.peak_committed).collect());
     Median {
         alloc_ns: median(runs.iter().map(|r| r.alloc_ns).collect()),
@@ -307,6 +366,14 @@ fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
         alloc_wall_ns: median(runs.iter().map(|r| r.alloc_wall_ns).collect()),
         free_wall_ns: median(runs.iter().map(|r| r.free_wall_ns).collect()),
         first_pass_wall_ms: median(runs.iter().map(|r| r.first_pass_wall_ms).collect()),
+        steady_allocate_calls: median_u(runs.iter().map(|r| r.steady_allocate_calls).collect()),
+        alloc_free_wall_ns: median(
+            runs.iter()
+                .map(|r| r.alloc_wall_ns + r.free_wall_ns)
+                .collect(),
+        ),
+        alloc_p99_ns: latency.map_or(0.0, |r| r.alloc_p99_ns),
+        alloc_max_ns: latency.map_or(0.0, |r| r.alloc_max_ns),
         error: runs.iter().find_map(|r| r.error.clone()),
         ops_before_error: runs.iter().find_map(|r| r.ops_before_error),
     }
@@ -316,6 +383,8 @@ fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
 struct AllocatorResult {
     allocator: String,
     runs: Vec<RunResult>,
+    /// The run that timed each steady-state allocation on its own.
+    latency_run: Option<RunResult>,
     median: Median,
 }
 
@@ -377,6 +446,14 @@ struct Args {
     /// With --scale: write the table as CSV.
     #[arg(long, value_name = "CSV")]
     csv: Option<String>,
+    /// Skip the extra run per allocator that times each steady-state
+    /// allocation on its own (p99 and max columns).
+    #[arg(long)]
+    no_latency: bool,
+    /// Run only these traces (comma-separated names as the report prints
+    /// them).
+    #[arg(long, value_name = "NAME,NAME")]
+    traces: Option<String>,
     /// Run only these allocators (comma-separated names as the report
     /// prints them, variants included).
     #[arg(long, value_name = "NAME,NAME")]
@@ -460,7 +537,10 @@ fn main() {
 fn peers_bench(ctx: &VkCtx, args: &Args) {
     let scale = if args.quick { 10 } else { 1 };
     let start = Instant::now();
-    let traces = trace::peer_traces(scale);
+    let mut traces = trace::peer_traces(scale);
+    if let Some(only) = &args.traces {
+        traces.retain(|t| only.split(',').any(|o| o == t.name));
+    }
     let mut names: Vec<&str> = peers::ALL.to_vec();
     if args.variants {
         names.extend(peers::VARIANTS);
@@ -486,7 +566,7 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             for k in 0..names.len() {
                 let i = (k + rep) % names.len();
                 let name = names[i];
-                let r = run_named(name, ctx, t);
+                let r = run_named(name, ctx, t, false);
                 eprintln!(
                     "  rep {rep} {name:>14}: alloc {:>9} ns  free {:>9} ns  first {:>8.2} ms  peak {:>7.1} MiB  \
                      calls {:>5}{}{}",
@@ -513,6 +593,23 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
                 runs[i].push(r);
             }
         }
+        // One more run of each with every steady-state allocation timed on
+        // its own, for the latency tail.
+        let latency: Vec<Option<RunResult>> = names
+            .iter()
+            .map(|name| {
+                if args.no_latency {
+                    return None;
+                }
+                let r = run_named(name, ctx, t, true);
+                eprintln!(
+                    "  latency {name:>14}: p99 {} ns  max {} ns",
+                    fmt_ns(r.alloc_p99_ns),
+                    fmt_ns(r.alloc_max_ns)
+                );
+                Some(r)
+            })
+            .collect();
         results.push(TraceResult {
             trace: t.name.clone(),
             description: t.description.clone(),
@@ -524,10 +621,12 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             results: names
                 .iter()
                 .zip(runs)
-                .map(|(n, runs)| AllocatorResult {
+                .zip(latency)
+                .map(|((n, runs), latency_run)| AllocatorResult {
                     allocator: n.to_string(),
-                    median: summarize(&runs, t.peak_live_requested),
+                    median: summarize(&runs, latency_run.as_ref(), t.peak_live_requested),
                     runs,
+                    latency_run,
                 })
                 .collect(),
         });
@@ -588,9 +687,9 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     );
     let _ = writeln!(
         s,
-        "| trace | allocator | alloc ns | free ns | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory | wall alloc / free ns |"
+        "| trace | allocator | alloc ns | free ns | alloc+free wall ns | alloc p99 / max wall | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory all / steady |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut failures = Vec::new();
     for t in results {
         for a in &t.results {
@@ -598,18 +697,20 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
             if let Some(e) = &m.error {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {}¹ | {}¹ | {} | **{:.1} (out of memory)**¹ | {:.1} | {:.1}%¹ | {} | {} / {} |",
+                    "| {} | {} | {}¹ | {}¹ | {}¹ | {} / {} | {} | **{:.1} (out of memory)**¹ | {:.1} | {:.1}%¹ | {} / {} |",
                     t.trace,
                     a.allocator,
                     fmt_ns(m.alloc_ns),
                     fmt_ns(m.free_ns),
+                    fmt_ns(m.alloc_free_wall_ns),
+                    fmt_ns(m.alloc_p99_ns),
+                    fmt_ns(m.alloc_max_ns),
                     fmt_ms(m.first_pass_ms),
                     m.peak_committed as f64 / MIB,
                     t.peak_live_requested as f64 / MIB,
                     m.efficiency * 100.0,
                     m.allocate_calls,
-                    fmt_ns(m.alloc_wall_ns),
-                    fmt_ns(m.free_wall_ns)
+                    m.steady_allocate_calls,
                 );
                 failures.push(format!(
                     "¹ {} on {}: **failed** with {e}, after {} of {} operations (every run); times are over the \
@@ -623,18 +724,20 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}% | {} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} / {} | {} | {:.1} | {:.1} | {:.1}% | {} / {} |",
                 t.trace,
                 a.allocator,
                 fmt_ns(m.alloc_ns),
                 fmt_ns(m.free_ns),
+                fmt_ns(m.alloc_free_wall_ns),
+                fmt_ns(m.alloc_p99_ns),
+                fmt_ns(m.alloc_max_ns),
                 fmt_ms(m.first_pass_ms),
                 m.peak_committed as f64 / MIB,
                 t.peak_live_requested as f64 / MIB,
                 m.efficiency * 100.0,
                 m.allocate_calls,
-                fmt_ns(m.alloc_wall_ns),
-                fmt_ns(m.free_wall_ns)
+                m.steady_allocate_calls,
             );
         }
     }
@@ -645,15 +748,17 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     let _ = writeln!(
         s,
         "Time columns: mem-core / fastest peer (below 1.00 = mem-core faster). Efficiency: mem-core / tightest \
-         peer (above 1.00 = mem-core tighter). vkAllocateMemory: mem-core / fewest. Peers at their default \
-         settings only{}.\n",
+         peer (above 1.00 = mem-core tighter). vkAllocateMemory: steady-state calls, mem-core / fewest. \
+         alloc+free wall: one allocation plus one free in the steady state, wall clock (driver time \
+         included). Latency: mem-core / VMA, single steady-state allocations by wall clock, from one extra run \
+         per allocator that times each allocation on its own. Peers at their default settings only{}.\n",
         if args.variants { " (the variants rows are not counted)" } else { "" }
     );
     let _ = writeln!(
         s,
-        "| trace | alloc ns | free ns | first pass | efficiency | vkAllocateMemory |"
+        "| trace | alloc+free wall | alloc ns | free ns | first pass | efficiency | vkAllocateMemory (steady) | alloc p99 (wall) | alloc max (wall) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for t in results {
         let mc = &t
             .results
@@ -682,6 +787,12 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
                     }
                 })
         };
+        let vma = |f: &dyn Fn(&Median) -> f64| -> Option<(f64, &str)> {
+            peers
+                .iter()
+                .find(|a| a.allocator == peers::VMA)
+                .map(|a| (f(&a.median), a.allocator.as_str()))
+        };
         let cell = |v: f64, b: Option<(f64, &str)>, unit: &dyn Fn(f64) -> String| match b {
             Some((bv, bn)) if bv > 0.0 => {
                 format!("{:.2} ({} vs {} {})", v / bv, unit(v), bn, unit(bv))
@@ -696,8 +807,13 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
         };
         let _ = writeln!(
             s,
-            "| {}{mark} | {} | {} | {} | {} | {} |",
+            "| {}{mark} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.trace,
+            cell(
+                mc.alloc_free_wall_ns,
+                best(&|m| m.alloc_free_wall_ns, false),
+                &|x| fmt_ns(x)
+            ),
             cell(mc.alloc_ns, best(&|m| m.alloc_ns, false), &|x| fmt_ns(x)),
             cell(mc.free_ns, best(&|m| m.free_ns, false), &|x| fmt_ns(x)),
             cell(
@@ -710,10 +826,12 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
                 x * 100.0
             )),
             cell(
-                mc.allocate_calls as f64,
-                best(&|m| m.allocate_calls as f64, false),
+                mc.steady_allocate_calls as f64,
+                best(&|m| m.steady_allocate_calls as f64, false),
                 &|x| format!("{x:.0}")
             ),
+            cell(mc.alloc_p99_ns, vma(&|m| m.alloc_p99_ns), &|x| fmt_ns(x)),
+            cell(mc.alloc_max_ns, vma(&|m| m.alloc_max_ns), &|x| fmt_ns(x)),
         );
     }
     let _ = writeln!(
@@ -802,7 +920,7 @@ fn scale(ctx: &VkCtx, args: &Args) {
                     preferred_large_heap_block_size: bs << 20,
                     ..mem_core::AllocatorConfig::default()
                 };
-                let r = run(peers::MemCore::new(ctx, config), &t);
+                let r = run(peers::MemCore::new(ctx, config), &t, false);
                 eprintln!(
                     "  {bs:>3} MiB blocks, {live:>7} live: alloc {:>7} ns free {:>7} ns first {:>8.1} ms peak {:.1} MiB calls {}{}",
                     fmt_ns(r.alloc_ns),
@@ -814,7 +932,7 @@ fn scale(ctx: &VkCtx, args: &Args) {
                 );
                 runs.push(r);
             }
-            let m = summarize(&runs, t.peak_live_requested);
+            let m = summarize(&runs, None, t.peak_live_requested);
             rows.push(ScaleRow {
                 block_size_mib: bs,
                 live,

@@ -84,16 +84,20 @@ const MAX_CACHED_OBJECTS: u32 = 64;
 /// ([`Allocator::preferred_block_size`]) and each new one 1/8 of what the
 /// pool already holds (up to the preferred size), so a small app does not
 /// commit 256 MiB and a large one has at most 1/9 of its pool in its newest
-/// block. Requests of at least [`AllocatorConfig::own_memory_threshold`]
-/// (1 MiB) or over a quarter of a block, or whose resource the driver wants
-/// in a dedicated allocation (`VkMemoryDedicatedRequirements`), get a
+/// block. Large requests are placed in blocks too (a pool of their own
+/// beside the small ones), so a multi-MiB texture calls `vkAllocateMemory`
+/// only when its pool grows. Requests over a quarter of a block, or whose
+/// resource the driver wants in a dedicated allocation
+/// (`VkMemoryDedicatedRequirements`), or of at least
+/// [`AllocatorConfig::own_memory_threshold`] (off by default), get a
 /// `VkDeviceMemory` of their own; freed ones without a dedicated target
-/// (`VkMemoryDedicatedAllocateInfo`) are cached for
-/// reuse, by default as long as the heap stays within the peak it already
-/// reached ([`CacheRetention`]; [`Allocator::trim`] empties the cache). When
-/// a block becomes empty it is kept only if it is the type's one
-/// empty block (hysteresis against allocate/free ping-pong at a block
-/// boundary); others are freed at once.
+/// (`VkMemoryDedicatedAllocateInfo`) are cached for reuse, by default as
+/// long as the heap stays within the peak it already reached
+/// ([`CacheRetention`]; [`Allocator::trim`] empties the cache). Empty
+/// blocks are kept, up to [`AllocatorConfig::max_empty_blocks_per_type`],
+/// so a pool that empties and refills under churn does not free and
+/// recreate its blocks; with [`CacheRetention::UpToPeak`] they are freed
+/// (after the cache) before new memory would push the heap past its peak.
 ///
 /// # bufferImageGranularity
 /// Linear resources (buffers, linear images) and optimal (tiled) images must

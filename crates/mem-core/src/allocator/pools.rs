@@ -256,15 +256,40 @@ impl TypePool {
     }
 
     /// Takes the block `slot` of class pool `class` out of the pool, to be
-    /// freed outside the lock. The caller adjusts
-    /// [`Self::empty_blocks`] if the block was counted there.
+    /// freed outside the lock: the one way a block leaves a pool. An empty
+    /// block leaves [`Self::empty_blocks`] too (callers count a block that
+    /// just became empty there first).
     pub(super) fn retire_block(&mut self, class: usize, slot: usize) -> Retired {
+        if self.classes[class].placer.block_is_empty(slot) {
+            self.empty_blocks -= 1;
+        }
         let block = self.classes[class].take_block(slot);
         self.retire(block.retired())
     }
 
+    /// Takes the largest empty block out of the pool, to be freed outside
+    /// the lock; `None` when the pool has no empty block.
+    pub(super) fn pop_empty_block(&mut self) -> Option<Retired> {
+        if self.empty_blocks == 0 {
+            return None;
+        }
+        let (class, slot) = (0..self.classes.len())
+            .flat_map(|c| {
+                let cp = &self.classes[c];
+                cp.blocks
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(slot, b)| b.is_some() && cp.placer.block_is_empty(slot))
+                    .map(move |(slot, b)| (b.as_ref().map_or(0, |b| b.size), c, slot))
+            })
+            .max()
+            .map(|(_, c, slot)| (c, slot))?;
+        Some(self.retire_block(class, slot))
+    }
+
     /// Takes every block for which `which(class pool, slot)` holds out of
-    /// the pool (see [`Self::retire_block`]).
+    /// the pool (see [`Self::retire_block`]); afterwards no block serves
+    /// first (the hints start over).
     pub(super) fn retire_blocks(
         &mut self,
         which: impl Fn(&ClassPool, usize) -> bool,
@@ -277,6 +302,7 @@ impl TypePool {
                     out.push(self.retire_block(class, slot));
                 }
             }
+            self.classes[class].hint = 0;
         }
         out
     }
