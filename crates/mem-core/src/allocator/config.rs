@@ -48,7 +48,10 @@ pub struct AllocatorConfig {
     pub device_address: bool,
     /// Requests whose size and alignment, rounded up to a power of two, are
     /// at most this many bytes go to blocks of their own, apart from larger
-    /// requests. Default 1 MiB; 0 puts all sizes together. For the buddy,
+    /// requests. Default 1 MiB; 0 puts all sizes together (in the small
+    /// requests' pools). The larger requests' blocks place at a unit of at
+    /// least 4 KiB and `bufferImageGranularity`, so buffers and optimal
+    /// images share them. For the buddy,
     /// small allocations scattered through a block leave no naturally
     /// aligned large range free, so mixing them with multi-MiB resources
     /// strands most of a block (measured with `examples/memory_report`).

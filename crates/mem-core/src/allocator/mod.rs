@@ -62,6 +62,18 @@ const MIB: u64 = 1 << 20;
 /// With [`CacheRetention::LiveShare`], freed memory objects of their own are
 /// kept for reuse up to 1/16 of the memory type's live requested bytes.
 const CACHE_SHARE: u64 = 16;
+/// Index of the pool of large requests (both resource classes) in a
+/// memory type's class pools.
+const LARGE_POOL: usize = 1;
+/// Index of the pool of small optimal resources, when
+/// `bufferImageGranularity` separates them from linear ones.
+const OPTIMAL_SMALL_POOL: usize = 2;
+/// Smallest placement unit of the large requests' pool, in bytes. Large
+/// requests are over [`AllocatorConfig::small_allocation_limit`] (1 MiB by
+/// default), so rounding them to 4 KiB costs under 0.4%; optimal
+/// images are 4 KiB multiples already, and a unit of at least
+/// `bufferImageGranularity` lets buffers and images share these blocks.
+const LARGE_UNIT: u64 = 4096;
 /// At most this many cached objects per memory type, so the cache never
 /// holds many of `maxMemoryAllocationCount`'s objects.
 const MAX_CACHED_OBJECTS: u32 = 64;
@@ -202,12 +214,20 @@ impl Allocator {
             .next_power_of_two();
         let separate_classes = props.buffer_image_granularity > min_block;
         let ranked = MemoryUsage::ALL.map(|u| rank_memory_types(&props, u));
-        // Pools per memory type: (linear, optimal if separated) x (small, large).
-        let class_count = if separate_classes { 4 } else { 2 };
+        // Pools per memory type: small (linear), large (both classes, at a
+        // coarse unit), and small optimal when the granularity separates
+        // the classes.
+        let large_unit = min_block
+            .max(props.buffer_image_granularity.next_power_of_two())
+            .max(LARGE_UNIT);
+        let mut granularities = vec![min_block, large_unit];
+        if separate_classes {
+            granularities.push(min_block);
+        }
         let pools = props
             .memory_types
             .iter()
-            .map(|_| Mutex::new(TypePool::new(class_count, config.placement, min_block)))
+            .map(|_| Mutex::new(TypePool::new(&granularities, config.placement)))
             .collect();
         let zeroes = || {
             props

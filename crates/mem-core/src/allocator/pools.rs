@@ -138,6 +138,9 @@ pub(super) struct ClassPool {
     pub(super) hint: usize,
     /// Blocks created so far (drives the small-first growth).
     pub(super) live_blocks: u32,
+    /// Placement unit of these blocks, in bytes: the minimum block, or the
+    /// coarser unit of the large requests' pool.
+    pub(super) granularity: u64,
 }
 
 impl ClassPool {
@@ -190,15 +193,18 @@ pub(super) struct TypePool {
 }
 
 impl TypePool {
-    /// An empty pool with `class_count` class pools placing at `min_block`.
-    pub(super) fn new(class_count: usize, placement: BlockPlacement, min_block: u64) -> Self {
+    /// An empty pool with one class pool per entry of `granularities`,
+    /// each placing at that many bytes.
+    pub(super) fn new(granularities: &[u64], placement: BlockPlacement) -> Self {
         Self {
-            classes: (0..class_count)
-                .map(|_| ClassPool {
+            classes: granularities
+                .iter()
+                .map(|&granularity| ClassPool {
                     blocks: Vec::new(),
-                    placer: PoolPlacer::new(placement, min_block),
+                    placer: PoolPlacer::new(placement, granularity),
                     hint: 0,
                     live_blocks: 0,
+                    granularity,
                 })
                 .collect(),
             own: Vec::new(),
@@ -234,13 +240,9 @@ impl TypePool {
     /// Adds a fresh `block` (created for this pool, counted in flight) to
     /// class pool `class` as an empty block that serves next; its slot, or
     /// the block back when the placer refuses its size.
-    pub(super) fn add_block(
-        &mut self,
-        class: usize,
-        block: Block,
-        min_block: u64,
-    ) -> Result<usize, Block> {
-        let Ok(slot) = self.classes[class].placer.add_block(block.size, min_block) else {
+    pub(super) fn add_block(&mut self, class: usize, block: Block) -> Result<usize, Block> {
+        let cp = &mut self.classes[class];
+        let Ok(slot) = cp.placer.add_block(block.size, cp.granularity) else {
             return Err(block);
         };
         self.land(block.size);
