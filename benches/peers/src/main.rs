@@ -603,7 +603,7 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
                 }
                 let r = run_named(name, ctx, t, true);
                 eprintln!(
-                    "  latency {name:>14}: p99 {} ns  max {} ns",
+                    "  latency {name:>14}: p99 {}  max {} (ns unless marked)",
                     fmt_ns(r.alloc_p99_ns),
                     fmt_ns(r.alloc_max_ns)
                 );
@@ -856,8 +856,11 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
          flag and a GPU-only usage; no buffers or images are created. alloc/free ns = steady-state thread CPU \
          time (`CLOCK_THREAD_CPUTIME_ID`, so time slices lost to other processes on the shared 2-core VM do \
          not count; the timer's own cost is measured and subtracted) / operations, timed around each batch \
-         of frees or allocations; the last column is the same by wall clock (noisier here: other builds share the \
-         machine). First pass (thread CPU ms) \
+         of frees or allocations; alloc+free wall is one of each by wall clock, driver time included (on the \
+         shared VM it also takes in other processes' time slices). alloc p99 / max wall: single steady-state \
+         allocations by wall clock, from one extra run of each allocator that times each allocation on its own \
+         (one run: the max is a single sample; on the shared VM, pauses of about 4 ms hit every allocator at \
+         random). vkAllocateMemory all / steady: calls in the whole run and in the steady state alone. First pass (thread CPU ms) \
          = the warm-up phase (cold allocator, includes its `vkAllocateMemory` calls). Peak committed and \
          `vkAllocateMemory` calls are counted exactly by a hook in the `ash::Device` function table that all \
          four allocators call through (vk-mem passes that table's pointers to VMA); the allocators' own \

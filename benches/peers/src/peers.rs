@@ -99,7 +99,7 @@ pub fn settings() -> Vec<(&'static str, String)> {
         (
             MEM_CORE,
             "mem-core (path dep, this tree): `Allocator::new` with `AllocatorConfig::default()` \
-             (TLSF placement over each pool's blocks; 256 MiB preferred block; pools grow geometrically from 16 MiB by 1/8 of their size; 256 B min block; requests over 1 MiB in a pool of their own, memory of its own only above a quarter block (64 MiB; freed ones cached up to the heap's peak, reused by requests up to 1/4 smaller); up to 8 empty blocks kept per type, freed before new memory would pass the heap's peak), \
+             (TLSF placement over each pool's blocks; 256 MiB preferred block; pools grow geometrically by 1/8 of their size, from 16 MiB (small requests) or 64 MiB (requests over 1 MiB, in a pool of their own, buffers and images together at a 4 KiB unit); 256 B min block; memory of its own only above a quarter block (64 MiB; freed ones cached up to the heap's peak, reused by requests up to 1/4 smaller); up to 8 empty blocks kept per type, freed before new memory would pass the heap's peak), \
              memory_budget false; `MemoryUsage::GpuOnly`, `ResourceClass::Linear/Optimal`"
                 .into(),
         ),
