@@ -258,8 +258,8 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace, per_op: bool) -> RunResult {
     use vk_mem::AllocationCreateFlags as V;
     const MB: u64 = 1024 * 1024;
     match name {
-        peers::MEM_CORE => run(
-            peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()),
+        peers::MEM_CORE | peers::MEM_CORE_BUDDY | peers::MEM_CORE_OWN_MEMORY => run(
+            peers::MemCore::new(ctx, mem_core_config(name).expect("a mem-core row")),
             t,
             per_op,
         ),
@@ -270,29 +270,6 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace, per_op: bool) -> RunResult {
         ),
         peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t, per_op),
         peers::VMA => run(peers::Vma::new(ctx, V::empty()), t, per_op),
-        peers::MEM_CORE_BUDDY => run(
-            peers::MemCore::new(
-                ctx,
-                mem_core::AllocatorConfig {
-                    placement: mem_core::BlockPlacement::Buddy,
-                    ..Default::default()
-                },
-            ),
-            t,
-            per_op,
-        ),
-        peers::MEM_CORE_OWN_MEMORY => run(
-            peers::MemCore::new(
-                ctx,
-                mem_core::AllocatorConfig {
-                    own_memory_threshold: MB,
-                    max_empty_blocks_per_type: 1,
-                    ..Default::default()
-                },
-            ),
-            t,
-            per_op,
-        ),
         peers::GPU_ALLOCATOR_GROW => run(
             peers::GpuAllocator::new(
                 ctx,
@@ -311,6 +288,141 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace, per_op: bool) -> RunResult {
         peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t, per_op),
         peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t, per_op),
         _ => unreachable!(),
+    }
+}
+
+/// The settings of mem-core's rows (`None` for a peer's).
+fn mem_core_config(name: &str) -> Option<mem_core::AllocatorConfig> {
+    const MB: u64 = 1024 * 1024;
+    let default = mem_core::AllocatorConfig::default();
+    Some(match name {
+        peers::MEM_CORE => default,
+        peers::MEM_CORE_BUDDY => mem_core::AllocatorConfig {
+            placement: mem_core::BlockPlacement::Buddy,
+            ..default
+        },
+        peers::MEM_CORE_OWN_MEMORY => mem_core::AllocatorConfig {
+            own_memory_threshold: MB,
+            max_empty_blocks_per_type: 1,
+            ..default
+        },
+        _ => return None,
+    })
+}
+
+/// `--fake TABLE`: mem-core's rows alone over mem-core's fake device with
+/// a real GPU's memory table (`crates/mem-core/device-tables/`). Placement
+/// depends only on the memory properties, so peak committed bytes and
+/// `vkAllocateMemory` calls are what that GPU's driver would see; times
+/// are not measured.
+fn fake_bench(args: &Args, table: &str) {
+    use std::fmt::Write;
+    use std::sync::Arc;
+    let scale = if args.quick { 10 } else { 1 };
+    let mut traces = trace::peer_traces(scale);
+    if let Some(only) = &args.traces {
+        traces.retain(|t| only.split(',').any(|o| o == t.name));
+    }
+    let mut names: Vec<&str> = vec![peers::MEM_CORE];
+    if args.variants {
+        names.extend([peers::MEM_CORE_OWN_MEMORY, peers::MEM_CORE_BUDDY]);
+    }
+    if let Some(only) = &args.only {
+        names.retain(|n| only.split(',').any(|o| o == *n));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### mem-core over the fake device with the `{table}` table ({})\n",
+        mem_core_version()
+    );
+    let _ = writeln!(s, "Command: `{}`.\n", command_line());
+    let _ = writeln!(
+        s,
+        "| trace | allocator | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory all / steady |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    for t in &traces {
+        for &name in &names {
+            let fake = Arc::new(
+                mem_core::fake::FakeDevice::builtin(table)
+                    .unwrap_or_else(|| panic!("no device table {table}")),
+            );
+            let alloc = mem_core::Allocator::with_device(
+                Box::new(fake.clone()),
+                mem_core_config(name).expect("a mem-core row"),
+            );
+            let committed = || fake.heap_used().iter().sum::<u64>();
+            let mut slots: Vec<Option<mem_core::Allocation>> = (0..t.slots).map(|_| None).collect();
+            let mut peak = 0u64;
+            let mut warm_calls = 0;
+            let mut error = None;
+            'replay: for (steady, batch) in t
+                .warm
+                .iter()
+                .map(|b| (false, b))
+                .chain(t.steady.iter().map(|b| (true, b)))
+            {
+                if steady && warm_calls == 0 {
+                    warm_calls = fake.allocate_calls();
+                }
+                match batch {
+                    Batch::Alloc(v) => {
+                        for &(slot, ref r) in v {
+                            let req = ash::vk::MemoryRequirements {
+                                size: r.size,
+                                alignment: r.align,
+                                memory_type_bits: !0,
+                            };
+                            let class = if r.optimal {
+                                mem_core::ResourceClass::Optimal
+                            } else {
+                                mem_core::ResourceClass::Linear
+                            };
+                            let desc =
+                                mem_core::AllocationDesc::new(req, mem_core::MemoryUsage::GpuOnly)
+                                    .class(class);
+                            match alloc.allocate(&desc) {
+                                Ok(a) => slots[slot as usize] = Some(a),
+                                Err(e) => {
+                                    error = Some(e.to_string());
+                                    break 'replay;
+                                }
+                            }
+                            peak = peak.max(committed());
+                        }
+                    }
+                    Batch::Free(v) => {
+                        for &slot in v {
+                            let a = slots[slot as usize]
+                                .take()
+                                .expect("trace frees a live slot");
+                            alloc.free(a).expect("mem-core free");
+                        }
+                    }
+                }
+            }
+            let calls = fake.allocate_calls();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.1} | {:.1}% | {} / {} |{}",
+                t.name,
+                name,
+                peak as f64 / MIB,
+                t.peak_live_requested as f64 / MIB,
+                t.peak_live_requested as f64 / peak.max(1) as f64 * 100.0,
+                calls,
+                calls - warm_calls,
+                error.map(|e| format!(" failed: {e}")).unwrap_or_default()
+            );
+            for a in slots.into_iter().flatten() {
+                alloc.free(a).expect("mem-core free");
+            }
+        }
+    }
+    println!("{s}");
+    if let Some(p) = &args.md {
+        write_file(p, &s);
     }
 }
 
@@ -454,6 +566,12 @@ struct Args {
     /// them).
     #[arg(long, value_name = "NAME,NAME")]
     traces: Option<String>,
+    /// mem-core's rows alone over mem-core's fake device with this GPU
+    /// memory table (a file name of `crates/mem-core/device-tables/`
+    /// without `.txt`): peak committed bytes and `vkAllocateMemory` calls
+    /// as that GPU's driver would see them, no times.
+    #[arg(long, value_name = "TABLE")]
+    fake: Option<String>,
     /// Run only these allocators (comma-separated names as the report
     /// prints them, variants included).
     #[arg(long, value_name = "NAME,NAME")]
@@ -515,6 +633,10 @@ fn fmt_ns(x: f64) -> String {
 
 fn main() {
     let args = parse_args();
+    if let Some(table) = &args.fake {
+        fake_bench(&args, table);
+        return;
+    }
     let ctx = VkCtx::new().unwrap_or_else(|e| {
         eprintln!("Vulkan setup failed: {e}");
         std::process::exit(2)
