@@ -144,8 +144,9 @@ impl Allocator {
     /// preferred block. Ranges that large are rarely free once blocks have
     /// churned (an 85 MiB texture failed against 8 buddy blocks of 256 MiB
     /// holding 440 MiB when the cut was half a block), and with TLSF blocks
-    /// holding 85 MiB textures the textures trace of `benches/peers` fell
-    /// from 76.7% to 56.2% efficiency (lavapipe, 2026-12-06).
+    /// holding 85 MiB textures (a cut at half a block) the textures trace of
+    /// `benches/peers` fell from 76.7% to 59.9% efficiency (lavapipe,
+    /// 2026-12-06, commit `d57e874`).
     fn own_memory_share(&self, type_index: u32) -> u64 {
         self.preferred_block_size(type_index) / 4
     }
@@ -198,11 +199,12 @@ impl Allocator {
         //
         // The large requests' pool starts at the share above which requests
         // get memory of their own (a quarter of the preferred block), so
-        // every request it takes fits any of its blocks: with 16 MiB first
-        // blocks, 1-16 MiB buffers churned through blocks holding one or
-        // two each, and the large-churn trace of `benches/peers` made 24
-        // `vkAllocateMemory` calls for 68.7% efficiency against 15 for
-        // 74.9% (lavapipe, 2026-12-06).
+        // every request it takes fits any of its blocks. From 16 MiB, blocks
+        // held one or two large requests each and emptied and refilled under
+        // churn: the large-churn trace of `benches/peers` (64 KiB-16 MiB
+        // buffers) made 33 `vkAllocateMemory` calls for 70.2% efficiency,
+        // against 15 for 74.9% from 64 MiB; mixed assets 65.7% against 71.7%
+        // (lavapipe, 2026-12-06; 32 and 128 MiB: 65.7% and 66.8% on mixed).
         let (divisor, mut smallest) = match self.config.placement {
             BlockPlacement::Tlsf => (8, preferred / 16),
             BlockPlacement::Buddy => (2, preferred / 8),
