@@ -38,7 +38,8 @@ pub struct AllocatorConfig {
     /// rounds. With [`CacheRetention::UpToPeak`] (the default) empty blocks
     /// never raise the peak either: before a new `VkDeviceMemory` would
     /// push the heap past its peak, the cache and then the empty blocks
-    /// (largest first) are freed. [`Allocator::trim`] frees them all.
+    /// (largest first) are freed. A full heap, budget or object count frees
+    /// them before anything fails. [`Allocator::trim`] frees them all.
     pub max_empty_blocks_per_type: u32,
     /// Hard per-heap limits in bytes (`None` = the heap size), like VMA's
     /// `pHeapSizeLimit`. Indexed by heap; missing entries mean no limit.
