@@ -83,6 +83,15 @@ struct RunResult {
     committed_after_first_pass: u64,
     /// The allocator's own report at the same moment.
     self_report_after_first_pass: SelfReport,
+    /// `vkAllocateMemory` calls during the steady state (after the first pass).
+    steady_allocate_calls: u64,
+    /// `vkFreeMemory` calls during the steady state.
+    steady_free_calls: u64,
+    /// Latency run only (`per_op`): 99th percentile of single steady-state
+    /// allocations, wall ns.
+    alloc_p99_ns: f64,
+    /// Latency run only: the slowest single steady-state allocation, wall ns.
+    alloc_max_ns: f64,
     /// Bytes still allocated after the allocator was dropped (leak check).
     committed_after_drop: u64,
     error: Option<String>,
@@ -132,7 +141,29 @@ fn teardown<P: Peer>(p: &mut P, slots: &mut [Option<P::H>]) {
     p.finish();
 }
 
-fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
+/// Replays an allocation batch timing each allocation by wall clock.
+fn exec_timed<P: Peer>(
+    p: &mut P,
+    v: &[(u32, peers::Req)],
+    slots: &mut [Option<P::H>],
+    lat: &mut Vec<u64>,
+) -> Result<(), (usize, String)> {
+    for (i, &(slot, ref r)) in v.iter().enumerate() {
+        let w0 = Instant::now();
+        let h = p.alloc(r);
+        lat.push(w0.elapsed().as_nanos() as u64);
+        match h {
+            Ok(h) => slots[slot as usize] = Some(h),
+            Err(e) => return Err((i, e)),
+        }
+    }
+    Ok(())
+}
+
+/// Replays `t` through `p`. With `per_op`, every steady-state allocation is
+/// timed on its own (for p99 and max); the batch times of such a run carry
+/// the clock reads and are not reported.
+fn run<P: Peer>(mut p: P, t: &Trace, per_op: bool) -> RunResult {
     let overhead = *TIMER_OVERHEAD.get_or_init(timer_overhead_ns);
     vkctx::reset_counters();
     let mut r = RunResult::default();
@@ -160,13 +191,18 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
     r.first_pass_ns_per_alloc = cpu as f64 / warm_allocs.max(1) as f64;
     r.committed_after_first_pass = vkctx::counters().current;
     r.self_report_after_first_pass = p.self_report();
+    let before_steady = vkctx::counters();
+    let mut lat = Vec::new();
     if r.error.is_none() {
         let (mut ca, mut cf, mut wa, mut wf) = (0u64, 0u64, Duration::ZERO, Duration::ZERO);
         let (mut na, mut nf) = (0usize, 0usize);
         for b in &t.steady {
             let c0 = thread_cpu_ns();
             let w0 = Instant::now();
-            let res = exec(&mut p, b, &mut slots);
+            let res = match b {
+                Batch::Alloc(v) if per_op => exec_timed(&mut p, v, &mut slots, &mut lat),
+                _ => exec(&mut p, b, &mut slots),
+            };
             let w = w0.elapsed();
             let c = thread_cpu_ns().saturating_sub(c0 + overhead);
             if let Err((i, e)) = res {
@@ -194,6 +230,14 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
         r.alloc_wall_ns = wa.as_nanos() as f64 / na.max(1) as f64;
         r.free_wall_ns = wf.as_nanos() as f64 / nf.max(1) as f64;
     }
+    let after_steady = vkctx::counters();
+    r.steady_allocate_calls = after_steady.allocate_calls - before_steady.allocate_calls;
+    r.steady_free_calls = after_steady.free_calls - before_steady.free_calls;
+    if !lat.is_empty() {
+        lat.sort_unstable();
+        r.alloc_p99_ns = lat[(lat.len() * 99 / 100).min(lat.len() - 1)] as f64;
+        r.alloc_max_ns = *lat.last().unwrap() as f64;
+    }
     if r.error.is_some() {
         r.diag_at_error = p.diag();
     }
@@ -209,41 +253,23 @@ fn run<P: Peer>(mut p: P, t: &Trace) -> RunResult {
     r
 }
 
-fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
+fn run_named(name: &str, ctx: &VkCtx, t: &Trace, per_op: bool) -> RunResult {
     use gpu_alloc::UsageFlags as U;
     use vk_mem::AllocationCreateFlags as V;
     const MB: u64 = 1024 * 1024;
     match name {
-        peers::MEM_CORE => run(
-            peers::MemCore::new(ctx, mem_core::AllocatorConfig::default()),
+        peers::MEM_CORE | peers::MEM_CORE_BUDDY | peers::MEM_CORE_OWN_MEMORY => run(
+            peers::MemCore::new(ctx, mem_core_config(name).expect("a mem-core row")),
             t,
+            per_op,
         ),
         peers::GPU_ALLOCATOR => run(
             peers::GpuAllocator::new(ctx, gpu_allocator::AllocationSizes::default()),
             t,
+            per_op,
         ),
-        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t),
-        peers::VMA => run(peers::Vma::new(ctx, V::empty()), t),
-        peers::MEM_CORE_BUDDY => run(
-            peers::MemCore::new(
-                ctx,
-                mem_core::AllocatorConfig {
-                    placement: mem_core::BlockPlacement::Buddy,
-                    ..Default::default()
-                },
-            ),
-            t,
-        ),
-        peers::MEM_CORE_BLOCKS_ONLY => run(
-            peers::MemCore::new(
-                ctx,
-                mem_core::AllocatorConfig {
-                    own_memory_threshold: u64::MAX,
-                    ..Default::default()
-                },
-            ),
-            t,
-        ),
+        peers::GPU_ALLOC => run(peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS), t, per_op),
+        peers::VMA => run(peers::Vma::new(ctx, V::empty()), t, per_op),
         peers::GPU_ALLOCATOR_GROW => run(
             peers::GpuAllocator::new(
                 ctx,
@@ -252,14 +278,151 @@ fn run_named(name: &str, ctx: &VkCtx, t: &Trace) -> RunResult {
                     .with_max_host_memblock_size(256 * MB),
             ),
             t,
+            per_op,
         ),
         peers::GPU_ALLOC_TRANSIENT => run(
             peers::GpuAlloc::new(ctx, U::FAST_DEVICE_ACCESS | U::TRANSIENT),
             t,
+            per_op,
         ),
-        peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t),
-        peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t),
+        peers::VMA_MIN_MEMORY => run(peers::Vma::new(ctx, V::STRATEGY_MIN_MEMORY), t, per_op),
+        peers::VMA_MIN_TIME => run(peers::Vma::new(ctx, V::STRATEGY_MIN_TIME), t, per_op),
         _ => unreachable!(),
+    }
+}
+
+/// The settings of mem-core's rows (`None` for a peer's).
+fn mem_core_config(name: &str) -> Option<mem_core::AllocatorConfig> {
+    const MB: u64 = 1024 * 1024;
+    let default = mem_core::AllocatorConfig::default();
+    Some(match name {
+        peers::MEM_CORE => default,
+        peers::MEM_CORE_BUDDY => mem_core::AllocatorConfig {
+            placement: mem_core::BlockPlacement::Buddy,
+            ..default
+        },
+        peers::MEM_CORE_OWN_MEMORY => mem_core::AllocatorConfig {
+            own_memory_threshold: MB,
+            max_empty_blocks_per_type: 1,
+            ..default
+        },
+        _ => return None,
+    })
+}
+
+/// `--fake TABLE`: mem-core's rows alone over mem-core's fake device with
+/// a real GPU's memory table (`crates/mem-core/device-tables/`). Placement
+/// depends only on the memory properties, so peak committed bytes and
+/// `vkAllocateMemory` calls are what that GPU's driver would see; times
+/// are not measured.
+fn fake_bench(args: &Args, table: &str) {
+    use std::fmt::Write;
+    use std::sync::Arc;
+    let scale = if args.quick { 10 } else { 1 };
+    let mut traces = trace::peer_traces(scale);
+    if let Some(only) = &args.traces {
+        traces.retain(|t| only.split(',').any(|o| o == t.name));
+    }
+    let mut names: Vec<&str> = vec![peers::MEM_CORE];
+    if args.variants {
+        names.extend([peers::MEM_CORE_OWN_MEMORY, peers::MEM_CORE_BUDDY]);
+    }
+    if let Some(only) = &args.only {
+        names.retain(|n| only.split(',').any(|o| o == *n));
+    }
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "### mem-core over the fake device with the `{table}` table ({})\n",
+        mem_core_version()
+    );
+    let _ = writeln!(s, "Command: `{}`.\n", command_line());
+    let _ = writeln!(
+        s,
+        "| trace | allocator | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory all / steady |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    for t in &traces {
+        for &name in &names {
+            let fake = Arc::new(
+                mem_core::fake::FakeDevice::builtin(table)
+                    .unwrap_or_else(|| panic!("no device table {table}")),
+            );
+            let alloc = mem_core::Allocator::with_device(
+                Box::new(fake.clone()),
+                mem_core_config(name).expect("a mem-core row"),
+            );
+            let committed = || fake.heap_used().iter().sum::<u64>();
+            let mut slots: Vec<Option<mem_core::Allocation>> = (0..t.slots).map(|_| None).collect();
+            let mut peak = 0u64;
+            let mut warm_calls = 0;
+            let mut error = None;
+            'replay: for (steady, batch) in t
+                .warm
+                .iter()
+                .map(|b| (false, b))
+                .chain(t.steady.iter().map(|b| (true, b)))
+            {
+                if steady && warm_calls == 0 {
+                    warm_calls = fake.allocate_calls();
+                }
+                match batch {
+                    Batch::Alloc(v) => {
+                        for &(slot, ref r) in v {
+                            let req = ash::vk::MemoryRequirements {
+                                size: r.size,
+                                alignment: r.align,
+                                memory_type_bits: !0,
+                            };
+                            let class = if r.optimal {
+                                mem_core::ResourceClass::Optimal
+                            } else {
+                                mem_core::ResourceClass::Linear
+                            };
+                            let desc =
+                                mem_core::AllocationDesc::new(req, mem_core::MemoryUsage::GpuOnly)
+                                    .class(class);
+                            match alloc.allocate(&desc) {
+                                Ok(a) => slots[slot as usize] = Some(a),
+                                Err(e) => {
+                                    error = Some(e.to_string());
+                                    break 'replay;
+                                }
+                            }
+                            peak = peak.max(committed());
+                        }
+                    }
+                    Batch::Free(v) => {
+                        for &slot in v {
+                            let a = slots[slot as usize]
+                                .take()
+                                .expect("trace frees a live slot");
+                            alloc.free(a).expect("mem-core free");
+                        }
+                    }
+                }
+            }
+            let calls = fake.allocate_calls();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.1} | {:.1}% | {} / {} |{}",
+                t.name,
+                name,
+                peak as f64 / MIB,
+                t.peak_live_requested as f64 / MIB,
+                t.peak_live_requested as f64 / peak.max(1) as f64 * 100.0,
+                calls,
+                calls - warm_calls,
+                error.map(|e| format!(" failed: {e}")).unwrap_or_default()
+            );
+            for a in slots.into_iter().flatten() {
+                alloc.free(a).expect("mem-core free");
+            }
+        }
+    }
+    println!("{s}");
+    if let Some(p) = &args.md {
+        write_file(p, &s);
     }
 }
 
@@ -287,11 +450,19 @@ struct Median {
     alloc_wall_ns: f64,
     free_wall_ns: f64,
     first_pass_wall_ms: f64,
+    /// Steady-state `vkAllocateMemory` calls.
+    steady_allocate_calls: u64,
+    /// Steady-state allocate + free, wall ns (one allocation and one free).
+    alloc_free_wall_ns: f64,
+    /// From the latency run: p99 and max of single steady-state
+    /// allocations, wall ns.
+    alloc_p99_ns: f64,
+    alloc_max_ns: f64,
     error: Option<String>,
     ops_before_error: Option<usize>,
 }
 
-fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
+fn summarize(runs: &[RunResult], latency: Option<&RunResult>, peak_live: u64) -> Median {
     let peak_committed = median_u(runs.iter().map(|r| r.peak_committed).collect());
     Median {
         alloc_ns: median(runs.iter().map(|r| r.alloc_ns).collect()),
@@ -307,6 +478,14 @@ fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
         alloc_wall_ns: median(runs.iter().map(|r| r.alloc_wall_ns).collect()),
         free_wall_ns: median(runs.iter().map(|r| r.free_wall_ns).collect()),
         first_pass_wall_ms: median(runs.iter().map(|r| r.first_pass_wall_ms).collect()),
+        steady_allocate_calls: median_u(runs.iter().map(|r| r.steady_allocate_calls).collect()),
+        alloc_free_wall_ns: median(
+            runs.iter()
+                .map(|r| r.alloc_wall_ns + r.free_wall_ns)
+                .collect(),
+        ),
+        alloc_p99_ns: latency.map_or(0.0, |r| r.alloc_p99_ns),
+        alloc_max_ns: latency.map_or(0.0, |r| r.alloc_max_ns),
         error: runs.iter().find_map(|r| r.error.clone()),
         ops_before_error: runs.iter().find_map(|r| r.ops_before_error),
     }
@@ -316,6 +495,8 @@ fn summarize(runs: &[RunResult], peak_live: u64) -> Median {
 struct AllocatorResult {
     allocator: String,
     runs: Vec<RunResult>,
+    /// The run that timed each steady-state allocation on its own.
+    latency_run: Option<RunResult>,
     median: Median,
 }
 
@@ -377,6 +558,20 @@ struct Args {
     /// With --scale: write the table as CSV.
     #[arg(long, value_name = "CSV")]
     csv: Option<String>,
+    /// Skip the extra run per allocator that times each steady-state
+    /// allocation on its own (p99 and max columns).
+    #[arg(long)]
+    no_latency: bool,
+    /// Run only these traces (comma-separated names as the report prints
+    /// them).
+    #[arg(long, value_name = "NAME,NAME")]
+    traces: Option<String>,
+    /// mem-core's rows alone over mem-core's fake device with this GPU
+    /// memory table (a file name of `crates/mem-core/device-tables/`
+    /// without `.txt`): peak committed bytes and `vkAllocateMemory` calls
+    /// as that GPU's driver would see them, no times.
+    #[arg(long, value_name = "TABLE")]
+    fake: Option<String>,
     /// Run only these allocators (comma-separated names as the report
     /// prints them, variants included).
     #[arg(long, value_name = "NAME,NAME")]
@@ -438,6 +633,10 @@ fn fmt_ns(x: f64) -> String {
 
 fn main() {
     let args = parse_args();
+    if let Some(table) = &args.fake {
+        fake_bench(&args, table);
+        return;
+    }
     let ctx = VkCtx::new().unwrap_or_else(|e| {
         eprintln!("Vulkan setup failed: {e}");
         std::process::exit(2)
@@ -460,7 +659,10 @@ fn main() {
 fn peers_bench(ctx: &VkCtx, args: &Args) {
     let scale = if args.quick { 10 } else { 1 };
     let start = Instant::now();
-    let traces = trace::peer_traces(scale);
+    let mut traces = trace::peer_traces(scale);
+    if let Some(only) = &args.traces {
+        traces.retain(|t| only.split(',').any(|o| o == t.name));
+    }
     let mut names: Vec<&str> = peers::ALL.to_vec();
     if args.variants {
         names.extend(peers::VARIANTS);
@@ -486,7 +688,7 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             for k in 0..names.len() {
                 let i = (k + rep) % names.len();
                 let name = names[i];
-                let r = run_named(name, ctx, t);
+                let r = run_named(name, ctx, t, false);
                 eprintln!(
                     "  rep {rep} {name:>14}: alloc {:>9} ns  free {:>9} ns  first {:>8.2} ms  peak {:>7.1} MiB  \
                      calls {:>5}{}{}",
@@ -513,6 +715,23 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
                 runs[i].push(r);
             }
         }
+        // One more run of each with every steady-state allocation timed on
+        // its own, for the latency tail.
+        let latency: Vec<Option<RunResult>> = names
+            .iter()
+            .map(|name| {
+                if args.no_latency {
+                    return None;
+                }
+                let r = run_named(name, ctx, t, true);
+                eprintln!(
+                    "  latency {name:>14}: p99 {}  max {} (ns unless marked)",
+                    fmt_ns(r.alloc_p99_ns),
+                    fmt_ns(r.alloc_max_ns)
+                );
+                Some(r)
+            })
+            .collect();
         results.push(TraceResult {
             trace: t.name.clone(),
             description: t.description.clone(),
@@ -524,10 +743,12 @@ fn peers_bench(ctx: &VkCtx, args: &Args) {
             results: names
                 .iter()
                 .zip(runs)
-                .map(|(n, runs)| AllocatorResult {
+                .zip(latency)
+                .map(|((n, runs), latency_run)| AllocatorResult {
                     allocator: n.to_string(),
-                    median: summarize(&runs, t.peak_live_requested),
+                    median: summarize(&runs, latency_run.as_ref(), t.peak_live_requested),
                     runs,
+                    latency_run,
                 })
                 .collect(),
         });
@@ -588,9 +809,9 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     );
     let _ = writeln!(
         s,
-        "| trace | allocator | alloc ns | free ns | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory | wall alloc / free ns |"
+        "| trace | allocator | alloc ns | free ns | alloc+free wall ns | alloc p99 / max wall | first pass ms | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory all / steady |"
     );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut failures = Vec::new();
     for t in results {
         for a in &t.results {
@@ -598,18 +819,20 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
             if let Some(e) = &m.error {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | {}¹ | {}¹ | {} | **{:.1} (out of memory)**¹ | {:.1} | {:.1}%¹ | {} | {} / {} |",
+                    "| {} | {} | {}¹ | {}¹ | {}¹ | {} / {} | {} | **{:.1} (out of memory)**¹ | {:.1} | {:.1}%¹ | {} / {} |",
                     t.trace,
                     a.allocator,
                     fmt_ns(m.alloc_ns),
                     fmt_ns(m.free_ns),
+                    fmt_ns(m.alloc_free_wall_ns),
+                    fmt_ns(m.alloc_p99_ns),
+                    fmt_ns(m.alloc_max_ns),
                     fmt_ms(m.first_pass_ms),
                     m.peak_committed as f64 / MIB,
                     t.peak_live_requested as f64 / MIB,
                     m.efficiency * 100.0,
                     m.allocate_calls,
-                    fmt_ns(m.alloc_wall_ns),
-                    fmt_ns(m.free_wall_ns)
+                    m.steady_allocate_calls,
                 );
                 failures.push(format!(
                     "¹ {} on {}: **failed** with {e}, after {} of {} operations (every run); times are over the \
@@ -623,18 +846,20 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {:.1}% | {} | {} / {} |",
+                "| {} | {} | {} | {} | {} | {} / {} | {} | {:.1} | {:.1} | {:.1}% | {} / {} |",
                 t.trace,
                 a.allocator,
                 fmt_ns(m.alloc_ns),
                 fmt_ns(m.free_ns),
+                fmt_ns(m.alloc_free_wall_ns),
+                fmt_ns(m.alloc_p99_ns),
+                fmt_ns(m.alloc_max_ns),
                 fmt_ms(m.first_pass_ms),
                 m.peak_committed as f64 / MIB,
                 t.peak_live_requested as f64 / MIB,
                 m.efficiency * 100.0,
                 m.allocate_calls,
-                fmt_ns(m.alloc_wall_ns),
-                fmt_ns(m.free_wall_ns)
+                m.steady_allocate_calls,
             );
         }
     }
@@ -645,15 +870,17 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
     let _ = writeln!(
         s,
         "Time columns: mem-core / fastest peer (below 1.00 = mem-core faster). Efficiency: mem-core / tightest \
-         peer (above 1.00 = mem-core tighter). vkAllocateMemory: mem-core / fewest. Peers at their default \
-         settings only{}.\n",
+         peer (above 1.00 = mem-core tighter). vkAllocateMemory: steady-state calls, mem-core / fewest. \
+         alloc+free wall: one allocation plus one free in the steady state, wall clock (driver time \
+         included). Latency: mem-core / VMA, single steady-state allocations by wall clock, from one extra run \
+         per allocator that times each allocation on its own. Peers at their default settings only{}.\n",
         if args.variants { " (the variants rows are not counted)" } else { "" }
     );
     let _ = writeln!(
         s,
-        "| trace | alloc ns | free ns | first pass | efficiency | vkAllocateMemory |"
+        "| trace | alloc+free wall | alloc ns | free ns | first pass | efficiency | vkAllocateMemory (steady) | alloc p99 (wall) | alloc max (wall) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for t in results {
         let mc = &t
             .results
@@ -682,6 +909,12 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
                     }
                 })
         };
+        let vma = |f: &dyn Fn(&Median) -> f64| -> Option<(f64, &str)> {
+            peers
+                .iter()
+                .find(|a| a.allocator == peers::VMA)
+                .map(|a| (f(&a.median), a.allocator.as_str()))
+        };
         let cell = |v: f64, b: Option<(f64, &str)>, unit: &dyn Fn(f64) -> String| match b {
             Some((bv, bn)) if bv > 0.0 => {
                 format!("{:.2} ({} vs {} {})", v / bv, unit(v), bn, unit(bv))
@@ -696,8 +929,13 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
         };
         let _ = writeln!(
             s,
-            "| {}{mark} | {} | {} | {} | {} | {} |",
+            "| {}{mark} | {} | {} | {} | {} | {} | {} | {} | {} |",
             t.trace,
+            cell(
+                mc.alloc_free_wall_ns,
+                best(&|m| m.alloc_free_wall_ns, false),
+                &|x| fmt_ns(x)
+            ),
             cell(mc.alloc_ns, best(&|m| m.alloc_ns, false), &|x| fmt_ns(x)),
             cell(mc.free_ns, best(&|m| m.free_ns, false), &|x| fmt_ns(x)),
             cell(
@@ -710,10 +948,12 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
                 x * 100.0
             )),
             cell(
-                mc.allocate_calls as f64,
-                best(&|m| m.allocate_calls as f64, false),
+                mc.steady_allocate_calls as f64,
+                best(&|m| m.steady_allocate_calls as f64, false),
                 &|x| format!("{x:.0}")
             ),
+            cell(mc.alloc_p99_ns, vma(&|m| m.alloc_p99_ns), &|x| fmt_ns(x)),
+            cell(mc.alloc_max_ns, vma(&|m| m.alloc_max_ns), &|x| fmt_ns(x)),
         );
     }
     let _ = writeln!(
@@ -738,8 +978,11 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
          flag and a GPU-only usage; no buffers or images are created. alloc/free ns = steady-state thread CPU \
          time (`CLOCK_THREAD_CPUTIME_ID`, so time slices lost to other processes on the shared 2-core VM do \
          not count; the timer's own cost is measured and subtracted) / operations, timed around each batch \
-         of frees or allocations; the last column is the same by wall clock (noisier here: other builds share the \
-         machine). First pass (thread CPU ms) \
+         of frees or allocations; alloc+free wall is one of each by wall clock, driver time included (on the \
+         shared VM it also takes in other processes' time slices). alloc p99 / max wall: single steady-state \
+         allocations by wall clock, from one extra run of each allocator that times each allocation on its own \
+         (one run: the max is a single sample; on the shared VM, pauses of about 4 ms hit every allocator at \
+         random). vkAllocateMemory all / steady: calls in the whole run and in the steady state alone. First pass (thread CPU ms) \
          = the warm-up phase (cold allocator, includes its `vkAllocateMemory` calls). Peak committed and \
          `vkAllocateMemory` calls are counted exactly by a hook in the `ash::Device` function table that all \
          four allocators call through (vk-mem passes that table's pointers to VMA); the allocators' own \
@@ -802,7 +1045,7 @@ fn scale(ctx: &VkCtx, args: &Args) {
                     preferred_large_heap_block_size: bs << 20,
                     ..mem_core::AllocatorConfig::default()
                 };
-                let r = run(peers::MemCore::new(ctx, config), &t);
+                let r = run(peers::MemCore::new(ctx, config), &t, false);
                 eprintln!(
                     "  {bs:>3} MiB blocks, {live:>7} live: alloc {:>7} ns free {:>7} ns first {:>8.1} ms peak {:.1} MiB calls {}{}",
                     fmt_ns(r.alloc_ns),
@@ -814,7 +1057,7 @@ fn scale(ctx: &VkCtx, args: &Args) {
                 );
                 runs.push(r);
             }
-            let m = summarize(&runs, t.peak_live_requested);
+            let m = summarize(&runs, None, t.peak_live_requested);
             rows.push(ScaleRow {
                 block_size_mib: bs,
                 live,

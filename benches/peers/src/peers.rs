@@ -50,10 +50,10 @@ pub const GPU_ALLOC_TRANSIENT: &str = "gpu-alloc TRANSIENT";
 pub const VMA_MIN_MEMORY: &str = "VMA min-memory";
 pub const VMA_MIN_TIME: &str = "VMA min-time";
 pub const MEM_CORE_BUDDY: &str = "mem-core buddy";
-pub const MEM_CORE_BLOCKS_ONLY: &str = "mem-core blocks only";
+pub const MEM_CORE_OWN_MEMORY: &str = "mem-core own memory 1 MiB";
 pub const VARIANTS: [&str; 6] = [
     MEM_CORE_BUDDY,
-    MEM_CORE_BLOCKS_ONLY,
+    MEM_CORE_OWN_MEMORY,
     GPU_ALLOCATOR_GROW,
     GPU_ALLOC_TRANSIENT,
     VMA_MIN_MEMORY,
@@ -69,9 +69,11 @@ pub fn variant_settings() -> Vec<(&'static str, String)> {
                 .into(),
         ),
         (
-            MEM_CORE_BLOCKS_ONLY,
-            "as mem-core, with `AllocatorConfig::own_memory_threshold = u64::MAX`: requests up to a quarter block \
-             are placed in shared blocks (TLSF), none gets memory of its own below 64 MiB"
+            MEM_CORE_OWN_MEMORY,
+            "as mem-core, with `AllocatorConfig::own_memory_threshold = 1 MiB` and \
+             `max_empty_blocks_per_type = 1`, the defaults before large requests went to blocks: every request \
+             of 1 MiB and more gets a `VkDeviceMemory` of its own (freed ones cached up to the heap's peak, \
+             reused by requests up to 1/4 smaller), one empty block kept per type"
                 .into(),
         ),
         (
@@ -97,7 +99,7 @@ pub fn settings() -> Vec<(&'static str, String)> {
         (
             MEM_CORE,
             "mem-core (path dep, this tree): `Allocator::new` with `AllocatorConfig::default()` \
-             (TLSF placement over each pool's blocks; 256 MiB preferred block; pools grow geometrically from 16 MiB by 1/8 of their size; 256 B min block; memory of its own from 1 MiB (freed ones cached up to 1/16 of live bytes, reused by requests up to 1/4 smaller); 1 empty block kept per type), \
+             (TLSF placement over each pool's blocks; 256 MiB preferred block; pools grow geometrically by 1/8 of their size, from 16 MiB (small requests) or 64 MiB (requests over 1 MiB, in a pool of their own, buffers and images together at a 4 KiB unit); 256 B min block; memory of its own only above a quarter block (64 MiB; freed ones cached up to the heap's peak, reused by requests up to 1/4 smaller); up to 8 empty blocks kept per type, freed before new memory would pass the heap's peak), \
              memory_budget false; `MemoryUsage::GpuOnly`, `ResourceClass::Linear/Optimal`"
                 .into(),
         ),

@@ -267,7 +267,7 @@ fn byte_churn(
     b.finish(name, description, vec![Batch::Alloc(w)], steady)
 }
 
-/// The four traces of the peer comparison. `scale` = 1 for the full run,
+/// The six traces of the peer comparison. `scale` = 1 for the full run,
 /// 10 for `--quick`.
 pub fn peer_traces(scale: usize) -> Vec<Trace> {
     let s = scale as u64;
@@ -361,6 +361,43 @@ pub fn peer_traces(scale: usize) -> Vec<Trace> {
         ),
         warm,
         steady,
+    ));
+
+    // A level load, then streaming: textures of 1-64 MiB (page-rounded
+    // optimal images) loaded up to the level's budget, then rounds in which
+    // the camera moves on: a few random textures leave and new ones stream
+    // in until the budget is full again.
+    let target = 768 * MIB / s;
+    let rounds = 2000 / scale;
+    v.push(byte_churn(
+        "level + streaming",
+        0x5EED_0005,
+        target,
+        rounds,
+        4,
+        |r| image(r.log_uniform(MIB, 64 * MIB)),
+        format!(
+            "level load of optimal images 1-64 MiB log-uniform (align/size 4 KiB) up to {} MiB live, then \
+             {rounds} streaming rounds of 4 random frees + loads back to that level",
+            target / MIB
+        ),
+    ));
+
+    // A long random churn of mid-size and large buffers.
+    let target = 512 * MIB / s;
+    let rounds = 3000 / scale;
+    v.push(byte_churn(
+        "large churn",
+        0x5EED_0006,
+        target,
+        rounds,
+        16,
+        |r| buffer(r.log_uniform(64 * KIB, 16 * MIB)),
+        format!(
+            "buffers 64 KiB-16 MiB log-uniform (align 256); warm up to {} MiB live, then {rounds} rounds of \
+             16 random frees + allocations back to that level",
+            target / MIB
+        ),
     ));
     v
 }

@@ -3,8 +3,9 @@
 //! Each memory type owns pools of `VkDeviceMemory` blocks. By default one
 //! two-level segregated fit index ([`tlsf`]) places requests over all the
 //! blocks of a pool in O(1), with waste per allocation below the minimum
-//! block; requests of 1 MiB and more get memory of their own, reused through
-//! a small cache. The tail-trimmed power-of-two buddy ([`buddy`]) the
+//! block; large requests go to blocks of their own pool, and only requests
+//! over a quarter of a block or that the driver wants dedicated get memory
+//! of their own, reused through a small cache. The tail-trimmed power-of-two buddy ([`buddy`]) the
 //! project started with is [`BlockPlacement::Buddy`]. A [`VirtualBlock`]
 //! places ranges that are not device memory with either core (TLSF by
 //! default), through the same interface as the pools. Both cores know no

@@ -24,13 +24,29 @@ fn setup_with(name: &str, config: AllocatorConfig) -> (Arc<FakeDevice>, Allocato
     (fake, alloc)
 }
 
-/// An allocator whose cache keeps at most 1/16 of live bytes.
+/// Memory of its own from 1 MiB (`own_memory_threshold`), one empty block
+/// kept per type: the settings the cache tests exercise.
+fn own_memory_config() -> AllocatorConfig {
+    AllocatorConfig {
+        own_memory_threshold: MIB,
+        max_empty_blocks_per_type: 1,
+        ..Default::default()
+    }
+}
+
+/// An allocator with memory of its own from 1 MiB.
+fn own_memory(name: &str) -> (Arc<FakeDevice>, Allocator) {
+    setup_with(name, own_memory_config())
+}
+
+/// An allocator with memory of its own from 1 MiB whose cache keeps at
+/// most 1/16 of live bytes.
 fn live_share(name: &str) -> (Arc<FakeDevice>, Allocator) {
     setup_with(
         name,
         AllocatorConfig {
             cache_retention: CacheRetention::LiveShare,
-            ..Default::default()
+            ..own_memory_config()
         },
     )
 }
@@ -213,7 +229,9 @@ fn small_first_blocks_then_preferred_size() {
     for a in live {
         alloc.free(a).unwrap();
     }
-    assert_eq!(fake.live_memory_objects(), 1);
+    // Eight empty blocks stay (`max_empty_blocks_per_type`), the rest go.
+    assert_eq!(fake.live_memory_objects(), 8);
+    alloc.validate().unwrap();
     alloc.trim();
     assert_eq!(fake.live_memory_objects(), 0);
 }
@@ -229,18 +247,19 @@ fn buddy_pools_grow_by_half() {
         },
     );
     let mut live = Vec::new();
-    // 61 allocations of 8 MiB: each new block is half the pool (power of
-    // two, 32..256 MiB): 32, 32, 32, 32, 64, 64, 128, 128 (512 MiB in all).
+    // 61 allocations of 8 MiB, in the large requests' pool: each new block
+    // is half the pool (power of two, from a quarter of the preferred
+    // 256 MiB up to all of it): 64, 64, 64, 64, 128, 128 (512 MiB in all).
     for _ in 0..61 {
         live.push(alloc.allocate(&req(8 * MIB, MemoryUsage::GpuOnly)).unwrap());
     }
     let sizes: Vec<u64> = fake.allocate_log().iter().map(|&(_, s)| s / MIB).collect();
-    assert_eq!(sizes, vec![32, 32, 32, 32, 64, 64, 128, 128]);
+    assert_eq!(sizes, vec![64, 64, 64, 64, 128, 128]);
     for a in live {
         alloc.free(a).unwrap();
     }
-    // Hysteresis: one empty block stays.
-    assert_eq!(fake.live_memory_objects(), 1);
+    // All six blocks are empty and kept (`max_empty_blocks_per_type` is 8).
+    assert_eq!(fake.live_memory_objects(), 6);
     alloc.validate().unwrap();
     alloc.trim();
     assert_eq!(fake.live_memory_objects(), 0);
@@ -912,7 +931,7 @@ fn large_requests_get_their_own_memory_and_reuse_it() {
 
 #[test]
 fn cached_memory_is_given_back_when_the_heap_is_full() {
-    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    let (fake, alloc) = own_memory("lavapipe-mesa-22.3");
     fake.set_heap_capacity(0, 48 * MIB);
     let live: Vec<_> = (0..20)
         .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
@@ -935,7 +954,7 @@ fn cached_memory_is_given_back_when_the_heap_is_full() {
 #[test]
 fn cached_memory_is_given_back_when_a_block_cannot_grow() {
     // The heap is exactly full: 19 live objects of their own and one cached.
-    let (fake, alloc) = setup("lavapipe-mesa-22.3");
+    let (fake, alloc) = own_memory("lavapipe-mesa-22.3");
     fake.set_heap_capacity(0, 40 * MIB);
     let mut live: Vec<_> = (0..20)
         .map(|_| alloc.allocate(&req(2 * MIB, MemoryUsage::GpuOnly)).unwrap())
@@ -1009,7 +1028,7 @@ fn cached_bytes(alloc: &Allocator) -> u64 {
 
 #[test]
 fn the_cache_keeps_freed_objects_up_to_the_peak_and_never_past_it() {
-    let (fake, alloc) = setup("nvidia-h100");
+    let (fake, alloc) = own_memory("nvidia-h100");
     // Peak: 8 x 4 MiB + 4 x 2 MiB = 40 MiB of objects of their own.
     let mut big: Vec<_> = (0..8)
         .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
@@ -1059,7 +1078,7 @@ fn the_cache_keeps_freed_objects_up_to_the_peak_and_never_past_it() {
 
 #[test]
 fn trim_lowers_the_peak_the_cache_may_fill() {
-    let (fake, alloc) = setup("nvidia-h100");
+    let (fake, alloc) = own_memory("nvidia-h100");
     let a: Vec<_> = (0..4)
         .map(|_| alloc.allocate(&req(4 * MIB, MemoryUsage::GpuOnly)).unwrap())
         .collect();

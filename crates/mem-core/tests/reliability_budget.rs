@@ -39,12 +39,16 @@ fn upload_escalates_across_types_and_heaps_then_fails_typed() {
 
 #[test]
 fn large_uploads_escalate_with_memory_of_their_own() {
-    // The default config gives 5 MiB requests memory of their own (exact
-    // size): 14 fill heap 1's 70 MiB, type 3 shares heap 1, then 8 fill heap
-    // 0's 40 MiB.
+    // A 1 MiB `own_memory_threshold` gives 5 MiB requests memory of their
+    // own (exact size): 14 fill heap 1's 70 MiB, type 3 shares heap 1, then
+    // 8 fill heap 0's 40 MiB.
     let mut expected = vec![(2, true); 14];
     expected.extend([(4, true); 8]);
-    escalate(AllocatorConfig::default(), &expected);
+    let config = AllocatorConfig {
+        own_memory_threshold: MIB,
+        ..Default::default()
+    };
+    escalate(config, &expected);
 }
 
 fn escalate(config: AllocatorConfig, expected: &[(u32, bool)]) {

@@ -92,9 +92,9 @@ impl Allocation {
     }
 
     /// True when this allocation has a `VkDeviceMemory` of its own (at
-    /// offset 0): a request of at least
-    /// [`AllocatorConfig::own_memory_threshold`], over a quarter of a block,
-    /// or a dedicated allocation ([`Dedicated`]). False for a range of a
+    /// offset 0): a request over a quarter of a block, of at least
+    /// [`AllocatorConfig::own_memory_threshold`] (off by default), or a
+    /// dedicated allocation ([`Dedicated`]). False for a range of a
     /// shared block.
     pub fn has_own_memory(&self) -> bool {
         matches!(self.placement, Placement::OwnMemory { .. })

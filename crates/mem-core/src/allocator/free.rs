@@ -5,7 +5,8 @@
 //!
 //! An empty block is kept only while the type holds fewer than
 //! [`AllocatorConfig::max_empty_blocks_per_type`] empty blocks (hysteresis
-//! against allocate/free ping-pong at a block boundary). Memory is taken out
+//! against allocate/free ping-pong at a block boundary, and large requests
+//! refilling blocks under churn without a `vkAllocateMemory`). Memory is taken out
 //! of the pool under its lock and freed after the lock is dropped.
 
 use std::sync::atomic::Ordering;
@@ -62,9 +63,7 @@ impl Allocator {
                 Placement::OwnMemory { slot } => self.free_own_memory(&mut pool, slot),
             }
         };
-        for r in retired {
-            self.release_memory(type_index, r);
-        }
+        self.release_all(type_index, retired);
         Ok(())
     }
 
@@ -97,11 +96,9 @@ impl Allocator {
         if !empty {
             return None;
         }
-        if pool.empty_blocks < self.config.max_empty_blocks_per_type {
-            pool.empty_blocks += 1;
-            return None;
-        }
-        Some(pool.retire_block(class, slot))
+        pool.empty_blocks += 1;
+        (pool.empty_blocks > self.config.max_empty_blocks_per_type)
+            .then(|| pool.retire_block(class, slot))
     }
 
     /// Frees every empty block, the ones kept for hysteresis included, and
@@ -113,16 +110,10 @@ impl Allocator {
             let retired = {
                 let mut pool = pool.lock();
                 let mut retired = pool.retire_blocks(|cp, slot| cp.placer.block_is_empty(slot));
-                for cp in pool.classes.iter_mut() {
-                    cp.hint = 0;
-                }
-                pool.empty_blocks = 0;
                 retired.extend(self.evict_cache(&mut pool, 0));
                 retired
             };
-            for r in retired {
-                self.release_memory(t as u32, r);
-            }
+            self.release_all(t as u32, retired);
         }
         // The cache may fill up to the heaps' present level again.
         for (peak, committed) in self.heap_peak.iter().zip(&self.heap_committed) {
@@ -175,9 +166,7 @@ impl Drop for Allocator {
                 retired.extend(self.evict_cache(&mut pool, 0));
                 retired
             };
-            for r in retired {
-                self.release_memory(t as u32, r);
-            }
+            self.release_all(t as u32, retired);
         }
     }
 }

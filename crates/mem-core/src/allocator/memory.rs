@@ -158,6 +158,14 @@ impl Allocator {
         self.forget_memory(type_index, r.size);
     }
 
+    /// Unmaps and frees every memory object in `retired` (see
+    /// [`Self::release_memory`]).
+    pub(super) fn release_all(&self, type_index: u32, retired: Vec<Retired>) {
+        for r in retired {
+            self.release_memory(type_index, r);
+        }
+    }
+
     /// Takes `size` bytes in one memory object of `type_index`, counted in
     /// flight, out of the heap and object counters: after it was freed, or
     /// when its creation failed.

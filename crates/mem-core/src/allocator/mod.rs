@@ -62,6 +62,18 @@ const MIB: u64 = 1 << 20;
 /// With [`CacheRetention::LiveShare`], freed memory objects of their own are
 /// kept for reuse up to 1/16 of the memory type's live requested bytes.
 const CACHE_SHARE: u64 = 16;
+/// Index of the pool of large requests (both resource classes) in a
+/// memory type's class pools.
+const LARGE_POOL: usize = 1;
+/// Index of the pool of small optimal resources, when
+/// `bufferImageGranularity` separates them from linear ones.
+const OPTIMAL_SMALL_POOL: usize = 2;
+/// Smallest placement unit of the large requests' pool, in bytes. Large
+/// requests are over [`AllocatorConfig::small_allocation_limit`] (1 MiB by
+/// default), so rounding them to 4 KiB costs under 0.4%; optimal
+/// images are 4 KiB multiples already, and a unit of at least
+/// `bufferImageGranularity` lets buffers and images share these blocks.
+const LARGE_UNIT: u64 = 4096;
 /// At most this many cached objects per memory type, so the cache never
 /// holds many of `maxMemoryAllocationCount`'s objects.
 const MAX_CACHED_OBJECTS: u32 = 64;
@@ -84,16 +96,20 @@ const MAX_CACHED_OBJECTS: u32 = 64;
 /// ([`Allocator::preferred_block_size`]) and each new one 1/8 of what the
 /// pool already holds (up to the preferred size), so a small app does not
 /// commit 256 MiB and a large one has at most 1/9 of its pool in its newest
-/// block. Requests of at least [`AllocatorConfig::own_memory_threshold`]
-/// (1 MiB) or over a quarter of a block, or whose resource the driver wants
-/// in a dedicated allocation (`VkMemoryDedicatedRequirements`), get a
+/// block. Large requests are placed in blocks too (a pool of their own
+/// beside the small ones), so a multi-MiB texture calls `vkAllocateMemory`
+/// only when its pool grows. Requests over a quarter of a block, or whose
+/// resource the driver wants in a dedicated allocation
+/// (`VkMemoryDedicatedRequirements`), or of at least
+/// [`AllocatorConfig::own_memory_threshold`] (off by default), get a
 /// `VkDeviceMemory` of their own; freed ones without a dedicated target
-/// (`VkMemoryDedicatedAllocateInfo`) are cached for
-/// reuse, by default as long as the heap stays within the peak it already
-/// reached ([`CacheRetention`]; [`Allocator::trim`] empties the cache). When
-/// a block becomes empty it is kept only if it is the type's one
-/// empty block (hysteresis against allocate/free ping-pong at a block
-/// boundary); others are freed at once.
+/// (`VkMemoryDedicatedAllocateInfo`) are cached for reuse, by default as
+/// long as the heap stays within the peak it already reached
+/// ([`CacheRetention`]; [`Allocator::trim`] empties the cache). Empty
+/// blocks are kept, up to [`AllocatorConfig::max_empty_blocks_per_type`],
+/// so a pool that empties and refills under churn does not free and
+/// recreate its blocks; with [`CacheRetention::UpToPeak`] they are freed
+/// (after the cache) before new memory would push the heap past its peak.
 ///
 /// # bufferImageGranularity
 /// Linear resources (buffers, linear images) and optimal (tiled) images must
@@ -198,12 +214,20 @@ impl Allocator {
             .next_power_of_two();
         let separate_classes = props.buffer_image_granularity > min_block;
         let ranked = MemoryUsage::ALL.map(|u| rank_memory_types(&props, u));
-        // Pools per memory type: (linear, optimal if separated) x (small, large).
-        let class_count = if separate_classes { 4 } else { 2 };
+        // Pools per memory type: small (linear), large (both classes, at a
+        // coarse unit), and small optimal when the granularity separates
+        // the classes.
+        let large_unit = min_block
+            .max(props.buffer_image_granularity.next_power_of_two())
+            .max(LARGE_UNIT);
+        let mut granularities = vec![min_block, large_unit];
+        if separate_classes {
+            granularities.push(min_block);
+        }
         let pools = props
             .memory_types
             .iter()
-            .map(|_| Mutex::new(TypePool::new(class_count, config.placement, min_block)))
+            .map(|_| Mutex::new(TypePool::new(&granularities, config.placement)))
             .collect();
         let zeroes = || {
             props

@@ -1,13 +1,14 @@
-//! Memory of its own: requests at or above
-//! [`AllocatorConfig::own_memory_threshold`], over a quarter of a block, or
-//! whose resource needs a dedicated allocation get a `VkDeviceMemory` each.
+//! Memory of its own: requests over a quarter of a block, at or above
+//! [`AllocatorConfig::own_memory_threshold`] (off by default), or whose
+//! resource needs a dedicated allocation get a `VkDeviceMemory` each.
 //! Freed ones without a dedicated target go to a per-type cache by size and
 //! serve later requests up to 1/4 smaller without a `vkAllocateMemory`.
 //!
 //! The cache is bounded three ways: [`CacheRetention`] (a share of the live
 //! bytes, or the heap's peak), at most [`MAX_CACHED_OBJECTS`] per type, and
 //! a full heap or exhausted object count, which empties it before anything
-//! fails. A cached object moves to a live slot, and back, under one lock,
+//! fails. The same bounds free surplus empty blocks (see
+//! [`AllocatorConfig::max_empty_blocks_per_type`]). A cached object moves to a live slot, and back, under one lock,
 //! so it is always counted.
 
 use std::sync::atomic::Ordering;
@@ -131,8 +132,8 @@ impl Allocator {
     }
 
     /// Before `size` new bytes on `heap`: frees cached objects of the heap's
-    /// types (largest first) until the heap stays within its peak, or the
-    /// caches are empty.
+    /// types (largest first), then empty blocks (largest first), until the
+    /// heap stays within its peak, or neither is left.
     pub(super) fn keep_cache_under_peak(&self, heap: usize, size: u64) {
         let peak = self.heap_peak[heap].load(Ordering::Relaxed);
         for (t, pool) in self.pools.iter().enumerate() {
@@ -145,38 +146,33 @@ impl Allocator {
             };
             let retired = {
                 let mut pool = pool.lock();
-                let mut out = Vec::new();
-                let mut freed = 0;
-                while freed < excess {
-                    let Some(r) = pool.pop_cached() else {
-                        break;
-                    };
-                    freed += r.size;
-                    out.push(r);
-                }
+                let mut out =
+                    take_while(&mut pool, |_, freed| freed < excess, TypePool::pop_cached);
+                let freed: u64 = out.iter().map(|r| r.size).sum();
+                let rest = excess.saturating_sub(freed);
+                out.extend(take_while(
+                    &mut pool,
+                    |_, freed| freed < rest,
+                    TypePool::pop_empty_block,
+                ));
                 out
             };
-            for r in retired {
-                self.release_memory(t as u32, r);
-            }
+            self.release_all(t as u32, retired);
         }
     }
 
     /// Takes the largest cached objects out until the cache holds at most
     /// `cap` bytes and [`MAX_CACHED_OBJECTS`] objects (`cap == 0`: all).
     pub(super) fn evict_cache(&self, pool: &mut TypePool, cap: u64) -> Vec<Retired> {
-        let mut out = Vec::new();
-        while pool.cached_bytes > cap || pool.cached_count > MAX_CACHED_OBJECTS {
-            let Some(r) = pool.pop_cached() else {
-                break;
-            };
-            out.push(r);
-        }
-        out
+        take_while(
+            pool,
+            |p, _| p.cached_bytes > cap || p.cached_count > MAX_CACHED_OBJECTS,
+            TypePool::pop_cached,
+        )
     }
 
     /// After `failure` to create memory of `type_index`: frees the cached
-    /// objects that stand in the way (every type on the same heap when the
+    /// objects and empty blocks that stand in the way (every type on the same heap when the
     /// heap is full or over budget, every type when memory objects ran out);
     /// whether there was any, so a retry may succeed.
     pub(super) fn drop_caches_for(&self, type_index: u32, failure: &TypeFailure) -> bool {
@@ -191,12 +187,39 @@ impl Allocator {
             if same_heap && self.props.memory_types[t].heap_index != heap {
                 continue;
             }
-            let retired = self.evict_cache(&mut pool.lock(), 0);
+            let retired = {
+                let mut pool = pool.lock();
+                let mut out = self.evict_cache(&mut pool, 0);
+                out.extend(take_while(
+                    &mut pool,
+                    |_, _| true,
+                    TypePool::pop_empty_block,
+                ));
+                out
+            };
             any |= !retired.is_empty();
-            for r in retired {
-                self.release_memory(t as u32, r);
-            }
+            self.release_all(t as u32, retired);
         }
         any
     }
+}
+
+/// Takes memory out of `pool` with `pop` (largest first) while
+/// `more(pool, bytes taken so far)` holds and `pop` finds any: the one loop
+/// that empties the cache or the empty blocks.
+fn take_while(
+    pool: &mut TypePool,
+    mut more: impl FnMut(&TypePool, u64) -> bool,
+    mut pop: impl FnMut(&mut TypePool) -> Option<Retired>,
+) -> Vec<Retired> {
+    let mut out = Vec::new();
+    let mut taken = 0;
+    while more(pool, taken) {
+        let Some(r) = pop(pool) else {
+            break;
+        };
+        taken += r.size;
+        out.push(r);
+    }
+    out
 }

@@ -138,6 +138,9 @@ pub(super) struct ClassPool {
     pub(super) hint: usize,
     /// Blocks created so far (drives the small-first growth).
     pub(super) live_blocks: u32,
+    /// Placement unit of these blocks, in bytes: the minimum block, or the
+    /// coarser unit of the large requests' pool.
+    pub(super) granularity: u64,
 }
 
 impl ClassPool {
@@ -190,15 +193,18 @@ pub(super) struct TypePool {
 }
 
 impl TypePool {
-    /// An empty pool with `class_count` class pools placing at `min_block`.
-    pub(super) fn new(class_count: usize, placement: BlockPlacement, min_block: u64) -> Self {
+    /// An empty pool with one class pool per entry of `granularities`,
+    /// each placing at that many bytes.
+    pub(super) fn new(granularities: &[u64], placement: BlockPlacement) -> Self {
         Self {
-            classes: (0..class_count)
-                .map(|_| ClassPool {
+            classes: granularities
+                .iter()
+                .map(|&granularity| ClassPool {
                     blocks: Vec::new(),
-                    placer: PoolPlacer::new(placement, min_block),
+                    placer: PoolPlacer::new(placement, granularity),
                     hint: 0,
                     live_blocks: 0,
+                    granularity,
                 })
                 .collect(),
             own: Vec::new(),
@@ -234,13 +240,9 @@ impl TypePool {
     /// Adds a fresh `block` (created for this pool, counted in flight) to
     /// class pool `class` as an empty block that serves next; its slot, or
     /// the block back when the placer refuses its size.
-    pub(super) fn add_block(
-        &mut self,
-        class: usize,
-        block: Block,
-        min_block: u64,
-    ) -> Result<usize, Block> {
-        let Ok(slot) = self.classes[class].placer.add_block(block.size, min_block) else {
+    pub(super) fn add_block(&mut self, class: usize, block: Block) -> Result<usize, Block> {
+        let cp = &mut self.classes[class];
+        let Ok(slot) = cp.placer.add_block(block.size, cp.granularity) else {
             return Err(block);
         };
         self.land(block.size);
@@ -256,15 +258,40 @@ impl TypePool {
     }
 
     /// Takes the block `slot` of class pool `class` out of the pool, to be
-    /// freed outside the lock. The caller adjusts
-    /// [`Self::empty_blocks`] if the block was counted there.
+    /// freed outside the lock: the one way a block leaves a pool. An empty
+    /// block leaves [`Self::empty_blocks`] too (callers count a block that
+    /// just became empty there first).
     pub(super) fn retire_block(&mut self, class: usize, slot: usize) -> Retired {
+        if self.classes[class].placer.block_is_empty(slot) {
+            self.empty_blocks -= 1;
+        }
         let block = self.classes[class].take_block(slot);
         self.retire(block.retired())
     }
 
+    /// Takes the largest empty block out of the pool, to be freed outside
+    /// the lock; `None` when the pool has no empty block.
+    pub(super) fn pop_empty_block(&mut self) -> Option<Retired> {
+        if self.empty_blocks == 0 {
+            return None;
+        }
+        let (class, slot) = (0..self.classes.len())
+            .flat_map(|c| {
+                let cp = &self.classes[c];
+                cp.blocks
+                    .iter()
+                    .enumerate()
+                    .filter(move |&(slot, b)| b.is_some() && cp.placer.block_is_empty(slot))
+                    .map(move |(slot, b)| (b.as_ref().map_or(0, |b| b.size), c, slot))
+            })
+            .max()
+            .map(|(_, c, slot)| (c, slot))?;
+        Some(self.retire_block(class, slot))
+    }
+
     /// Takes every block for which `which(class pool, slot)` holds out of
-    /// the pool (see [`Self::retire_block`]).
+    /// the pool (see [`Self::retire_block`]); afterwards no block serves
+    /// first (the hints start over).
     pub(super) fn retire_blocks(
         &mut self,
         which: impl Fn(&ClassPool, usize) -> bool,
@@ -277,6 +304,7 @@ impl TypePool {
                     out.push(self.retire_block(class, slot));
                 }
             }
+            self.classes[class].hint = 0;
         }
         out
     }

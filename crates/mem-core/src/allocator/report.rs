@@ -202,12 +202,10 @@ impl Allocator {
     /// The name of class pool `pool` in statistics and errors.
     pub(super) fn pool_label(&self, pool: usize) -> &'static str {
         match (self.separate_classes, pool) {
-            (false, 0) => "small",
-            (false, _) => "large",
-            (true, 0) => "linear small",
-            (true, 1) => "linear large",
-            (true, 2) => "optimal small",
-            (true, _) => "optimal large",
+            (_, LARGE_POOL) => "large",
+            (false, _) => "small",
+            (true, OPTIMAL_SMALL_POOL) => "optimal small",
+            (true, _) => "linear small",
         }
     }
 }

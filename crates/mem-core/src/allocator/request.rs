@@ -23,7 +23,8 @@ pub enum ResourceClass {
 /// (`VkMemoryDedicatedRequirements`), and the resource to name in
 /// `VkMemoryDedicatedAllocateInfo`. A request with a hint gets memory of its
 /// own (see [`Allocation::has_own_memory`]); one without may get it for its
-/// size ([`AllocatorConfig::own_memory_threshold`]).
+/// size (over a quarter of a block, or
+/// [`AllocatorConfig::own_memory_threshold`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Dedicated {
     /// No hint: sub-allocate unless the size calls for memory of its own.
