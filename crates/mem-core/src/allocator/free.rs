@@ -59,6 +59,9 @@ impl Allocator {
                     }
                     retired
                 }
+                Placement::OwnMemory { slot } if allocation.moved => {
+                    self.release_own_memory(&mut pool, slot)
+                }
                 Placement::OwnMemory { slot } => self.free_own_memory(&mut pool, slot),
             }
         };
@@ -97,7 +100,8 @@ impl Allocator {
         if !empty {
             return None;
         }
-        if pool.empty_blocks < self.config.max_empty_blocks_per_type {
+        // A block that defragmentation emptied goes back to the device.
+        if pool.empty_blocks < self.config.max_empty_blocks_per_type && !allocation.moved {
             pool.empty_blocks += 1;
             return None;
         }
