@@ -230,7 +230,13 @@ impl Allocator {
                         .and_then(Option::as_ref)
                         .is_some_and(|m| m.reusable && m.memory == a.memory);
                     let alignment = a.alignment.max(1);
-                    if reusable && self.class_of(a.class, a.size, alignment) == class {
+                    // Either size bucket of its granularity class will do
+                    // (the buckets only keep small and large requests
+                    // apart); the small one is planned first.
+                    let same_granularity =
+                        self.class_of(a.class, a.size, alignment) / 2 == class / 2;
+                    let taken = planned.iter().any(|&(k, _)| k == i);
+                    if reusable && same_granularity && !taken {
                         own.push(PlanOwn {
                             key: i,
                             size: a.size.next_multiple_of(self.min_block),

@@ -50,6 +50,7 @@
 mod batch;
 mod buffers;
 mod collect;
+mod defrag;
 #[cfg(feature = "testing")]
 mod faults;
 mod formats;
@@ -83,6 +84,7 @@ pub use crate::retire::TimelinePoint;
 use crate::validate::{self, DeviceLimits};
 
 pub use self::buffers::Buffer;
+pub use self::defrag::{Resource, ResourceRef};
 pub use self::images::Image;
 pub use self::registry::{LiveResource, ResourceKind};
 pub use self::reports::ResourceReport;

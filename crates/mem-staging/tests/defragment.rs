@@ -1,0 +1,336 @@
+//! Defragmentation executed on the belt's queue, on lavapipe under
+//! validation with synchronization validation (any message fails the
+//! test): churned buffers and images with several mips and layers move,
+//! read back equal and keep their layouts, committed memory falls; a pass
+//! that fails (a resource creation or bind fault, a submit fault) leaves
+//! every old resource valid and unchanged and frees all it created.
+
+mod common;
+
+use ash::vk;
+use common::{pattern, Setup, MIB};
+use mem_core::MemoryUsage;
+use mem_resources::{Buffer, BufferDesc, FaultPoint, Image, ImageDesc, ResourceRef};
+use mem_staging::belt::{BeltFault, StagingBeltConfig, StagingError};
+use mem_staging::plan::expected_data_size;
+use mem_staging::{DefragmentationBudget, Resource};
+
+/// What the test keeps of each live resource: the resource and its bytes.
+enum Live {
+    Buffer(Buffer, Vec<u8>),
+    Image(Image, Vec<u8>),
+}
+
+impl Live {
+    fn as_ref(&self) -> ResourceRef<'_> {
+        match self {
+            Live::Buffer(b, _) => ResourceRef::Buffer(b),
+            Live::Image(i, _) => ResourceRef::Image(i),
+        }
+    }
+}
+
+fn buffer(s: &mut Setup, size: u64, seed: u64) -> Live {
+    let b = s
+        .res()
+        .create_buffer(
+            &BufferDesc::new(
+                size,
+                vk::BufferUsageFlags::TRANSFER_SRC
+                    | vk::BufferUsageFlags::TRANSFER_DST
+                    | vk::BufferUsageFlags::VERTEX_BUFFER,
+                MemoryUsage::GpuOnly,
+            )
+            .name(format!("buffer {seed}")),
+        )
+        .unwrap();
+    let data = pattern(size as usize, seed);
+    let _ = s.belt().upload_buffer(&b, 0, &data).unwrap();
+    Live::Buffer(b, data)
+}
+
+fn image(s: &mut Setup, desc: ImageDesc, seed: u64, layout: vk::ImageLayout) -> Live {
+    let i = s
+        .res()
+        .create_image(&desc.usage(
+            vk::ImageUsageFlags::TRANSFER_SRC
+                | vk::ImageUsageFlags::TRANSFER_DST
+                | vk::ImageUsageFlags::SAMPLED,
+        ))
+        .unwrap();
+    let len = expected_data_size(&common::layout_of(i.desc())).unwrap();
+    let data = pattern(len as usize, seed);
+    let _ = s.belt().upload_image(&i, &data, layout).unwrap();
+    Live::Image(i, data)
+}
+
+/// Fills the pool with buffers and images, then frees three of every four
+/// buffers so every block keeps holes.
+fn churned(s: &mut Setup) -> Vec<Live> {
+    let mut live = Vec::new();
+    for i in 0..480u64 {
+        let size = 16 * 1024 + (i % 13) * 8 * 1024 + (i % 3) * 4;
+        live.push(buffer(s, size, i));
+        if i % 60 == 7 {
+            let rgba = vk::Format::R8G8B8A8_UNORM;
+            let layout = if i % 120 == 7 {
+                vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL
+            } else {
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL
+            };
+            let desc = match (i / 60) % 3 {
+                0 => ImageDesc::texture_2d_array(rgba, 64, 32, 4, 7),
+                1 => ImageDesc::cube(rgba, 32, 6),
+                _ => ImageDesc::texture_2d(rgba, 100, 60, 7),
+            };
+            live.push(image(s, desc, 1000 + i, layout));
+        }
+    }
+    // Two buffers with memory of their own (at least 1 MiB).
+    live.push(buffer(s, 2 * MIB, 5000));
+    live.push(buffer(s, MIB + 4096, 5001));
+    s.belt().finish().unwrap();
+    let mut kept = Vec::new();
+    for (i, l) in live.into_iter().enumerate() {
+        match l {
+            Live::Buffer(b, _) if i % 4 != 0 && b.memory_size() < MIB => s.destroy(b),
+            other => kept.push(other),
+        }
+    }
+    kept
+}
+
+fn check_all(s: &mut Setup, live: &[Live]) {
+    for l in live {
+        match l {
+            Live::Buffer(b, data) => assert!(s.read_buffer(b) == *data, "{:?}", b.desc().name),
+            Live::Image(i, data) => assert!(s.read_image(i) == *data, "{:?}", i.desc().name),
+        }
+    }
+}
+
+fn committed(s: &Setup) -> u64 {
+    s.allocator.as_ref().unwrap().stats().committed_bytes()
+}
+
+/// One pass: begin, wait, swap, retire, collect. The number of moves.
+fn run_pass(s: &mut Setup, live: &mut [Live], budget: &DefragmentationBudget) -> usize {
+    let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+    let pass = s.belt().begin_defragmentation(&refs, budget).unwrap();
+    drop(refs);
+    if pass.is_empty() {
+        return 0;
+    }
+    s.belt().wait(pass.ticket()).unwrap();
+    let after = pass.retire_point();
+    let moves = pass.into_moves();
+    let n = moves.len();
+    for m in moves {
+        let old = match (&mut live[m.index], m.resource) {
+            (Live::Buffer(b, _), Resource::Buffer(new)) => {
+                Resource::Buffer(std::mem::replace(b, new))
+            }
+            (Live::Image(i, _), Resource::Image(new)) => Resource::Image(std::mem::replace(i, new)),
+            _ => panic!("a move keeps the resource's kind"),
+        };
+        // SAFETY: the only GPU use of the old resource, the pass's copy, is
+        // done at `after`; the belt's semaphore outlives the collect below.
+        unsafe { s.res().retire_moved(old, after) }.unwrap();
+    }
+    s.res().collect().unwrap();
+    assert_eq!(s.res().pending_retired(), 0);
+    s.allocator.as_ref().unwrap().validate().unwrap();
+    n
+}
+
+fn destroy_all(s: &mut Setup, live: Vec<Live>) {
+    for l in live {
+        match l {
+            Live::Buffer(b, _) => s.destroy(b),
+            // SAFETY: the belt finished every batch.
+            Live::Image(i, _) => unsafe { s.res().destroy_image(i) }.unwrap(),
+        }
+    }
+}
+
+#[test]
+fn buffers_and_images_move_and_read_back_equal() {
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+    let mut live = churned(&mut s);
+    let images = live.iter().filter(|l| matches!(l, Live::Image(..))).count();
+    assert!(images >= 8);
+    let layouts_before: Vec<Vec<vk::ImageLayout>> = live
+        .iter()
+        .map(|l| match l {
+            Live::Image(i, _) => (0..i.desc().mip_levels)
+                .flat_map(|m| (0..i.desc().array_layers).map(move |y| (m, y)))
+                .map(|(m, y)| i.layouts().layout(m, y))
+                .collect(),
+            Live::Buffer(..) => Vec::new(),
+        })
+        .collect();
+    let before = committed(&s);
+    let handles_before: Vec<u64> = live
+        .iter()
+        .map(|l| match l {
+            Live::Buffer(b, _) => vk::Handle::as_raw(b.handle()),
+            Live::Image(i, _) => vk::Handle::as_raw(i.handle()),
+        })
+        .collect();
+    let budget = DefragmentationBudget {
+        max_bytes_per_pass: MIB,
+        ..DefragmentationBudget::default()
+    };
+    let mut moved = 0;
+    let mut passes = 0;
+    while passes < 32 {
+        let n = run_pass(&mut s, &mut live, &budget);
+        if n == 0 {
+            break;
+        }
+        moved += n;
+        passes += 1;
+    }
+    let after = committed(&s);
+    eprintln!("{passes} passes, {moved} moves: committed {before} -> {after}");
+    assert!(passes >= 2, "the 1 MiB budget splits the work: {passes}");
+    assert!(after < before, "committed {before} -> {after}");
+    // Images moved too, and kept their layouts.
+    let moved_images = live
+        .iter()
+        .zip(&handles_before)
+        .filter(|(l, &h)| matches!(l, Live::Image(i, _) if vk::Handle::as_raw(i.handle()) != h))
+        .count();
+    assert!(
+        moved > 0 && moved_images > 0,
+        "{moved} moves, {moved_images} images"
+    );
+    for (l, layouts) in live.iter().zip(&layouts_before) {
+        if let Live::Image(i, _) = l {
+            let now: Vec<_> = (0..i.desc().mip_levels)
+                .flat_map(|m| (0..i.desc().array_layers).map(move |y| (m, y)))
+                .map(|(m, y)| i.layouts().layout(m, y))
+                .collect();
+            assert_eq!(&now, layouts);
+        }
+    }
+    check_all(&mut s, &live);
+    s.belt().finish().unwrap();
+    destroy_all(&mut s, live);
+    s.finish(); // no leak, no validation message
+}
+
+#[test]
+fn failed_passes_leave_old_resources_valid() {
+    for (point, nth) in [
+        (FaultPoint::CreateBuffer, 1),
+        (FaultPoint::CreateBuffer, 5),
+        (FaultPoint::BindBufferMemory, 3),
+        (FaultPoint::CreateImage, 1),
+        (FaultPoint::BindImageMemory, 1),
+    ] {
+        let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+        let mut live = churned(&mut s);
+        let before = committed(&s);
+        let live_count = s.allocator.as_ref().unwrap().leak_report().len();
+        s.res()
+            .set_fault(point, nth, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+        let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+        let e = s
+            .belt()
+            .begin_defragmentation(&refs, &DefragmentationBudget::default())
+            .unwrap_err();
+        drop(refs);
+        assert!(
+            matches!(e, StagingError::MoveResource(ref r) if r.is_out_of_device_memory()),
+            "{point:?} #{nth}: {e:?}"
+        );
+        s.res().clear_faults();
+        // Nothing of the pass is left: same live allocations, same memory.
+        let allocator = s.allocator.as_ref().unwrap();
+        allocator.validate().unwrap();
+        assert_eq!(
+            allocator.leak_report().len(),
+            live_count,
+            "{point:?} #{nth}"
+        );
+        assert!(committed(&s) <= before);
+        check_all(&mut s, &live);
+        // The belt still works: a full pass succeeds afterwards.
+        assert!(run_pass(&mut s, &mut live, &DefragmentationBudget::default()) > 0);
+        check_all(&mut s, &live);
+        s.belt().finish().unwrap();
+        destroy_all(&mut s, live);
+        s.finish();
+    }
+}
+
+#[test]
+fn failed_submit_leaves_old_resources_valid() {
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+    let live = churned(&mut s);
+    let live_count = s.allocator.as_ref().unwrap().leak_report().len();
+    s.belt().inject_fault(
+        BeltFault::QueueSubmit,
+        1,
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY,
+    );
+    let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+    let e = s
+        .belt()
+        .begin_defragmentation(&refs, &DefragmentationBudget::default())
+        .unwrap_err();
+    drop(refs);
+    assert!(
+        matches!(
+            e,
+            StagingError::Vulkan {
+                call: "vkQueueSubmit",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let allocator = s.allocator.as_ref().unwrap();
+    allocator.validate().unwrap();
+    assert_eq!(allocator.leak_report().len(), live_count);
+    // The belt is unusable now (sticky error); the engine reads its buffers
+    // back itself.
+    drop(s.belt.take());
+    for l in &live {
+        if let Live::Buffer(b, data) = l {
+            assert!(s.engine_read_buffer(b) == *data);
+        }
+    }
+    destroy_all(&mut s, live);
+    s.finish();
+}
+
+#[test]
+fn foreign_and_exclusive_resources_are_refused_or_skipped() {
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+    // Host-visible memory (Upload) and buffers without TRANSFER_SRC are
+    // skipped: the pass moves nothing.
+    let upload = s
+        .res()
+        .create_buffer(&BufferDesc::staging(64 * 1024))
+        .unwrap();
+    let no_src = s
+        .res()
+        .create_buffer(&BufferDesc::new(
+            64 * 1024,
+            vk::BufferUsageFlags::TRANSFER_DST,
+            MemoryUsage::GpuOnly,
+        ))
+        .unwrap();
+    let refs = [ResourceRef::Buffer(&upload), ResourceRef::Buffer(&no_src)];
+    let pass = s
+        .belt()
+        .begin_defragmentation(&refs, &DefragmentationBudget::default())
+        .unwrap();
+    assert!(pass.is_empty());
+    s.belt().cancel_defragmentation(pass).unwrap();
+    s.destroy(upload);
+    s.destroy(no_src);
+    s.finish();
+}
