@@ -21,6 +21,11 @@
 //! 5. Then memory of its own ([`PlanOwn`]), largest first, goes to holes of
 //!    any block that is not a source: each such move gives back a whole
 //!    memory object.
+//! 6. When nothing could be emptied or packed but the blocks kept have as
+//!    many free bytes as the sparsest block holds, the pass compacts:
+//!    ranges of each kept block, highest first, move to the lowest hole
+//!    below them in the same block, so free space gathers at the block's
+//!    end and a later pass can empty the sparse block into it.
 //!
 //! No move lands in a new block, so committed memory never grows; no two
 //! destinations overlap each other or a live range that stays.
@@ -308,6 +313,80 @@ pub fn plan_pass(
             moves_left -= 1;
         }
     }
+    // Nothing could be emptied or packed: compact instead, so that the next
+    // pass finds room. Ranges of the densest blocks move down into holes
+    // below them in the same block, which gathers their free space at the
+    // end. Only worth it when the blocks kept could hold the sparsest
+    // movable block once their holes are gathered.
+    if plan.moves.is_empty() {
+        let sparsest =
+            dense.iter().rev().copied().find(|&b| {
+                !blocks[b].ranges.is_empty() && blocks[b].ranges.iter().all(|r| r.movable)
+            });
+        if let Some(sparsest) = sparsest {
+            let free: u64 = dense
+                .iter()
+                .filter(|&&d| d != sparsest)
+                .flat_map(|&d| holes[d].0.iter().map(|h| h.1))
+                .sum();
+            if free >= live(sparsest) {
+                compact(
+                    blocks,
+                    &dense,
+                    sparsest,
+                    &mut holes,
+                    align_of,
+                    &mut plan,
+                    &mut bytes_left,
+                    &mut moves_left,
+                );
+            }
+        }
+    }
     plan.bytes = budget.max_bytes - bytes_left;
     Ok(plan)
+}
+
+/// Moves movable ranges of every block but `skip`, densest block first and
+/// highest range first, into the lowest hole below them in their own block.
+#[allow(clippy::too_many_arguments)]
+fn compact(
+    blocks: &[PlanBlock],
+    dense: &[usize],
+    skip: usize,
+    holes: &mut [Holes],
+    align_of: impl Fn(u64) -> u64,
+    plan: &mut Plan,
+    bytes_left: &mut u64,
+    moves_left: &mut u32,
+) {
+    for &d in dense.iter().filter(|&&d| d != skip) {
+        let mut ranges: Vec<&PlanRange> = blocks[d].ranges.iter().filter(|r| r.movable).collect();
+        ranges.sort_by_key(|r| std::cmp::Reverse(r.offset));
+        for r in ranges {
+            if *moves_left == 0 || r.size > *bytes_left {
+                return;
+            }
+            let Some((i, at)) = holes[d].find(r.size, align_of(r.alignment)) else {
+                continue;
+            };
+            if at + r.size > r.offset {
+                // The lowest fitting hole is not below the range.
+                continue;
+            }
+            holes[d].take(i, at, r.size);
+            plan.moves.push(PlannedMove {
+                key: r.key,
+                from: MoveSource::Block {
+                    block: d,
+                    offset: r.offset,
+                },
+                block: d,
+                offset: at,
+                size: r.size,
+            });
+            *bytes_left -= r.size;
+            *moves_left -= 1;
+        }
+    }
 }

@@ -134,3 +134,34 @@ fn bad_input_is_an_error() {
     assert!(plan_pass(&past, &[], 256, ALL).is_err());
     assert!(plan_pass(&[], &[], 3, ALL).is_err());
 }
+
+#[test]
+fn compaction_gathers_holes_when_nothing_can_be_emptied() {
+    // Block 0: four 256-byte holes between ranges; block 1 holds 768 bytes
+    // in one range, more than any hole of block 0.
+    let blocks = [
+        PlanBlock {
+            size: 2048,
+            ranges: vec![
+                range(0, 256, 256),
+                range(1, 768, 256),
+                range(2, 1280, 256),
+                range(3, 1792, 256),
+            ],
+        },
+        PlanBlock {
+            size: 2048,
+            ranges: vec![range(4, 0, 768)],
+        },
+    ];
+    let plan = plan_pass(&blocks, &[], 256, ALL).unwrap();
+    assert!(plan.emptied_blocks.is_empty());
+    assert!(!plan.moves.is_empty());
+    for m in &plan.moves {
+        let MoveSource::Block { block, offset } = m.from else {
+            panic!("block moves only")
+        };
+        assert_eq!(block, m.block, "compaction stays in its block");
+        assert!(m.offset < offset, "and moves down: {m:?}");
+    }
+}
