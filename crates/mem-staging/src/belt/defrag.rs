@@ -5,41 +5,7 @@
 //! swaps its handles and retires the old resources after the batch's
 //! timeline value.
 //!
-//! # Call order
-//! 1. [`StagingBelt::begin_defragmentation`] with the resources the engine
-//!    lets move and a [`DefragmentationBudget`]: the pass is planned,
-//!    every new resource created and bound, every copy recorded and
-//!    submitted. On error nothing of the pass is left and every offered
-//!    resource is as it was.
-//! 2. The engine waits for [`DefragmentationPass::ticket`] (on the host
-//!    with [`StagingBelt::wait`], or on its queue through
-//!    [`StagingBelt::semaphore_wait`]).
-//! 3. For each [`ResourceMove`] it puts [`ResourceMove::resource`] where it
-//!    kept the resource at [`ResourceMove::index`] (descriptors, views,
-//!    handles), and retires the old one with
-//!    [`ResourceManager::retire_moved`] after
-//!    [`DefragmentationPass::retire_point`] and its own frames that may
-//!    still use it. [`ResourceManager::collect`] then destroys it and gives
-//!    its memory back: emptied blocks go back to the device.
-//!
-//! Or, instead of 3, [`StagingBelt::cancel_defragmentation`] retires the
-//! new resources and leaves the old ones in use.
-//!
-//! # What moves
-//! Only what the engine offers, and of that only resources in
-//! [`MemoryUsage::GpuOnly`] memory (the engine may hold a mapped pointer
-//! into any other), with both `TRANSFER_SRC` and `TRANSFER_DST` usage
-//! (the copy reads the old one and writes the new one, made from the same
-//! desc), not pinned ([`mem_core::AllocationFlags::PINNED`]) and not in a
-//! Vulkan dedicated allocation; the rest are skipped. An `EXCLUSIVE`
-//! resource on a belt whose family differs from the engine's is refused
-//! with [`StagingError::MoveNeedsOwnershipTransfer`].
-//!
-//! # Ordering
-//! The copies run after every earlier batch of the belt and after the
-//! engine semaphores given to [`StagingBelt::wait_before_next_batch`]. The
-//! engine must not write an offered resource from begin until it retires
-//! it (reads are fine: the data stays in both).
+//! The call order and what moves are on [`DefragmentationPass`].
 
 use mem_core::{DefragmentationBudget, DefragmentationStats};
 use mem_resources::{ImageDesc, Resource, ResourceRef, TimelinePoint};
@@ -58,8 +24,47 @@ pub struct ResourceMove {
     pub resource: Resource,
 }
 
-/// A submitted defragmentation pass (see the module docs for the call
-/// order).
+/// A submitted defragmentation pass: its moves, the ticket of its copies
+/// and the point after which the old resources may go.
+///
+/// # Call order
+/// 1. [`StagingBelt::begin_defragmentation`] with the resources the engine
+///    lets move and a [`DefragmentationBudget`]: the pass is planned,
+///    every new resource created and bound, every copy recorded and
+///    submitted. On error nothing of the pass is left and every offered
+///    resource is as it was.
+/// 2. The engine waits for [`DefragmentationPass::ticket`] (on the host
+///    with [`StagingBelt::wait`], or on its queue through
+///    [`StagingBelt::semaphore_wait`]).
+/// 3. For each [`ResourceMove`] it puts [`ResourceMove::resource`] where it
+///    kept the resource at [`ResourceMove::index`] (descriptors, views,
+///    handles), and retires the old one with
+///    [`ResourceManager::retire_moved`] after
+///    [`DefragmentationPass::retire_point`] and its own frames that may
+///    still use it. [`ResourceManager::collect`] then destroys it and gives
+///    its memory back: emptied blocks go back to the device.
+///
+/// Or, instead of 3, [`StagingBelt::cancel_defragmentation`] waits for
+/// the copies and destroys the new resources; the old ones stay in use.
+///
+/// gpumem's guide page `gpumem::guide::defragmentation` has these steps as
+/// a compiled example.
+///
+/// # What moves
+/// Only what the engine offers, and of that only resources in
+/// [`MemoryUsage::GpuOnly`] memory (the engine may hold a mapped pointer
+/// into any other), with both `TRANSFER_SRC` and `TRANSFER_DST` usage
+/// (the copy reads the old one and writes the new one, made from the same
+/// desc), not pinned ([`mem_core::AllocationFlags::PINNED`]) and not in a
+/// Vulkan dedicated allocation; the rest are skipped. An `EXCLUSIVE`
+/// resource on a belt whose family differs from the engine's is refused
+/// with [`StagingError::MoveNeedsOwnershipTransfer`].
+///
+/// # Ordering
+/// The copies run after every earlier batch of the belt and after the
+/// engine semaphores given to [`StagingBelt::wait_before_next_batch`]. The
+/// engine must not write an offered resource from begin until it retires
+/// it (reads are fine: the data stays in both).
 #[derive(Debug)]
 #[must_use = "the moved resources must be swapped in, or the pass cancelled"]
 pub struct DefragmentationPass {
@@ -137,7 +142,7 @@ fn level_extent(desc: &ImageDesc, level: u32) -> vk::Extent3D {
 impl StagingBelt {
     /// Plans a defragmentation pass over `candidates`, creates each moved
     /// resource at its new place, records and submits the copies (step 1
-    /// of the [call order](self::defrag)). On error every offered resource
+    /// of the [call order](DefragmentationPass#call-order)). On error every offered resource
     /// is as it was and nothing the pass created is left.
     #[doc(alias = "vmaBeginDefragmentationPass")]
     #[doc(alias = "vkCmdCopyBuffer")]
