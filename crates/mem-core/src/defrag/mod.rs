@@ -6,14 +6,16 @@
 //! or not (pinned by the engine, mapped, under a debug margin, or simply
 //! not offered by the caller). [`plan_pass`] frees whole blocks:
 //!
-//! 1. Blocks are ranked by live bytes, densest first: the dense ones are
-//!    where moved data goes.
+//! 1. Blocks are ranked by the share of their bytes that is live, densest
+//!    first: the dense ones are where moved data goes.
 //! 2. Sources are taken sparsest first (the fewest bytes to copy per byte
 //!    given back). A source must hold only movable ranges, or it could not
 //!    be emptied.
 //! 3. Each range of a source, largest first, goes to the first hole that
-//!    fits it (aligned as the range demands) in the blocks ranked denser
-//!    than the source that are not sources themselves.
+//!    fits it (aligned as the range demands), densest block first, in the
+//!    blocks ranked denser than the source that are not sources
+//!    themselves, or in any block holding a range that may not move (such
+//!    a block is never emptied, however sparse).
 //! 4. When a source cannot be emptied for lack of room, its tentative
 //!    moves are dropped (moving part of a block gives nothing back); when
 //!    the byte or move budget ends inside a source, the moves made so far
@@ -222,15 +224,56 @@ pub fn plan_pass(
     }
 
     let live = |b: usize| blocks[b].ranges.iter().map(|r| r.size).sum::<u64>();
-    // Densest first; ties: larger blocks first (they are kept).
-    let mut dense: Vec<usize> = (0..blocks.len()).collect();
-    dense.sort_by_key(|&b| {
+    // Two rankings, densest first (ties: larger blocks first, they are
+    // kept): by the share of the block that is live (sources give back the
+    // most bytes per byte copied), and by live bytes (sources are the
+    // cheapest to empty). Each is planned; the plan that gives back more
+    // memory wins, then the one that copies less. Neither is better on
+    // every pool: on the `defragment` example's churned scene (lavapipe,
+    // blocks only) live bytes reached 117% of live, the share 124%.
+    let mut by_share: Vec<usize> = (0..blocks.len()).collect();
+    by_share.sort_by(|&a, &b| {
+        let share = |x: usize, y: usize| u128::from(live(x)) * u128::from(blocks[y].size.max(1));
+        share(b, a)
+            .cmp(&share(a, b))
+            .then(blocks[b].size.cmp(&blocks[a].size))
+            .then(a.cmp(&b))
+    });
+    let mut by_live: Vec<usize> = (0..blocks.len()).collect();
+    by_live.sort_by_key(|&b| {
         (
             std::cmp::Reverse(live(b)),
             std::cmp::Reverse(blocks[b].size),
             b,
         )
     });
+    let released = |p: &Plan| {
+        let emptied: u64 = p.emptied_blocks.iter().map(|&b| blocks[b].size).sum();
+        let own: u64 = p
+            .moves
+            .iter()
+            .filter(|m| m.from == MoveSource::OwnMemory)
+            .map(|m| m.size)
+            .sum();
+        emptied + own
+    };
+    let a = plan_ranked(blocks, own, granularity, budget, holes.clone(), by_share);
+    let b = plan_ranked(blocks, own, granularity, budget, holes, by_live);
+    let better_b =
+        (released(&b), std::cmp::Reverse(b.bytes)) > (released(&a), std::cmp::Reverse(a.bytes));
+    Ok(if better_b { b } else { a })
+}
+
+/// One pass's plan with blocks ranked `dense` (densest first).
+fn plan_ranked(
+    blocks: &[PlanBlock],
+    own: &[PlanOwn],
+    granularity: u64,
+    budget: PlanBudget,
+    mut holes: Vec<Holes>,
+    dense: Vec<usize>,
+) -> Plan {
+    let live = |b: usize| blocks[b].ranges.iter().map(|r| r.size).sum::<u64>();
     let rank: Vec<usize> = {
         let mut rank = vec![0; blocks.len()];
         for (i, &b) in dense.iter().enumerate() {
@@ -239,6 +282,13 @@ pub fn plan_pass(
         rank
     };
     let mut is_source = vec![false; blocks.len()];
+    // Blocks that hold a range that may not move are never emptied, so they
+    // take data from any source, sparser ones included (no ping-pong:
+    // they are never sources themselves).
+    let pinned: Vec<bool> = blocks
+        .iter()
+        .map(|b| b.ranges.iter().any(|r| !r.movable))
+        .collect();
     let mut plan = Plan::default();
     let mut moves_left = budget.max_moves;
     let mut bytes_left = budget.max_bytes;
@@ -262,8 +312,7 @@ pub fn plan_pass(
             }
             let place = dense
                 .iter()
-                .take(rank[s])
-                .filter(|&&d| !is_source[d])
+                .filter(|&&d| d != s && !is_source[d] && (rank[d] < rank[s] || pinned[d]))
                 .find_map(|&d| holes[d].find(r.size, align_of(r.alignment)).map(|h| (d, h)));
             let Some((d, (i, at))) = place else {
                 // No room for all of it: undo this block's moves.
@@ -344,7 +393,7 @@ pub fn plan_pass(
         }
     }
     plan.bytes = budget.max_bytes - bytes_left;
-    Ok(plan)
+    plan
 }
 
 /// Moves movable ranges of every block but `skip`, densest block first and

@@ -37,8 +37,8 @@ fn sparse_block_moves_into_the_dense_one() {
 
 #[test]
 fn pinned_blocks_stay_and_partial_blocks_roll_back() {
-    let mut pinned = range(2, 0, 256);
-    pinned.movable = false;
+    // Block 2's two ranges of 384 fit only one at a time into the others'
+    // holes: it cannot be emptied, so none of its ranges moves.
     let blocks = [
         PlanBlock {
             size: 1024,
@@ -46,18 +46,57 @@ fn pinned_blocks_stay_and_partial_blocks_roll_back() {
         },
         PlanBlock {
             size: 1024,
-            ranges: vec![pinned],
+            ranges: vec![range(1, 0, 640)],
         },
-        // Two ranges of 256: only one fits in block 0's hole, and block 1
-        // takes none (it is sparser): nothing moves.
+        PlanBlock {
+            size: 1024,
+            ranges: vec![range(3, 0, 384), range(4, 512, 384)],
+        },
+    ];
+    let plan = plan_pass(&blocks, &[], 128, ALL).unwrap();
+    assert!(plan.emptied_blocks.is_empty(), "{plan:?}");
+    assert!(
+        plan.moves.iter().all(|m| m.key != 3 && m.key != 4),
+        "{plan:?}"
+    );
+
+    // Of two rankings the plan that gives back more wins: the two small
+    // blocks (more live bytes than their share says) go into the large one.
+    let blocks = [
+        PlanBlock {
+            size: 1024,
+            ranges: vec![range(0, 0, 768)],
+        },
+        PlanBlock {
+            size: 1024,
+            ranges: vec![range(1, 0, 512)],
+        },
         PlanBlock {
             size: 4096,
-            ranges: vec![range(3, 0, 256), range(4, 1024, 256)],
+            ranges: vec![range(3, 0, 384), range(4, 1024, 384)],
+        },
+    ];
+    let plan = plan_pass(&blocks, &[], 128, ALL).unwrap();
+    let mut emptied = plan.emptied_blocks.clone();
+    emptied.sort_unstable();
+    assert_eq!(emptied, vec![0, 1], "{plan:?}");
+
+    // A pinned range keeps its block from being a source.
+    let mut pinned = range(2, 0, 256);
+    pinned.movable = false;
+    let blocks = [
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(0, 0, 3072)],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![pinned, range(1, 1024, 256)],
         },
     ];
     let plan = plan_pass(&blocks, &[], 256, ALL).unwrap();
-    assert!(plan.moves.is_empty(), "{plan:?}");
-    assert!(plan.emptied_blocks.is_empty());
+    assert!(plan.emptied_blocks.is_empty(), "{plan:?}");
+    assert!(plan.moves.iter().all(|m| m.key != 2));
 }
 
 #[test]
@@ -164,4 +203,24 @@ fn compaction_gathers_holes_when_nothing_can_be_emptied() {
         assert_eq!(block, m.block, "compaction stays in its block");
         assert!(m.offset < offset, "and moves down: {m:?}");
     }
+}
+
+#[test]
+fn a_sparse_block_with_a_pinned_range_takes_data() {
+    let mut pinned = range(0, 0, 256);
+    pinned.movable = false;
+    let blocks = [
+        // Sparsest, but pinned: never a source, still a destination.
+        PlanBlock {
+            size: 4096,
+            ranges: vec![pinned],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(1, 0, 512)],
+        },
+    ];
+    let plan = plan_pass(&blocks, &[], 256, ALL).unwrap();
+    assert_eq!(plan.emptied_blocks, vec![1]);
+    assert_eq!((plan.moves[0].key, plan.moves[0].block), (1, 0));
 }
