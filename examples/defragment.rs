@@ -38,9 +38,10 @@ use parking_lot::Mutex;
 
 const MIB: u64 = 1 << 20;
 
-/// Churn a scene, defragment it on the transfer queue, verify, and measure.
+/// Churn a scene, defragment it on the transfer queue, verify every moved
+/// byte on the GPU, and measure (see the source's header for the table).
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Size of the built-in scene (1.0 = a few hundred MB).
     #[arg(long, default_value_t = 0.25)]
