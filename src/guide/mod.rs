@@ -17,6 +17,8 @@
 //! 7. [`ownership`]: one queue family or two, release and acquire barriers,
 //!    `CONCURRENT` and `EXCLUSIVE` sharing.
 //! 8. [`deferred_destruction`]: destroying now or after timeline points.
+//! 9. [`defragmentation`]: giving back memory held by holes, by moving
+//!    resources on the transfer queue.
 //!
 //! The pages are plain modules with no items; `cargo doc --open` shows them
 //! under `gpumem::guide`.
@@ -44,3 +46,6 @@ pub mod ownership {}
 
 #[doc = include_str!("../../docs/guide/deferred_destruction.md")]
 pub mod deferred_destruction {}
+
+#[doc = include_str!("../../docs/guide/defragmentation.md")]
+pub mod defragmentation {}

@@ -20,6 +20,7 @@
 //! budgets; [`host`] for the tracking host allocator.
 
 pub mod buddy;
+pub mod defrag;
 pub mod device;
 #[cfg(feature = "testing")]
 pub mod fake;
@@ -36,7 +37,8 @@ mod placement;
 
 pub use allocator::{
     Allocation, AllocationDesc, AllocationFlags, Allocator, AllocatorConfig, AllocatorCreateInfo,
-    CacheRetention, Dedicated, ResourceClass,
+    CacheRetention, Dedicated, DefragmentationBudget, DefragmentationMove, DefragmentationPass,
+    DefragmentationStats, ResourceClass,
 };
 pub use device::{
     AshMemoryDevice, DedicatedTarget, DeviceError, DeviceMemoryProperties, MemoryDevice,

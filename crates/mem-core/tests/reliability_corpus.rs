@@ -1,5 +1,5 @@
-//! The `buddy`, `tlsf` and `allocator_fake` fuzz targets as regression
-//! tests: every file of `fuzz/corpus/{buddy,tlsf,allocator_fake}/` is replayed through the same
+//! The `buddy`, `tlsf`, `allocator_fake` and `defrag` fuzz targets as regression
+//! tests: every file of `fuzz/corpus/{buddy,tlsf,allocator_fake,defrag}/` is replayed through the same
 //! target body libFuzzer runs (`fuzz/src/*.rs`, included by path), then
 //! 10 000 inputs from a fixed-seed generator. Runs under
 //! `cargo test --workspace --release`; see RELIABILITY.md.
@@ -12,6 +12,9 @@ mod tlsf;
 
 #[path = "../../../fuzz/src/allocator_fake.rs"]
 mod allocator_fake;
+
+#[path = "../../../fuzz/src/defrag.rs"]
+mod defrag;
 
 use std::path::PathBuf;
 
@@ -98,4 +101,14 @@ fn tlsf_corpus() {
 #[test]
 fn tlsf_random_10k() {
     random(0x746c_7366, 10_000, 1024, tlsf::run);
+}
+
+#[test]
+fn defrag_corpus() {
+    replay("defrag", defrag::run);
+}
+
+#[test]
+fn defrag_random_2k() {
+    random(0x6465_6672_6167, 2_000, 1024, defrag::run);
 }

@@ -283,6 +283,26 @@ pub enum ResourceError {
         /// The image's array layers.
         array_layers: u32,
     },
+    /// A resource to create at a chosen allocation (a defragmentation
+    /// move) does not fit it: the driver's requirements for the new object
+    /// differ from what the allocation offers.
+    #[error("allocation of {size} bytes at offset {offset} in memory type {memory_type_index} does not meet the requirements (size {required_size}, alignment {required_alignment}, memoryTypeBits {memory_type_bits:#b}, dedicated {dedicated})")]
+    AllocationMismatch {
+        /// The allocation's reserved size.
+        size: u64,
+        /// Its offset.
+        offset: u64,
+        /// Its memory type.
+        memory_type_index: u32,
+        /// `VkMemoryRequirements::size` of the new object.
+        required_size: u64,
+        /// `VkMemoryRequirements::alignment` of the new object.
+        required_alignment: u64,
+        /// `VkMemoryRequirements::memoryTypeBits` of the new object.
+        memory_type_bits: u32,
+        /// The driver requires a dedicated allocation for it.
+        dedicated: bool,
+    },
     /// The resource was created by another manager.
     #[error("resource belongs to resource manager #{owner}, not to this one (#{this})")]
     ForeignResource {

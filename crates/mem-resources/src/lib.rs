@@ -103,8 +103,8 @@ pub use error::{ManagerValidationError, ResourceError};
 pub use fault::FaultPoint;
 pub use image_layouts::{ImageLayouts, ImageSubresources, ResolvedSubresources, SubresourceState};
 pub use manager::{
-    Buffer, Image, LiveResource, ResourceKind, ResourceManager, ResourceManagerCreateInfo,
-    ResourceReport,
+    Buffer, Image, LiveResource, Resource, ResourceKind, ResourceManager,
+    ResourceManagerCreateInfo, ResourceRef, ResourceReport,
 };
 pub use retire::{RetirePoint, TimelinePoint};
 pub use validate::DeviceLimits;

@@ -79,10 +79,12 @@ pub mod queues;
 mod ring;
 
 pub use belt::{
-    AcquireBarriers, SharedQueue, StagingBelt, StagingBeltConfig, StagingError, StagingStats,
-    Ticket,
+    AcquireBarriers, DefragmentationPass, ResourceMove, SharedQueue, StagingBelt,
+    StagingBeltConfig, StagingError, StagingStats, Ticket,
 };
+pub use mem_core::{DefragmentationBudget, DefragmentationStats};
 pub use mem_resources::ImageSubresources;
+pub use mem_resources::{Resource, ResourceRef};
 /// The lock crate of [`SharedQueue::lock`], re-exported so the engine names
 /// the same version gpumem uses.
 pub use parking_lot;

@@ -356,6 +356,10 @@ impl Allocator {
                 handle,
             },
             margin_front: front,
+            alignment,
+            class: desc.class,
+            flags: desc.flags,
+            moved: false,
         };
         if placed.was_empty {
             pool.empty_blocks -= 1;

@@ -10,6 +10,7 @@ use ash::vk;
 
 #[cfg(doc)]
 use super::{AllocationDesc, Allocator, AllocatorConfig, Dedicated};
+use super::{AllocationFlags, ResourceClass};
 
 /// A host pointer into persistently mapped memory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +52,13 @@ pub struct Allocation {
     pub(super) placement: Placement,
     /// Bytes of debug margin before `offset` (0 without margins).
     pub(super) margin_front: u64,
+    /// What defragmentation needs to place it again: the alignment asked
+    /// for, the resource class, and the flags (`PINNED`).
+    pub(super) alignment: u64,
+    pub(super) class: ResourceClass,
+    pub(super) flags: AllocationFlags,
+    /// Its data lives elsewhere now ([`Self::mark_moved`]).
+    pub(super) moved: bool,
 }
 
 impl Allocation {
@@ -98,6 +106,45 @@ impl Allocation {
     /// shared block.
     pub fn has_own_memory(&self) -> bool {
         matches!(self.placement, Placement::OwnMemory { .. })
+    }
+
+    /// The alignment it was asked with ([`AllocationDesc::alignment`], at
+    /// least 1); a defragmentation move keeps it.
+    pub fn alignment(&self) -> u64 {
+        self.alignment
+    }
+
+    /// Linear or optimal, as asked ([`AllocationDesc::class`]).
+    pub fn resource_class(&self) -> ResourceClass {
+        self.class
+    }
+
+    /// The flags it was asked with ([`AllocationDesc::flags`]).
+    pub fn flags(&self) -> AllocationFlags {
+        self.flags
+    }
+
+    /// True when defragmentation never moves it
+    /// ([`AllocationFlags::PINNED`]).
+    pub fn is_pinned(&self) -> bool {
+        self.flags.contains(AllocationFlags::PINNED)
+    }
+
+    /// Records that the allocation's data now lives elsewhere (a
+    /// defragmentation move copied it): when it is freed, its memory goes
+    /// back to the device at once. A block it leaves empty is released even
+    /// if the type keeps empty blocks
+    /// ([`AllocatorConfig::max_empty_blocks_per_type`]), and memory of its
+    /// own skips the reuse cache. [`Allocator::commit_defragmentation_pass`]
+    /// marks the sources it frees; a layer that frees them itself (after
+    /// the GPU's copy, through deferred destruction) marks them first.
+    pub fn mark_moved(&mut self) {
+        self.moved = true;
+    }
+
+    /// True once [`Self::mark_moved`] was called.
+    pub fn is_moved(&self) -> bool {
+        self.moved
     }
 
     /// The mapped bytes, for writing.

@@ -60,6 +60,9 @@ impl Allocator {
                     }
                     retired
                 }
+                Placement::OwnMemory { slot } if allocation.moved => {
+                    self.release_own_memory(&mut pool, slot)
+                }
                 Placement::OwnMemory { slot } => self.free_own_memory(&mut pool, slot),
             }
         };
@@ -97,7 +100,8 @@ impl Allocator {
             return None;
         }
         pool.empty_blocks += 1;
-        (pool.empty_blocks > self.config.max_empty_blocks_per_type)
+        // A block that defragmentation emptied goes back to the device.
+        (allocation.moved || pool.empty_blocks > self.config.max_empty_blocks_per_type)
             .then(|| pool.retire_block(class, slot))
     }
 

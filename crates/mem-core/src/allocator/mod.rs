@@ -15,6 +15,7 @@
 //! | `memory` | creating and freeing `VkDeviceMemory`: budget, heap limit, object count, mapping |
 //! | `own_memory` | memory of its own for large requests, and its cache |
 //! | `free` | free, trim, and giving everything back on drop |
+//! | `defrag` | defragmentation passes: plan, reserve, commit, cancel |
 //! | `host_io` | read, write, flush and invalidate through the mapping |
 //! | `margins` | debug margins: canary, host checks, GPU-checked margins, corruption reports |
 //! | `report` | statistics, block maps, the JSON dump, the leak report |
@@ -28,6 +29,7 @@
 mod allocate;
 mod allocation;
 mod config;
+mod defrag;
 mod free;
 mod host_io;
 mod margins;
@@ -50,6 +52,9 @@ use crate::stats::CorruptionReport;
 
 pub use allocation::Allocation;
 pub use config::{AllocatorConfig, AllocatorCreateInfo, CacheRetention};
+pub use defrag::{
+    DefragmentationBudget, DefragmentationMove, DefragmentationPass, DefragmentationStats,
+};
 pub use request::{AllocationDesc, AllocationFlags, Dedicated, ResourceClass};
 
 use allocation::{MappedPtr, Placement};

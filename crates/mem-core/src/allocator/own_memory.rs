@@ -101,6 +101,10 @@ impl Allocator {
             allocator_id: self.id,
             placement: Placement::OwnMemory { slot },
             margin_front: 0,
+            alignment: desc.alignment.max(1),
+            class: desc.class,
+            flags: desc.flags,
+            moved: false,
         }
     }
 

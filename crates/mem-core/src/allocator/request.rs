@@ -49,6 +49,11 @@ bitflags::bitflags! {
         /// Never allocate a new `VkDeviceMemory`: fail unless an existing
         /// block has room.
         const NEVER_ALLOCATE = 2;
+        /// Defragmentation never moves it: the engine holds its address
+        /// (a mapped pointer it keeps, a device address, a sparse binding)
+        /// or simply wants it to stay. Memory of its own in a dedicated
+        /// allocation never moves either.
+        const PINNED = 4;
     }
 }
 

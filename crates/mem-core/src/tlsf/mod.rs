@@ -59,6 +59,7 @@
 //! heads. Unlike the buddy's bitmaps it does not grow with the block size.
 #![deny(unsafe_code)]
 
+mod at;
 mod lists;
 #[cfg(test)]
 mod tests;

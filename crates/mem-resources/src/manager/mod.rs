@@ -41,7 +41,9 @@
 //! `formats` (desc checks and cached format queries), `buffers` and
 //! `images` (the resource types, their single creation, destruction and
 //! retirement), `batch` (the all-or-nothing creation every path goes
-//! through), `collect` (the retire queue and `collect`), `naming`
+//! through), `collect` (the retire queue and `collect`), `defrag` (resources
+//! recreated at an allocation a defragmentation pass reserved, and the
+//! retirement of those they replace), `naming`
 //! (`VK_EXT_debug_utils` names), `host_io` (reads and writes through
 //! persistent mappings) and `reports` (counters and `validate`). This file
 //! holds the manager itself: what it is built from, its fields and its
@@ -50,6 +52,7 @@
 mod batch;
 mod buffers;
 mod collect;
+mod defrag;
 #[cfg(feature = "testing")]
 mod faults;
 mod formats;
@@ -83,6 +86,7 @@ pub use crate::retire::TimelinePoint;
 use crate::validate::{self, DeviceLimits};
 
 pub use self::buffers::Buffer;
+pub use self::defrag::{Resource, ResourceRef};
 pub use self::images::Image;
 pub use self::registry::{LiveResource, ResourceKind};
 pub use self::reports::ResourceReport;

@@ -143,6 +143,28 @@ pub enum StagingError {
         /// The family that owns it.
         family: u32,
     },
+    /// A resource offered for defragmentation is `EXCLUSIVE` while the
+    /// belt copies on another queue family than the one that uses it: the
+    /// move would need a round trip of ownership transfers through the
+    /// engine's queue. Offer only `CONCURRENT` resources to such a belt, or
+    /// defragment with a belt on the engine's own family.
+    #[error("{name:?} is EXCLUSIVE to queue family {family}; a belt on family {belt_family} cannot move it")]
+    MoveNeedsOwnershipTransfer {
+        /// The resource's name.
+        name: Option<String>,
+        /// The family that uses it.
+        family: u32,
+        /// The belt's family.
+        belt_family: u32,
+    },
+    /// The allocator refused the defragmentation pass (an allocation of
+    /// another allocator was offered).
+    #[error("defragmentation pass: {0}")]
+    Defragmentation(#[source] mem_core::AllocError),
+    /// Creating the resource a move copies into failed (out of memory, an
+    /// injected fault): nothing of the pass is left.
+    #[error("creating a moved resource: {0}")]
+    MoveResource(#[source] ResourceError),
     /// The ticket's batch is still open: nothing will signal its value until
     /// [`StagingBelt::flush`] submits it.
     #[error("timeline value {value} is not submitted yet: flush the belt first")]

@@ -80,6 +80,7 @@ use crate::ring::{Ring, RingSnapshot};
 mod batch;
 mod buffer;
 mod config;
+mod defrag;
 mod download;
 mod error;
 mod faults;
@@ -93,6 +94,7 @@ mod stats;
 mod ticket;
 
 pub use config::{SharedQueue, StagingBeltConfig};
+pub use defrag::{DefragmentationPass, ResourceMove};
 pub use download::Download;
 pub use error::StagingError;
 #[cfg(feature = "testing")]
