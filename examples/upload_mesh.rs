@@ -159,7 +159,7 @@ struct Summary {
     /// buffers) and empty blocks it kept.
     trimmed: u64,
     blocks: u64,
-    dedicated: u64,
+    own_memory: u64,
     efficiency: f64,
     batches: u64,
     /// The upload's time in the belt: writing into the ring (or into
@@ -782,7 +782,7 @@ fn upload_and_check(
     summary.committed = s.total.committed_bytes;
     summary.requested = s.total.requested_bytes;
     summary.blocks = s.total.block_count;
-    summary.dedicated = s.total.own_memory_count;
+    summary.own_memory = s.total.own_memory_count;
     summary.efficiency = s.total.efficiency;
     if summary.timeline.is_some() {
         record(&mut summary.timeline, allocator, Some("trimmed: dump"));
@@ -1020,7 +1020,7 @@ fn print_summary(args: &Args, s: &Summary) {
                 "committed_bytes": s.committed,
                 "requested_bytes": s.requested,
                 "blocks": s.blocks,
-                "dedicated": s.dedicated,
+                "own_memory": s.own_memory,
                 "efficiency": s.efficiency,
                 "trimmed_bytes": s.trimmed,
             },
@@ -1090,8 +1090,8 @@ fn print_summary(args: &Args, s: &Summary) {
             format!(" — MISMATCH: {:?}", s.mismatched_objects)
         }
     );
-    println!("  allocator    {} blocks + {} dedicated, {:.1} MiB committed for {:.1} MiB requested ({:.1}% efficient; trim() after loading gave back {:.1} MiB)",
-        s.blocks, s.dedicated, s.committed as f64 / MIB as f64, s.requested as f64 / MIB as f64, s.efficiency * 100.0,
+    println!("  allocator    {} blocks + {} objects in memory of their own, {:.1} MiB committed for {:.1} MiB requested ({:.1}% efficient; trim() after loading gave back {:.1} MiB)",
+        s.blocks, s.own_memory, s.committed as f64 / MIB as f64, s.requested as f64 / MIB as f64, s.efficiency * 100.0,
         s.trimmed as f64 / MIB as f64);
     if let Some(f) = &s.frame {
         println!(
