@@ -50,10 +50,12 @@ struct Args {
     /// holes to fill).
     #[arg(long, default_value_t = 4)]
     copies: u32,
-    /// Place requests of every size in blocks (no memory of its own below a
-    /// quarter of a block): large textures then fragment blocks as well.
-    #[arg(long)]
-    blocks_only: bool,
+    /// Give requests of at least this many MiB memory of their own (the
+    /// allocator's `own_memory_threshold`; 1 was the default before large
+    /// requests shared blocks). By default every request below a quarter of
+    /// a block is placed in blocks, so large textures fragment blocks too.
+    #[arg(long, value_name = "MIB")]
+    own_memory_mib: Option<u64>,
     /// Churn rounds (free and reload a random half of the assets).
     #[arg(long, default_value_t = 4)]
     rounds: u32,
@@ -196,11 +198,10 @@ fn on_device(args: &Args, scene: &Scene, ctx: &TestContext) -> Result<Report, Er
             memory_budget: false,
             allocation_callbacks: None,
             config: AllocatorConfig {
-                own_memory_threshold: if args.blocks_only {
-                    u64::MAX
-                } else {
-                    AllocatorConfig::default().own_memory_threshold
-                },
+                own_memory_threshold: args.own_memory_mib.map_or(
+                    AllocatorConfig::default().own_memory_threshold,
+                    |mib| mib.saturating_mul(MIB),
+                ),
                 ..AllocatorConfig::default()
             },
         })
