@@ -198,10 +198,11 @@ fn on_device(args: &Args, scene: &Scene, ctx: &TestContext) -> Result<Report, Er
             memory_budget: false,
             allocation_callbacks: None,
             config: AllocatorConfig {
-                own_memory_threshold: args.own_memory_mib.map_or(
-                    AllocatorConfig::default().own_memory_threshold,
-                    |mib| mib.saturating_mul(MIB),
-                ),
+                own_memory_threshold: args
+                    .own_memory_mib
+                    .map_or(AllocatorConfig::default().own_memory_threshold, |mib| {
+                        mib.saturating_mul(MIB)
+                    }),
                 ..AllocatorConfig::default()
             },
         })
