@@ -71,6 +71,11 @@ struct Args {
     /// Passes at most.
     #[arg(long, default_value_t = 64)]
     max_passes: u32,
+    /// Passes never create a block to move data into
+    /// (`DefragmentationBudget::new_blocks` off): they only empty blocks
+    /// into the holes of others.
+    #[arg(long)]
+    no_new_blocks: bool,
     /// Staging ring size in MiB (its memory counts as committed and live
     /// in the table).
     #[arg(long, default_value_t = 8)]
@@ -140,6 +145,11 @@ struct Report {
     passes: u32,
     moves: u64,
     bytes_moved: u64,
+    blocks_created: u32,
+    bytes_created: u64,
+    /// Highest committed bytes right after a pass began (its new block
+    /// made, its sources not yet freed).
+    peak_during: u64,
     pass_ms: Vec<f64>,
     raw_copy_bytes: u64,
     raw_copy_ms: f64,
@@ -399,6 +409,7 @@ fn churn_and_defragment(
     let handles_before: Vec<Option<u64>> = slots.iter().map(|s| s.as_ref().map(raw)).collect();
     let budget = DefragmentationBudget {
         max_bytes_per_pass: args.budget_mib * MIB,
+        new_blocks: !args.no_new_blocks,
         ..DefragmentationBudget::default()
     };
     let live: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].is_some()).collect();
@@ -421,6 +432,11 @@ fn churn_and_defragment(
         report.passes += 1;
         report.moves += u64::from(stats.moves);
         report.bytes_moved += stats.bytes_moved;
+        report.blocks_created += stats.blocks_created;
+        report.bytes_created += stats.bytes_created;
+        report.peak_during = report
+            .peak_during
+            .max(allocator.stats().total.committed_bytes);
         largest_pass = largest_pass.max(stats.bytes_moved);
         let after = pass.retire_point();
         for m in pass.into_moves() {
@@ -550,6 +566,12 @@ fn print_report(args: &Args, r: &Report, validation: bool, messages: usize) {
         r.passes,
         r.moves,
         mib(r.bytes_moved)
+    );
+    println!(
+        "| blocks created by the passes, their bytes; peak committed during the passes | {}, {:.1} MiB; {:.1} MiB |",
+        r.blocks_created,
+        mib(r.bytes_created),
+        mib(r.peak_during)
     );
     println!(
         "| pass time, total / longest | {:.2} ms / {:.2} ms |",

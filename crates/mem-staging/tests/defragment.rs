@@ -1,9 +1,11 @@
 //! Defragmentation executed on the belt's queue, on lavapipe under
 //! validation with synchronization validation (any message fails the
 //! test): churned buffers and images with several mips and layers move,
-//! read back equal and keep their layouts, committed memory falls; a pass
-//! that fails (a resource creation or bind fault, a submit fault) leaves
-//! every old resource valid and unchanged and frees all it created;
+//! read back equal and keep their layouts, committed memory falls; where
+//! no hole fits what a block holds, passes create a block and empty the
+//! sparsest blocks into it; a pass that fails (a resource creation or bind
+//! fault, a submit fault) leaves every old resource valid and unchanged
+//! and frees all it created, a block included;
 //! resources that may not move are skipped, and on a belt of another queue
 //! family `EXCLUSIVE` ones are refused (that case runs on GPUs with a
 //! dedicated transfer family).
@@ -278,6 +280,109 @@ fn failed_passes_leave_old_resources_valid() {
         s.finish();
     }
     assert!(failures >= 4, "the faults were reached: {failures}");
+}
+
+/// Blocks whose every hole is smaller than any piece they hold: 896 KiB
+/// buffers with the 128 KiB buffers between them freed.
+fn holes_too_small(s: &mut Setup) -> Vec<Live> {
+    let mut live = Vec::new();
+    for i in 0..48u64 {
+        live.push(buffer(s, 896 * 1024, i));
+        live.push(buffer(s, 128 * 1024, 100 + i));
+    }
+    s.belt().finish().unwrap();
+    let mut kept = Vec::new();
+    for (i, l) in live.into_iter().enumerate() {
+        match l {
+            Live::Buffer(b, _) if i % 2 == 1 => s.destroy(b),
+            other => kept.push(other),
+        }
+    }
+    kept
+}
+
+#[test]
+fn passes_create_a_block_where_no_hole_fits() {
+    let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+    let mut live = holes_too_small(&mut s);
+    let before = committed(&s);
+    // Without new blocks nothing can be emptied: every hole is 128 KiB.
+    let without = DefragmentationBudget {
+        new_blocks: false,
+        ..DefragmentationBudget::default()
+    };
+    let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+    let pass = s.belt().begin_defragmentation(&refs, &without).unwrap();
+    drop(refs);
+    assert_eq!(pass.stats().bytes_released, 0, "{:?}", pass.stats());
+    s.belt().cancel_defragmentation(pass).unwrap();
+    assert_eq!(committed(&s), before);
+
+    let budget = DefragmentationBudget {
+        max_bytes_per_pass: 16 * MIB,
+        ..DefragmentationBudget::default()
+    };
+    let mut created = 0;
+    for _ in 0..16 {
+        let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+        let stats = {
+            let pass = s.belt().begin_defragmentation(&refs, &budget).unwrap();
+            let stats = pass.stats();
+            s.belt().cancel_defragmentation(pass).unwrap();
+            stats
+        };
+        drop(refs);
+        if stats.moves == 0 {
+            break;
+        }
+        assert!(stats.bytes_created < stats.bytes_released, "{stats:?}");
+        created += stats.blocks_created;
+        // Cancelled: the block it created went back at once.
+        assert!(committed(&s) <= before);
+        assert!(run_pass(&mut s, &mut live, &budget) > 0);
+        check_all(&mut s, &live);
+    }
+    let after = committed(&s);
+    eprintln!("{created} blocks created: committed {before} -> {after}");
+    assert!(created > 0, "a pass created a block");
+    assert!(after < before, "committed {before} -> {after}");
+    s.belt().finish().unwrap();
+    destroy_all(&mut s, live);
+    s.finish();
+}
+
+#[test]
+fn a_failed_pass_frees_the_block_it_created() {
+    for (point, nth) in [
+        (FaultPoint::CreateBuffer, 1),
+        (FaultPoint::BindBufferMemory, 4),
+    ] {
+        let mut s = Setup::new(StagingBeltConfig::with_ring_size(8 * MIB));
+        let live = holes_too_small(&mut s);
+        let before = committed(&s);
+        let live_count = s.allocator.as_ref().unwrap().leak_report().len();
+        s.res()
+            .set_fault(point, nth, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+        let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+        let e = s
+            .belt()
+            .begin_defragmentation(&refs, &DefragmentationBudget::default())
+            .unwrap_err();
+        drop(refs);
+        s.res().clear_faults();
+        assert!(
+            matches!(e, StagingError::MoveResource(ref r) if r.is_out_of_device_memory()),
+            "{point:?} #{nth}: {e:?}"
+        );
+        let allocator = s.allocator.as_ref().unwrap();
+        allocator.validate().unwrap();
+        assert_eq!(allocator.leak_report().len(), live_count);
+        assert!(committed(&s) <= before, "{point:?} #{nth}");
+        check_all(&mut s, &live);
+        s.belt().finish().unwrap();
+        destroy_all(&mut s, live);
+        s.finish();
+    }
 }
 
 #[test]

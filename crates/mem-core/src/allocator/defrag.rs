@@ -1,7 +1,13 @@
 //! Defragmentation passes: [`Allocator::begin_defragmentation_pass`] plans
 //! moves with the pure planner ([`crate::defrag`]) under each memory type's
 //! lock and reserves every destination at its planned place, so nothing
-//! else can take it; [`Allocator::commit_defragmentation_pass`] hands the
+//! else can take it. Where the blocks' holes can empty nothing, a pass may
+//! create one block per class pool, sized to the live data of the
+//! sparsest blocks, and empty them into it
+//! ([`DefragmentationBudget::new_blocks`]): the block is created with the
+//! lock dropped, then the pass is planned again with it. Such a block goes
+//! back to the device as soon as it is empty, so a failed or cancelled
+//! pass leaves nothing behind; [`Allocator::commit_defragmentation_pass`] hands the
 //! destinations over and frees the sources (their emptied blocks and
 //! memory of its own go back to the device at once);
 //! [`Allocator::cancel_defragmentation_pass`] frees the destinations.
@@ -20,7 +26,10 @@
 use std::collections::HashMap;
 
 use super::*;
-use crate::defrag::{plan_pass, MoveSource, PlanBlock, PlanBudget, PlanOwn, PlanRange};
+use crate::defrag::{
+    plan_new_block, plan_pass, plan_pass_into, MoveSource, PlanBlock, PlanBudget, PlanOwn,
+    PlanRange,
+};
 use crate::error::Refused;
 use crate::placement::{BlockPlacement, PoolPlacer};
 
@@ -38,6 +47,16 @@ pub struct DefragmentationBudget {
     /// holes of blocks (each such move gives a whole `VkDeviceMemory`
     /// back). Default true.
     pub pack_memory_of_its_own: bool,
+    /// Whether a pass may create a block (at most one per class pool,
+    /// sized to the live data it takes: at most the byte budget plus
+    /// alignment) when the holes of the blocks there can
+    /// empty none, and emptying the sparsest blocks into it gives back more
+    /// than it takes (at least 1/16 of the bytes copied). Committed memory
+    /// then rises by that block until the pass's sources are freed, and
+    /// falls below where it was. Default true: without it, what stays after
+    /// the passes is blocks whose holes are each too small for what another
+    /// block holds.
+    pub new_blocks: bool,
 }
 
 impl Default for DefragmentationBudget {
@@ -46,6 +65,7 @@ impl Default for DefragmentationBudget {
             max_bytes_per_pass: 64 * MIB,
             max_moves_per_pass: 1024,
             pack_memory_of_its_own: true,
+            new_blocks: true,
         }
     }
 }
@@ -76,6 +96,12 @@ pub struct DefragmentationStats {
     /// `VkDeviceMemory` bytes given back once the sources are freed
     /// (emptied blocks and memory of its own).
     pub bytes_released: u64,
+    /// Blocks the pass created to move data into
+    /// ([`DefragmentationBudget::new_blocks`]).
+    pub blocks_created: u32,
+    /// Their bytes: committed memory rises by these until the sources are
+    /// freed, then falls by [`Self::bytes_released`].
+    pub bytes_created: u64,
 }
 
 /// A planned pass: its moves, with every destination reserved. Finish it
@@ -114,6 +140,19 @@ impl<K> DefragmentationPass<K> {
     }
 }
 
+/// What planning one class pool of a pass reads and adds to.
+struct ClassPlan<'c, 'a, K> {
+    class: usize,
+    offered: &'c [usize],
+    candidates: &'c [(K, &'a Allocation)],
+    pack_own: bool,
+    left: &'c mut PlanBudget,
+    planned: &'c mut Vec<(usize, Allocation)>,
+    stats: &'c mut DefragmentationStats,
+    /// Memory to free once the pool's lock is dropped.
+    retired: &'c mut Vec<Retired>,
+}
+
 /// A candidate's place, to find it among a block's live ranges.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct BlockKey {
@@ -128,8 +167,9 @@ impl Allocator {
     /// every destination. See [`crate::defrag`] for how blocks are chosen
     /// and the module docs of this file for what never moves.
     ///
-    /// Destinations lie in blocks that already exist: committed memory
-    /// does not grow. An allocation of another allocator is refused with
+    /// Destinations lie in blocks that already exist, or in blocks the
+    /// pass creates ([`DefragmentationBudget::new_blocks`],
+    /// [`DefragmentationStats::blocks_created`]). An allocation of another allocator is refused with
     /// [`AllocError::ForeignAllocation`] before anything is reserved.
     #[doc(alias = "vmaBeginDefragmentation")]
     #[doc(alias = "vmaBeginDefragmentationPass")]
@@ -167,20 +207,51 @@ impl Allocator {
             if offered.is_empty() || left.max_moves == 0 {
                 continue;
             }
+            let type_u32 = type_index as u32;
+            let mut retired = Vec::new();
             let mut pool = self.pools[type_index].lock();
             for class in 0..pool.classes.len() {
-                self.plan_class(
-                    &mut pool,
-                    type_index as u32,
+                let mut ctx = ClassPlan {
                     class,
                     offered,
-                    &candidates,
-                    budget.pack_memory_of_its_own,
-                    &mut left,
-                    &mut planned,
-                    &mut stats,
-                );
+                    candidates: &candidates,
+                    pack_own: budget.pack_memory_of_its_own,
+                    left: &mut left,
+                    planned: &mut planned,
+                    stats: &mut stats,
+                    retired: &mut retired,
+                };
+                let Some(size) =
+                    self.plan_class(&mut pool, type_u32, &mut ctx, None, budget.new_blocks)
+                else {
+                    continue;
+                };
+                // A block for the sparsest blocks' data: created with the
+                // lock dropped (other threads allocate meanwhile), then the
+                // pass is planned again with it.
+                drop(pool);
+                let created = self.create_block(type_u32, size, true);
+                pool = self.pools[type_index].lock();
+                let fresh = match created {
+                    Ok(mut block) => {
+                        block.exact = true;
+                        match pool.add_block(class, block) {
+                            Ok(slot) => Some(slot),
+                            Err(block) => {
+                                ctx.retired.push(block.retired());
+                                None
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        log::debug!("defragmentation: no new block of {size} bytes in memory type {type_index}: {e:?}");
+                        None
+                    }
+                };
+                self.plan_class(&mut pool, type_u32, &mut ctx, fresh, false);
             }
+            drop(pool);
+            self.release_all(type_u32, retired);
         }
         let mut keys: Vec<Option<K>> = candidates.into_iter().map(|(k, _)| Some(k)).collect();
         let moves = planned
@@ -193,24 +264,25 @@ impl Allocator {
         Ok(DefragmentationPass { moves, stats })
     }
 
-    /// Plans and reserves the moves into class pool `class` of one memory
+    /// Plans and reserves the moves into one class pool of one memory
     /// type: its blocks' ranges, and memory of its own of that class.
-    #[allow(clippy::too_many_arguments)]
+    /// `fresh` is the slot of an empty block created for this pass: it is
+    /// used when the plan into it gives back more than the block, else
+    /// retired. Returns the size of a block worth creating when `may_ask`
+    /// and the blocks' holes give nothing back (nothing is reserved then).
     fn plan_class(
         &self,
         pool: &mut TypePool,
         type_index: u32,
-        class: usize,
-        offered: &[usize],
-        candidates: &[(impl Sized, &Allocation)],
-        pack_own: bool,
-        left: &mut PlanBudget,
-        planned: &mut Vec<(usize, Allocation)>,
-        stats: &mut DefragmentationStats,
-    ) {
+        ctx: &mut ClassPlan<'_, '_, impl Sized>,
+        fresh: Option<usize>,
+        may_ask: bool,
+    ) -> Option<u64> {
+        let class = ctx.class;
+        let candidates = ctx.candidates;
         let mut in_blocks: HashMap<BlockKey, usize> = HashMap::new();
         let mut own = Vec::new();
-        for &i in offered {
+        for &i in ctx.offered {
             let a = candidates[i].1;
             match a.placement {
                 Placement::Block {
@@ -223,7 +295,7 @@ impl Allocator {
                     };
                     in_blocks.entry(key).or_insert(i);
                 }
-                Placement::OwnMemory { slot } if pack_own => {
+                Placement::OwnMemory { slot } if ctx.pack_own => {
                     let reusable = pool
                         .own
                         .get(slot as usize)
@@ -235,7 +307,7 @@ impl Allocator {
                     // apart); the small one is planned first.
                     let same_granularity =
                         self.class_of(a.class, a.size, alignment) / 2 == class / 2;
-                    let taken = planned.iter().any(|&(k, _)| k == i);
+                    let taken = ctx.planned.iter().any(|&(k, _)| k == i);
                     if reusable && same_granularity && !taken {
                         own.push(PlanOwn {
                             key: i,
@@ -248,11 +320,14 @@ impl Allocator {
             }
         }
         if in_blocks.is_empty() && own.is_empty() {
-            return;
+            if let Some(slot) = fresh {
+                ctx.retired.push(pool.retire_block(class, slot));
+            }
+            return None;
         }
         let cp = &pool.classes[class];
-        let slots = cp.placer.slots();
-        let blocks: Vec<PlanBlock> = slots
+        let mut slots = cp.placer.slots();
+        let mut blocks: Vec<PlanBlock> = slots
             .iter()
             .map(|&slot| PlanBlock {
                 size: cp.placer.block_size(slot),
@@ -276,14 +351,52 @@ impl Allocator {
                     .collect(),
             })
             .collect();
-        let plan = match plan_pass(&blocks, &own, self.min_block, *left) {
-            Ok(plan) => plan,
-            Err(e) => {
-                // The pools' own data always plans; report and move nothing.
-                log::error!("defragmentation of memory type {type_index} class {class}: {e}");
-                return;
+        let granularity = cp.granularity.max(self.min_block);
+        let largest = blocks.iter().map(|b| b.size).max().unwrap_or(0);
+        let planned = match fresh.and_then(|f| slots.iter().position(|&s| s == f)) {
+            Some(fi) => {
+                let into = plan_pass_into(&blocks, &own, self.min_block, *ctx.left, Some(fi));
+                match into {
+                    Ok(p)
+                        if p.moves.iter().any(|m| m.block == fi)
+                            && p.released(&blocks) > blocks[fi].size =>
+                    {
+                        ctx.stats.blocks_created += 1;
+                        ctx.stats.bytes_created += blocks[fi].size;
+                        Some(p)
+                    }
+                    _ => {
+                        // Not worth it after all (other threads changed
+                        // the pool while it was created): it goes back.
+                        ctx.retired.push(pool.retire_block(class, slots[fi]));
+                        slots.remove(fi);
+                        blocks.remove(fi);
+                        None
+                    }
+                }
             }
+            None => None,
         };
+        let plan = match planned {
+            Some(p) => p,
+            None => match plan_pass(&blocks, &own, self.min_block, *ctx.left) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    // The pools' own data always plans; report and move nothing.
+                    log::error!("defragmentation of memory type {type_index} class {class}: {e}");
+                    return None;
+                }
+            },
+        };
+        if may_ask && plan.released(&blocks) == 0 {
+            let max = self.preferred_block_size(type_index).max(largest);
+            // Sized at the class pool's unit: every kept size and offset
+            // there is a multiple of it.
+            if let Ok(Some(new)) = plan_new_block(&blocks, granularity, *ctx.left, max) {
+                return Some(new.size);
+            }
+        }
+        let (left, planned, stats) = (&mut *ctx.left, &mut *ctx.planned, &mut *ctx.stats);
         for &b in &plan.emptied_blocks {
             stats.blocks_emptied += 1;
             stats.bytes_released += blocks[b].size;
@@ -313,7 +426,7 @@ impl Allocator {
             let meta = AllocMeta::new(source.size, name.as_deref(), 0, 0);
             let cp = &mut pool.classes[class];
             let PoolPlacer::Tlsf(tlsf) = &mut cp.placer else {
-                return;
+                return None;
             };
             let Ok(placed) = tlsf.allocate_at(slot as u32, m.offset, m.size, meta) else {
                 // The plan came from this very state under the same lock.
@@ -362,6 +475,7 @@ impl Allocator {
             }
             planned.push((m.key, destination));
         }
+        None
     }
 
     /// The class pool a request of `class`, `size` and `alignment` goes to

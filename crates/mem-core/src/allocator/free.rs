@@ -100,8 +100,12 @@ impl Allocator {
             return None;
         }
         pool.empty_blocks += 1;
-        // A block that defragmentation emptied goes back to the device.
-        (allocation.moved || pool.empty_blocks > self.config.max_empty_blocks_per_type)
+        // A block that defragmentation emptied, or one it created, goes
+        // back to the device.
+        let exact = pool.classes[class].blocks[slot]
+            .as_ref()
+            .is_some_and(|b| b.exact);
+        (allocation.moved || exact || pool.empty_blocks > self.config.max_empty_blocks_per_type)
             .then(|| pool.retire_block(class, slot))
     }
 

@@ -141,6 +141,7 @@ impl Allocator {
             id: self.next_serial.fetch_add(1, Ordering::Relaxed),
             size,
             mapped,
+            exact: false,
         })
     }
 

@@ -178,6 +178,7 @@ fn prev_power_of_two(x: u64) -> u64 {
 }
 
 /// Why one memory type could not serve a request.
+#[derive(Debug)]
 enum TypeFailure {
     /// Out of memory or over budget: try the next type.
     Exhausted,

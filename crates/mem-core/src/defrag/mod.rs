@@ -29,8 +29,19 @@
 //!    below them in the same block, so free space gathers at the block's
 //!    end and a later pass can empty the sparse block into it.
 //!
-//! No move lands in a new block, so committed memory never grows; no two
-//! destinations overlap each other or a live range that stays.
+//! 7. A pass given a fresh block ([`plan_pass_into`]) fills it last: each
+//!    source's ranges go to holes of the denser blocks first and to the
+//!    fresh block when none fits. The fresh block is never a source.
+//!
+//! What stays after such passes are blocks whose holes are smaller than
+//! what any other block holds live. [`plan_new_block`] sizes a block for
+//! the live ranges of the sparsest blocks, packed end to end, when
+//! emptying them into it gives back more than it takes; the caller
+//! creates it and plans the pass with [`plan_pass_into`].
+//!
+//! Without a fresh block no move lands in a new block, so committed memory
+//! never grows; no two destinations overlap each other or a live range
+//! that stays.
 
 #[cfg(test)]
 mod tests;
@@ -119,6 +130,22 @@ pub struct Plan {
     pub bytes: u64,
 }
 
+/// A block worth creating for a pass (see [`plan_new_block`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBlock {
+    /// Bytes of the block to create, a multiple of the granularity: room
+    /// for every live range of [`Self::sources`] whatever order they land
+    /// in, alignment padding included.
+    pub size: u64,
+    /// The blocks (indices into the input) it is sized to take, sparsest
+    /// first.
+    pub sources: Vec<usize>,
+    /// Their live bytes: what the pass copies.
+    pub live: u64,
+    /// Their size: what emptying them gives back.
+    pub released: u64,
+}
+
 /// Why the input cannot be planned: it describes no real pool.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -173,24 +200,20 @@ impl Holes {
     }
 }
 
-/// Plans one pass over a pool (see the [module docs](self)).
-///
-/// `granularity` is the pool's placement unit: destination offsets are
-/// multiples of it and of each range's alignment. Ranges are checked first:
-/// overlapping or out-of-bounds input is a [`PlanError`], never a panic.
-pub fn plan_pass(
+fn pow2(what: &'static str, value: u64) -> Result<(), PlanError> {
+    if value.is_power_of_two() {
+        Ok(())
+    } else {
+        Err(PlanError::NotPowerOfTwo { what, value })
+    }
+}
+
+/// The free ranges of every block, after checking the input.
+fn holes_of(
     blocks: &[PlanBlock],
     own: &[PlanOwn],
     granularity: u64,
-    budget: PlanBudget,
-) -> Result<Plan, PlanError> {
-    let pow2 = |what, value: u64| {
-        if value.is_power_of_two() {
-            Ok(())
-        } else {
-            Err(PlanError::NotPowerOfTwo { what, value })
-        }
-    };
+) -> Result<Vec<Holes>, PlanError> {
     pow2("granularity", granularity)?;
     let mut holes = Vec::with_capacity(blocks.len());
     for (b, block) in blocks.iter().enumerate() {
@@ -222,8 +245,71 @@ pub fn plan_pass(
     for o in own {
         pow2("alignment", o.alignment.max(1))?;
     }
+    Ok(holes)
+}
 
-    let live = |b: usize| blocks[b].ranges.iter().map(|r| r.size).sum::<u64>();
+impl Plan {
+    /// `VkDeviceMemory` bytes the plan gives back once its sources are
+    /// freed: the blocks it empties and the memory of its own it packs.
+    pub fn released(&self, blocks: &[PlanBlock]) -> u64 {
+        let emptied: u64 = self.emptied_blocks.iter().map(|&b| blocks[b].size).sum();
+        let own: u64 = self
+            .moves
+            .iter()
+            .filter(|m| m.from == MoveSource::OwnMemory)
+            .map(|m| m.size)
+            .sum();
+        emptied + own
+    }
+}
+
+/// Live bytes of a block.
+fn live_of(block: &PlanBlock) -> u64 {
+    block.ranges.iter().map(|r| r.size).sum()
+}
+
+/// Block indices, densest first by the share of the block that is live
+/// (ties: larger blocks first, they are kept).
+fn by_share(blocks: &[PlanBlock]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..blocks.len()).collect();
+    order.sort_by(|&a, &b| {
+        let share = |x: usize, y: usize| {
+            u128::from(live_of(&blocks[x])) * u128::from(blocks[y].size.max(1))
+        };
+        share(b, a)
+            .cmp(&share(a, b))
+            .then(blocks[b].size.cmp(&blocks[a].size))
+            .then(a.cmp(&b))
+    });
+    order
+}
+
+/// Plans one pass over a pool (see the [module docs](self)).
+///
+/// `granularity` is the pool's placement unit: destination offsets are
+/// multiples of it and of each range's alignment. Ranges are checked first:
+/// overlapping or out-of-bounds input is a [`PlanError`], never a panic.
+pub fn plan_pass(
+    blocks: &[PlanBlock],
+    own: &[PlanOwn],
+    granularity: u64,
+    budget: PlanBudget,
+) -> Result<Plan, PlanError> {
+    plan_pass_into(blocks, own, granularity, budget, None)
+}
+
+/// [`plan_pass`] with `fresh`, the index of an empty block created for
+/// this pass: it takes what fits nowhere denser and is never a source.
+pub fn plan_pass_into(
+    blocks: &[PlanBlock],
+    own: &[PlanOwn],
+    granularity: u64,
+    budget: PlanBudget,
+    fresh: Option<usize>,
+) -> Result<Plan, PlanError> {
+    let holes = holes_of(blocks, own, granularity)?;
+    let fresh = fresh.filter(|&f| f < blocks.len() && blocks[f].ranges.is_empty());
+    let live = |b: usize| live_of(&blocks[b]);
     // Two rankings, densest first (ties: larger blocks first, they are
     // kept): by the share of the block that is live (sources give back the
     // most bytes per byte copied), and by live bytes (sources are the
@@ -231,14 +317,7 @@ pub fn plan_pass(
     // memory wins, then the one that copies less. Neither is better on
     // every pool: on the `defragment` example's churned scene (lavapipe,
     // blocks only) live bytes reached 117% of live, the share 124%.
-    let mut by_share: Vec<usize> = (0..blocks.len()).collect();
-    by_share.sort_by(|&a, &b| {
-        let share = |x: usize, y: usize| u128::from(live(x)) * u128::from(blocks[y].size.max(1));
-        share(b, a)
-            .cmp(&share(a, b))
-            .then(blocks[b].size.cmp(&blocks[a].size))
-            .then(a.cmp(&b))
-    });
+    let by_share = by_share(blocks);
     let mut by_live: Vec<usize> = (0..blocks.len()).collect();
     by_live.sort_by_key(|&b| {
         (
@@ -247,18 +326,17 @@ pub fn plan_pass(
             b,
         )
     });
-    let released = |p: &Plan| {
-        let emptied: u64 = p.emptied_blocks.iter().map(|&b| blocks[b].size).sum();
-        let own: u64 = p
-            .moves
-            .iter()
-            .filter(|m| m.from == MoveSource::OwnMemory)
-            .map(|m| m.size)
-            .sum();
-        emptied + own
-    };
-    let a = plan_ranked(blocks, own, granularity, budget, holes.clone(), by_share);
-    let b = plan_ranked(blocks, own, granularity, budget, holes, by_live);
+    let released = |p: &Plan| p.released(blocks);
+    let a = plan_ranked(
+        blocks,
+        own,
+        granularity,
+        budget,
+        holes.clone(),
+        by_share,
+        fresh,
+    );
+    let b = plan_ranked(blocks, own, granularity, budget, holes, by_live, fresh);
     let better_b =
         (released(&b), std::cmp::Reverse(b.bytes)) > (released(&a), std::cmp::Reverse(a.bytes));
     Ok(if better_b { b } else { a })
@@ -272,8 +350,9 @@ fn plan_ranked(
     budget: PlanBudget,
     mut holes: Vec<Holes>,
     dense: Vec<usize>,
+    fresh: Option<usize>,
 ) -> Plan {
-    let live = |b: usize| blocks[b].ranges.iter().map(|r| r.size).sum::<u64>();
+    let live = |b: usize| live_of(&blocks[b]);
     let rank: Vec<usize> = {
         let mut rank = vec![0; blocks.len()];
         for (i, &b) in dense.iter().enumerate() {
@@ -282,6 +361,9 @@ fn plan_ranked(
         rank
     };
     let mut is_source = vec![false; blocks.len()];
+    // Blocks that take moved data are never emptied: what lands there
+    // stays.
+    let mut received = vec![false; blocks.len()];
     // Blocks that hold a range that may not move are never emptied, so they
     // take data from any source, sparser ones included (no ping-pong:
     // they are never sources themselves).
@@ -297,12 +379,16 @@ fn plan_ranked(
     // Sparsest first, each block a candidate source once.
     'sources: for &s in dense.iter().rev() {
         let block = &blocks[s];
-        if block.ranges.is_empty() || block.ranges.iter().any(|r| !r.movable) {
+        if block.ranges.is_empty()
+            || block.ranges.iter().any(|r| !r.movable)
+            || Some(s) == fresh
+            || received[s]
+        {
             continue;
         }
         let mut ranges: Vec<&PlanRange> = block.ranges.iter().collect();
         ranges.sort_by_key(|r| (std::cmp::Reverse(r.size), r.offset));
-        let saved = holes.clone();
+        let saved = (holes.clone(), received.clone());
         let (saved_moves, saved_bytes, saved_count) = (plan.moves.len(), bytes_left, moves_left);
         for r in ranges {
             if moves_left == 0 || r.size > bytes_left {
@@ -312,16 +398,20 @@ fn plan_ranked(
             }
             let place = dense
                 .iter()
-                .filter(|&&d| d != s && !is_source[d] && (rank[d] < rank[s] || pinned[d]))
+                .filter(|&&d| {
+                    d != s && !is_source[d] && Some(d) != fresh && (rank[d] < rank[s] || pinned[d])
+                })
+                .chain(fresh.iter())
                 .find_map(|&d| holes[d].find(r.size, align_of(r.alignment)).map(|h| (d, h)));
             let Some((d, (i, at))) = place else {
                 // No room for all of it: undo this block's moves.
-                holes = saved;
+                (holes, received) = saved;
                 plan.moves.truncate(saved_moves);
                 (bytes_left, moves_left) = (saved_bytes, saved_count);
                 continue 'sources;
             };
             holes[d].take(i, at, r.size);
+            received[d] = true;
             plan.moves.push(PlannedMove {
                 key: r.key,
                 from: MoveSource::Block {
@@ -438,4 +528,65 @@ fn compact(
             *moves_left -= 1;
         }
     }
+}
+
+/// Sizes a block for the live ranges of the sparsest blocks (see the
+/// [module docs](self)): `None` when no such block gives back more than
+/// it takes within `budget`, or none fits `max_size`.
+///
+/// Sources are the blocks whose ranges all may move, sparsest first by the
+/// share of the block that is live, taken while their live bytes and
+/// ranges fit the budget, each while emptying it gives back at least 1/16
+/// of what it copies (a pass that copies 64 MiB to give back less than
+/// 4 MiB is not worth it). The block is sized for the worst order of
+/// placement (each range may need its alignment beyond the granularity as
+/// padding), a multiple of the granularity.
+pub fn plan_new_block(
+    blocks: &[PlanBlock],
+    granularity: u64,
+    budget: PlanBudget,
+    max_size: u64,
+) -> Result<Option<NewBlock>, PlanError> {
+    holes_of(blocks, &[], granularity)?;
+    let mut new = NewBlock {
+        size: 0,
+        sources: Vec::new(),
+        live: 0,
+        released: 0,
+    };
+    let mut moves = 0u64;
+    for s in by_share(blocks).into_iter().rev() {
+        let block = &blocks[s];
+        if block.ranges.is_empty() || block.ranges.iter().any(|r| !r.movable) {
+            continue;
+        }
+        // Each range ends at most its size (rounded to the granularity)
+        // plus its alignment beyond the granularity past the highest end so
+        // far, whichever hole first fit picks.
+        let worst: u64 = block
+            .ranges
+            .iter()
+            .map(|r| {
+                r.size.next_multiple_of(granularity) + r.alignment.max(granularity) - granularity
+            })
+            .sum();
+        let live = live_of(block);
+        let size = new.size.saturating_add(worst);
+        let gain = block.size.saturating_sub(worst);
+        if new.live + live > budget.max_bytes
+            || moves + block.ranges.len() as u64 > u64::from(budget.max_moves)
+            || size > max_size
+            || gain == 0
+            || gain.saturating_mul(16) < live
+        {
+            // Denser blocks give back less per byte copied.
+            break;
+        }
+        moves += block.ranges.len() as u64;
+        new.sources.push(s);
+        new.live += live;
+        new.released += block.size;
+        new.size = size;
+    }
+    Ok((!new.sources.is_empty()).then_some(new))
 }

@@ -224,3 +224,126 @@ fn a_sparse_block_with_a_pinned_range_takes_data() {
     assert_eq!(plan.emptied_blocks, vec![1]);
     assert_eq!((plan.moves[0].key, plan.moves[0].block), (1, 0));
 }
+
+/// Four blocks, each 3/4 live in ranges too large for any other block's
+/// hole: no pass empties one into the others, so a block sized for the
+/// sparsest ones is worth creating, and the pass into it empties them.
+#[test]
+fn new_block_takes_what_no_hole_fits() {
+    let blocks: Vec<PlanBlock> = (0..4)
+        .map(|b| PlanBlock {
+            size: 4096,
+            ranges: vec![
+                range(b * 2, 0, 2048),
+                range(b * 2 + 1, 2048, 1024 - 256 * b as u64),
+            ],
+        })
+        .collect();
+    let plan = plan_pass(&blocks, &[], 256, ALL).unwrap();
+    assert_eq!(plan.released(&blocks), 0, "{plan:?}");
+    let budget = PlanBudget {
+        max_bytes: 6144,
+        max_moves: 16,
+    };
+    let new = plan_new_block(&blocks, 256, budget, 1 << 20)
+        .unwrap()
+        .expect("worth a block");
+    // The sparsest first: blocks 3 (2304 live) and 2 (2560 live) fit the
+    // budget; a third would not.
+    assert_eq!(new.sources, vec![3, 2]);
+    assert_eq!(new.live, 2304 + 2560);
+    assert_eq!(new.size, 2304 + 2560);
+    assert_eq!(new.released, 8192);
+
+    let mut with_fresh = blocks.clone();
+    with_fresh.push(PlanBlock {
+        size: new.size,
+        ranges: Vec::new(),
+    });
+    let plan = plan_pass_into(&with_fresh, &[], 256, budget, Some(4)).unwrap();
+    let mut emptied = plan.emptied_blocks.clone();
+    emptied.sort_unstable();
+    assert_eq!(emptied, vec![2, 3], "{plan:?}");
+    assert!(plan.moves.iter().all(|m| m.block == 4 || m.block < 2));
+    assert!(plan.released(&with_fresh) > new.size);
+    // Destinations in the fresh block do not overlap and stay inside it.
+    let mut ranges: Vec<(u64, u64)> = plan
+        .moves
+        .iter()
+        .filter(|m| m.block == 4)
+        .map(|m| (m.offset, m.offset + m.size))
+        .collect();
+    ranges.sort_unstable();
+    assert!(ranges.windows(2).all(|w| w[0].1 <= w[1].0));
+    assert!(ranges.last().unwrap().1 <= new.size);
+}
+
+/// Dense blocks are not worth a new block: copying them would give back
+/// less than 1/16 of the bytes copied.
+#[test]
+fn no_new_block_for_dense_blocks() {
+    let blocks: Vec<PlanBlock> = (0..2)
+        .map(|b| PlanBlock {
+            size: 1 << 20,
+            ranges: vec![range(b, 0, (1 << 20) - 4096)],
+        })
+        .collect();
+    assert_eq!(plan_new_block(&blocks, 4096, ALL, 1 << 30).unwrap(), None);
+    // Pinned ranges keep a block out; an empty budget takes nothing.
+    let mut sparse = blocks.clone();
+    sparse[0].ranges[0].size = 4096;
+    sparse[0].ranges[0].movable = false;
+    assert_eq!(plan_new_block(&sparse, 4096, ALL, 1 << 30).unwrap(), None);
+    sparse[0].ranges[0].movable = true;
+    let none = PlanBudget {
+        max_bytes: 0,
+        max_moves: 0,
+    };
+    assert_eq!(plan_new_block(&sparse, 4096, none, 1 << 30).unwrap(), None);
+    let new = plan_new_block(&sparse, 4096, ALL, 1 << 30)
+        .unwrap()
+        .unwrap();
+    assert_eq!((new.sources, new.size), (vec![0], 4096));
+}
+
+/// The block is sized for the worst placement order: each range may need
+/// its alignment beyond the granularity as padding.
+#[test]
+fn new_block_counts_alignment_padding() {
+    let mut r = range(0, 0, 256);
+    r.alignment = 1024;
+    let blocks = vec![PlanBlock {
+        size: 8192,
+        ranges: vec![r, range(1, 1024, 256)],
+    }];
+    let new = plan_new_block(&blocks, 256, ALL, 1 << 20).unwrap().unwrap();
+    // Worst order: the unaligned range first, the aligned one at 1024.
+    assert_eq!(new.size, 1024 + 256);
+}
+
+/// A block that took moved data is never emptied in the same pass.
+#[test]
+fn destination_is_never_a_source() {
+    let blocks = vec![
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(0, 0, 512)],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(1, 0, 1024)],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(2, 0, 3072)],
+        },
+        PlanBlock {
+            size: 8192,
+            ranges: Vec::new(),
+        },
+    ];
+    let plan = plan_pass_into(&blocks, &[], 256, ALL, Some(3)).unwrap();
+    for &e in &plan.emptied_blocks {
+        assert!(plan.moves.iter().all(|m| m.block != e), "{plan:?}");
+    }
+}
