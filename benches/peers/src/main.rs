@@ -99,6 +99,9 @@ struct RunResult {
     ops_before_error: Option<usize>,
     /// The allocator's own state at the error (mem-core only).
     diag_at_error: Option<serde_json::Value>,
+    /// Defragmentation passes after the steady state (mem-core, not in the
+    /// latency run); the columns above are taken before them.
+    defrag: Option<peers::DefragOutcome>,
 }
 
 /// Replays one batch; on failure returns how many of its operations were done.
@@ -241,12 +244,16 @@ fn run<P: Peer>(mut p: P, t: &Trace, per_op: bool) -> RunResult {
     if r.error.is_some() {
         r.diag_at_error = p.diag();
     }
-    teardown(&mut p, &mut slots);
+    // The trace's own figures end here; defragmentation comes after them.
     let c = vkctx::counters();
     r.peak_committed = c.peak;
     r.allocate_calls = c.allocate_calls;
-    r.free_calls = c.free_calls;
     r.allocate_failures = c.allocate_failures;
+    if r.error.is_none() && !per_op {
+        r.defrag = p.defragment(&mut slots);
+    }
+    teardown(&mut p, &mut slots);
+    r.free_calls = vkctx::counters().free_calls;
     drop(slots);
     drop(p);
     r.committed_after_drop = vkctx::counters().current;
@@ -342,6 +349,7 @@ fn fake_bench(args: &Args, table: &str) {
         "| trace | allocator | peak committed MiB | peak live MiB | efficiency | vkAllocateMemory all / steady |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|");
+    let mut defrags = Vec::new();
     for t in &traces {
         for &name in &names {
             let fake = Arc::new(
@@ -403,6 +411,13 @@ fn fake_bench(args: &Args, table: &str) {
                 }
             }
             let calls = fake.allocate_calls();
+            if error.is_none() {
+                defrags.push((
+                    t.name.clone(),
+                    name,
+                    peers::defragment_mem_core(&alloc, &mut slots),
+                ));
+            }
             let _ = writeln!(
                 s,
                 "| {} | {} | {:.1} | {:.1} | {:.1}% | {} / {} |{}",
@@ -420,6 +435,7 @@ fn fake_bench(args: &Args, table: &str) {
             }
         }
     }
+    defrag_table(&mut s, defrags.iter().map(|(t, n, d)| (t.as_str(), *n, *d)));
     println!("{s}");
     if let Some(p) = &args.md {
         write_file(p, &s);
@@ -460,6 +476,9 @@ struct Median {
     alloc_max_ns: f64,
     error: Option<String>,
     ops_before_error: Option<usize>,
+    /// The first run's defragmentation passes (committed bytes and moves are
+    /// the same in every run).
+    defrag: Option<peers::DefragOutcome>,
 }
 
 fn summarize(runs: &[RunResult], latency: Option<&RunResult>, peak_live: u64) -> Median {
@@ -488,6 +507,7 @@ fn summarize(runs: &[RunResult], latency: Option<&RunResult>, peak_live: u64) ->
         alloc_max_ns: latency.map_or(0.0, |r| r.alloc_max_ns),
         error: runs.iter().find_map(|r| r.error.clone()),
         ops_before_error: runs.iter().find_map(|r| r.ops_before_error),
+        defrag: runs.first().and_then(|r| r.defrag),
     }
 }
 
@@ -956,6 +976,16 @@ fn markdown(ctx: &VkCtx, args: &Args, results: &[TraceResult], took: Duration) -
             cell(mc.alloc_max_ns, vma(&|m| m.alloc_max_ns), &|x| fmt_ns(x)),
         );
     }
+    defrag_table(
+        &mut s,
+        results.iter().flat_map(|t| {
+            t.results.iter().filter_map(move |a| {
+                a.median
+                    .defrag
+                    .map(|d| (t.trace.as_str(), a.allocator.as_str(), d))
+            })
+        }),
+    );
     let _ = writeln!(
         s,
         "\nTraces (seeded xorshift64*, identical for every allocator):\n"
@@ -1198,5 +1228,54 @@ fn scale(ctx: &VkCtx, args: &Args) {
             Ok(()) => eprintln!("wrote {p}"),
             Err(e) => eprintln!("plot failed: {e}"),
         }
+    }
+}
+
+/// The table of mem-core's defragmentation passes at the end of each trace.
+fn defrag_table<'a>(
+    s: &mut String,
+    rows: impl Iterator<Item = (&'a str, &'a str, peers::DefragOutcome)>,
+) {
+    use std::fmt::Write;
+    let rows: Vec<_> = rows.collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\n#### mem-core with defragmentation passes at the end of each trace\n\n\
+         Over the allocations live at the end of the steady state: `trim()`, then passes of \
+         `DefragmentationBudget::default()` (64 MiB) until one moves nothing, then `trim()`. The passes \
+         reserve destinations and free sources (no data is copied: the bench has none). Efficiency = \
+         live / committed at that moment.\n"
+    );
+    let _ = writeln!(
+        s,
+        "| trace | allocator | live MiB | committed MiB before / after | efficiency before / after | passes, moves, moved MiB | blocks created (vkAllocateMemory) | ms |"
+    );
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|");
+    for (trace, allocator, d) in rows {
+        let pct = |c: u64| {
+            if c == 0 {
+                0.0
+            } else {
+                d.live as f64 / c as f64 * 100.0
+            }
+        };
+        let _ = writeln!(
+            s,
+            "| {trace} | {allocator} | {:.1} | {:.1} / {:.1} | {:.1}% / {:.1}% | {}, {}, {:.1} | {} ({}) | {:.2} |",
+            d.live as f64 / MIB,
+            d.committed_before as f64 / MIB,
+            d.committed_after as f64 / MIB,
+            pct(d.committed_before),
+            pct(d.committed_after),
+            d.passes,
+            d.moves,
+            d.bytes_moved as f64 / MIB,
+            d.blocks_created,
+            d.allocate_calls,
+            d.ms
+        );
     }
 }

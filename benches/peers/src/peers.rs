@@ -13,6 +13,75 @@ pub struct Req {
     pub optimal: bool,
 }
 
+/// mem-core's defragmentation passes at the end of a trace, over the
+/// allocations live then (allocator-level passes: destinations reserved
+/// and sources freed; the bench has no data to copy).
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct DefragOutcome {
+    /// Requested bytes live at the end of the trace.
+    pub live: u64,
+    /// Committed bytes then, after `trim()` (kept empty blocks and cached
+    /// memory given back), before the passes.
+    pub committed_before: u64,
+    /// Committed bytes after passes to a fixed point (64 MiB each), and
+    /// `trim()`.
+    pub committed_after: u64,
+    pub passes: u32,
+    pub moves: u64,
+    pub bytes_moved: u64,
+    pub blocks_created: u32,
+    /// `vkAllocateMemory` calls the passes made (their new blocks).
+    pub allocate_calls: u64,
+    /// Wall ms of planning, reserving and committing all passes (no copy).
+    pub ms: f64,
+}
+
+/// Runs defragmentation passes of the default budget over `slots` until one
+/// moves nothing (at most 64), swapping each moved allocation in place.
+pub fn defragment_mem_core(
+    a: &mem_core::Allocator,
+    slots: &mut [Option<mem_core::Allocation>],
+) -> DefragOutcome {
+    let budget = mem_core::DefragmentationBudget::default();
+    let mut out = DefragOutcome {
+        live: slots.iter().flatten().map(|x| x.reserved_size()).sum(),
+        ..DefragOutcome::default()
+    };
+    a.trim();
+    out.committed_before = a.stats().total.committed_bytes;
+    let calls0 = a.stats().total.allocate_memory_calls;
+    let t0 = std::time::Instant::now();
+    while out.passes < 64 {
+        let pass = a
+            .begin_defragmentation_pass(
+                slots
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.as_ref().map(|x| (i, x))),
+                &budget,
+            )
+            .expect("own allocations");
+        if pass.is_empty() {
+            a.cancel_defragmentation_pass(pass);
+            break;
+        }
+        let st = pass.stats();
+        out.passes += 1;
+        out.moves += u64::from(st.moves);
+        out.bytes_moved += st.bytes_moved;
+        out.blocks_created += st.blocks_created;
+        a.commit_defragmentation_pass(pass, |k, new| {
+            slots[k].replace(new).expect("a live slot moved")
+        })
+        .expect("own allocations");
+    }
+    out.ms = t0.elapsed().as_secs_f64() * 1e3;
+    a.trim();
+    out.committed_after = a.stats().total.committed_bytes;
+    out.allocate_calls = a.stats().total.allocate_memory_calls - calls0;
+    out
+}
+
 /// What each allocator says about itself (cross-check of the hook).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct SelfReport {
@@ -35,6 +104,10 @@ pub trait Peer {
     /// Frees what the allocator keeps cached (called after everything was
     /// freed, before drop).
     fn finish(&mut self) {}
+    /// Defragmentation passes over what is live (mem-core only).
+    fn defragment(&mut self, _slots: &mut [Option<Self::H>]) -> Option<DefragOutcome> {
+        None
+    }
 }
 
 pub const MEM_CORE: &str = "mem-core";
@@ -176,6 +249,9 @@ impl Peer for MemCore {
     #[inline]
     fn free(&mut self, h: Self::H) {
         self.a.free(h).expect("mem-core free");
+    }
+    fn defragment(&mut self, slots: &mut [Option<Self::H>]) -> Option<DefragOutcome> {
+        Some(defragment_mem_core(&self.a, slots))
     }
     fn self_report(&self) -> SelfReport {
         let s = self.a.stats();

@@ -24,7 +24,7 @@ impl Rng {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next_u64() >> 32) * n as u64 >> 32) as usize
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
     }
     /// Log-uniform in [lo, hi].
     pub fn log_uniform(&mut self, lo: u64, hi: u64) -> u64 {

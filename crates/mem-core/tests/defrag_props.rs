@@ -116,6 +116,7 @@ proptest! {
         let start = committed(&alloc);
         for &(max_bytes, max_moves, pack, commit, new_blocks) in &budgets {
             let before = committed(&alloc);
+            let calls = fake.allocate_calls();
             let budget = DefragmentationBudget {
                 max_bytes_per_pass: max_bytes,
                 max_moves_per_pass: max_moves,
@@ -130,6 +131,11 @@ proptest! {
                 .unwrap();
             alloc.validate().unwrap();
             let created = pass.stats().bytes_created;
+            prop_assert_eq!(
+                fake.allocate_calls() - calls,
+                u64::from(pass.stats().blocks_created),
+                "every block a pass creates is used"
+            );
             prop_assert!(new_blocks || created == 0);
             prop_assert!(pass.stats().blocks_created <= 4, "one block per class pool at most");
             prop_assert!(

@@ -27,7 +27,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::defrag::{
-    plan_new_block, plan_pass, plan_pass_into, MoveSource, PlanBlock, PlanBudget, PlanOwn,
+    plan_new_block, plan_pass, plan_pass_into, Fresh, MoveSource, PlanBlock, PlanBudget, PlanOwn,
     PlanRange,
 };
 use crate::error::Refused;
@@ -221,7 +221,7 @@ impl Allocator {
                     stats: &mut stats,
                     retired: &mut retired,
                 };
-                let Some(size) =
+                let Some((size, sources)) =
                     self.plan_class(&mut pool, type_u32, &mut ctx, None, budget.new_blocks)
                 else {
                     continue;
@@ -236,7 +236,7 @@ impl Allocator {
                     Ok(mut block) => {
                         block.exact = true;
                         match pool.add_block(class, block) {
-                            Ok(slot) => Some(slot),
+                            Ok(slot) => Some((slot, sources)),
                             Err(block) => {
                                 ctx.retired.push(block.retired());
                                 None
@@ -266,18 +266,19 @@ impl Allocator {
 
     /// Plans and reserves the moves into one class pool of one memory
     /// type: its blocks' ranges, and memory of its own of that class.
-    /// `fresh` is the slot of an empty block created for this pass: it is
-    /// used when the plan into it gives back more than the block, else
-    /// retired. Returns the size of a block worth creating when `may_ask`
-    /// and the blocks' holes give nothing back (nothing is reserved then).
+    /// `fresh` is the slot of an empty block created for this pass and the
+    /// slots of the blocks to empty into it: it is used when the plan into
+    /// it gives back more than the block, else retired. Returns the size of
+    /// a block worth creating and the slots it is for, when `may_ask` and
+    /// the blocks' holes give nothing back (nothing is reserved then).
     fn plan_class(
         &self,
         pool: &mut TypePool,
         type_index: u32,
         ctx: &mut ClassPlan<'_, '_, impl Sized>,
-        fresh: Option<usize>,
+        fresh: Option<(usize, Vec<usize>)>,
         may_ask: bool,
-    ) -> Option<u64> {
+    ) -> Option<(u64, Vec<usize>)> {
         let class = ctx.class;
         let candidates = ctx.candidates;
         let mut in_blocks: HashMap<BlockKey, usize> = HashMap::new();
@@ -320,7 +321,7 @@ impl Allocator {
             }
         }
         if in_blocks.is_empty() && own.is_empty() {
-            if let Some(slot) = fresh {
+            if let Some((slot, _)) = fresh {
                 ctx.retired.push(pool.retire_block(class, slot));
             }
             return None;
@@ -353,9 +354,21 @@ impl Allocator {
             .collect();
         let granularity = cp.granularity.max(self.min_block);
         let largest = blocks.iter().map(|b| b.size).max().unwrap_or(0);
-        let planned = match fresh.and_then(|f| slots.iter().position(|&s| s == f)) {
-            Some(fi) => {
-                let into = plan_pass_into(&blocks, &own, self.min_block, *ctx.left, Some(fi));
+        let fresh = fresh.and_then(|(slot, sources)| {
+            let index = slots.iter().position(|&s| s == slot)?;
+            let sources: Vec<usize> = sources
+                .iter()
+                .filter_map(|&src| slots.iter().position(|&s| s == src))
+                .collect();
+            Some((index, sources))
+        });
+        let planned = match fresh {
+            Some((fi, sources)) => {
+                let fresh = Fresh {
+                    index: fi,
+                    sources: &sources,
+                };
+                let into = plan_pass_into(&blocks, granularity, *ctx.left, fresh);
                 match into {
                     Ok(p)
                         if p.moves.iter().any(|m| m.block == fi)
@@ -393,7 +406,8 @@ impl Allocator {
             // Sized at the class pool's unit: every kept size and offset
             // there is a multiple of it.
             if let Ok(Some(new)) = plan_new_block(&blocks, granularity, *ctx.left, max) {
-                return Some(new.size);
+                let sources = new.sources.iter().map(|&b| slots[b]).collect();
+                return Some((new.size, sources));
             }
         }
         let (left, planned, stats) = (&mut *ctx.left, &mut *ctx.planned, &mut *ctx.stats);

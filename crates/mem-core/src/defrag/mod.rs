@@ -29,15 +29,14 @@
 //!    below them in the same block, so free space gathers at the block's
 //!    end and a later pass can empty the sparse block into it.
 //!
-//! 7. A pass given a fresh block ([`plan_pass_into`]) fills it last: each
-//!    source's ranges go to holes of the denser blocks first and to the
-//!    fresh block when none fits. The fresh block is never a source.
 //!
 //! What stays after such passes are blocks whose holes are smaller than
-//! what any other block holds live. [`plan_new_block`] sizes a block for
-//! the live ranges of the sparsest blocks, packed end to end, when
-//! emptying them into it gives back more than it takes; the caller
-//! creates it and plans the pass with [`plan_pass_into`].
+//! what any other block holds live. [`plan_new_block`] chooses the
+//! sparsest blocks worth emptying into a new block and sizes that block to
+//! what the pass would place there; the caller creates it and plans the
+//! pass with [`plan_pass_into`], which empties those blocks only: each
+//! range goes to holes of the denser blocks first and to the new block when
+//! none fits. Planned on the same pool, the two give the same moves.
 //!
 //! Without a fresh block no move lands in a new block, so committed memory
 //! never grows; no two destinations overlap each other or a live range
@@ -133,9 +132,8 @@ pub struct Plan {
 /// A block worth creating for a pass (see [`plan_new_block`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewBlock {
-    /// Bytes of the block to create, a multiple of the granularity: room
-    /// for every live range of [`Self::sources`] whatever order they land
-    /// in, alignment padding included.
+    /// Bytes of the block to create, a multiple of the granularity: what
+    /// the pass into it places there, alignment padding included.
     pub size: u64,
     /// The blocks (indices into the input) it is sized to take, sparsest
     /// first.
@@ -144,6 +142,16 @@ pub struct NewBlock {
     pub live: u64,
     /// Their size: what emptying them gives back.
     pub released: u64,
+}
+
+/// An empty block created for a pass, and the blocks the pass empties
+/// ([`plan_pass_into`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fresh<'a> {
+    /// Its index in the input.
+    pub index: usize,
+    /// The only blocks the pass may empty ([`NewBlock::sources`]).
+    pub sources: &'a [usize],
 }
 
 /// Why the input cannot be planned: it describes no real pool.
@@ -295,20 +303,31 @@ pub fn plan_pass(
     granularity: u64,
     budget: PlanBudget,
 ) -> Result<Plan, PlanError> {
-    plan_pass_into(blocks, own, granularity, budget, None)
+    plan_with(blocks, own, granularity, budget, None)
 }
 
-/// [`plan_pass`] with `fresh`, the index of an empty block created for
-/// this pass: it takes what fits nowhere denser and is never a source.
+/// A pass that empties `fresh.sources` into holes of denser blocks and,
+/// for what fits none, into the empty block `fresh.index` created for it
+/// (see [`plan_new_block`]). Memory of its own is not packed in such a
+/// pass.
 pub fn plan_pass_into(
+    blocks: &[PlanBlock],
+    granularity: u64,
+    budget: PlanBudget,
+    fresh: Fresh<'_>,
+) -> Result<Plan, PlanError> {
+    plan_with(blocks, &[], granularity, budget, Some(fresh))
+}
+
+fn plan_with(
     blocks: &[PlanBlock],
     own: &[PlanOwn],
     granularity: u64,
     budget: PlanBudget,
-    fresh: Option<usize>,
+    fresh: Option<Fresh<'_>>,
 ) -> Result<Plan, PlanError> {
     let holes = holes_of(blocks, own, granularity)?;
-    let fresh = fresh.filter(|&f| f < blocks.len() && blocks[f].ranges.is_empty());
+    let fresh = fresh.filter(|f| f.index < blocks.len() && blocks[f.index].ranges.is_empty());
     let live = |b: usize| live_of(&blocks[b]);
     // Two rankings, densest first (ties: larger blocks first, they are
     // kept): by the share of the block that is live (sources give back the
@@ -350,8 +369,10 @@ fn plan_ranked(
     budget: PlanBudget,
     mut holes: Vec<Holes>,
     dense: Vec<usize>,
-    fresh: Option<usize>,
+    fresh: Option<Fresh<'_>>,
 ) -> Plan {
+    let sources = fresh.map(|f| f.sources);
+    let fresh = fresh.map(|f| f.index);
     let live = |b: usize| live_of(&blocks[b]);
     let rank: Vec<usize> = {
         let mut rank = vec![0; blocks.len()];
@@ -383,6 +404,7 @@ fn plan_ranked(
             || block.ranges.iter().any(|r| !r.movable)
             || Some(s) == fresh
             || received[s]
+            || sources.is_some_and(|only| !only.contains(&s))
         {
             continue;
         }
@@ -538,9 +560,11 @@ fn compact(
 /// share of the block that is live, taken while their live bytes and
 /// ranges fit the budget, each while emptying it gives back at least 1/16
 /// of what it copies (a pass that copies 64 MiB to give back less than
-/// 4 MiB is not worth it). The block is sized for the worst order of
-/// placement (each range may need its alignment beyond the granularity as
-/// padding), a multiple of the granularity.
+/// 4 MiB is not worth it; each range may need its alignment beyond the
+/// granularity as padding). The block is then sized to what
+/// [`plan_pass_into`] places in it, a multiple of the granularity: holes of
+/// denser blocks take what they can first. `None` too when the pass would
+/// place nothing there, or give back no more than the block.
 pub fn plan_new_block(
     blocks: &[PlanBlock],
     granularity: u64,
@@ -588,5 +612,37 @@ pub fn plan_new_block(
         new.released += block.size;
         new.size = size;
     }
-    Ok((!new.sources.is_empty()).then_some(new))
+    if new.sources.is_empty() {
+        return Ok(None);
+    }
+    // The pass into a block of the worst-case size, to size the block to
+    // what it places there: first fit places the same way in a block that
+    // ends right after its highest range.
+    let mut with_fresh = blocks.to_vec();
+    with_fresh.push(PlanBlock {
+        size: new.size,
+        ranges: Vec::new(),
+    });
+    let fresh = Fresh {
+        index: blocks.len(),
+        sources: &new.sources,
+    };
+    let plan = plan_with(&with_fresh, &[], granularity, budget, Some(fresh))?;
+    let used = plan
+        .moves
+        .iter()
+        .filter(|m| m.block == fresh.index)
+        .map(|m| m.offset + m.size)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(granularity);
+    let released = plan.released(&with_fresh);
+    if used == 0 || released <= used {
+        return Ok(None);
+    }
+    new.sources.retain(|b| plan.emptied_blocks.contains(b));
+    new.size = used;
+    new.live = new.sources.iter().map(|&b| live_of(&blocks[b])).sum();
+    new.released = released;
+    Ok(Some(new))
 }

@@ -252,19 +252,25 @@ fn new_block_takes_what_no_hole_fits() {
     // budget; a third would not.
     assert_eq!(new.sources, vec![3, 2]);
     assert_eq!(new.live, 2304 + 2560);
-    assert_eq!(new.size, 2304 + 2560);
     assert_eq!(new.released, 8192);
+    // Their 2048-byte ranges go to the new block; the small ones fit the
+    // holes of block 0 (the densest), so the block holds 4096 bytes.
+    assert_eq!(new.size, 4096);
 
     let mut with_fresh = blocks.clone();
     with_fresh.push(PlanBlock {
         size: new.size,
         ranges: Vec::new(),
     });
-    let plan = plan_pass_into(&with_fresh, &[], 256, budget, Some(4)).unwrap();
+    let fresh = Fresh {
+        index: 4,
+        sources: &new.sources,
+    };
+    let plan = plan_pass_into(&with_fresh, 256, budget, fresh).unwrap();
     let mut emptied = plan.emptied_blocks.clone();
     emptied.sort_unstable();
     assert_eq!(emptied, vec![2, 3], "{plan:?}");
-    assert!(plan.moves.iter().all(|m| m.block == 4 || m.block < 2));
+    assert!(plan.moves.iter().all(|m| m.block == 4 || m.block == 0));
     assert!(plan.released(&with_fresh) > new.size);
     // Destinations in the fresh block do not overlap and stay inside it.
     let mut ranges: Vec<(u64, u64)> = plan
@@ -295,6 +301,9 @@ fn no_new_block_for_dense_blocks() {
     sparse[0].ranges[0].movable = false;
     assert_eq!(plan_new_block(&sparse, 4096, ALL, 1 << 30).unwrap(), None);
     sparse[0].ranges[0].movable = true;
+    // 4096 live fits the dense block's 4096-byte hole: no block needed.
+    assert_eq!(plan_new_block(&sparse, 4096, ALL, 1 << 30).unwrap(), None);
+    sparse[0].ranges[0].size = 8192;
     let none = PlanBudget {
         max_bytes: 0,
         max_moves: 0,
@@ -303,13 +312,14 @@ fn no_new_block_for_dense_blocks() {
     let new = plan_new_block(&sparse, 4096, ALL, 1 << 30)
         .unwrap()
         .unwrap();
-    assert_eq!((new.sources, new.size), (vec![0], 4096));
+    assert_eq!((new.sources, new.size), (vec![0], 8192));
 }
 
-/// The block is sized for the worst placement order: each range may need
-/// its alignment beyond the granularity as padding.
+/// Sources are chosen for the worst placement order (each range may need
+/// its alignment beyond the granularity as padding); the block is sized
+/// to where the pass places them.
 #[test]
-fn new_block_counts_alignment_padding() {
+fn new_block_is_sized_to_what_lands_there() {
     let mut r = range(0, 0, 256);
     r.alignment = 1024;
     let blocks = vec![PlanBlock {
@@ -317,8 +327,11 @@ fn new_block_counts_alignment_padding() {
         ranges: vec![r, range(1, 1024, 256)],
     }];
     let new = plan_new_block(&blocks, 256, ALL, 1 << 20).unwrap().unwrap();
-    // Worst order: the unaligned range first, the aligned one at 1024.
-    assert_eq!(new.size, 1024 + 256);
+    // Worst order (the unaligned range first, the aligned one at 1024)
+    // needs 1280; the pass places the aligned one first, at 0.
+    assert_eq!(new.size, 512);
+    // A block too small for the worst order is not planned.
+    assert_eq!(plan_new_block(&blocks, 256, ALL, 1024).unwrap(), None);
 }
 
 /// A block that took moved data is never emptied in the same pass.
@@ -342,7 +355,11 @@ fn destination_is_never_a_source() {
             ranges: Vec::new(),
         },
     ];
-    let plan = plan_pass_into(&blocks, &[], 256, ALL, Some(3)).unwrap();
+    let fresh = Fresh {
+        index: 3,
+        sources: &[0, 1, 2],
+    };
+    let plan = plan_pass_into(&blocks, 256, ALL, fresh).unwrap();
     for &e in &plan.emptied_blocks {
         assert!(plan.moves.iter().all(|m| m.block != e), "{plan:?}");
     }
