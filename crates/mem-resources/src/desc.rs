@@ -79,6 +79,12 @@ pub struct BufferDesc {
     /// Name for `VK_EXT_debug_utils`, statistics and leak reports. Must not
     /// contain NUL bytes. Default none.
     pub name: Option<String>,
+    /// Memory of its own: a `VkDeviceMemory` of exactly this buffer's size
+    /// instead of a range of a block. For a large buffer that lives as long
+    /// as the device and may be alone in its memory type (a staging ring in
+    /// host-visible memory, say), where a block would keep the rest of
+    /// itself unused. Default false.
+    pub own_memory: bool,
 }
 
 impl BufferDesc {
@@ -91,6 +97,7 @@ impl BufferDesc {
             memory,
             sharing: Sharing::Exclusive,
             name: None,
+            own_memory: false,
         }
     }
 
@@ -147,6 +154,12 @@ impl BufferDesc {
     /// Names the buffer.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the buffer memory of its own ([`Self::own_memory`]).
+    pub fn own_memory(mut self) -> Self {
+        self.own_memory = true;
         self
     }
 }
@@ -250,6 +263,10 @@ pub struct ImageDesc {
     /// Name for `VK_EXT_debug_utils`, statistics and leak reports. Must not
     /// contain NUL bytes.
     pub name: Option<String>,
+    /// Memory of its own: a `VkDeviceMemory` of exactly this image's size
+    /// instead of a range of a block (see [`BufferDesc::own_memory`]).
+    /// Default false.
+    pub own_memory: bool,
 }
 
 impl ImageDesc {
@@ -270,6 +287,7 @@ impl ImageDesc {
             memory: MemoryUsage::GpuOnly,
             sharing: Sharing::Exclusive,
             name: None,
+            own_memory: false,
         }
     }
 
@@ -450,6 +468,12 @@ impl ImageDesc {
     /// Names the image.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Gives the image memory of its own ([`Self::own_memory`]).
+    pub fn own_memory(mut self) -> Self {
+        self.own_memory = true;
         self
     }
 

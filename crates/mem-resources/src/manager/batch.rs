@@ -41,6 +41,8 @@ pub(super) trait BatchDesc: Sized {
     fn memory_usage(&self) -> MemoryUsage;
     /// The debug name, if any.
     fn debug_name(&self) -> Option<&str>;
+    /// Whether the desc asks for memory of its own.
+    fn own_memory(&self) -> bool;
     /// One `vkBind*Memory2` call for every object, through its fault point.
     ///
     /// # Safety
@@ -111,7 +113,12 @@ impl ResourceManager {
             }
         }
         for (i, d) in descs.iter().enumerate() {
-            let (requirements, dedicated) = D::requirements(self, p.handles[i]);
+            let (requirements, mut dedicated) = D::requirements(self, p.handles[i]);
+            if d.own_memory() && dedicated == Dedicated::No {
+                // Memory of its own without a dedicated target: a plain
+                // `VkDeviceMemory` of its size (reusable from the cache).
+                dedicated = Dedicated::Required(None);
+            }
             let mut adesc = AllocationDesc::new(requirements, d.memory_usage())
                 .class(d.class())
                 .dedicated(dedicated);

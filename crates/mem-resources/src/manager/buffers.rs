@@ -218,6 +218,10 @@ impl BatchDesc for BufferDesc {
         self.name.as_deref()
     }
 
+    fn own_memory(&self) -> bool {
+        self.own_memory
+    }
+
     unsafe fn bind(
         manager: &ResourceManager,
         buffers: &[vk::Buffer],

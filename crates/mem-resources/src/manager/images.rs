@@ -224,6 +224,10 @@ impl BatchDesc for ImageDesc {
         self.name.as_deref()
     }
 
+    fn own_memory(&self) -> bool {
+        self.own_memory
+    }
+
     unsafe fn bind(
         manager: &ResourceManager,
         images: &[vk::Image],

@@ -269,7 +269,10 @@ impl StagingBelt {
                 vk::BufferUsageFlags::TRANSFER_SRC | vk::BufferUsageFlags::TRANSFER_DST,
                 desc.ring_memory,
             )
-            .name("gpumem staging ring"),
+            .name("gpumem staging ring")
+            // Alone in its memory type on most discrete GPUs: a block would
+            // keep the rest of itself unused.
+            .own_memory(),
         )?;
         let ring_ptr = match ring_buffer.allocation().mapped_ptr() {
             Some(p) => RingPtr(p.as_ptr()),
