@@ -48,8 +48,8 @@ pub struct DefragmentationBudget {
     /// back). Default true.
     pub pack_memory_of_its_own: bool,
     /// Whether a pass may create a block (at most one per class pool,
-    /// sized to the live data it takes: at most the byte budget plus
-    /// alignment) when the holes of the blocks there can
+    /// sized to what the pass places there: the live data it takes, each
+    /// range rounded to the pool's placement unit) when the holes of the blocks there can
     /// empty none, and emptying the sparsest blocks into it gives back more
     /// than it takes (at least 1/16 of the bytes copied). Committed memory
     /// then rises by that block until the pass's sources are freed, and
@@ -230,6 +230,9 @@ impl Allocator {
                 // lock dropped (other threads allocate meanwhile), then the
                 // pass is planned again with it.
                 drop(pool);
+                // What earlier classes gave back goes first: it counts
+                // against the heap until freed.
+                self.release_all(type_u32, std::mem::take(ctx.retired));
                 let created = self.create_block(type_u32, size, true);
                 pool = self.pools[type_index].lock();
                 let fresh = match created {
@@ -362,6 +365,7 @@ impl Allocator {
                 .collect();
             Some((index, sources))
         });
+        let mut fresh_used = None;
         let planned = match fresh {
             Some((fi, sources)) => {
                 let fresh = Fresh {
@@ -374,8 +378,7 @@ impl Allocator {
                         if p.moves.iter().any(|m| m.block == fi)
                             && p.released(&blocks) > blocks[fi].size =>
                     {
-                        ctx.stats.blocks_created += 1;
-                        ctx.stats.bytes_created += blocks[fi].size;
+                        fresh_used = Some((slots[fi], blocks[fi].size));
                         Some(p)
                     }
                     _ => {
@@ -488,6 +491,15 @@ impl Allocator {
                 stats.bytes_released += source.memory_size;
             }
             planned.push((m.key, destination));
+        }
+        if let Some((slot, size)) = fresh_used {
+            if pool.classes[class].placer.block_is_empty(slot) {
+                // Nothing was reserved there after all: it goes back.
+                ctx.retired.push(pool.retire_block(class, slot));
+            } else {
+                stats.blocks_created += 1;
+                stats.bytes_created += size;
+            }
         }
         None
     }

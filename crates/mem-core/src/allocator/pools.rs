@@ -87,7 +87,8 @@ pub(super) struct Block {
     pub(super) mapped: Option<MappedPtr>,
     /// Created by a defragmentation pass, sized to the data moved into it:
     /// it goes back to the device as soon as it is empty (no hysteresis),
-    /// so a pass that fails or is cancelled leaves nothing behind.
+    /// whenever that is, so a pass that fails or is cancelled leaves
+    /// nothing behind.
     pub(super) exact: bool,
 }
 

@@ -29,7 +29,6 @@
 //!    below them in the same block, so free space gathers at the block's
 //!    end and a later pass can empty the sparse block into it.
 //!
-//!
 //! What stays after such passes are blocks whose holes are smaller than
 //! what any other block holds live. [`plan_new_block`] chooses the
 //! sparsest blocks worth emptying into a new block and sizes that block to
@@ -327,7 +326,16 @@ fn plan_with(
     fresh: Option<Fresh<'_>>,
 ) -> Result<Plan, PlanError> {
     let holes = holes_of(blocks, own, granularity)?;
-    let fresh = fresh.filter(|f| f.index < blocks.len() && blocks[f.index].ranges.is_empty());
+    // An index that names no empty block takes nothing; the pass still
+    // empties only the sources it was given.
+    let fresh = fresh.map(|f| Fresh {
+        index: if f.index < blocks.len() && blocks[f.index].ranges.is_empty() {
+            f.index
+        } else {
+            usize::MAX
+        },
+        ..f
+    });
     let live = |b: usize| live_of(&blocks[b]);
     // Two rankings, densest first (ties: larger blocks first, they are
     // kept): by the share of the block that is live (sources give back the
@@ -372,7 +380,7 @@ fn plan_ranked(
     fresh: Option<Fresh<'_>>,
 ) -> Plan {
     let sources = fresh.map(|f| f.sources);
-    let fresh = fresh.map(|f| f.index);
+    let fresh = fresh.map(|f| f.index).filter(|&i| i < blocks.len());
     let live = |b: usize| live_of(&blocks[b]);
     let rank: Vec<usize> = {
         let mut rank = vec![0; blocks.len()];
@@ -591,13 +599,16 @@ pub fn plan_new_block(
             .ranges
             .iter()
             .map(|r| {
-                r.size.next_multiple_of(granularity) + r.alignment.max(granularity) - granularity
+                r.size
+                    .checked_next_multiple_of(granularity)
+                    .unwrap_or(u64::MAX)
+                    .saturating_add(r.alignment.max(granularity) - granularity)
             })
-            .sum();
+            .fold(0u64, u64::saturating_add);
         let live = live_of(block);
         let size = new.size.saturating_add(worst);
         let gain = block.size.saturating_sub(worst);
-        if new.live + live > budget.max_bytes
+        if new.live.saturating_add(live) > budget.max_bytes
             || moves + block.ranges.len() as u64 > u64::from(budget.max_moves)
             || size > max_size
             || gain == 0
@@ -635,7 +646,8 @@ pub fn plan_new_block(
         .map(|m| m.offset + m.size)
         .max()
         .unwrap_or(0)
-        .next_multiple_of(granularity);
+        .checked_next_multiple_of(granularity)
+        .unwrap_or(u64::MAX);
     let released = plan.released(&with_fresh);
     if used == 0 || released <= used {
         return Ok(None);

@@ -364,3 +364,35 @@ fn destination_is_never_a_source() {
         assert!(plan.moves.iter().all(|m| m.block != e), "{plan:?}");
     }
 }
+
+/// A fresh index that names no empty block takes nothing, and the pass
+/// still empties only the sources it was given.
+#[test]
+fn pass_into_keeps_its_sources_without_a_fresh_block() {
+    let blocks = vec![
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(0, 0, 2048)],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(1, 0, 256)],
+        },
+        PlanBlock {
+            size: 4096,
+            ranges: vec![range(2, 0, 512)],
+        },
+    ];
+    for index in [0, 7] {
+        let fresh = Fresh {
+            index,
+            sources: &[2],
+        };
+        let plan = plan_pass_into(&blocks, 256, ALL, fresh).unwrap();
+        assert_eq!(plan.emptied_blocks, vec![2], "{plan:?}");
+        assert!(plan
+            .moves
+            .iter()
+            .all(|m| m.key == 2 && m.block < blocks.len()));
+    }
+}

@@ -114,10 +114,15 @@ impl ResourceManager {
         }
         for (i, d) in descs.iter().enumerate() {
             let (requirements, mut dedicated) = D::requirements(self, p.handles[i]);
-            if d.own_memory() && dedicated == Dedicated::No {
-                // Memory of its own without a dedicated target: a plain
-                // `VkDeviceMemory` of its size (reusable from the cache).
-                dedicated = Dedicated::Required(None);
+            if d.own_memory() {
+                dedicated = match dedicated {
+                    // Memory of its own without a dedicated target: a plain
+                    // `VkDeviceMemory` of its size (reusable from the cache).
+                    Dedicated::No => Dedicated::Required(None),
+                    // The driver's preference becomes a requirement.
+                    Dedicated::Preferred(t) => Dedicated::Required(t),
+                    required => required,
+                };
             }
             let mut adesc = AllocationDesc::new(requirements, d.memory_usage())
                 .class(d.class())
