@@ -148,6 +148,25 @@ fn run_pass(s: &mut Setup, live: &mut [Live], budget: &DefragmentationBudget) ->
     n
 }
 
+/// A pass of the default budget with the `nth` call at `point` failing
+/// (out of device memory); the fault is cleared before it returns.
+fn faulted_pass(
+    s: &mut Setup,
+    live: &[Live],
+    point: FaultPoint,
+    nth: u64,
+) -> Result<mem_staging::belt::DefragmentationPass, StagingError> {
+    s.res()
+        .set_fault(point, nth, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
+    let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
+    let result = s
+        .belt()
+        .begin_defragmentation(&refs, &DefragmentationBudget::default());
+    drop(refs);
+    s.res().clear_faults();
+    result
+}
+
 fn destroy_all(s: &mut Setup, live: Vec<Live>) {
     for l in live {
         match l {
@@ -239,13 +258,7 @@ fn failed_passes_leave_old_resources_valid() {
         let mut live = churned(&mut s);
         let before = committed(&s);
         let live_count = s.allocator.as_ref().unwrap().leak_report().len();
-        s.res()
-            .set_fault(point, nth, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
-        let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
-        let result = s
-            .belt()
-            .begin_defragmentation(&refs, &DefragmentationBudget::default());
-        drop(refs);
+        let result = faulted_pass(&mut s, &live, point, nth);
         match result {
             Err(e) => {
                 failures += 1;
@@ -261,7 +274,6 @@ fn failed_passes_leave_old_resources_valid() {
                 s.belt().cancel_defragmentation(pass).unwrap();
             }
         }
-        s.res().clear_faults();
         // Nothing of the pass is left: same live allocations, same memory.
         let allocator = s.allocator.as_ref().unwrap();
         allocator.validate().unwrap();
@@ -361,15 +373,7 @@ fn a_failed_pass_frees_the_block_it_created() {
         let live = holes_too_small(&mut s);
         let before = committed(&s);
         let live_count = s.allocator.as_ref().unwrap().leak_report().len();
-        s.res()
-            .set_fault(point, nth, vk::Result::ERROR_OUT_OF_DEVICE_MEMORY);
-        let refs: Vec<ResourceRef<'_>> = live.iter().map(Live::as_ref).collect();
-        let e = s
-            .belt()
-            .begin_defragmentation(&refs, &DefragmentationBudget::default())
-            .unwrap_err();
-        drop(refs);
-        s.res().clear_faults();
+        let e = faulted_pass(&mut s, &live, point, nth).unwrap_err();
         assert!(
             matches!(e, StagingError::MoveResource(ref r) if r.is_out_of_device_memory()),
             "{point:?} #{nth}: {e:?}"

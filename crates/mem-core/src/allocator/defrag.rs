@@ -2,12 +2,12 @@
 //! moves with the pure planner ([`crate::defrag`]) under each memory type's
 //! lock and reserves every destination at its planned place, so nothing
 //! else can take it. Where the blocks' holes can empty nothing, a pass may
-//! create one block per class pool, sized to the live data of the
-//! sparsest blocks, and empty them into it
-//! ([`DefragmentationBudget::new_blocks`]): the block is created with the
-//! lock dropped, then the pass is planned again with it. Such a block goes
-//! back to the device as soon as it is empty, so a failed or cancelled
-//! pass leaves nothing behind; [`Allocator::commit_defragmentation_pass`] hands the
+//! create one block per class pool, sized to what it places there, and
+//! empty the sparsest blocks into it ([`DefragmentationBudget::new_blocks`]):
+//! the block is created with the lock dropped, then the pass is planned
+//! again with it. Such a block goes back to the device as soon as it is
+//! empty, so a failed or cancelled pass leaves nothing behind.
+//! [`Allocator::commit_defragmentation_pass`] hands the
 //! destinations over and frees the sources (their emptied blocks and
 //! memory of its own go back to the device at once);
 //! [`Allocator::cancel_defragmentation_pass`] frees the destinations.
@@ -49,9 +49,10 @@ pub struct DefragmentationBudget {
     pub pack_memory_of_its_own: bool,
     /// Whether a pass may create a block (at most one per class pool,
     /// sized to what the pass places there: the live data it takes, each
-    /// range rounded to the pool's placement unit) when the holes of the blocks there can
-    /// empty none, and emptying the sparsest blocks into it gives back more
-    /// than it takes (at least 1/16 of the bytes copied). Committed memory
+    /// range rounded to the pool's placement unit) when the holes of the
+    /// blocks there can empty none, and emptying the sparsest blocks into
+    /// it gives back more than it takes (at least 1/16 of the bytes
+    /// copied). Committed memory
     /// then rises by that block until the pass's sources are freed, and
     /// falls below where it was. Default true: without it, what stays after
     /// the passes is blocks whose holes are each too small for what another
@@ -169,7 +170,8 @@ impl Allocator {
     ///
     /// Destinations lie in blocks that already exist, or in blocks the
     /// pass creates ([`DefragmentationBudget::new_blocks`],
-    /// [`DefragmentationStats::blocks_created`]). An allocation of another allocator is refused with
+    /// [`DefragmentationStats::blocks_created`]). An allocation of another
+    /// allocator is refused with
     /// [`AllocError::ForeignAllocation`] before anything is reserved.
     #[doc(alias = "vmaBeginDefragmentation")]
     #[doc(alias = "vmaBeginDefragmentationPass")]

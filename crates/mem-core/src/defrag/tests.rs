@@ -10,6 +10,18 @@ fn range(key: usize, offset: u64, size: u64) -> PlanRange {
     }
 }
 
+/// Blocks of `(size, live)`: block `i` holds one range keyed `i` at offset
+/// 0 of `live` bytes (none when `live` is 0).
+fn one_range_each(spec: &[(u64, u64)]) -> Vec<PlanBlock> {
+    spec.iter()
+        .enumerate()
+        .map(|(i, &(size, live))| PlanBlock {
+            size,
+            ranges: (live > 0).then(|| range(i, 0, live)).into_iter().collect(),
+        })
+        .collect()
+}
+
 const ALL: PlanBudget = PlanBudget {
     max_bytes: u64::MAX,
     max_moves: u32::MAX,
@@ -337,24 +349,7 @@ fn new_block_is_sized_to_what_lands_there() {
 /// A block that took moved data is never emptied in the same pass.
 #[test]
 fn destination_is_never_a_source() {
-    let blocks = vec![
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(0, 0, 512)],
-        },
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(1, 0, 1024)],
-        },
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(2, 0, 3072)],
-        },
-        PlanBlock {
-            size: 8192,
-            ranges: Vec::new(),
-        },
-    ];
+    let blocks = one_range_each(&[(4096, 512), (4096, 1024), (4096, 3072), (8192, 0)]);
     let fresh = Fresh {
         index: 3,
         sources: &[0, 1, 2],
@@ -369,20 +364,7 @@ fn destination_is_never_a_source() {
 /// still empties only the sources it was given.
 #[test]
 fn pass_into_keeps_its_sources_without_a_fresh_block() {
-    let blocks = vec![
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(0, 0, 2048)],
-        },
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(1, 0, 256)],
-        },
-        PlanBlock {
-            size: 4096,
-            ranges: vec![range(2, 0, 512)],
-        },
-    ];
+    let blocks = one_range_each(&[(4096, 2048), (4096, 256), (4096, 512)]);
     for index in [0, 7] {
         let fresh = Fresh {
             index,
