@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo run --release --example upload_bench -- [--size-mib 1024] [--small-count 65536]
-//!     [--small-kib 16] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
+//!     [--small-kib 16] [--small-list 256] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
 //!     [--threads N] [--chunk-mib N] [--split] [--memcpy] [--ab overlap|spin|huge]
 //! ```
@@ -21,7 +21,7 @@ use gpumem::memory::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsag
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
-use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
+use gpumem::staging::belt::{BufferWrite, SharedQueue, StagingBelt, StagingBeltConfig};
 use gpumem::staging::plan::{expected_data_size, ImageLayout};
 use gpumem::staging::ImageSubresources;
 use mem_testkit::TestContext;
@@ -42,6 +42,9 @@ struct Args {
     /// Size of each small buffer upload, in KiB.
     #[arg(long, default_value_t = 16)]
     small_kib: u64,
+    /// Small uploads per `upload_buffers` call in the row of lists.
+    #[arg(long, default_value_t = 256)]
+    small_list: usize,
     /// Width and height of the RGBA8 texture (with a full mip chain).
     #[arg(long, default_value_t = 4096)]
     texture: u32,
@@ -102,6 +105,10 @@ struct Args {
     /// objects (one submission) and of the same bytes (one buffer copy).
     #[arg(long)]
     scene: bool,
+    /// Belts split copies of at least this many KiB over their copy threads
+    /// (`StagingBeltConfig::parallel_copy_threshold`; default: the belt's).
+    #[arg(long, value_name = "KIB")]
+    parallel_threshold_kib: Option<u64>,
     /// Scale of the built-in scene for --scene.
     #[arg(long, default_value_t = 1.0)]
     scene_scale: f32,
@@ -146,6 +153,8 @@ struct Rig {
     ring_memory: Option<MemoryUsage>,
     /// Belts copy with streaming stores.
     streaming: bool,
+    /// Belts' parallel copy threshold, when set.
+    parallel_threshold: Option<u64>,
 }
 
 impl Rig {
@@ -205,6 +214,7 @@ impl Rig {
             import,
             ring_memory,
             streaming: false,
+            parallel_threshold: None,
         }
     }
 
@@ -241,6 +251,9 @@ impl Rig {
         }
         desc.external_memory_host |= self.import;
         desc.streaming_stores |= self.streaming;
+        if let Some(t) = self.parallel_threshold {
+            desc.parallel_copy_threshold = t;
+        }
         if let Some(m) = self.ring_memory {
             desc.ring_memory = m;
         }
@@ -881,7 +894,7 @@ fn bench_direct(rig: &Rig, args: &Args, size: u64) -> Option<(Duration, u32)> {
     Some((t, ty))
 }
 
-fn bench_small(rig: &Rig, args: &Args, ring: u64) -> Row {
+fn bench_small(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
     let each = args.small_kib * 1024;
     let count = args.small_count;
     let total = each * count;
@@ -904,22 +917,49 @@ fn bench_small(rig: &Rig, args: &Args, ring: u64) -> Row {
     rig.destroy(staging);
     let pieces: Vec<Vec<u8>> = (0..count).map(|i| vec![i as u8; each as usize]).collect();
     let mut belt = rig.belt(ring);
-    let belt_t = best(args.reps, || {
-        let start = Instant::now();
-        for (i, p) in pieces.iter().enumerate() {
-            let _ = belt.upload_buffer(&dst, i as u64 * each, p).unwrap();
+    let list = args.small_list.max(1);
+    // One call per upload, then lists of `list` writes per call, alternating.
+    let mut best_t = [Duration::MAX; 2];
+    for _ in 0..args.reps.max(1) {
+        for (k, best_t) in best_t.iter_mut().enumerate() {
+            let start = Instant::now();
+            if k == 0 {
+                for (i, p) in pieces.iter().enumerate() {
+                    let _ = belt.upload_buffer(&dst, i as u64 * each, p).unwrap();
+                }
+            } else {
+                for (c, group) in pieces.chunks(list).enumerate() {
+                    let writes: Vec<BufferWrite<'_>> = group
+                        .iter()
+                        .enumerate()
+                        .map(|(i, p)| BufferWrite::new(&dst, (c * list + i) as u64 * each, p))
+                        .collect();
+                    let _ = belt.upload_buffers(&writes).unwrap();
+                }
+            }
+            belt.finish().unwrap();
+            *best_t = (*best_t).min(start.elapsed());
         }
-        belt.finish().unwrap();
-        start.elapsed()
-    });
+    }
     drop(belt);
     rig.destroy(dst);
-    Row {
-        case: format!("{count} x {} KiB buffers", args.small_kib),
-        bytes: total,
-        raw,
-        belt: belt_t,
-    }
+    [
+        Row {
+            case: format!("{count} x {} KiB buffers", args.small_kib),
+            bytes: total,
+            raw,
+            belt: best_t[0],
+        },
+        Row {
+            case: format!(
+                "{count} x {} KiB buffers, {list} per upload_buffers call",
+                args.small_kib
+            ),
+            bytes: total,
+            raw,
+            belt: best_t[1],
+        },
+    ]
 }
 
 fn bench_texture(rig: &Rig, args: &Args, ring: u64) -> [Row; 2] {
@@ -1031,6 +1071,7 @@ fn main() {
         args.ring_memory.map(RingMemory::usage),
     );
     rig.streaming = args.streaming_stores;
+    rig.parallel_threshold = args.parallel_threshold_kib.map(|k| k << 10);
     let props = rig.ctx.properties();
     // SAFETY: the name is a NUL-terminated string from the driver.
     let name = unsafe { std::ffi::CStr::from_ptr(props.device_name.as_ptr()) }
@@ -1042,9 +1083,10 @@ fn main() {
         .find(|(i, _)| *i == rig.family)
         .map(|(_, p)| p.queue_flags)
         .unwrap();
-    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}; streaming stores {}", rig.family,
+    println!("device: {name}; copy queue family {} ({fam_flags:?}); {} CPU threads; import {}; ring memory {:?}; streaming stores {}; parallel copies from {} KiB", rig.family,
         std::thread::available_parallelism().map_or(1, |n| n.get()), if rig.import { "on" } else { "off" }, rig.ring_memory.unwrap_or(StagingBeltConfig::default().ring_memory),
-        if rig.streaming { "on" } else { "off" });
+        if rig.streaming { "on" } else { "off" },
+        rig.parallel_threshold.unwrap_or(StagingBeltConfig::default().parallel_copy_threshold) >> 10);
     let ring = args.ring_mib * MIB;
     if args.scene {
         bench_scene(&rig, &args, ring);
@@ -1060,9 +1102,9 @@ fn main() {
         return;
     }
     let [big, big_off] = bench_big(&rig, &args, args.size_mib * MIB, ring);
-    let small = bench_small(&rig, &args, ring);
+    let [small, small_lists] = bench_small(&rig, &args, ring);
     let [tex, tex_off] = bench_texture(&rig, &args, ring);
-    let rows = [big, small, tex, big_off, tex_off];
+    let rows = [big, small, small_lists, tex, big_off, tex_off];
     let direct = bench_direct(&rig, &args, args.size_mib * MIB);
     println!();
     println!("| upload | bytes | raw vkCmdCopy* GB/s | gpumem belt GB/s | belt / raw |");
@@ -1456,9 +1498,11 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
     let upload = |belt: &mut StagingBelt| -> (Duration, gpumem::staging::StagingStats) {
         let before = belt.stats();
         let start = Instant::now();
-        for (b, bytes) in &buffers {
-            let _ = belt.upload_buffer(b, 0, bytes).unwrap();
-        }
+        let writes: Vec<BufferWrite<'_>> = buffers
+            .iter()
+            .map(|(b, bytes)| BufferWrite::new(b, 0, bytes))
+            .collect();
+        let _ = belt.upload_buffers(&writes).unwrap();
         for (img, t) in &images {
             let _ = belt
                 .upload_image_with(

@@ -45,7 +45,7 @@ use gpumem::memory::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsag
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
 };
-use gpumem::staging::belt::{SharedQueue, StagingBelt, StagingBeltConfig};
+use gpumem::staging::belt::{BufferWrite, SharedQueue, StagingBelt, StagingBeltConfig};
 use gpumem::staging::ImageSubresources;
 use gpumem::viewer::{write_html_report, ReportOptions, Timeline};
 use mem_demo::render::{render_frame, FrameDesc, GpuMesh, GpuTexture, RenderDevice};
@@ -690,12 +690,22 @@ fn upload_and_check(
     let uploading = step("uploading");
     let mut timeline = summary.timeline.take();
     let uploaded: Result<_, gpumem::staging::StagingError> = (|| {
-        for (i, m) in scene.meshes.iter().enumerate() {
-            let _ = belt.upload_buffer(&up.buffers[i], 0, m.vertex_bytes())?;
-            let _ = belt.upload_buffer(&up.buffers[n + i], 0, m.index_bytes())?;
-            bar.inc((m.vertex_bytes().len() + m.index_bytes().len()) as u64);
-            record(&mut timeline, allocator, None);
-        }
+        // Every mesh buffer in one call: the belt lays them end to end in
+        // the ring and its copy threads fill each run at once.
+        let writes: Vec<BufferWrite<'_>> = scene
+            .meshes
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                [
+                    BufferWrite::new(&up.buffers[i], 0, m.vertex_bytes()),
+                    BufferWrite::new(&up.buffers[n + i], 0, m.index_bytes()),
+                ]
+            })
+            .collect();
+        let _ = belt.upload_buffers(&writes)?;
+        bar.inc(writes.iter().map(|w| w.data.len() as u64).sum());
+        record(&mut timeline, allocator, None);
         for (i, t) in scene.textures.iter().enumerate() {
             // Written in place: the decoded levels go straight into the ring,
             // with no copy of the whole chain in between.

@@ -10,10 +10,12 @@ mod common;
 use ash::vk;
 use common::{pattern, Setup, MIB};
 use mem_resources::ImageDesc;
-use mem_staging::belt::{BeltFault, StagingBeltConfig, StagingError};
+use mem_staging::belt::{BeltFault, BufferWrite, StagingBeltConfig, StagingError};
 use mem_staging::plan::expected_data_size;
 
-/// Uploads a streamed buffer, many small ones and a texture, then waits.
+/// Uploads a streamed buffer, many small ones one by one and in one call
+/// (runs of up to a chunk, the first submitted beside the second's copy
+/// when the belt overlaps submits), and a texture, then waits.
 fn scenario(
     s: &mut Setup,
     bufs: &[mem_resources::Buffer],
@@ -27,6 +29,13 @@ fn scenario(
             .belt()
             .upload_buffer(&bufs[1], i * 4096, &pattern(4096, i))?;
     }
+    let pieces: Vec<Vec<u8>> = (0..512).map(|i| pattern(6 * 1024, 100 + i)).collect();
+    let writes: Vec<BufferWrite<'_>> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| BufferWrite::new(&bufs[0], i as u64 * 6 * 1024, p))
+        .collect();
+    let _ = s.belt().upload_buffers(&writes)?;
     let _ = s
         .belt()
         .upload_image(img, tex, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)?;

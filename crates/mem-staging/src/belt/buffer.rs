@@ -179,21 +179,21 @@ impl StagingBelt {
         })
     }
 
-    /// The checks and paths every buffer upload shares.
-    fn upload_source(
-        &mut self,
+    /// The checks every buffer write passes before anything is staged:
+    /// the buffer is this belt's manager's, has `TRANSFER_DST` usage
+    /// (checked on every path, the direct one included, so code that works
+    /// on a device where the destination is host-visible works everywhere),
+    /// and `[dst_offset, dst_offset + len)` is a non-empty range inside it.
+    pub(super) fn check_buffer_write(
+        &self,
         dst: &Buffer,
         dst_offset: u64,
         len: u64,
-        mut source: Source<'_>,
-    ) -> Result<Ticket, StagingError> {
-        self.check_usable()?;
+    ) -> Result<(), StagingError> {
         self.check_owner(dst.owner(), dst.desc().name.as_deref())?;
         if len == 0 {
             return Err(StagingError::EmptyData);
         }
-        // Checked on every path, the direct one included, so code that works
-        // on a device where the destination is host-visible works everywhere.
         if !dst
             .desc()
             .usage
@@ -212,11 +212,24 @@ impl StagingBelt {
                 size,
             });
         }
-        let direct = !self.desc.force_staging && dst.allocation().mapped_ptr().is_some();
-        if direct {
-            return self.upload_direct(dst, dst_offset, len, &mut source);
-        }
-        let release = self.needs_release(&dst.desc().sharing).then(|| {
+        Ok(())
+    }
+
+    /// True when uploads into `dst` write its mapping instead of staging.
+    pub(super) fn writes_directly(&self, dst: &Buffer) -> bool {
+        !self.desc.force_staging && dst.allocation().mapped_ptr().is_some()
+    }
+
+    /// The release half of the ownership transfer of `dst`'s written range
+    /// to the destination family, when the belt's queue is of another
+    /// family and the buffer is exclusive.
+    pub(super) fn release_barrier(
+        &self,
+        dst: &Buffer,
+        dst_offset: u64,
+        len: u64,
+    ) -> Option<vk::BufferMemoryBarrier<'static>> {
+        self.needs_release(&dst.desc().sharing).then(|| {
             vk::BufferMemoryBarrier::default()
                 .src_access_mask(vk::AccessFlags::TRANSFER_WRITE)
                 .dst_access_mask(vk::AccessFlags::empty())
@@ -225,7 +238,23 @@ impl StagingBelt {
                 .buffer(dst.handle())
                 .offset(dst_offset)
                 .size(len)
-        });
+        })
+    }
+
+    /// The checks and paths every buffer upload shares.
+    fn upload_source(
+        &mut self,
+        dst: &Buffer,
+        dst_offset: u64,
+        len: u64,
+        mut source: Source<'_>,
+    ) -> Result<Ticket, StagingError> {
+        self.check_usable()?;
+        self.check_buffer_write(dst, dst_offset, len)?;
+        if self.writes_directly(dst) {
+            return self.upload_direct(dst, dst_offset, len, &mut source);
+        }
+        let release = self.release_barrier(dst, dst_offset, len);
         if len >= self.desc.import_threshold {
             if let Some((data, interior)) = source.as_bytes().and_then(|data| {
                 let imp = self.importer.as_ref()?;
@@ -310,27 +339,15 @@ impl StagingBelt {
                 self.undo_last_reserve();
                 return Err(e);
             }
-            let dst_start = dst_offset + done;
-            self.note_write(dst, dst_start, dst_start + piece);
-            self.queue_buffer_copy(
+            let last = done + piece == len;
+            self.record_buffer_piece(
                 dst,
-                vk::BufferCopy {
-                    src_offset: offset,
-                    dst_offset: dst_start,
-                    size: piece,
-                },
+                offset,
+                dst_offset + done,
+                piece,
+                release.filter(|_| last),
             );
-            let batch = self.open.as_mut().expect("reserve opened a batch");
-            batch.has_work = true;
-            batch.bytes += piece;
-            self.stats.bytes_staged += piece;
             done += piece;
-            let last = done == len;
-            if let Some(release) = release.filter(|_| last) {
-                let value = batch.value;
-                batch.end_buffer_barriers.push(release);
-                self.push_acquire(value, |a| a.buffers.push(release));
-            }
             // Stream: submit each piece of a large upload at once so the GPU
             // copy overlaps the next memcpy; submit big batches early too.
             // With `overlap_submit`, the submit of a piece runs beside the
@@ -345,6 +362,38 @@ impl StagingBelt {
             }
         }
         Ok(())
+    }
+
+    /// Records the copy of `len` bytes at ring `offset` (reserved for the
+    /// open batch and filled) into `dst` at `dst_start`, merged into the
+    /// previous copy when it continues it; `release` goes into the batch
+    /// with its acquire (the last piece of a write).
+    pub(super) fn record_buffer_piece(
+        &mut self,
+        dst: vk::Buffer,
+        offset: u64,
+        dst_start: u64,
+        len: u64,
+        release: Option<vk::BufferMemoryBarrier<'static>>,
+    ) {
+        self.note_write(dst, dst_start, dst_start + len);
+        self.queue_buffer_copy(
+            dst,
+            vk::BufferCopy {
+                src_offset: offset,
+                dst_offset: dst_start,
+                size: len,
+            },
+        );
+        let batch = self.open.as_mut().expect("reserve opened a batch");
+        batch.has_work = true;
+        batch.bytes += len;
+        self.stats.bytes_staged += len;
+        if let Some(release) = release {
+            let value = batch.value;
+            batch.end_buffer_barriers.push(release);
+            self.push_acquire(value, |a| a.buffers.push(release));
+        }
     }
 
     pub(super) fn upload_direct(

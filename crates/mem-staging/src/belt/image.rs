@@ -377,6 +377,12 @@ impl StagingBelt {
 
     /// The copies of an image upload's plan, through the ring (see
     /// [`Self::stage_pieces`] for `closed`).
+    ///
+    /// Consecutive copies whose bytes lie end to end both in the caller's
+    /// data and in staging (tight rows, sizes that keep the next copy
+    /// aligned) are filled as one run of at most a chunk: a texture's small
+    /// mips are then written by the copy threads in one go instead of one
+    /// level at a time on the calling thread.
     pub(super) fn stage_image_copies(
         &mut self,
         image: vk::Image,
@@ -387,48 +393,50 @@ impl StagingBelt {
     ) -> Result<(), StagingError> {
         let ring_handle = self.ring_buffer.as_ref().expect("ring lives").handle();
         debug_assert!(len > 0);
-        // Per piece: small mips are copied (and submitted) by the calling
-        // thread; a piece as large as a chunk counts as large even when the
-        // ring is too small for the threshold.
+        // A run as large as a chunk counts as large even when the ring is
+        // too small for the threshold.
         let large = self.desc.parallel_copy_threshold.min(self.desc.chunk_size);
-        for (i, copy) in plan.copies.iter().enumerate() {
-            let threads = if copy.staging_size >= large {
+        let copies = &plan.copies;
+        let mut i = 0;
+        while i < copies.len() {
+            let (end, run_len) = copy_run(copies, i, plan.staging_alignment, self.desc.chunk_size);
+            let threads = if run_len >= large {
                 self.desc.copy_threads
             } else {
                 1
             };
-            let offset = self.reserve_beside(copy.staging_size, plan.staging_alignment, closed)?;
-            let contiguous = copy.dst_row_pitch == copy.src_row_pitch
-                && (copy.slices == 1 || copy.dst_slice_pitch == copy.src_slice_pitch);
-            let filled = if contiguous {
+            let offset = self.reserve_beside(run_len, plan.staging_alignment, closed)?;
+            let first = &copies[i];
+            let filled = if first.is_contiguous() {
                 self.fill_ring(
                     offset,
-                    copy.staging_size,
+                    run_len,
                     source,
-                    copy.src_offset,
+                    first.src_offset,
                     threads,
                     closed.take(),
                 )
             } else {
+                debug_assert_eq!(end, i + 1, "a padded copy is a run of its own");
                 if let Some(b) = closed.take() {
                     self.queue_submit(b)?;
                 }
                 // Padded rows: the piece's bytes as the data lays them out,
                 // then row by row into the ring.
-                let staging = self.ring_slice(offset, copy.staging_size);
+                let staging = self.ring_slice(offset, first.staging_size);
                 match source {
                     Source::Bytes(data) => {
-                        copy.write_into(data, staging);
+                        first.write_into(data, staging);
                         Ok(())
                     }
                     _ => {
-                        let mut scratch = vec![0u8; copy.src_span() as usize];
+                        let mut scratch = vec![0u8; first.src_span() as usize];
                         let local = crate::plan::PlannedCopy {
                             src_offset: 0,
-                            ..*copy
+                            ..*first
                         };
                         source
-                            .fill(copy.src_offset, &mut scratch, threads, false)
+                            .fill(first.src_offset, &mut scratch, threads, false)
                             .map(|()| local.write_into(&scratch, staging))
                             .map_err(StagingError::Source)
                     }
@@ -438,12 +446,20 @@ impl StagingBelt {
                 self.undo_last_reserve();
                 return Err(e);
             }
-            let mut region = copy.region;
-            region.buffer_offset += offset;
+            let regions: SmallVec<[vk::BufferImageCopy; 16]> = copies[i..end]
+                .iter()
+                .map(|c| {
+                    let mut region = c.region;
+                    // Runs lie end to end in the data and in staging.
+                    region.buffer_offset += offset + (c.src_offset - first.src_offset);
+                    region
+                })
+                .collect();
             let batch = self.open.as_mut().expect("reserve opened a batch");
-            // SAFETY: recording; ring range reserved for this batch; the
-            // region was planned inside the image's subresources; the image
-            // is in TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
+            // SAFETY: recording; ring range reserved for this batch; every
+            // region was planned inside the image's subresources and lies
+            // inside the run's reserved range; the image is in
+            // TRANSFER_DST_OPTIMAL (barrier above, earlier in this or a
             // previous batch on the same queue).
             unsafe {
                 self.device.cmd_copy_buffer_to_image(
@@ -451,15 +467,16 @@ impl StagingBelt {
                     ring_handle,
                     image,
                     vk::ImageLayout::TRANSFER_DST_OPTIMAL,
-                    &[region],
+                    &regions,
                 )
             };
             batch.has_work = true;
-            batch.bytes += copy.staging_size;
+            batch.bytes += run_len;
             self.stats.copy_commands += 1;
-            self.stats.bytes_staged += copy.staging_size;
+            self.stats.bytes_staged += run_len;
+            i = end;
             if batch.bytes >= self.desc.auto_submit_bytes {
-                let more = i + 1 < plan.copies.len();
+                let more = i < copies.len();
                 if more && self.desc.overlap_submit && threads > 1 {
                     *closed = self.close_open()?;
                 } else {
@@ -468,5 +485,122 @@ impl StagingBelt {
             }
         }
         Ok(())
+    }
+}
+
+/// The run of copies from `copies[start]` that one ring reservation and one
+/// fill take: `(end, bytes)`, with `copies[start..end]` lying end to end in
+/// the caller's data and in staging (each contiguous, every copy but the
+/// first starting at a multiple of `alignment` from the run's start), in at
+/// most `max_bytes` (the first copy alone may be larger). A copy with
+/// padded rows is a run of its own.
+fn copy_run(
+    copies: &[crate::plan::PlannedCopy],
+    start: usize,
+    alignment: u64,
+    max_bytes: u64,
+) -> (usize, u64) {
+    let first = &copies[start];
+    let mut bytes = first.staging_size;
+    let mut end = start + 1;
+    if !first.is_contiguous() {
+        return (end, bytes);
+    }
+    while let Some(next) = copies.get(end) {
+        let joins = next.is_contiguous()
+            && next.src_offset == first.src_offset + bytes
+            && bytes % alignment == 0
+            && bytes + next.staging_size <= max_bytes;
+        if !joins {
+            break;
+        }
+        bytes += next.staging_size;
+        end += 1;
+    }
+    (end, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_run;
+    use crate::plan::{expected_data_size, plan_image_upload, CopyLimits, ImageLayout};
+    use ash::vk;
+
+    fn rgba8(width: u32, height: u32, mips: u32) -> ImageLayout {
+        ImageLayout {
+            format: vk::Format::R8G8B8A8_UNORM,
+            image_type: vk::ImageType::TYPE_2D,
+            extent: vk::Extent3D {
+                width,
+                height,
+                depth: 1,
+            },
+            mip_levels: mips,
+            array_layers: 1,
+            aspect: None,
+        }
+    }
+
+    /// Every run of a plan, in order: `(first, end, bytes)`.
+    fn runs(plan: &crate::plan::ImagePlan, max: u64) -> Vec<(usize, usize, u64)> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < plan.copies.len() {
+            let (end, bytes) = copy_run(&plan.copies, i, plan.staging_alignment, max);
+            assert!(end > i);
+            out.push((i, end, bytes));
+            i = end;
+        }
+        out
+    }
+
+    #[test]
+    fn small_mips_join_one_run_up_to_the_limit() {
+        let layout = rgba8(2048, 2048, 12);
+        let len = expected_data_size(&layout).unwrap();
+        let plan = plan_image_upload(&layout, len, &CopyLimits::default(), 16 << 20).unwrap();
+        let r = runs(&plan, 16 << 20);
+        // Level 0 (16 MiB) alone; levels 1-11 (5.3 MiB) in one run.
+        assert_eq!(r.len(), 2, "{r:?}");
+        assert_eq!(r[0], (0, 1, 16 << 20));
+        assert_eq!(r[1].1, plan.copies.len());
+        assert_eq!(r[0].2 + r[1].2, len);
+        // A smaller limit cuts the tail into more runs, none above it
+        // unless one copy alone is.
+        for (first, end, bytes) in runs(&plan, 1 << 20) {
+            assert!(
+                bytes <= 1 << 20 || end == first + 1,
+                "{first}..{end}: {bytes}"
+            );
+        }
+    }
+
+    #[test]
+    fn padded_rows_and_misaligned_ends_break_runs() {
+        // Rows of 3 texels padded to a 64-byte pitch: every level is a run
+        // of its own.
+        let layout = rgba8(3, 300, 3);
+        let limits = CopyLimits {
+            optimal_buffer_copy_offset_alignment: 64,
+            optimal_buffer_copy_row_pitch_alignment: 64,
+            ..CopyLimits::default()
+        };
+        let len = expected_data_size(&layout).unwrap();
+        let plan = plan_image_upload(&layout, len, &limits, 16 << 20).unwrap();
+        assert!(plan.copies.iter().all(|c| !c.is_contiguous()));
+        assert!(runs(&plan, 16 << 20).iter().all(|&(f, e, _)| e == f + 1));
+
+        // Tight rows but a level whose size is no multiple of the 64-byte
+        // alignment: the next level cannot start right after it.
+        let layout = rgba8(15, 5, 2);
+        let limits = CopyLimits {
+            optimal_buffer_copy_offset_alignment: 64,
+            ..CopyLimits::default()
+        };
+        let len = expected_data_size(&layout).unwrap();
+        let plan = plan_image_upload(&layout, len, &limits, 16 << 20).unwrap();
+        assert!(plan.copies.iter().all(|c| c.is_contiguous()));
+        assert_ne!(plan.copies[0].staging_size % 64, 0);
+        assert_eq!(runs(&plan, 16 << 20).len(), 2);
     }
 }

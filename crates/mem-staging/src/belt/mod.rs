@@ -92,6 +92,7 @@ mod ring_space;
 mod source;
 mod stats;
 mod ticket;
+mod writes;
 
 pub use config::{SharedQueue, StagingBeltConfig};
 pub use defrag::{DefragmentationPass, ResourceMove};
@@ -104,6 +105,7 @@ use faults::BeltFault;
 pub use source::SourceError;
 pub use stats::StagingStats;
 pub use ticket::{AcquireBarriers, Ticket};
+pub use writes::BufferWrite;
 
 use faults::Faults;
 use pending_images::{group_boxes, Final, PendingImage};

@@ -362,6 +362,14 @@ fn to_usize(value: u64) -> usize {
 }
 
 impl PlannedCopy {
+    /// True when staging holds the piece's bytes exactly as the caller's data
+    /// lays them out (no row or slice padding), so they can be filled with
+    /// one copy of [`src_span`](Self::src_span) bytes.
+    pub fn is_contiguous(&self) -> bool {
+        self.dst_row_pitch == self.src_row_pitch
+            && (self.slices == 1 || self.dst_slice_pitch == self.src_slice_pitch)
+    }
+
     /// Bytes of the caller's data this piece spans from
     /// [`src_offset`](Self::src_offset).
     pub fn src_span(&self) -> u64 {
