@@ -53,10 +53,10 @@
 //!
 //! # Host metadata
 //!
-//! One node (32 bytes, plus `size_of::<Option<T>>()` for the payload, kept
-//! apart so merges touch only dense links) per live allocation and per
-//! free range (at most one more than the live ones), plus 3.6 KiB of list
-//! heads. Unlike the buddy's bitmaps it does not grow with the block size.
+//! One node (32 bytes of links plus `size_of::<Option<T>>()` for the
+//! payload, in the node so that a free finds both in one place: 48 bytes
+//! for the allocator's payload) per live allocation and per free range (at
+//! most one more than the live ones), plus 3.6 KiB of list heads. Unlike the buddy's bitmaps it does not grow with the block size.
 #![deny(unsafe_code)]
 
 mod at;
@@ -80,10 +80,11 @@ enum State {
     Spare,
 }
 
-/// 32 bytes: the links a merge reads from the neighbours stay dense in
-/// cache; payloads live apart, in `Tlsf::payloads`.
-#[derive(Debug, Clone, Copy)]
-struct Node {
+/// One range, free or live, with the payload of a live one beside its
+/// links: a free reads the node and its payload from one place.
+#[derive(Debug)]
+
+struct Node<T> {
     offset: u32,
     size: u32,
     region: u32,
@@ -92,6 +93,8 @@ struct Node {
     prev_free: u32,
     next_free: u32,
     state: State,
+    /// The payload of a live node; `None` otherwise.
+    payload: Option<T>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -121,9 +124,7 @@ pub struct TlsfAllocation {
 pub struct Tlsf<T> {
     unit_log2: u32,
     regions: Vec<Option<Region>>,
-    nodes: Vec<Node>,
-    /// Payload of each live node, by node index.
-    payloads: Vec<Option<T>>,
+    nodes: Vec<Node<T>>,
     spare: Vec<u32>,
     fl_bitmap: u32,
     sl_bitmaps: [u32; FL_COUNT],
@@ -147,7 +148,6 @@ impl<T> Tlsf<T> {
             unit_log2: granularity.trailing_zeros(),
             regions: Vec::new(),
             nodes: Vec::new(),
-            payloads: Vec::new(),
             spare: Vec::new(),
             fl_bitmap: 0,
             sl_bitmaps: [0; FL_COUNT],
@@ -194,6 +194,7 @@ impl<T> Tlsf<T> {
             prev_free: NIL,
             next_free: NIL,
             state: State::Free,
+            payload: None,
         });
         self.regions[index] = Some(Region {
             units,
@@ -374,7 +375,7 @@ impl<T> Tlsf<T> {
         }
     }
 
-    fn new_node(&mut self, node: Node) -> u32 {
+    fn new_node(&mut self, node: Node<T>) -> u32 {
         match self.spare.pop() {
             Some(i) => {
                 self.nodes[i as usize] = node;
@@ -382,7 +383,6 @@ impl<T> Tlsf<T> {
             }
             None => {
                 self.nodes.push(node);
-                self.payloads.push(None);
                 (self.nodes.len() - 1) as u32
             }
         }
@@ -403,6 +403,7 @@ impl<T> Tlsf<T> {
             prev_free: NIL,
             next_free: NIL,
             state,
+            payload: None,
         });
         self.nodes[after as usize].next_phys = n;
         if next != NIL {
@@ -474,7 +475,7 @@ impl<T> Tlsf<T> {
         let node = &mut self.nodes[n as usize];
         node.size = kept;
         node.state = State::Live;
-        self.payloads[n as usize] = Some(payload);
+        node.payload = Some(payload);
         let r = self.regions[region as usize]
             .as_mut()
             .expect("a listed node's region exists");
@@ -490,7 +491,7 @@ impl<T> Tlsf<T> {
     }
 
     #[inline]
-    fn live_node(&self, handle: u32, region: u32, offset: u64) -> Option<&Node> {
+    fn live_node(&self, handle: u32, region: u32, offset: u64) -> Option<&Node<T>> {
         let node = self.nodes.get(handle as usize)?;
         (node.state == State::Live
             && node.region == region
@@ -513,7 +514,7 @@ impl<T> Tlsf<T> {
             return Err(PlacementError::UnknownOffset { offset });
         }
         let mut n = handle;
-        let payload = self.payloads[n as usize].take();
+        let payload = self.nodes[n as usize].payload.take();
         let (kept, prev, next) = {
             let node = &mut self.nodes[n as usize];
             node.state = State::Free;
@@ -565,7 +566,7 @@ impl<T> Tlsf<T> {
         let node = self.live_node(handle, region, offset)?;
         Some((
             u64::from(node.size) << self.unit_log2,
-            self.payloads[handle as usize].as_ref()?,
+            node.payload.as_ref()?,
         ))
     }
 
@@ -573,14 +574,13 @@ impl<T> Tlsf<T> {
     /// mutably.
     pub fn get_mut(&mut self, handle: u32, region: u32, offset: u64) -> Option<&mut T> {
         self.live_node(handle, region, offset)?;
-        self.payloads[handle as usize].as_mut()
+        self.nodes[handle as usize].payload.as_mut()
     }
 
     /// Frees every live allocation and removes every region.
     pub fn clear(&mut self) {
         self.regions.clear();
         self.nodes.clear();
-        self.payloads.clear();
         self.spare.clear();
         self.fl_bitmap = 0;
         self.sl_bitmaps = [0; FL_COUNT];
@@ -608,7 +608,7 @@ impl<T> Tlsf<T> {
     }
 
     /// A region's nodes in address order.
-    fn physical(&self, region: u32) -> impl Iterator<Item = &Node> + '_ {
+    fn physical(&self, region: u32) -> impl Iterator<Item = &Node<T>> + '_ {
         let mut n = self.region(region).map_or(NIL, |r| r.first);
         std::iter::from_fn(move || {
             if n == NIL {
@@ -650,7 +650,7 @@ impl<T> Tlsf<T> {
             let handle = n;
             let node = &self.nodes[n as usize];
             n = node.next_phys;
-            if let (State::Live, Some(p)) = (node.state, self.payloads[handle as usize].as_ref()) {
+            if let (State::Live, Some(p)) = (node.state, node.payload.as_ref()) {
                 return Some((
                     handle,
                     u64::from(node.offset) << shift,
@@ -672,8 +672,7 @@ impl<T> Tlsf<T> {
     /// Estimate of the host memory the metadata uses, in bytes.
     pub fn host_memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self.payloads.capacity() * std::mem::size_of::<Option<T>>()
+            + self.nodes.capacity() * std::mem::size_of::<Node<T>>()
             + self.spare.capacity() * 4
             + self.regions.capacity() * std::mem::size_of::<Option<Region>>()
             + self.heads.len() * 4

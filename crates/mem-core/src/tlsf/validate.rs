@@ -56,13 +56,13 @@ impl<T> Tlsf<T> {
                         if prev_free {
                             return Err(format!("free node {n} follows a free node"));
                         }
-                        if self.payloads[n as usize].is_some() {
+                        if self.nodes[n as usize].payload.is_some() {
                             return Err(format!("free node {n} has a payload"));
                         }
                         free += 1;
                     }
                     State::Live => {
-                        if self.payloads[n as usize].is_none() {
+                        if self.nodes[n as usize].payload.is_none() {
                             return Err(format!("live node {n} has no payload"));
                         }
                         r_live += 1;
