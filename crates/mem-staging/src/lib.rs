@@ -7,8 +7,9 @@
 //! 1. Make one [`StagingBelt`] per transfer queue with [`StagingBelt::new`]
 //!    (a [`SharedQueue`] whose lock the engine also takes for its own
 //!    submits to that queue).
-//! 2. Upload: [`StagingBelt::upload_buffer`], [`StagingBelt::upload_image`]
-//!    or [`StagingBelt::upload_image_subresources`] copy the bytes into the
+//! 2. Upload: [`StagingBelt::upload_buffer`] (or many writes at once with
+//!    [`StagingBelt::upload_buffers`]), [`StagingBelt::upload_image`] or
+//!    [`StagingBelt::upload_image_subresources`] copy the bytes into the
 //!    ring now and record the GPU copies; each returns a [`Ticket`].
 //! 3. Submit with [`StagingBelt::flush`] (a large upload, or a full ring,
 //!    submits on its own).
@@ -79,7 +80,7 @@ pub mod queues;
 mod ring;
 
 pub use belt::{
-    AcquireBarriers, DefragmentationPass, ResourceMove, SharedQueue, StagingBelt,
+    AcquireBarriers, BufferWrite, DefragmentationPass, ResourceMove, SharedQueue, StagingBelt,
     StagingBeltConfig, StagingError, StagingStats, Ticket,
 };
 pub use mem_core::{DefragmentationBudget, DefragmentationStats};

@@ -33,6 +33,13 @@
 //! [`StagingBeltConfig::parallel_copy_threshold`] bytes are copied into the ring
 //! by several threads.
 //!
+//! # Many small writes
+//! [`StagingBelt::upload_buffers`] lays a list of writes end to end in runs
+//! of at most a chunk; each run is one reservation that the copy threads
+//! fill at once, and an image's small mip levels are filled as one run the
+//! same way, so small pieces are not copied one at a time on the calling
+//! thread.
+//!
 //! # Imported uploads (zero copy)
 //! With [`StagingBeltConfig::external_memory_host`] (the engine enabled
 //! `VK_EXT_external_memory_host`), a staged buffer upload of at least
