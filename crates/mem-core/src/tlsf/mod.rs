@@ -54,9 +54,9 @@
 //! # Host metadata
 //!
 //! One node (32 bytes of links plus `size_of::<Option<T>>()` for the
-//! payload, in the node so that a free finds both in one place: 48 bytes
-//! for the allocator's payload) per live allocation and per free range (at
-//! most one more than the live ones), plus 3.6 KiB of list heads. Unlike the buddy's bitmaps it does not grow with the block size.
+//! payload, in the node so that a free finds both in one place) per live
+//! allocation and per free range (at most one more than the live ones),
+//! plus 3.6 KiB of list heads. Unlike the buddy's bitmaps it does not grow with the block size.
 #![deny(unsafe_code)]
 
 mod at;
@@ -83,7 +83,6 @@ enum State {
 /// One range, free or live, with the payload of a live one beside its
 /// links: a free reads the node and its payload from one place.
 #[derive(Debug)]
-
 struct Node<T> {
     offset: u32,
     size: u32,

@@ -98,8 +98,12 @@ impl<T> Tlsf<T> {
             ));
         }
         for &s in &self.spare {
-            if self.nodes.get(s as usize).map(|n| n.state) != Some(State::Spare) {
-                return Err(format!("spare node {s} is not marked spare"));
+            match self.nodes.get(s as usize) {
+                Some(n) if n.state == State::Spare && n.payload.is_none() => {}
+                Some(n) if n.state == State::Spare => {
+                    return Err(format!("spare node {s} holds a payload"))
+                }
+                _ => return Err(format!("spare node {s} is not marked spare")),
             }
         }
         if live != self.live || allocated != self.allocated_units || free != self.free_nodes {

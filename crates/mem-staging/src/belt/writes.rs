@@ -46,15 +46,17 @@ fn run_layout(lens: impl IntoIterator<Item = u64>) -> (SmallVec<[u64; 64]>, u64)
 
 impl StagingBelt {
     /// Uploads every write of `writes`, in order, as [`Self::upload_buffer`]
-    /// would one after another, and returns the ticket of the last.
+    /// would one after another, and returns a ticket that completes when
+    /// every one of them has reached its buffer.
     ///
     /// Writes that fit a chunk ([`StagingBeltConfig::chunk_size`]) are laid
     /// end to end in runs of at most a chunk: each run takes one ring
     /// reservation, is filled by the copy threads at once (a run of many
     /// small writes is split over the threads as one large copy would be)
     /// and becomes one copy command per destination when the writes
-    /// continue each other. Larger writes, and writes to host-visible
-    /// destinations (written directly), take the paths of
+    /// continue each other. Larger writes, writes the belt imports
+    /// ([`StagingBeltConfig::import_threshold`]) and writes to host-visible
+    /// destinations (written directly) take the paths of
     /// [`Self::upload_buffer`] in their turn.
     ///
     /// Every write is checked before anything is staged: a foreign buffer,
@@ -80,11 +82,15 @@ impl StagingBelt {
             while i < writes.len() {
                 let w = &writes[i];
                 let len = w.data.len() as u64;
-                if self.writes_directly(w.dst) || len > chunk {
+                let imported = len >= self.desc.import_threshold && self.importer.is_some();
+                if self.writes_directly(w.dst) || len > chunk || imported {
                     if let Some(b) = closed.take() {
                         self.queue_submit(b)?;
                     }
-                    ticket = self.upload_buffer(w.dst, w.offset, w.data)?;
+                    let t = self.upload_buffer(w.dst, w.offset, w.data)?;
+                    // A direct write's ticket is complete (value 0): the
+                    // call's ticket still covers the staged writes before it.
+                    ticket.value = ticket.value.max(t.value);
                     i += 1;
                     continue;
                 }
@@ -95,7 +101,9 @@ impl StagingBelt {
                 while let Some(next) = writes.get(end) {
                     let next_len = next.data.len() as u64;
                     let grown = run_len.next_multiple_of(16) + next_len;
-                    if grown > chunk || self.writes_directly(next.dst) {
+                    let next_imported =
+                        next_len >= self.desc.import_threshold && self.importer.is_some();
+                    if grown > chunk || self.writes_directly(next.dst) || next_imported {
                         break;
                     }
                     run_len = grown;
@@ -103,10 +111,7 @@ impl StagingBelt {
                 }
                 let more = end < writes.len();
                 self.stage_run(&writes[i..end], more, &mut closed)?;
-                ticket = Ticket {
-                    belt: self.id,
-                    value: self.current_value(),
-                };
+                ticket.value = ticket.value.max(self.current_value());
                 i = end;
             }
             Ok(())
@@ -131,7 +136,10 @@ impl StagingBelt {
         closed: &mut Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         let (at, len) = run_layout(writes.iter().map(|w| w.data.len() as u64));
-        let threads = if len >= self.desc.parallel_copy_threshold {
+        // A run as large as a chunk counts as large even when the ring is
+        // too small for the threshold (as for image runs).
+        let large = self.desc.parallel_copy_threshold.min(self.desc.chunk_size);
+        let threads = if len >= large {
             self.desc.copy_threads
         } else {
             1
@@ -182,7 +190,12 @@ impl StagingBelt {
             Some(batch) => rayon::join(|| self.queue_submit(batch), fill).0,
         };
         self.stats.copy_time += start.elapsed();
-        submitted?;
+        if let Err(e) = submitted {
+            // Nothing reads the run yet and no batch was closed since the
+            // reservation: its space is free again.
+            self.undo_last_reserve();
+            return Err(e);
+        }
         for (w, &start) in writes.iter().zip(&at) {
             let len = w.data.len() as u64;
             let release = self.release_barrier(w.dst, w.offset, len);
