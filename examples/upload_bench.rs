@@ -670,6 +670,13 @@ fn bench_both_ways(rig: &Rig, args: &Args, ring: u64) {
             })
             .unwrap();
     });
+    // The same calls with a writer that leaves the ring as it is: the
+    // belt's own cost (pieces, submits, waits) beside the DMA.
+    let unwritten = timed(&mut belt, &mut |b| {
+        let _ = b
+            .upload_buffer_with(&dst, 0, size, |_, _| Ok::<(), std::io::Error>(()))
+            .unwrap();
+    });
     // A file in the page cache: written, then read once to warm it.
     let path = std::env::temp_dir().join(format!("gpumem-bench-{}.bin", std::process::id()));
     std::fs::write(&path, &data).expect("bench file");
@@ -732,6 +739,12 @@ fn bench_both_ways(rig: &Rig, args: &Args, ring: u64) {
     row(
         "upload written in place",
         in_place,
+        g(raw_up),
+        "raw vkCmdCopyBuffer host to device",
+    );
+    row(
+        "upload written in place by a writer that writes nothing (the belt's own cost)",
+        unwritten,
         g(raw_up),
         "raw vkCmdCopyBuffer host to device",
     );
@@ -1495,40 +1508,56 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
     rig.destroy(staging);
 
     // The belt: one upload of the scene, as `upload_mesh` makes it.
-    let upload = |belt: &mut StagingBelt| -> (Duration, gpumem::staging::StagingStats) {
-        let before = belt.stats();
-        let start = Instant::now();
-        let writes: Vec<BufferWrite<'_>> = buffers
-            .iter()
-            .map(|(b, bytes)| BufferWrite::new(b, 0, bytes))
-            .collect();
-        let _ = belt.upload_buffers(&writes).unwrap();
-        for (img, t) in &images {
-            let _ = belt
-                .upload_image_with(
-                    img,
-                    ImageSubresources::all(),
-                    t.byte_size(),
-                    vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
-                    |at, bytes| {
-                        t.copy_levels_into(at as usize, bytes);
-                        Ok::<(), std::convert::Infallible>(())
-                    },
-                )
-                .unwrap();
-        }
-        belt.finish().unwrap();
-        let t = start.elapsed();
-        let after = belt.stats();
-        let delta = gpumem::staging::StagingStats {
-            copy_time: after.copy_time - before.copy_time,
-            submit_time: after.submit_time - before.submit_time,
-            wait_time: after.wait_time - before.wait_time,
-            batches_submitted: after.batches_submitted - before.batches_submitted,
-            ..after
+    // With `write` false every object goes through the same belt calls with
+    // writers that leave the ring as it is: the belt's own cost beside the
+    // GPU's copies, without the host's writing.
+    let upload =
+        |belt: &mut StagingBelt, write: bool| -> (Duration, gpumem::staging::StagingStats) {
+            let before = belt.stats();
+            let start = Instant::now();
+            if write {
+                let writes: Vec<BufferWrite<'_>> = buffers
+                    .iter()
+                    .map(|(b, bytes)| BufferWrite::new(b, 0, bytes))
+                    .collect();
+                let _ = belt.upload_buffers(&writes).unwrap();
+            } else {
+                for (b, bytes) in &buffers {
+                    let _ = belt
+                        .upload_buffer_with(b, 0, bytes.len() as u64, |_, _| {
+                            Ok::<(), std::convert::Infallible>(())
+                        })
+                        .unwrap();
+                }
+            }
+            for (img, t) in &images {
+                let _ = belt
+                    .upload_image_with(
+                        img,
+                        ImageSubresources::all(),
+                        t.byte_size(),
+                        vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+                        |at, bytes| {
+                            if write {
+                                t.copy_levels_into(at as usize, bytes);
+                            }
+                            Ok::<(), std::convert::Infallible>(())
+                        },
+                    )
+                    .unwrap();
+            }
+            belt.finish().unwrap();
+            let t = start.elapsed();
+            let after = belt.stats();
+            let delta = gpumem::staging::StagingStats {
+                copy_time: after.copy_time - before.copy_time,
+                submit_time: after.submit_time - before.submit_time,
+                wait_time: after.wait_time - before.wait_time,
+                batches_submitted: after.batches_submitted - before.batches_submitted,
+                ..after
+            };
+            (t, delta)
         };
-        (t, delta)
-    };
     let make = || {
         rig.belt_with(StagingBeltConfig {
             force_staging: true,
@@ -1540,12 +1569,17 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
         let start = Instant::now();
         let mut belt = make();
         let created = start.elapsed();
-        let (t, s) = upload(&mut belt);
+        let (t, s) = upload(&mut belt, true);
         cold.push((t, s, created));
     }
     let mut belt = make();
-    let _ = upload(&mut belt);
-    let warm: Vec<_> = (0..args.reps.max(1)).map(|_| upload(&mut belt)).collect();
+    let _ = upload(&mut belt, true);
+    let warm: Vec<_> = (0..args.reps.max(1))
+        .map(|_| upload(&mut belt, true))
+        .collect();
+    let unwritten: Vec<_> = (0..args.reps.max(1))
+        .map(|_| upload(&mut belt, false))
+        .collect();
     drop(belt);
 
     for (img, _) in images {
@@ -1607,6 +1641,15 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
     for (i, w) in warm.iter().enumerate() {
         row(
             format!("warm belt (run {})", i + 1),
+            &(w.0, w.1.clone(), Duration::ZERO),
+        );
+    }
+    for (i, w) in unwritten.iter().enumerate() {
+        row(
+            format!(
+                "warm belt, writers that write nothing: the belt's own cost (run {})",
+                i + 1
+            ),
             &(w.0, w.1.clone(), Duration::ZERO),
         );
     }

@@ -334,11 +334,18 @@ impl StagingBelt {
         let len = out.len() as u64;
         self.check_readable_buffer(src, offset, len)?;
         let chunk = self.readback_chunk();
+        let depth = self.readback_depth();
         let mut pending = VecDeque::new();
         let mut done = 0u64;
         let result = (|| {
             while done < len {
-                let piece = chunk.min(len - done);
+                // Small first pieces let the host start copying out soon;
+                // small last ones leave little to copy once the GPU is done.
+                let piece = if len > chunk {
+                    super::ring_space::ramp_piece(len, done, chunk)
+                } else {
+                    len
+                };
                 let ring_offset = self.reserve_for_readback(piece, 16, &mut pending, out)?;
                 let (value, read) =
                     self.record_buffer_readback(src, offset + done, piece, ring_offset);
@@ -350,10 +357,12 @@ impl StagingBelt {
                     read,
                 });
                 done += piece;
-                // Submit each piece so its copy runs while the host copies
-                // out the previous one.
+                // Submit each piece at once, and copy out the oldest only
+                // while `depth` newer ones are queued behind it: the GPU
+                // always has the next copy when it finishes one, and the
+                // host's copying hides the submits and waits.
                 self.submit_open()?;
-                if pending.len() > 1 {
+                if pending.len() > depth {
                     self.drain_piece(&mut pending, out)?;
                 }
             }
@@ -370,10 +379,19 @@ impl StagingBelt {
         result
     }
 
-    /// The largest piece of a streamed readback: a quarter of the ring, so
-    /// two pieces in flight leave room for the uploads around them.
+    /// The largest piece of a streamed readback: at most a quarter of the
+    /// ring.
     fn readback_chunk(&self) -> u64 {
         self.desc.chunk_size.min(self.desc.ring_size / 4).max(4096)
+    }
+
+    /// Pieces of a streamed readback the GPU may still be copying while the
+    /// host copies out an older one: those that fit three quarters of the
+    /// ring beside the one being copied out, at least one (the last quarter
+    /// stays for the batch the readback opened among other uploads).
+    fn readback_depth(&self) -> usize {
+        let pieces = self.desc.ring_size / self.readback_chunk();
+        (pieces.saturating_sub(2) as usize).max(1)
     }
 
     /// Ring space for the next piece of a streamed readback: without
@@ -557,6 +575,7 @@ impl StagingBelt {
                 .collect()
         };
         let (to_src, back) = (transitions(true), transitions(false));
+        let depth = self.readback_depth();
         let mut pending = VecDeque::new();
         let result = (|| {
             self.record_image_barriers(
@@ -585,7 +604,7 @@ impl StagingBelt {
                     .is_some_and(|b| b.bytes >= self.readback_chunk())
                 {
                     self.submit_open()?;
-                    if pending.len() > 1 {
+                    if pending.len() > depth {
                         self.drain_piece(&mut pending, out)?;
                     }
                 }
