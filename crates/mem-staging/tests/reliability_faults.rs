@@ -152,3 +152,71 @@ fn fault_sweep(desc: &StagingBeltConfig, big: u64, side: u32) -> u32 {
     }
     failures
 }
+
+/// A streamed readback through a small ring, where each piece's submit runs
+/// beside the copy-out of an older piece: a fault at any of its begins,
+/// submits or waits comes back typed and sticky, the bytes read before it
+/// are left as they are, and dropping the belt frees everything.
+#[test]
+fn readbacks_can_fail_at_every_position() {
+    let desc = StagingBeltConfig {
+        force_staging: true,
+        copy_threads: 4,
+        parallel_copy_threshold: 64 * 1024,
+        ..StagingBeltConfig::with_ring_size(MIB)
+    };
+    let mut failures = 0;
+    for point in [
+        BeltFault::BeginCommandBuffer,
+        BeltFault::QueueSubmit,
+        BeltFault::WaitSemaphores,
+    ] {
+        for nth in 1..=8 {
+            let mut s = Setup::new(desc.clone());
+            let buf = s.device_buffer(3 * MIB + 40);
+            let data = pattern(buf.desc().size as usize, 7);
+            let _ = s.belt().upload_buffer(&buf, 0, &data).unwrap();
+            s.belt().finish().unwrap();
+            let result = if point == BeltFault::WaitSemaphores {
+                vk::Result::ERROR_DEVICE_LOST
+            } else {
+                vk::Result::ERROR_OUT_OF_HOST_MEMORY
+            };
+            s.belt().inject_fault(point, nth, result);
+            let mut back = vec![0u8; data.len()];
+            match s.belt().read_buffer(&buf, 0, &mut back) {
+                Ok(()) => assert!(back == data, "{point:?} #{nth}: read back"),
+                Err(e) => {
+                    failures += 1;
+                    match (&e, point) {
+                        (StagingError::Vulkan { call, .. }, BeltFault::BeginCommandBuffer) => {
+                            assert_eq!(*call, "vkBeginCommandBuffer")
+                        }
+                        (StagingError::Vulkan { call, .. }, BeltFault::QueueSubmit) => {
+                            assert_eq!(*call, "vkQueueSubmit")
+                        }
+                        (StagingError::DeviceLost, BeltFault::WaitSemaphores) => {}
+                        other => panic!("{point:?} #{nth}: unexpected {other:?}"),
+                    }
+                    let again = s.belt().read_buffer(&buf, 0, &mut back[..16]).unwrap_err();
+                    assert!(
+                        matches!(
+                            again,
+                            StagingError::Vulkan { .. } | StagingError::DeviceLost
+                        ),
+                        "{point:?} #{nth}: {again:?}"
+                    );
+                }
+            }
+            drop(s.belt.take());
+            // SAFETY: the belt is gone and nothing else uses the queue.
+            unsafe { s.ctx().device().device_wait_idle() }.unwrap();
+            s.destroy(buf);
+            s.finish();
+        }
+    }
+    assert!(
+        failures >= 12,
+        "the readback reached the faults: {failures}"
+    );
+}

@@ -291,21 +291,36 @@ impl StagingBelt {
             });
         }
         self.wait(download.ticket)?;
-        self.copy_out(download.ring_offset, out, download.len)?;
+        self.copy_out(download.ring_offset, out, download.len, None)?;
         drop(download);
         self.release_ring();
         Ok(())
     }
 
     /// Copies `len` bytes of the ring at `ring_offset` into `out`, after
-    /// invalidating them on non-coherent memory.
-    fn copy_out(&mut self, ring_offset: u64, out: &mut [u8], len: u64) -> Result<(), StagingError> {
+    /// invalidating them on non-coherent memory; meanwhile, on another
+    /// thread, submits `closed` if there is one (it reaches the queue
+    /// whatever happens).
+    fn copy_out(
+        &mut self,
+        ring_offset: u64,
+        out: &mut [u8],
+        len: u64,
+        closed: Option<ClosedBatch>,
+    ) -> Result<(), StagingError> {
         if !self.ring_coherent {
             let ring = self.ring_buffer.as_ref().expect("ring lives");
-            self.resources
+            let invalidated = self
+                .resources
                 .allocator()
                 .invalidate(ring.allocation(), ring_offset, len)
-                .map_err(StagingError::Flush)?;
+                .map_err(StagingError::Flush);
+            if let Err(e) = invalidated {
+                return match closed {
+                    Some(b) => self.queue_submit(b).and(Err(e)),
+                    None => Err(e),
+                };
+            }
         }
         let threads = if len >= self.desc.parallel_copy_threshold {
             self.desc.copy_threads
@@ -313,12 +328,29 @@ impl StagingBelt {
             1
         };
         let start = Instant::now();
-        // The pinned range, which the GPU finished writing (the caller
-        // waited for its batch).
-        let src: &[u8] = self.ring_slice(ring_offset, len);
-        super::ring_space::parallel_copy(out, src, threads, false);
+        debug_assert!(ring_offset + len <= self.desc.ring_size);
+        // SAFETY: the range is inside the ring's mapping and pinned for this
+        // readback; the GPU finished writing it (the caller waited for its
+        // batch) and nothing writes it until it is released. The submit on
+        // the other side of the join reads no ring memory.
+        let src: &[u8] = unsafe {
+            std::slice::from_raw_parts(self.ring_ptr.0.add(ring_offset as usize), len as usize)
+        };
+        let submitted = match closed {
+            None => {
+                super::ring_space::parallel_copy(out, src, threads, false);
+                Ok(())
+            }
+            Some(batch) => {
+                rayon::join(
+                    || self.queue_submit(batch),
+                    || super::ring_space::parallel_copy(out, src, threads, false),
+                )
+                .0
+            }
+        };
         self.stats.copy_time += start.elapsed();
-        Ok(())
+        submitted
     }
 
     /// Reads `out.len()` bytes of `src` at `offset` back to the host,
@@ -357,17 +389,18 @@ impl StagingBelt {
                     read,
                 });
                 done += piece;
-                // Submit each piece at once, and copy out the oldest only
-                // while `depth` newer ones are queued behind it: the GPU
-                // always has the next copy when it finishes one, and the
-                // host's copying hides the submits and waits.
-                self.submit_open()?;
+                // Copy out the oldest piece only while `depth` newer ones
+                // are queued behind it, so the GPU has the next copy when it
+                // finishes one; this piece's submit runs beside that copy.
                 if pending.len() > depth {
-                    self.drain_piece(&mut pending, out)?;
+                    let closed = self.close_open()?;
+                    self.drain_piece(&mut pending, out, closed)?;
+                } else {
+                    self.submit_open()?;
                 }
             }
             while !pending.is_empty() {
-                self.drain_piece(&mut pending, out)?;
+                self.drain_piece(&mut pending, out, None)?;
             }
             Ok(())
         })();
@@ -412,30 +445,41 @@ impl StagingBelt {
                 return self.reserve(len, align);
             }
             self.submit_open()?;
-            self.drain_piece(pending, out)?;
+            self.drain_piece(pending, out, None)?;
         }
     }
 
-    /// Waits for the oldest pending piece, copies it out and unpins it.
+    /// Waits for the oldest pending piece, copies it out and unpins it;
+    /// `closed` (a batch newer than every pending piece) is submitted beside
+    /// the copy, and reaches the queue whatever happens.
     fn drain_piece(
         &mut self,
         pending: &mut VecDeque<Piece>,
         out: &mut [u8],
+        closed: Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
-        let Some(p) = pending.pop_front() else {
-            return Ok(());
+        let submit = |belt: &mut Self, closed: Option<ClosedBatch>| match closed {
+            Some(b) => belt.queue_submit(b),
+            None => Ok(()),
         };
+        let Some(p) = pending.pop_front() else {
+            return submit(self, closed);
+        };
+        // The piece's batch is older than `closed` and already submitted.
         let done = self.wait_value(p.value);
         if let Err(e) = done {
             pending.push_front(p);
-            return Err(e);
+            return submit(self, closed).and(Err(e));
         }
         let copied = match p.layout {
             PieceLayout::Bytes(len) => {
                 let start = p.out_offset as usize;
-                self.copy_out(p.ring_offset, &mut out[start..start + len as usize], len)
+                let out = &mut out[start..start + len as usize];
+                self.copy_out(p.ring_offset, out, len, closed)
             }
-            PieceLayout::Rows(copy) => self.copy_rows_out(p.ring_offset, &copy, out),
+            PieceLayout::Rows(copy) => {
+                submit(self, closed).and_then(|()| self.copy_rows_out(p.ring_offset, &copy, out))
+            }
         };
         p.read.store(true, Ordering::Release);
         self.release_ring();
@@ -605,7 +649,7 @@ impl StagingBelt {
                 {
                     self.submit_open()?;
                     if pending.len() > depth {
-                        self.drain_piece(&mut pending, out)?;
+                        self.drain_piece(&mut pending, out, None)?;
                     }
                 }
             }
@@ -618,7 +662,7 @@ impl StagingBelt {
             // so the image is idle when this returns.
             let last = self.flush()?;
             while !pending.is_empty() {
-                self.drain_piece(&mut pending, out)?;
+                self.drain_piece(&mut pending, out, None)?;
             }
             self.wait(last)
         })();
