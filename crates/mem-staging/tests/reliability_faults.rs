@@ -155,8 +155,8 @@ fn fault_sweep(desc: &StagingBeltConfig, big: u64, side: u32) -> u32 {
 
 /// A streamed readback through a small ring, where each piece's submit runs
 /// beside the copy-out of an older piece: a fault at any of its begins,
-/// submits or waits comes back typed and sticky, the bytes read before it
-/// are left as they are, and dropping the belt frees everything.
+/// submits or waits comes back typed and sticky, and dropping the belt frees
+/// everything.
 #[test]
 fn readbacks_can_fail_at_every_position() {
     let desc = StagingBeltConfig {
@@ -219,4 +219,41 @@ fn readbacks_can_fail_at_every_position() {
         failures >= 12,
         "the readback reached the faults: {failures}"
     );
+}
+
+/// A wait that times out in the middle of a streamed readback is not
+/// sticky: the pieces it left pinned are given back, and the same belt
+/// reads the buffer again, byte-exact, then finishes.
+#[test]
+fn a_readback_after_a_timed_out_wait_reads_everything() {
+    let desc = StagingBeltConfig {
+        force_staging: true,
+        copy_threads: 4,
+        parallel_copy_threshold: 64 * 1024,
+        wait_timeout: std::time::Duration::from_secs(2),
+        ..StagingBeltConfig::with_ring_size(MIB)
+    };
+    let mut timeouts = 0;
+    for nth in 1..=12 {
+        let mut s = Setup::new(desc.clone());
+        let buf = s.device_buffer(3 * MIB + 40);
+        let data = pattern(buf.desc().size as usize, 11);
+        let _ = s.belt().upload_buffer(&buf, 0, &data).unwrap();
+        s.belt().finish().unwrap();
+        s.belt()
+            .inject_fault(BeltFault::WaitSemaphores, nth, vk::Result::TIMEOUT);
+        let mut back = vec![0u8; data.len()];
+        match s.belt().read_buffer(&buf, 0, &mut back) {
+            Ok(()) => assert!(back == data, "#{nth}: read back"),
+            Err(StagingError::Timeout { .. }) => timeouts += 1,
+            Err(e) => panic!("#{nth}: unexpected {e:?}"),
+        }
+        let mut again = vec![0u8; data.len()];
+        s.belt().read_buffer(&buf, 0, &mut again).unwrap();
+        assert!(again == data, "#{nth}: read again after the timeout");
+        s.belt().finish().unwrap();
+        s.destroy(buf);
+        s.finish();
+    }
+    assert!(timeouts >= 8, "the readback reached the faults: {timeouts}");
 }

@@ -392,11 +392,14 @@ impl StagingBelt {
                 // Copy out the oldest piece only while `depth` newer ones
                 // are queued behind it, so the GPU has the next copy when it
                 // finishes one; this piece's submit runs beside that copy.
-                if pending.len() > depth {
+                if pending.len() > depth && self.desc.overlap_submit {
                     let closed = self.close_open()?;
                     self.drain_piece(&mut pending, out, closed)?;
                 } else {
                     self.submit_open()?;
+                    if pending.len() > depth {
+                        self.drain_piece(&mut pending, out, None)?;
+                    }
                 }
             }
             while !pending.is_empty() {
@@ -466,6 +469,19 @@ impl StagingBelt {
             return submit(self, closed);
         };
         // The piece's batch is older than `closed` and already submitted.
+        // While the GPU is still on it, `closed` goes to the queue first, so
+        // the GPU has it when it finishes; the join is for the usual case,
+        // a piece already complete.
+        let mut closed = closed;
+        if closed.is_some() && p.value > self.completed {
+            let completed = self.poll_completed().map_err(|e| self.fail(e));
+            if !matches!(completed, Ok(v) if v >= p.value) {
+                if let Err(e) = submit(self, closed.take()) {
+                    pending.push_front(p);
+                    return Err(e);
+                }
+            }
+        }
         let done = self.wait_value(p.value);
         if let Err(e) = done {
             pending.push_front(p);
