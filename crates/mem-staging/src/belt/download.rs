@@ -67,7 +67,12 @@ struct Piece {
 
 #[derive(Clone, Copy)]
 enum PieceLayout {
-    Bytes(u64),
+    /// `len` bytes, copied out by `threads` threads: as many as the whole
+    /// readback gets, so its small first and last pieces are split too.
+    Bytes {
+        len: u64,
+        threads: usize,
+    },
     Rows(crate::plan::PlannedCopy),
 }
 
@@ -291,7 +296,8 @@ impl StagingBelt {
             });
         }
         self.wait(download.ticket)?;
-        self.copy_out(download.ring_offset, out, download.len, None)?;
+        let threads = self.copy_threads_for(download.len);
+        self.copy_out(download.ring_offset, out, download.len, threads, None)?;
         drop(download);
         self.release_ring();
         Ok(())
@@ -306,6 +312,7 @@ impl StagingBelt {
         ring_offset: u64,
         out: &mut [u8],
         len: u64,
+        threads: usize,
         closed: Option<ClosedBatch>,
     ) -> Result<(), StagingError> {
         if !self.ring_coherent {
@@ -322,11 +329,6 @@ impl StagingBelt {
                 };
             }
         }
-        let threads = if len >= self.desc.parallel_copy_threshold {
-            self.desc.copy_threads
-        } else {
-            1
-        };
         let start = Instant::now();
         debug_assert!(ring_offset + len <= self.desc.ring_size);
         // SAFETY: the range is inside the ring's mapping and pinned for this
@@ -367,6 +369,7 @@ impl StagingBelt {
         self.check_readable_buffer(src, offset, len)?;
         let chunk = self.readback_chunk();
         let depth = self.readback_depth();
+        let threads = self.copy_threads_for(len);
         let mut pending = VecDeque::new();
         let mut done = 0u64;
         let result = (|| {
@@ -385,7 +388,10 @@ impl StagingBelt {
                     value,
                     ring_offset,
                     out_offset: done,
-                    layout: PieceLayout::Bytes(piece),
+                    layout: PieceLayout::Bytes {
+                        len: piece,
+                        threads,
+                    },
                     read,
                 });
                 done += piece;
@@ -413,6 +419,16 @@ impl StagingBelt {
         }
         self.release_ring();
         result
+    }
+
+    /// Threads that copy `len` bytes out of the ring (or a readback of that
+    /// many bytes, piece by piece).
+    fn copy_threads_for(&self, len: u64) -> usize {
+        if len >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        }
     }
 
     /// The largest piece of a streamed readback: at most a quarter of the
@@ -488,10 +504,10 @@ impl StagingBelt {
             return submit(self, closed).and(Err(e));
         }
         let copied = match p.layout {
-            PieceLayout::Bytes(len) => {
+            PieceLayout::Bytes { len, threads } => {
                 let start = p.out_offset as usize;
                 let out = &mut out[start..start + len as usize];
-                self.copy_out(p.ring_offset, out, len, closed)
+                self.copy_out(p.ring_offset, out, len, threads, closed)
             }
             PieceLayout::Rows(copy) => {
                 submit(self, closed).and_then(|()| self.copy_rows_out(p.ring_offset, &copy, out))
