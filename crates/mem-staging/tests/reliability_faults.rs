@@ -75,23 +75,57 @@ fn overlapped_submits_can_fail_at_every_position() {
     );
 }
 
+/// The belt's own Vulkan calls that faults are injected into.
+const FAULTS: [BeltFault; 3] = [
+    BeltFault::BeginCommandBuffer,
+    BeltFault::QueueSubmit,
+    BeltFault::WaitSemaphores,
+];
+
+/// The result a fault injected at `point` returns: a lost device for the
+/// waits, an out-of-memory for the rest.
+fn injected(point: BeltFault) -> vk::Result {
+    if point == BeltFault::WaitSemaphores {
+        vk::Result::ERROR_DEVICE_LOST
+    } else {
+        vk::Result::ERROR_OUT_OF_HOST_MEMORY
+    }
+}
+
+/// `e` is the typed error of the fault injected at `point` (its `nth` call).
+fn assert_injected(e: &StagingError, point: BeltFault, nth: u64) {
+    match (e, point) {
+        (StagingError::Vulkan { call, result }, BeltFault::BeginCommandBuffer) => {
+            assert_eq!((*call, *result), ("vkBeginCommandBuffer", injected(point)))
+        }
+        (StagingError::Vulkan { call, result }, BeltFault::QueueSubmit) => {
+            assert_eq!((*call, *result), ("vkQueueSubmit", injected(point)))
+        }
+        (StagingError::DeviceLost, BeltFault::WaitSemaphores) => {}
+        other => panic!("{point:?} #{nth}: unexpected {other:?}"),
+    }
+}
+
+/// A call after the fault is refused with the same kind of cause: the
+/// failure is sticky.
+fn assert_sticky(again: &StagingError, point: BeltFault, nth: u64) {
+    assert!(
+        matches!(
+            again,
+            StagingError::Vulkan { .. } | StagingError::DeviceLost
+        ),
+        "{point:?} #{nth}: {again:?}"
+    );
+}
+
 /// Injects each fault at its 1st..8th call into [`scenario`] (a `big`-byte
 /// buffer, a `side`² texture with mips) on a belt made from `desc`; checks
 /// the typed, sticky error and that dropping the belt frees everything.
 /// Returns how many runs failed.
 fn fault_sweep(desc: &StagingBeltConfig, big: u64, side: u32) -> u32 {
     let mut failures = 0;
-    for point in [
-        BeltFault::BeginCommandBuffer,
-        BeltFault::QueueSubmit,
-        BeltFault::WaitSemaphores,
-    ] {
+    for point in FAULTS {
         for nth in 1..=8 {
-            let result = if point == BeltFault::WaitSemaphores {
-                vk::Result::ERROR_DEVICE_LOST
-            } else {
-                vk::Result::ERROR_OUT_OF_HOST_MEMORY
-            };
             let mut s = Setup::new(desc.clone());
             let bufs = vec![s.device_buffer(big), s.device_buffer(64 * 4096)];
             let levels = 32 - side.leading_zeros();
@@ -106,35 +140,17 @@ fn fault_sweep(desc: &StagingBeltConfig, big: u64, side: u32) -> u32 {
                 expected_data_size(&common::layout_of(img.desc())).unwrap() as usize,
                 9,
             );
-            s.belt().inject_fault(point, nth, result);
+            s.belt().inject_fault(point, nth, injected(point));
             match scenario(&mut s, &bufs, &img, &tex) {
                 Ok(()) => {
                     // The fault lies past the scenario's last call of `point`.
                 }
                 Err(e) => {
                     failures += 1;
-                    match (&e, point) {
-                        (
-                            StagingError::Vulkan { call, result: r },
-                            BeltFault::BeginCommandBuffer,
-                        ) => {
-                            assert_eq!((*call, *r), ("vkBeginCommandBuffer", result))
-                        }
-                        (StagingError::Vulkan { call, result: r }, BeltFault::QueueSubmit) => {
-                            assert_eq!((*call, *r), ("vkQueueSubmit", result))
-                        }
-                        (StagingError::DeviceLost, BeltFault::WaitSemaphores) => {}
-                        other => panic!("{point:?} #{nth}: unexpected {other:?}"),
-                    }
+                    assert_injected(&e, point, nth);
                     // Sticky: the next upload is refused with the same cause.
                     let again = s.belt().upload_buffer(&bufs[1], 0, &[1; 16]).unwrap_err();
-                    assert!(
-                        matches!(
-                            again,
-                            StagingError::Vulkan { .. } | StagingError::DeviceLost
-                        ),
-                        "{point:?} #{nth}: {again:?}"
-                    );
+                    assert_sticky(&again, point, nth);
                 }
             }
             // Dropping the belt waits for (or idles) its queue and frees the
@@ -166,46 +182,22 @@ fn readbacks_can_fail_at_every_position() {
         ..StagingBeltConfig::with_ring_size(MIB)
     };
     let mut failures = 0;
-    for point in [
-        BeltFault::BeginCommandBuffer,
-        BeltFault::QueueSubmit,
-        BeltFault::WaitSemaphores,
-    ] {
+    for point in FAULTS {
         for nth in 1..=8 {
             let mut s = Setup::new(desc.clone());
             let buf = s.device_buffer(3 * MIB + 40);
             let data = pattern(buf.desc().size as usize, 7);
             let _ = s.belt().upload_buffer(&buf, 0, &data).unwrap();
             s.belt().finish().unwrap();
-            let result = if point == BeltFault::WaitSemaphores {
-                vk::Result::ERROR_DEVICE_LOST
-            } else {
-                vk::Result::ERROR_OUT_OF_HOST_MEMORY
-            };
-            s.belt().inject_fault(point, nth, result);
+            s.belt().inject_fault(point, nth, injected(point));
             let mut back = vec![0u8; data.len()];
             match s.belt().read_buffer(&buf, 0, &mut back) {
                 Ok(()) => assert!(back == data, "{point:?} #{nth}: read back"),
                 Err(e) => {
                     failures += 1;
-                    match (&e, point) {
-                        (StagingError::Vulkan { call, .. }, BeltFault::BeginCommandBuffer) => {
-                            assert_eq!(*call, "vkBeginCommandBuffer")
-                        }
-                        (StagingError::Vulkan { call, .. }, BeltFault::QueueSubmit) => {
-                            assert_eq!(*call, "vkQueueSubmit")
-                        }
-                        (StagingError::DeviceLost, BeltFault::WaitSemaphores) => {}
-                        other => panic!("{point:?} #{nth}: unexpected {other:?}"),
-                    }
+                    assert_injected(&e, point, nth);
                     let again = s.belt().read_buffer(&buf, 0, &mut back[..16]).unwrap_err();
-                    assert!(
-                        matches!(
-                            again,
-                            StagingError::Vulkan { .. } | StagingError::DeviceLost
-                        ),
-                        "{point:?} #{nth}: {again:?}"
-                    );
+                    assert_sticky(&again, point, nth);
                 }
             }
             drop(s.belt.take());
