@@ -321,11 +321,7 @@ impl StagingBelt {
     ) -> Result<(), StagingError> {
         let chunk = self.desc.chunk_size;
         let streamed = len > chunk;
-        let threads = if len >= self.desc.parallel_copy_threshold {
-            self.desc.copy_threads
-        } else {
-            1
-        };
+        let threads = self.copy_threads_for(len);
         let mut done = 0u64;
         while done < len {
             let piece = if streamed {
@@ -411,11 +407,7 @@ impl StagingBelt {
         let dst_slice = unsafe {
             std::slice::from_raw_parts_mut(ptr.as_ptr().add(dst_offset as usize), len as usize)
         };
-        let threads = if len >= self.desc.parallel_copy_threshold {
-            self.desc.copy_threads
-        } else {
-            1
-        };
+        let threads = self.copy_threads_for(len);
         let start = Instant::now();
         let filled = source.fill(0, dst_slice, threads, self.desc.streaming_stores);
         self.stats.copy_time += start.elapsed();

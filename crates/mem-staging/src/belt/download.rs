@@ -421,26 +421,16 @@ impl StagingBelt {
         result
     }
 
-    /// Threads that copy `len` bytes out of the ring (or a readback of that
-    /// many bytes, piece by piece).
-    fn copy_threads_for(&self, len: u64) -> usize {
-        if len >= self.desc.parallel_copy_threshold {
-            self.desc.copy_threads
-        } else {
-            1
-        }
-    }
-
     /// The largest piece of a streamed readback: at most a quarter of the
     /// ring.
     fn readback_chunk(&self) -> u64 {
         self.desc.chunk_size.min(self.desc.ring_size / 4).max(4096)
     }
 
-    /// Pieces of a streamed readback the GPU may still be copying while the
-    /// host copies out an older one: those that fit three quarters of the
-    /// ring beside the one being copied out, at least one (the last quarter
-    /// stays for the batch the readback opened among other uploads).
+    /// Pieces of a streamed readback queued on the GPU while the host copies
+    /// out an older one: the ring's pieces less two (the one being copied
+    /// out, and room for the batch the readback opened among other
+    /// uploads), at least one.
     fn readback_depth(&self) -> usize {
         let pieces = self.desc.ring_size / self.readback_chunk();
         (pieces.saturating_sub(2) as usize).max(1)

@@ -125,6 +125,17 @@ pub(super) fn copy_piece(len: usize, threads: usize) -> usize {
 pub(super) const MIN_PARALLEL_PIECE: usize = 64 << 10;
 
 impl StagingBelt {
+    /// Threads that copy `len` bytes into or out of the ring (or an upload
+    /// or readback of that many bytes, piece by piece): every copy thread
+    /// from [`StagingBeltConfig::parallel_copy_threshold`], else one.
+    pub(super) fn copy_threads_for(&self, len: u64) -> usize {
+        if len >= self.desc.parallel_copy_threshold {
+            self.desc.copy_threads
+        } else {
+            1
+        }
+    }
+
     /// Ring space for the open batch if there is some now; never submits or
     /// waits.
     pub(super) fn try_reserve(
