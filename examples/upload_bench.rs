@@ -86,9 +86,10 @@ struct Args {
     #[arg(long)]
     memcpy: bool,
     /// Only the table of staging both ways and in place: 1 GiB (--size-mib)
-    /// from a slice, written in place, read from a file in the page cache
-    /// and read back, each beside its raw copy (and the host's own copy or
-    /// read) measured in the same run.
+    /// from a slice, written in place (and by a writer that writes nothing:
+    /// the belt's own cost), read from a file in the page cache and read
+    /// back, each beside its raw copy (and the host's own copy or read)
+    /// measured in the same run.
     #[arg(long)]
     both_ways: bool,
     /// Also time a texture (--texture, full mip chain) written from host
@@ -101,8 +102,10 @@ struct Args {
     streaming_stores: bool,
     /// Only the scene of the main job (`upload_mesh`'s built-in scene at
     /// --scene-scale): every object uploaded by a fresh belt and by a warm
-    /// one, the time split into phases, beside raw copies of the same
-    /// objects (one submission) and of the same bytes (one buffer copy).
+    /// one, the time split into phases, then through the same calls with
+    /// writers that write nothing (the belt's own cost), beside raw copies
+    /// of the same objects (one submission) and of the same bytes (one
+    /// buffer copy).
     #[arg(long)]
     scene: bool,
     /// Belts split copies of at least this many KiB over their copy threads
