@@ -1,5 +1,5 @@
 //! Staging both ways on lavapipe, under validation with synchronization
-//! validation: readback of buffers (streamed, and as tickets) and images,
+//! validation: readback of buffers and images (streamed, and as tickets),
 //! uploads written in place by a writer (from several threads), fed by a
 //! reader or by positioned reads of a file, and their failure paths.
 
@@ -188,6 +188,154 @@ fn images_read_back_whole_or_by_level_and_layer() {
     );
     // SAFETY: never used.
     unsafe { s.res().destroy_image(img) }.unwrap();
+    s.finish();
+}
+
+/// Image downloads: whole images with odd extents, mips and layers, and one
+/// level of one layer, read after their tickets, byte-exact, the images
+/// back in their layouts; an upload still in the open batch is read after
+/// it lands; bad input gets its typed error; an unread download dropped
+/// gives its ring space back.
+#[test]
+fn images_download_as_tickets() {
+    let mut s = Setup::new(staged(MIB));
+    let usage = vk::ImageUsageFlags::TRANSFER_DST
+        | vk::ImageUsageFlags::TRANSFER_SRC
+        | vk::ImageUsageFlags::SAMPLED;
+    for (i, desc) in [
+        ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 37, 19, 6),
+        ImageDesc::texture_2d_array(vk::Format::R8_UNORM, 33, 7, 3, 4),
+        ImageDesc::texture_3d(vk::Format::R8G8B8A8_UNORM, 9, 5, 3, 3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let img = s.res().create_image(&desc.usage(usage)).unwrap();
+        let layout = layout_of(img.desc());
+        let data = pattern(expected_data_size(&layout).unwrap() as usize, 20 + i as u64);
+        // No flush: the download waits for the upload in the same batch.
+        let up = s
+            .belt()
+            .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+            .unwrap();
+        let d = s
+            .belt()
+            .download_image(&img, ImageSubresources::all())
+            .unwrap();
+        assert_eq!(d.len(), data.len() as u64, "case {i}");
+        assert!(d.ticket() > up, "case {i}: after the upload");
+        let mut back = vec![0u8; data.len()];
+        s.belt().read_download(d, &mut back).unwrap();
+        assert!(back == data, "case {i}");
+        assert_eq!(
+            img.layouts().layout(0, 0),
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+            "case {i}: back in its layout"
+        );
+        // One level of the last layer.
+        let (level, layer) = (1, img.desc().array_layers - 1);
+        let part = ImageSubresources {
+            base_mip_level: level,
+            level_count: 1,
+            base_array_layer: layer,
+            layer_count: 1,
+        };
+        let d = s.belt().download_image(&img, part).unwrap();
+        let before_level =
+            expected_subresources_data_size(&layout, 0..level, 0..img.desc().array_layers).unwrap();
+        let before_layer = if layer == 0 {
+            0
+        } else {
+            expected_subresources_data_size(&layout, level..level + 1, 0..layer).unwrap()
+        };
+        let start = before_level + before_layer;
+        let mut out = vec![0u8; d.len() as usize];
+        let t = s.belt().flush().unwrap();
+        s.belt().wait(t).unwrap();
+        s.belt().read_download(d, &mut out).unwrap();
+        assert!(
+            out[..] == data[start as usize..start as usize + out.len()],
+            "case {i}: level {level} of layer {layer}"
+        );
+        // SAFETY: every download of it was waited for.
+        unsafe { s.res().destroy_image(img) }.unwrap();
+    }
+    // Too large for a chunk (256 KiB here): a typed error, nothing recorded.
+    let big = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 512, 512, 1).usage(usage))
+        .unwrap();
+    let data = pattern(512 * 512 * 4, 30);
+    let _ = s
+        .belt()
+        .upload_image(&big, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+        .unwrap();
+    let e = s
+        .belt()
+        .download_image(&big, ImageSubresources::all())
+        .unwrap_err();
+    assert!(matches!(e, StagingError::DownloadTooLarge { .. }), "{e}");
+    let mut back = vec![0u8; data.len()];
+    s.belt()
+        .read_image(&big, ImageSubresources::all(), &mut back)
+        .unwrap();
+    assert!(back == data, "streamed instead");
+    // Dropped unread: its ring space comes back.
+    let small = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 64, 64, 1).usage(usage))
+        .unwrap();
+    let _ = s
+        .belt()
+        .upload_image(
+            &small,
+            &pattern(64 * 64 * 4, 31),
+            vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL,
+        )
+        .unwrap();
+    for _ in 0..64 {
+        let d = s
+            .belt()
+            .download_image(&small, ImageSubresources::all())
+            .unwrap();
+        drop(d);
+        let _ = s.belt().flush().unwrap();
+    }
+    // Bad input: no TRANSFER_SRC, out of range, never written.
+    let no_src = s
+        .res()
+        .create_image(
+            &ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 8, 8, 1)
+                .usage(vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::SAMPLED),
+        )
+        .unwrap();
+    let e = s
+        .belt()
+        .download_image(&no_src, ImageSubresources::all())
+        .unwrap_err();
+    assert!(matches!(e, StagingError::MissingTransferSrc { .. }), "{e}");
+    let e = s
+        .belt()
+        .download_image(&small, ImageSubresources::level(3))
+        .unwrap_err();
+    assert!(
+        matches!(e, StagingError::SubresourcesOutOfRange { .. }),
+        "{e}"
+    );
+    let unwritten = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 8, 8, 1).usage(usage))
+        .unwrap();
+    let e = s
+        .belt()
+        .download_image(&unwritten, ImageSubresources::all())
+        .unwrap_err();
+    assert!(matches!(e, StagingError::NothingToRead { .. }), "{e}");
+    s.belt().finish().unwrap();
+    for img in [big, small, no_src, unwritten] {
+        // SAFETY: the belt finished; nothing else uses them.
+        unsafe { s.res().destroy_image(img) }.unwrap();
+    }
     s.finish();
 }
 

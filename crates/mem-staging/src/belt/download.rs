@@ -17,16 +17,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
 
-/// A buffer readback in flight ([`StagingBelt::download_buffer`]): its bytes
-/// are in the ring once [`Self::ticket`] completes. Read them with
-/// [`StagingBelt::read_download`]; dropping it unread gives the ring space
-/// back (at the belt's next poll or wait).
+/// A readback in flight ([`StagingBelt::download_buffer`],
+/// [`StagingBelt::download_image`]): its bytes are in the ring once
+/// [`Self::ticket`] completes. Read them with [`StagingBelt::read_download`];
+/// dropping it unread gives the ring space back (at the belt's next poll or
+/// wait).
 #[must_use = "a download holds ring space until it is read or dropped"]
 #[derive(Debug)]
 pub struct Download {
     ticket: Ticket,
     ring_offset: u64,
+    /// Bytes the caller reads: the buffer range, or the image data laid out
+    /// as uploads take it.
     len: u64,
+    /// An image's copies, each with its staging offset from `ring_offset`;
+    /// empty for a buffer (its bytes lie in the ring as they are).
+    image_copies: Vec<(u64, crate::plan::PlannedCopy)>,
     read: Arc<AtomicBool>,
 }
 
@@ -52,6 +58,15 @@ impl Drop for Download {
     fn drop(&mut self) {
         self.read.store(true, Ordering::Release);
     }
+}
+
+/// What an image readback records: the planned copies for `len` bytes of
+/// data, and the transitions to `TRANSFER_SRC_OPTIMAL` and back.
+struct ImageReadback {
+    plan: crate::plan::ImagePlan,
+    len: u64,
+    to_src: Vec<vk::ImageMemoryBarrier<'static>>,
+    back: Vec<vk::ImageMemoryBarrier<'static>>,
 }
 
 /// One piece of a streamed readback, waiting to be copied out.
@@ -250,6 +265,81 @@ impl StagingBelt {
             },
             ring_offset,
             len,
+            image_copies: Vec::new(),
+            read,
+        })
+    }
+
+    /// Starts a readback of mip levels and array layers `subresources` of
+    /// `image` (their data at most [`StagingBeltConfig::chunk_size`] in
+    /// staging; [`Self::read_image`] streams any size): in the open batch
+    /// the subresources go from the layout [`Image::layouts`] records to
+    /// `TRANSFER_SRC_OPTIMAL`, are copied into the ring, and go back, after
+    /// every earlier write on the belt's queue. Submit with [`Self::flush`]
+    /// (or let [`Self::read_download`] do it), then read the bytes, laid
+    /// out as uploads take them ([`crate::plan`]; length
+    /// [`crate::plan::expected_subresources_data_size`]), with
+    /// [`Self::read_download`]. Until the ticket completes the belt's queue
+    /// uses the image.
+    ///
+    /// Refused like [`Self::read_image`]: an image without `TRANSFER_SRC`,
+    /// subresources out of range, never written, or owned by another family.
+    #[doc(alias = "vkCmdCopyImageToBuffer")]
+    pub fn download_image(
+        &mut self,
+        image: &Image,
+        subresources: ImageSubresources,
+    ) -> Result<Download, StagingError> {
+        let chunk = self.desc.chunk_size;
+        let ImageReadback {
+            plan,
+            len,
+            to_src,
+            back,
+        } = self.prepare_image_readback(image, subresources, None, chunk)?;
+        // One reservation for every copy, each at an aligned offset.
+        let align = plan.staging_alignment;
+        let mut image_copies = Vec::with_capacity(plan.copies.len());
+        let mut total = 0u64;
+        for copy in &plan.copies {
+            let at = total.next_multiple_of(align);
+            image_copies.push((at, *copy));
+            total = at + copy.staging_size;
+        }
+        if total > chunk {
+            return Err(StagingError::DownloadTooLarge {
+                len: total,
+                max: chunk,
+            });
+        }
+        let ring_offset = self.reserve(total, align)?;
+        if let Err(e) = self.record_image_barriers(
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::PipelineStageFlags::TRANSFER,
+            &to_src,
+        ) {
+            self.undo_last_reserve();
+            return Err(e);
+        }
+        for (at, copy) in &image_copies {
+            self.record_image_copy(image, copy, ring_offset + at);
+        }
+        let (value, read) = self.readback_recorded(ring_offset, total);
+        // The batch is open (the reservation opened it): recording cannot
+        // fail here, and the transitions back land in the same batch.
+        self.record_image_barriers(
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            &back,
+        )?;
+        Ok(Download {
+            ticket: Ticket {
+                belt: self.id,
+                value,
+            },
+            ring_offset,
+            len,
+            image_copies,
             read,
         })
     }
@@ -296,8 +386,14 @@ impl StagingBelt {
             });
         }
         self.wait(download.ticket)?;
-        let threads = self.copy_threads_for(download.len);
-        self.copy_out(download.ring_offset, out, download.len, threads, None)?;
+        if download.image_copies.is_empty() {
+            let threads = self.copy_threads_for(download.len);
+            self.copy_out(download.ring_offset, out, download.len, threads, None)?;
+        } else {
+            for (at, copy) in &download.image_copies {
+                self.copy_rows_out(download.ring_offset + at, copy, out)?;
+            }
+        }
         drop(download);
         self.release_ring();
         Ok(())
@@ -544,103 +640,10 @@ impl StagingBelt {
         subresources: ImageSubresources,
         out: &mut [u8],
     ) -> Result<(), StagingError> {
-        self.check_image(image, vk::ImageUsageFlags::TRANSFER_SRC)?;
-        let desc = image.desc();
-        let range = subresources
-            .resolve(desc.mip_levels, desc.array_layers)
-            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
-                name: desc.name.clone(),
-                subresources,
-                mip_levels: desc.mip_levels,
-                array_layers: desc.array_layers,
-            })?;
-        // Uploads still pending in the open batch reach their final layouts
-        // when it ends: submit it so the tracked layouts hold.
-        if self
-            .open
-            .as_ref()
-            .is_some_and(|b| b.images.contains_key(&image.handle()))
-        {
-            self.submit_open()?;
-        }
-        let tracked = image.layouts();
-        for level in range.levels() {
-            for layer in range.layers() {
-                let state = tracked.state(level, layer);
-                if state.layout == vk::ImageLayout::UNDEFINED {
-                    return Err(StagingError::NothingToRead {
-                        name: desc.name.clone(),
-                        level,
-                        layer,
-                    });
-                }
-                if state.owner_family != vk::QUEUE_FAMILY_IGNORED
-                    && state.owner_family != self.queue.family
-                {
-                    return Err(StagingError::OwnedByAnotherFamily {
-                        name: desc.name.clone(),
-                        level,
-                        layer,
-                        family: state.owner_family,
-                    });
-                }
-            }
-        }
-        let layout = ImageLayout {
-            format: desc.format,
-            image_type: desc.kind.image_type(),
-            extent: desc.extent,
-            mip_levels: desc.mip_levels,
-            array_layers: desc.array_layers,
-            aspect: None,
-        };
-        let plan = plan_subresources_upload(
-            &layout,
-            range.levels(),
-            range.layers(),
-            out.len() as u64,
-            &self.limits,
-            self.readback_chunk(),
-        )?;
-        let boxes = group_boxes(
-            range.base_mip_level + range.level_count,
-            desc.array_layers,
-            |l, y| {
-                (range.levels().contains(&l) && range.layers().contains(&y))
-                    .then(|| tracked.layout(l, y))
-            },
-        );
-        let aspect = desc.aspect();
-        let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
-            boxes
-                .iter()
-                .map(|(b, layout)| {
-                    let (old, new) = if to_src {
-                        (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
-                    } else {
-                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, *layout)
-                    };
-                    vk::ImageMemoryBarrier::default()
-                        .src_access_mask(if to_src {
-                            vk::AccessFlags::MEMORY_WRITE
-                        } else {
-                            vk::AccessFlags::empty()
-                        })
-                        .dst_access_mask(if to_src {
-                            vk::AccessFlags::TRANSFER_READ
-                        } else {
-                            vk::AccessFlags::empty()
-                        })
-                        .old_layout(old)
-                        .new_layout(new)
-                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                        .image(image.handle())
-                        .subresource_range(b.to_vk(aspect))
-                })
-                .collect()
-        };
-        let (to_src, back) = (transitions(true), transitions(false));
+        let chunk = self.readback_chunk();
+        let ImageReadback {
+            plan, to_src, back, ..
+        } = self.prepare_image_readback(image, subresources, Some(out.len() as u64), chunk)?;
         let depth = self.readback_depth();
         let mut pending = VecDeque::new();
         let result = (|| {
@@ -695,6 +698,130 @@ impl StagingBelt {
         result
     }
 
+    /// What an image readback of `subresources` records, after the checks
+    /// [`Self::read_image`] documents: copies in pieces of at most
+    /// `max_piece` bytes of staging, for `len` bytes of data (`None`: the
+    /// subresources' size). Submits the open batch first when it
+    /// holds uploads to the image, so the tracked layouts hold.
+    fn prepare_image_readback(
+        &mut self,
+        image: &Image,
+        subresources: ImageSubresources,
+        len: Option<u64>,
+        max_piece: u64,
+    ) -> Result<ImageReadback, StagingError> {
+        self.check_image(image, vk::ImageUsageFlags::TRANSFER_SRC)?;
+        let desc = image.desc();
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
+        // Uploads still pending in the open batch reach their final layouts
+        // when it ends: submit it so the tracked layouts hold.
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|b| b.images.contains_key(&image.handle()))
+        {
+            self.submit_open()?;
+        }
+        let tracked = image.layouts();
+        for level in range.levels() {
+            for layer in range.layers() {
+                let state = tracked.state(level, layer);
+                if state.layout == vk::ImageLayout::UNDEFINED {
+                    return Err(StagingError::NothingToRead {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                    });
+                }
+                if state.owner_family != vk::QUEUE_FAMILY_IGNORED
+                    && state.owner_family != self.queue.family
+                {
+                    return Err(StagingError::OwnedByAnotherFamily {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                        family: state.owner_family,
+                    });
+                }
+            }
+        }
+        let layout = ImageLayout {
+            format: desc.format,
+            image_type: desc.kind.image_type(),
+            extent: desc.extent,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
+            aspect: None,
+        };
+        let len = match len {
+            Some(len) => len,
+            None => crate::plan::expected_subresources_data_size(
+                &layout,
+                range.levels(),
+                range.layers(),
+            )?,
+        };
+        let plan = plan_subresources_upload(
+            &layout,
+            range.levels(),
+            range.layers(),
+            len,
+            &self.limits,
+            max_piece,
+        )?;
+        let boxes = group_boxes(
+            range.base_mip_level + range.level_count,
+            desc.array_layers,
+            |l, y| {
+                (range.levels().contains(&l) && range.layers().contains(&y))
+                    .then(|| tracked.layout(l, y))
+            },
+        );
+        let aspect = desc.aspect();
+        let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
+            boxes
+                .iter()
+                .map(|(b, layout)| {
+                    let (old, new) = if to_src {
+                        (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+                    } else {
+                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, *layout)
+                    };
+                    vk::ImageMemoryBarrier::default()
+                        .src_access_mask(if to_src {
+                            vk::AccessFlags::MEMORY_WRITE
+                        } else {
+                            vk::AccessFlags::empty()
+                        })
+                        .dst_access_mask(if to_src {
+                            vk::AccessFlags::TRANSFER_READ
+                        } else {
+                            vk::AccessFlags::empty()
+                        })
+                        .old_layout(old)
+                        .new_layout(new)
+                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .image(image.handle())
+                        .subresource_range(b.to_vk(aspect))
+                })
+                .collect()
+        };
+        Ok(ImageReadback {
+            plan,
+            len,
+            to_src: transitions(true),
+            back: transitions(false),
+        })
+    }
+
     /// Records `barriers` in the open batch (opening one if needed).
     fn record_image_barriers(
         &mut self,
@@ -729,6 +856,18 @@ impl StagingBelt {
         copy: &crate::plan::PlannedCopy,
         ring_offset: u64,
     ) -> (u64, Arc<AtomicBool>) {
+        self.record_image_copy(image, copy, ring_offset);
+        self.readback_recorded(ring_offset, copy.staging_size)
+    }
+
+    /// Records one planned copy of `image` (in `TRANSFER_SRC_OPTIMAL`) into
+    /// the ring at `ring_offset`, reserved for the open batch.
+    fn record_image_copy(
+        &mut self,
+        image: &Image,
+        copy: &crate::plan::PlannedCopy,
+        ring_offset: u64,
+    ) {
         let ring = self.ring_buffer.as_ref().expect("ring lives").handle();
         let mut region = copy.region;
         region.buffer_offset += ring_offset;
@@ -745,6 +884,5 @@ impl StagingBelt {
                 &[region],
             );
         }
-        self.readback_recorded(ring_offset, copy.staging_size)
     }
 }
