@@ -62,10 +62,12 @@ impl Ring {
         self.high_water
     }
 
-    /// Reserves `len` contiguous bytes aligned to `align` (a power of two) for
-    /// the open batch; `None` when they do not fit now.
+    /// Reserves `len` contiguous bytes at a multiple of `align` (any
+    /// nonzero value: an image's staging offsets are multiples of its texel
+    /// block, 12 bytes for a 3-byte format) for the open batch; `None` when
+    /// they do not fit now.
     pub fn reserve(&mut self, len: u64, align: u64) -> Option<u64> {
-        debug_assert!(align.is_power_of_two());
+        debug_assert!(align > 0);
         if len == 0 || len > self.size {
             return None;
         }
@@ -74,7 +76,7 @@ impl Ring {
             self.head = 0;
             self.tail = 0;
         }
-        let start = self.head.checked_add(align - 1)? & !(align - 1);
+        let start = self.head.checked_next_multiple_of(align)?;
         let (offset, new_head) =
             if self.head >= self.tail && !(self.used > 0 && self.head == self.tail) {
                 // Free: [head, size) and [0, tail).
@@ -237,6 +239,13 @@ mod tests {
         assert_eq!(r.used(), 259);
         r.release_until(7);
         assert_eq!(r.used(), 0);
+        // Alignments that are not powers of two (a 3-byte texel format's
+        // lcm(4, 3) = 12, or 384 with a 128-byte copy alignment).
+        assert_eq!(r.reserve(5, 12), Some(0));
+        assert_eq!(r.reserve(5, 12), Some(12));
+        assert_eq!(r.reserve(100, 384), Some(384));
+        assert_eq!(r.reserve(100, 384), Some(768));
+        assert_eq!(r.reserve(1, 384), None, "no multiple of 384 left with room");
     }
 
     #[test]
