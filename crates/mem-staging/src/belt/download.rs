@@ -313,25 +313,23 @@ impl StagingBelt {
             });
         }
         let ring_offset = self.reserve(total, align)?;
-        if let Err(e) = self.record_image_barriers(
+        // The reservation left the batch open, so recording cannot fail
+        // here; the transitions back land in the same batch, before the
+        // ring range is pinned.
+        self.record_image_barriers(
             vk::PipelineStageFlags::ALL_COMMANDS,
             vk::PipelineStageFlags::TRANSFER,
             &to_src,
-        ) {
-            self.undo_last_reserve();
-            return Err(e);
-        }
+        )?;
         for (at, copy) in &image_copies {
             self.record_image_copy(image, copy, ring_offset + at);
         }
-        let (value, read) = self.readback_recorded(ring_offset, total);
-        // The batch is open (the reservation opened it): recording cannot
-        // fail here, and the transitions back land in the same batch.
         self.record_image_barriers(
             vk::PipelineStageFlags::TRANSFER,
             vk::PipelineStageFlags::ALL_COMMANDS,
             &back,
         )?;
+        let (value, read) = self.readback_recorded(ring_offset, total);
         Ok(Download {
             ticket: Ticket {
                 belt: self.id,
