@@ -2,8 +2,9 @@
 //! host once their batch completes.
 //!
 //! A readback's ring space is pinned until the host has read it (or dropped
-//! its [`Download`]): the ring gives space back in batch order, so a pinned
-//! batch holds back the batches after it too. [`StagingBelt::read_buffer`]
+//! its [`Download`], from [`StagingBelt::download_buffer`] or
+//! [`StagingBelt::download_image`]): the ring gives space back in batch
+//! order, so a pinned batch holds back the batches after it too. [`StagingBelt::read_buffer`]
 //! and [`StagingBelt::read_image`] stream through the ring and unpin each
 //! piece as soon as it is copied out, the GPU copying the next piece
 //! meanwhile.
@@ -368,8 +369,9 @@ impl StagingBelt {
     }
 
     /// Copies a download's bytes into `out` (exactly [`Download::len`]
-    /// bytes), submitting its batch and waiting for it first if needed, and
-    /// gives its ring space back.
+    /// bytes; an image's laid out as uploads take them, rows tightly
+    /// packed), submitting its batch and waiting for it first if needed,
+    /// and gives its ring space back.
     pub fn read_download(
         &mut self,
         download: Download,
