@@ -452,9 +452,10 @@ impl StagingBelt {
     }
 
     /// Reads `out.len()` bytes of `src` at `offset` back to the host,
-    /// streaming through the ring: the GPU copies each piece while the host
-    /// copies out the one before. Returns when every byte is in `out`. Same
-    /// ordering and ownership rules as [`Self::download_buffer`].
+    /// streaming through the ring: the GPU copies the next pieces while the
+    /// copy threads copy an older one out. Returns when every byte is in
+    /// `out`. Same ordering and ownership rules as
+    /// [`Self::download_buffer`].
     pub fn read_buffer(
         &mut self,
         src: &Buffer,
