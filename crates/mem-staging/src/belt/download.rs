@@ -258,17 +258,8 @@ impl StagingBelt {
             });
         }
         let ring_offset = self.reserve(len, 16)?;
-        let (value, read) = self.record_buffer_readback(src, offset, len, ring_offset);
-        Ok(Download {
-            ticket: Ticket {
-                belt: self.id,
-                value,
-            },
-            ring_offset,
-            len,
-            image_copies: Vec::new(),
-            read,
-        })
+        let pin = self.record_buffer_readback(src, offset, len, ring_offset);
+        Ok(self.download(pin, ring_offset, len, Vec::new()))
     }
 
     /// Starts a readback of mip levels and array layers `subresources` of
@@ -330,8 +321,20 @@ impl StagingBelt {
             vk::PipelineStageFlags::ALL_COMMANDS,
             &back,
         )?;
-        let (value, read) = self.readback_recorded(ring_offset, total);
-        Ok(Download {
+        let pin = self.readback_recorded(ring_offset, total);
+        Ok(self.download(pin, ring_offset, len, image_copies))
+    }
+
+    /// The [`Download`] of a readback recorded at `ring_offset` and pinned
+    /// as `(batch value, read flag)`.
+    fn download(
+        &self,
+        (value, read): (u64, Arc<AtomicBool>),
+        ring_offset: u64,
+        len: u64,
+        image_copies: Vec<(u64, crate::plan::PlannedCopy)>,
+    ) -> Download {
+        Download {
             ticket: Ticket {
                 belt: self.id,
                 value,
@@ -340,7 +343,7 @@ impl StagingBelt {
             len,
             image_copies,
             read,
-        })
+        }
     }
 
     /// The release barrier an engine records on its own queue (the
