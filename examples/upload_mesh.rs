@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ash::vk;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use gpumem::memory::{Allocator, AllocatorConfig, AllocatorCreateInfo, MemoryUsage};
 use gpumem::resources::{
     Buffer, BufferDesc, Image, ImageDesc, ResourceManager, ResourceManagerCreateInfo,
@@ -91,6 +91,12 @@ struct Args {
     /// host-visible (UMA, ReBAR, lavapipe).
     #[arg(long)]
     force_staging: bool,
+    /// Memory of the staging ring: `cached` system memory (the belt's
+    /// default), write-combined system memory (`upload`), or host-visible
+    /// device-local memory (`rebar`), where the host's writes cross PCIe
+    /// and the GPU's copies stay in VRAM.
+    #[arg(long, value_enum, default_value_t = RingMemory::Cached)]
+    ring_memory: RingMemory,
     /// Skip rendering the frame.
     #[arg(long)]
     no_render: bool,
@@ -168,6 +174,9 @@ struct Summary {
     /// Time to make the staging belt (its ring touched page by page).
     belt_made: Duration,
     ring_high_water: u64,
+    /// The ring's size and memory, as `--ring-size` and `--ring-memory`
+    /// chose them.
+    ring: (u64, RingMemory),
     direct_bytes: u64,
     staged_bytes: u64,
     transfer_family: u32,
@@ -240,6 +249,36 @@ fn step<E: Into<AnyError>>(what: &'static str) -> impl FnOnce(E) -> JobError {
     move |source| JobError::Step {
         what,
         source: source.into(),
+    }
+}
+
+/// `--ring-memory`: where the staging ring lives.
+#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+enum RingMemory {
+    #[default]
+    /// Cached system memory (`MemoryUsage::Readback`).
+    Cached,
+    /// Write-combined system memory (`MemoryUsage::Upload`).
+    Upload,
+    /// Host-visible device-local memory (`MemoryUsage::Dynamic`).
+    Rebar,
+}
+
+impl RingMemory {
+    fn usage(self) -> MemoryUsage {
+        match self {
+            RingMemory::Cached => MemoryUsage::Readback,
+            RingMemory::Upload => MemoryUsage::Upload,
+            RingMemory::Rebar => MemoryUsage::Dynamic,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            RingMemory::Cached => "cached",
+            RingMemory::Upload => "upload",
+            RingMemory::Rebar => "rebar",
+        }
     }
 }
 
@@ -659,6 +698,7 @@ fn upload_and_check(
     };
     let desc = StagingBeltConfig {
         force_staging: args.force_staging,
+        ring_memory: args.ring_memory.usage(),
         ..StagingBeltConfig::with_ring_size(ring_size)
     };
     let made = Instant::now();
@@ -739,6 +779,7 @@ fn upload_and_check(
     summary.batches = st.batches_submitted;
     summary.phases = [st.copy_time, st.submit_time, st.wait_time];
     summary.ring_high_water = st.ring_high_water;
+    summary.ring = (ring_size, args.ring_memory);
     summary.direct_bytes = st.bytes_direct;
     summary.staged_bytes = st.bytes_staged;
 
@@ -1041,6 +1082,8 @@ fn print_summary(args: &Args, s: &Summary) {
                 "wait_seconds": s.phases[2].as_secs_f64(),
                 "made_seconds": s.belt_made.as_secs_f64(),
                 "ring_high_water": s.ring_high_water,
+                "ring_size": s.ring.0,
+                "ring_memory": s.ring.1.name(),
                 "direct_bytes": s.direct_bytes,
                 "staged_bytes": s.staged_bytes,
                 "textures_written_in_place": true,
@@ -1068,8 +1111,8 @@ fn print_summary(args: &Args, s: &Summary) {
         s.draws,
         s.bytes as f64 / MIB as f64
     );
-    println!("  upload       {:.1} ms, {gbps:.2} GB/s ({} batches, ring high-water {:.1} MiB, {:.1} MiB staged, {:.1} MiB written directly; textures written into the ring in place)",
-        s.upload.as_secs_f64() * 1e3, s.batches, s.ring_high_water as f64 / MIB as f64, s.staged_bytes as f64 / MIB as f64, s.direct_bytes as f64 / MIB as f64);
+    println!("  upload       {:.1} ms, {gbps:.2} GB/s ({} batches, {} MiB ring in {} memory, high-water {:.1} MiB, {:.1} MiB staged, {:.1} MiB written directly; textures written into the ring in place)",
+        s.upload.as_secs_f64() * 1e3, s.batches, s.ring.0 / MIB, s.ring.1.name(), s.ring_high_water as f64 / MIB as f64, s.staged_bytes as f64 / MIB as f64, s.direct_bytes as f64 / MIB as f64);
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let [copy, submit, wait] = s.phases;
     println!(
