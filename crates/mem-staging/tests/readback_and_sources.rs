@@ -59,12 +59,18 @@ fn downloads_complete_with_their_ticket_and_give_the_ring_back() {
     assert_eq!(a.ticket(), b.ticket(), "one batch");
     let t = s.belt().flush().unwrap();
     s.belt().wait(t).unwrap();
+    // A slice of the wrong length is refused and the download stays
+    // readable.
+    let mut short = vec![0u8; 32 * 1024 - 1];
+    let e = s.belt().read_download(&b, &mut short).unwrap_err();
+    assert!(matches!(e, StagingError::OutOfRange { .. }), "{e}");
     let mut out = vec![0u8; 32 * 1024];
-    s.belt().read_download(b, &mut out).unwrap();
+    s.belt().read_download(&b, &mut out).unwrap();
     assert!(out[..] == data[16 * 1024..]);
     let mut out = vec![0u8; 16 * 1024];
-    s.belt().read_download(a, &mut out).unwrap();
+    s.belt().read_download(&a, &mut out).unwrap();
     assert!(out[..] == data[..16 * 1024]);
+    drop((a, b));
     // Unread downloads hold the ring: past it, a typed error; dropping them
     // gives the space back.
     let mut held = Vec::new();
@@ -82,8 +88,9 @@ fn downloads_complete_with_their_ticket_and_give_the_ring_back() {
     let last = held.pop().unwrap();
     drop(held);
     let mut out = vec![0u8; 48 * 1024];
-    s.belt().read_download(last, &mut out).unwrap();
+    s.belt().read_download(&last, &mut out).unwrap();
     assert!(out == data);
+    drop(last);
     let big = pattern(200 * 1024, 8);
     let big_buf = s.device_buffer(200 * 1024);
     let t = s.belt().upload_buffer(&big_buf, 0, &big).unwrap();
@@ -225,7 +232,8 @@ fn images_download_as_tickets() {
         assert_eq!(d.len(), data.len() as u64, "case {i}");
         assert!(d.ticket() > up, "case {i}: after the upload");
         let mut back = vec![0u8; data.len()];
-        s.belt().read_download(d, &mut back).unwrap();
+        s.belt().read_download(&d, &mut back).unwrap();
+        drop(d);
         assert!(back == data, "case {i}");
         // The download put the image back in its layout: an update of level
         // 0 transitions from it (validation checks the old layout).
@@ -264,7 +272,8 @@ fn images_download_as_tickets() {
         let mut out = vec![0u8; d.len() as usize];
         let t = s.belt().flush().unwrap();
         s.belt().wait(t).unwrap();
-        s.belt().read_download(d, &mut out).unwrap();
+        s.belt().read_download(&d, &mut out).unwrap();
+        drop(d);
         assert!(
             out[..] == data[start as usize..start as usize + out.len()],
             "case {i}: level {level} of layer {layer}"
@@ -384,7 +393,8 @@ fn twelve_byte_texels_round_trip() {
         .download_image(&img, ImageSubresources::all())
         .unwrap();
     let mut again = vec![0u8; data.len()];
-    s.belt().read_download(d, &mut again).unwrap();
+    s.belt().read_download(&d, &mut again).unwrap();
+    drop(d);
     assert!(again == data, "downloaded");
     s.belt().finish().unwrap();
     s.destroy(odd);
@@ -612,6 +622,102 @@ fn images_written_in_place_level_by_level() {
         .read_image(&img, ImageSubresources::all(), &mut back)
         .unwrap();
     // SAFETY: read_image waited.
+    unsafe { s.res().destroy_image(img) }.unwrap();
+    s.finish();
+}
+
+/// A streamed image readback that fails after its transition to
+/// `TRANSFER_SRC_OPTIMAL` (here: the ring is held by unread downloads)
+/// still transitions the image back, so the layouts the image records stay
+/// true: the next readback and update of it pass validation.
+#[test]
+fn a_failed_image_read_leaves_the_tracked_layouts_true() {
+    let mut s = Setup::new(staged(MIB));
+    let usage = vk::ImageUsageFlags::TRANSFER_DST
+        | vk::ImageUsageFlags::TRANSFER_SRC
+        | vk::ImageUsageFlags::SAMPLED;
+    let img = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 64, 64, 1).usage(usage))
+        .unwrap();
+    let data = pattern(
+        expected_data_size(&layout_of(img.desc())).unwrap() as usize,
+        1,
+    );
+    let _ = s
+        .belt()
+        .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+        .unwrap();
+    let buf = s.device_buffer(256 * 1024);
+    let _ = s
+        .belt()
+        .upload_buffer(&buf, 0, &pattern(256 * 1024, 2))
+        .unwrap();
+    s.belt().finish().unwrap();
+    let held: Vec<_> = (0..4)
+        .map(|_| s.belt().download_buffer(&buf, 0, 256 * 1024).unwrap())
+        .collect();
+    s.belt().finish().unwrap();
+    let mut out = vec![0u8; data.len()];
+    let e = s
+        .belt()
+        .read_image(&img, ImageSubresources::all(), &mut out)
+        .unwrap_err();
+    assert!(matches!(e, StagingError::RingHeldByReadbacks { .. }), "{e}");
+    assert_eq!(
+        img.layouts().layout(0, 0),
+        vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL
+    );
+    drop(held);
+    let d = s
+        .belt()
+        .download_image(&img, ImageSubresources::all())
+        .unwrap();
+    s.belt().read_download(&d, &mut out).unwrap();
+    assert!(out == data);
+    drop(d);
+    let _ = s
+        .belt()
+        .upload_image(&img, &data, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+        .unwrap();
+    s.belt().finish().unwrap();
+    s.destroy(buf);
+    // SAFETY: the belt finished.
+    unsafe { s.res().destroy_image(img) }.unwrap();
+    s.finish();
+}
+
+/// A linear image the host wrote in `PREINITIALIZED` reads back through
+/// the ring; a transition may not go back to `PREINITIALIZED`, so it ends
+/// in `GENERAL` (which keeps the texels) and the tracked layout says so.
+#[test]
+fn preinitialized_images_read_back_and_end_in_general() {
+    let mut s = Setup::new(staged(MIB));
+    let desc = ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 16, 16, 1)
+        .usage(vk::ImageUsageFlags::TRANSFER_SRC)
+        .tiling(vk::ImageTiling::LINEAR)
+        .initial_layout(vk::ImageLayout::PREINITIALIZED)
+        .memory(MemoryUsage::Upload);
+    let mut img = s.res().create_image(&desc).unwrap();
+    s.res().write_image(&mut img, 0, &[7u8; 64]).unwrap();
+    img.layouts()
+        .set_layout(ImageSubresources::all(), vk::ImageLayout::PREINITIALIZED);
+    let d = s
+        .belt()
+        .download_image(&img, ImageSubresources::all())
+        .unwrap();
+    let mut out = vec![0u8; d.len() as usize];
+    s.belt().read_download(&d, &mut out).unwrap();
+    drop(d);
+    assert_eq!(img.layouts().layout(0, 0), vk::ImageLayout::GENERAL);
+    // A second readback starts from the layout the first one left.
+    let mut again = vec![0u8; out.len()];
+    s.belt()
+        .read_image(&img, ImageSubresources::all(), &mut again)
+        .unwrap();
+    assert!(again == out);
+    s.belt().finish().unwrap();
+    // SAFETY: the belt finished.
     unsafe { s.res().destroy_image(img) }.unwrap();
     s.finish();
 }

@@ -20,9 +20,9 @@ use super::*;
 
 /// A readback in flight ([`StagingBelt::download_buffer`],
 /// [`StagingBelt::download_image`]): its bytes are in the ring once
-/// [`Self::ticket`] completes. Read them with [`StagingBelt::read_download`];
-/// dropping it unread gives the ring space back (at the belt's next poll or
-/// wait).
+/// [`Self::ticket`] completes. Read them with [`StagingBelt::read_download`]
+/// (as often as needed); dropping it, read or not, gives the ring space
+/// back (at the belt's next poll or wait).
 #[must_use = "a download holds ring space until it is read or dropped"]
 #[derive(Debug)]
 pub struct Download {
@@ -67,7 +67,18 @@ struct ImageReadback {
     plan: crate::plan::ImagePlan,
     len: u64,
     to_src: Vec<vk::ImageMemoryBarrier<'static>>,
-    back: Vec<vk::ImageMemoryBarrier<'static>>,
+    /// The transitions out of `TRANSFER_SRC_OPTIMAL`, recorded with
+    /// [`StagingBelt::end_image_readback`].
+    back: ImageReadbackEnd,
+}
+
+/// How an image readback leaves the image: the transitions back to the
+/// tracked layouts and the subresources whose tracked layout changes
+/// (`PREINITIALIZED` is not a layout a transition may go to: those go to
+/// `GENERAL`, which keeps the texels).
+struct ImageReadbackEnd {
+    barriers: Vec<vk::ImageMemoryBarrier<'static>>,
+    retracked: Vec<(ImageSubresources, vk::ImageLayout)>,
 }
 
 /// One piece of a streamed readback, waiting to be copied out.
@@ -257,7 +268,8 @@ impl StagingBelt {
                 max: self.desc.chunk_size,
             });
         }
-        let ring_offset = self.reserve(len, 16)?;
+        let (span, align) = self.readback_span(len, 16);
+        let ring_offset = self.reserve(span, align)?;
         let pin = self.record_buffer_readback(src, offset, len, ring_offset);
         Ok(self.download(pin, ring_offset, len, Vec::new()))
     }
@@ -304,7 +316,8 @@ impl StagingBelt {
                 max: chunk,
             });
         }
-        let ring_offset = self.reserve(total, align)?;
+        let (span, span_align) = self.readback_span(total, align);
+        let ring_offset = self.reserve(span, span_align)?;
         // The reservation left the batch open, so recording cannot fail
         // here; the transitions back land in the same batch, before the
         // ring range is pinned.
@@ -316,11 +329,7 @@ impl StagingBelt {
         for (at, copy) in &image_copies {
             self.record_image_copy(image, copy, ring_offset + at);
         }
-        self.record_image_barriers(
-            vk::PipelineStageFlags::TRANSFER,
-            vk::PipelineStageFlags::ALL_COMMANDS,
-            &back,
-        )?;
+        self.end_image_readback(image, &back)?;
         let pin = self.readback_recorded(ring_offset, total);
         Ok(self.download(pin, ring_offset, len, image_copies))
     }
@@ -373,11 +382,13 @@ impl StagingBelt {
 
     /// Copies a download's bytes into `out` (exactly [`Download::len`]
     /// bytes; an image's laid out as uploads take them, rows tightly
-    /// packed), submitting its batch and waiting for it first if needed,
-    /// and gives its ring space back.
+    /// packed), submitting its batch and waiting for it first if needed.
+    /// The bytes stay in the ring until the download is dropped: a call
+    /// refused (a wrong `out` length) or timed out can be made again, and
+    /// dropping the download gives its ring space back.
     pub fn read_download(
         &mut self,
-        download: Download,
+        download: &Download,
         out: &mut [u8],
     ) -> Result<(), StagingError> {
         self.check_ticket(download.ticket)?;
@@ -397,8 +408,6 @@ impl StagingBelt {
                 self.copy_rows_out(download.ring_offset + at, copy, out)?;
             }
         }
-        drop(download);
-        self.release_ring();
         Ok(())
     }
 
@@ -539,6 +548,25 @@ impl StagingBelt {
     /// Ring space for the next piece of a streamed readback: without
     /// waiting when there is some, else after copying out the pending
     /// pieces, else by waiting for older batches.
+    /// The ring span and alignment a readback of `len` bytes at `align`
+    /// reserves. On non-coherent ring memory a readback takes whole
+    /// `nonCoherentAtomSize` atoms: invalidating its range (which rounds out
+    /// to atoms) then never discards host writes of a neighbouring upload
+    /// that its batch has not flushed yet. The ring's own offset in its
+    /// memory is atom-aligned (allocations are aligned to at least the
+    /// atom).
+    fn readback_span(&self, len: u64, align: u64) -> (u64, u64) {
+        if self.ring_coherent {
+            return (len, align);
+        }
+        let atom = self
+            .resources
+            .allocator()
+            .memory_properties()
+            .non_coherent_atom_size;
+        atom_span(len, align, atom)
+    }
+
     fn reserve_for_readback(
         &mut self,
         len: u64,
@@ -546,6 +574,7 @@ impl StagingBelt {
         pending: &mut VecDeque<Piece>,
         out: &mut [u8],
     ) -> Result<u64, StagingError> {
+        let (len, align) = self.readback_span(len, align);
         loop {
             if let Some(offset) = self.try_reserve(len, align)? {
                 return Ok(offset);
@@ -634,7 +663,9 @@ impl StagingBelt {
     /// [`crate::plan::expected_subresources_data_size`]). The subresources
     /// are moved from the layout [`Image::layouts`] records to
     /// `TRANSFER_SRC_OPTIMAL` for the copies and back afterwards, after
-    /// every earlier write on the belt's queue. An image another family owns
+    /// every earlier write on the belt's queue (`PREINITIALIZED` ones to
+    /// `GENERAL`, which the record then says), also when the read fails
+    /// part way. An image another family owns
     /// is refused ([`StagingError::OwnedByAnotherFamily`]), as are
     /// subresources never written (`UNDEFINED`).
     #[doc(alias = "vkCmdCopyImageToBuffer")]
@@ -650,12 +681,16 @@ impl StagingBelt {
         } = self.prepare_image_readback(image, subresources, Some(out.len() as u64), chunk)?;
         let depth = self.readback_depth();
         let mut pending = VecDeque::new();
+        // Whether the image is in `TRANSFER_SRC_OPTIMAL` on the queue with no
+        // transition back recorded yet.
+        let mut in_transfer_src = false;
         let result = (|| {
             self.record_image_barriers(
                 vk::PipelineStageFlags::ALL_COMMANDS,
                 vk::PipelineStageFlags::TRANSFER,
                 &to_src,
             )?;
+            in_transfer_src = true;
             for copy in &plan.copies {
                 let ring_offset = self.reserve_for_readback(
                     copy.staging_size,
@@ -682,11 +717,8 @@ impl StagingBelt {
                     }
                 }
             }
-            self.record_image_barriers(
-                vk::PipelineStageFlags::TRANSFER,
-                vk::PipelineStageFlags::ALL_COMMANDS,
-                &back,
-            )?;
+            self.end_image_readback(image, &back)?;
+            in_transfer_src = false;
             // The transitions back run in the last batch: wait for it too,
             // so the image is idle when this returns.
             let last = self.flush()?;
@@ -695,6 +727,14 @@ impl StagingBelt {
             }
             self.wait(last)
         })();
+        if in_transfer_src {
+            // Failed between the transitions: the copies recorded so far
+            // still run, so the transitions back follow them on the queue
+            // (in the open batch) and the tracked layouts stay true. A belt
+            // that has failed for good records nothing more; its device is
+            // unusable anyway.
+            let _ = self.end_image_readback(image, &back);
+        }
         for p in pending {
             p.read.store(true, Ordering::Release);
         }
@@ -789,6 +829,10 @@ impl StagingBelt {
             },
         );
         let aspect = desc.aspect();
+        let back_to = |layout: vk::ImageLayout| match layout {
+            vk::ImageLayout::PREINITIALIZED => vk::ImageLayout::GENERAL,
+            other => other,
+        };
         let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
             boxes
                 .iter()
@@ -796,7 +840,7 @@ impl StagingBelt {
                     let (old, new) = if to_src {
                         (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
                     } else {
-                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, *layout)
+                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, back_to(*layout))
                     };
                     vk::ImageMemoryBarrier::default()
                         .src_access_mask(if to_src {
@@ -818,12 +862,46 @@ impl StagingBelt {
                 })
                 .collect()
         };
+        let retracked = boxes
+            .iter()
+            .filter(|(_, layout)| back_to(*layout) != *layout)
+            .map(|(b, layout)| {
+                let subresources = ImageSubresources {
+                    base_mip_level: b.base_mip_level,
+                    level_count: b.level_count,
+                    base_array_layer: b.base_array_layer,
+                    layer_count: b.layer_count,
+                };
+                (subresources, back_to(*layout))
+            })
+            .collect();
         Ok(ImageReadback {
             plan,
             len,
             to_src: transitions(true),
-            back: transitions(false),
+            back: ImageReadbackEnd {
+                barriers: transitions(false),
+                retracked,
+            },
         })
+    }
+
+    /// Records the transitions out of `TRANSFER_SRC_OPTIMAL` that end an
+    /// image readback and updates the tracked layouts they change.
+    fn end_image_readback(
+        &mut self,
+        image: &Image,
+        end: &ImageReadbackEnd,
+    ) -> Result<(), StagingError> {
+        self.record_image_barriers(
+            vk::PipelineStageFlags::TRANSFER,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            &end.barriers,
+        )?;
+        for &(subresources, layout) in &end.retracked {
+            image.layouts().set_layout(subresources, layout);
+        }
+        Ok(())
     }
 
     /// Records `barriers` in the open batch (opening one if needed).
@@ -887,6 +965,40 @@ impl StagingBelt {
                 ring,
                 &[region],
             );
+        }
+    }
+}
+
+/// `len` rounded up to whole atoms and `lcm(align, atom)`, for an `atom`
+/// that is a power of two (as `nonCoherentAtomSize` is) and `align >= 1`.
+fn atom_span(len: u64, align: u64, atom: u64) -> (u64, u64) {
+    let atom = atom.max(1);
+    let twos = align.max(1).trailing_zeros();
+    let align = (align.max(1) >> twos).saturating_mul((1u64 << twos).max(atom));
+    (len.next_multiple_of(atom), align)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::atom_span;
+
+    #[test]
+    fn readback_spans_take_whole_atoms() {
+        // Texel alignments of every format family against common atoms.
+        for atom in [1u64, 4, 64, 256] {
+            for align in [1u64, 2, 4, 12, 16, 24, 48] {
+                for len in [1u64, 63, 64, 65, 1000, 4096] {
+                    let (span, a) = atom_span(len, align, atom);
+                    assert!(span >= len && span % atom == 0 && span - len < atom);
+                    assert!(a % align == 0 && a % atom == 0, "{align} {atom} -> {a}");
+                    // The least common multiple, not just a common one.
+                    let lcm = (1..=atom * align)
+                        .map(|k| k * align)
+                        .find(|m| m % atom == 0)
+                        .unwrap();
+                    assert_eq!(a, lcm);
+                }
+            }
         }
     }
 }
