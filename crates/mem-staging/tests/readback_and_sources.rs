@@ -721,3 +721,44 @@ fn preinitialized_images_read_back_and_end_in_general() {
     unsafe { s.res().destroy_image(img) }.unwrap();
     s.finish();
 }
+
+/// On one queue family no ownership moves: handing an image to the belt
+/// gives no barriers and leaves its record as it was; out of range is
+/// refused.
+#[test]
+fn handing_an_image_over_on_one_family_needs_nothing() {
+    let mut s = Setup::new(staged(MIB));
+    let usage = vk::ImageUsageFlags::TRANSFER_DST | vk::ImageUsageFlags::TRANSFER_SRC;
+    let img = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 8, 8, 1).usage(usage))
+        .unwrap();
+    let data = pattern(256, 3);
+    let _ = s
+        .belt()
+        .upload_image(&img, &data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap();
+    let before = img.layouts().state(0, 0);
+    let release = s
+        .belt()
+        .release_image_to_belt(&img, ImageSubresources::all())
+        .unwrap();
+    assert!(release.is_empty());
+    assert_eq!(img.layouts().state(0, 0), before);
+    let e = s
+        .belt()
+        .release_image_to_belt(&img, ImageSubresources::level(3))
+        .unwrap_err();
+    assert!(
+        matches!(e, StagingError::SubresourcesOutOfRange { .. }),
+        "{e}"
+    );
+    let mut out = vec![0u8; 256];
+    s.belt()
+        .read_image(&img, ImageSubresources::all(), &mut out)
+        .unwrap();
+    assert!(out == data);
+    // SAFETY: read_image waited for the image's last use.
+    unsafe { s.res().destroy_image(img) }.unwrap();
+    s.finish();
+}

@@ -174,6 +174,86 @@ fn two_family(import: bool) {
         matches!(e, mem_staging::StagingError::OwnedByAnotherFamily { family, .. } if family == graphics),
         "{e}"
     );
+    // A readback is refused too, until the graphics family hands the image
+    // over: then the belt acquires it, reads it and releases it back, and
+    // the graphics family acquires it again from the download's ticket.
+    let e = belt
+        .download_image(&img, mem_staging::ImageSubresources::all())
+        .unwrap_err();
+    assert!(
+        matches!(e, mem_staging::StagingError::OwnedByAnotherFamily { family, .. } if family == graphics),
+        "{e}"
+    );
+    let release = belt
+        .release_image_to_belt(&img, mem_staging::ImageSubresources::all())
+        .unwrap();
+    assert_eq!(release.len(), 1, "one box: every level in one layout");
+    assert_eq!(release[0].src_queue_family_index, graphics);
+    assert_eq!(release[0].dst_queue_family_index, transfer);
+    assert_eq!(img.layouts().state(0, 0).owner_family, transfer);
+    submit_on_graphics(&ctx, graphics, &release);
+    let download = belt
+        .download_image(&img, mem_staging::ImageSubresources::all())
+        .unwrap();
+    let mut read = vec![0u8; img_len as usize];
+    belt.read_download(&download, &mut read).unwrap();
+    assert!(read == img_data, "image read back after a handover");
+    let acquire = belt.take_acquire_barriers(download.ticket()).unwrap();
+    drop(download);
+    assert_eq!(acquire.images.len(), 1, "released back");
+    assert_eq!(acquire.images[0].src_queue_family_index, transfer);
+    assert_eq!(acquire.images[0].dst_queue_family_index, graphics);
+    assert_eq!(img.layouts().state(0, 0).owner_family, graphics);
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    assert!(
+        back[size..] == img_data[..],
+        "the graphics family has it back"
+    );
+
+    // A partial update after handing one level over acquires it.
+    let release = belt
+        .release_image_to_belt(&img, mem_staging::ImageSubresources::level(8))
+        .unwrap();
+    assert_eq!(release.len(), 1);
+    submit_on_graphics(&ctx, graphics, &release);
+    let _ = belt
+        .upload_image_subresources(
+            &img,
+            mem_staging::ImageSubresources::level(8),
+            &[9, 8, 7, 6],
+            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+        )
+        .unwrap();
+    let ticket = belt.flush().unwrap();
+    let acquire = belt.take_acquire_barriers(ticket).unwrap();
+    assert_eq!(acquire.images.len(), 1);
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    let mut updated = img_data.clone();
+    let last = updated.len() - 4;
+    updated[last..].copy_from_slice(&[9, 8, 7, 6]);
+    assert!(
+        back[size..] == updated[..],
+        "level 8 updated, the rest kept"
+    );
+
     let first: Vec<u8> = (0..img_len).map(|i| (i * 5 + 3) as u8).collect();
     let second: Vec<u8> = (0..img_len).map(|i| (i * 11 + 7) as u8).collect();
     let _ = belt
@@ -318,4 +398,49 @@ fn acquire_and_read_back(
     // SAFETY: the fence was waited for.
     unsafe { res.destroy_buffer(readback) }.unwrap();
     back
+}
+
+/// Records `barriers` (releases to the belt's family) on the graphics
+/// family, submits them and waits on the host, so the belt's next batch
+/// runs after them.
+fn submit_on_graphics(ctx: &TestContext, graphics: u32, barriers: &[vk::ImageMemoryBarrier<'_>]) {
+    let (_, gqueue) = ctx.graphics_queue();
+    let d = ctx.device();
+    let pool_info = vk::CommandPoolCreateInfo::default().queue_family_index(graphics);
+    // SAFETY: everything below runs on this thread with live handles; the
+    // fence is waited for before the pool is destroyed.
+    unsafe {
+        let pool = d.create_command_pool(&pool_info, None).unwrap();
+        let cmd = d
+            .allocate_command_buffers(
+                &vk::CommandBufferAllocateInfo::default()
+                    .command_pool(pool)
+                    .command_buffer_count(1),
+            )
+            .unwrap()[0];
+        d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())
+            .unwrap();
+        d.cmd_pipeline_barrier(
+            cmd,
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+            vk::DependencyFlags::empty(),
+            &[],
+            &[],
+            barriers,
+        );
+        d.end_command_buffer(cmd).unwrap();
+        let cmds = [cmd];
+        let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+        let fence = d
+            .create_fence(&vk::FenceCreateInfo::default(), None)
+            .unwrap();
+        {
+            let _q = ctx.lock_queue(graphics).unwrap();
+            d.queue_submit(gqueue, &[submit], fence).unwrap();
+        }
+        d.wait_for_fences(&[fence], true, u64::MAX).unwrap();
+        d.destroy_fence(fence, None);
+        d.destroy_command_pool(pool, None);
+    }
 }

@@ -66,6 +66,10 @@ impl Drop for Download {
 struct ImageReadback {
     plan: crate::plan::ImagePlan,
     len: u64,
+    /// Acquires of subresources the engine handed over
+    /// ([`StagingBelt::release_image_to_belt`]), with the release's layouts;
+    /// recorded before `to_src`.
+    acquire: Vec<vk::ImageMemoryBarrier<'static>>,
     to_src: Vec<vk::ImageMemoryBarrier<'static>>,
     /// The transitions out of `TRANSFER_SRC_OPTIMAL`, recorded with
     /// [`StagingBelt::end_image_readback`].
@@ -78,7 +82,12 @@ struct ImageReadback {
 /// `GENERAL`, which keeps the texels).
 struct ImageReadbackEnd {
     barriers: Vec<vk::ImageMemoryBarrier<'static>>,
-    retracked: Vec<(ImageSubresources, vk::ImageLayout)>,
+    /// Subresources whose record changes: their layout, and their owner
+    /// when the readback releases them back to the destination family.
+    retracked: Vec<(ImageSubresources, vk::ImageLayout, Option<u32>)>,
+    /// The engine's acquires of what the readback releases back (the same
+    /// barriers, recorded on the destination family).
+    acquires: Vec<vk::ImageMemoryBarrier<'static>>,
 }
 
 /// One piece of a streamed readback, waiting to be copied out.
@@ -287,7 +296,10 @@ impl StagingBelt {
     /// uses the image.
     ///
     /// Refused like [`Self::read_image`]: an image without `TRANSFER_SRC`,
-    /// subresources out of range, never written, or owned by another family.
+    /// subresources out of range, never written, or owned by another family
+    /// (hand it over with [`Self::release_image_to_belt`]; the download's
+    /// ticket then also gives the acquires that return it, through
+    /// [`Self::take_acquire_barriers`]).
     #[doc(alias = "vkCmdCopyImageToBuffer")]
     pub fn download_image(
         &mut self,
@@ -298,6 +310,7 @@ impl StagingBelt {
         let ImageReadback {
             plan,
             len,
+            acquire,
             to_src,
             back,
         } = self.prepare_image_readback(image, subresources, None, chunk)?;
@@ -321,11 +334,7 @@ impl StagingBelt {
         // The reservation left the batch open, so recording cannot fail
         // here; the transitions back land in the same batch, before the
         // ring range is pinned.
-        self.record_image_barriers(
-            vk::PipelineStageFlags::ALL_COMMANDS,
-            vk::PipelineStageFlags::TRANSFER,
-            &to_src,
-        )?;
+        self.begin_image_readback(&acquire, &to_src)?;
         for (at, copy) in &image_copies {
             self.record_image_copy(image, copy, ring_offset + at);
         }
@@ -665,9 +674,14 @@ impl StagingBelt {
     /// `TRANSFER_SRC_OPTIMAL` for the copies and back afterwards, after
     /// every earlier write on the belt's queue (`PREINITIALIZED` ones to
     /// `GENERAL`, which the record then says), also when the read fails
-    /// part way. An image another family owns
-    /// is refused ([`StagingError::OwnedByAnotherFamily`]), as are
-    /// subresources never written (`UNDEFINED`).
+    /// part way. Subresources never written (`UNDEFINED`) are refused.
+    ///
+    /// On a belt whose family is not the destination family, an `EXCLUSIVE`
+    /// image that family owns is refused
+    /// ([`StagingError::OwnedByAnotherFamily`]) until the engine hands it
+    /// over with [`Self::release_image_to_belt`]; the read then acquires it
+    /// and releases it back, and the engine takes the matching acquires from
+    /// [`Self::take_acquire_barriers`] (with [`Self::flush`]'s ticket).
     #[doc(alias = "vkCmdCopyImageToBuffer")]
     pub fn read_image(
         &mut self,
@@ -677,7 +691,11 @@ impl StagingBelt {
     ) -> Result<(), StagingError> {
         let chunk = self.readback_chunk();
         let ImageReadback {
-            plan, to_src, back, ..
+            plan,
+            acquire,
+            to_src,
+            back,
+            ..
         } = self.prepare_image_readback(image, subresources, Some(out.len() as u64), chunk)?;
         let depth = self.readback_depth();
         let mut pending = VecDeque::new();
@@ -685,11 +703,7 @@ impl StagingBelt {
         // transition back recorded yet.
         let mut in_transfer_src = false;
         let result = (|| {
-            self.record_image_barriers(
-                vk::PipelineStageFlags::ALL_COMMANDS,
-                vk::PipelineStageFlags::TRANSFER,
-                &to_src,
-            )?;
+            self.begin_image_readback(&acquire, &to_src)?;
             in_transfer_src = true;
             for copy in &plan.copies {
                 let ring_offset = self.reserve_for_readback(
@@ -820,14 +834,24 @@ impl StagingBelt {
             &self.limits,
             max_piece,
         )?;
+        // Subresources the engine handed to the belt's family
+        // ([`Self::release_image_to_belt`]) are acquired here and released
+        // back at the end.
+        let transfer = self.needs_release(&desc.sharing);
         let boxes = group_boxes(
             range.base_mip_level + range.level_count,
             desc.array_layers,
             |l, y| {
-                (range.levels().contains(&l) && range.layers().contains(&y))
-                    .then(|| tracked.layout(l, y))
+                (range.levels().contains(&l) && range.layers().contains(&y)).then(|| {
+                    let state = tracked.state(l, y);
+                    (
+                        state.layout,
+                        transfer && state.owner_family == self.queue.family,
+                    )
+                })
             },
         );
+        let (belt_family, engine_family) = (self.queue.family, self.destination_family);
         let aspect = desc.aspect();
         let back_to = |layout: vk::ImageLayout| match layout {
             vk::ImageLayout::PREINITIALIZED => vk::ImageLayout::GENERAL,
@@ -836,11 +860,18 @@ impl StagingBelt {
         let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
             boxes
                 .iter()
-                .map(|(b, layout)| {
+                .map(|(b, (layout, acquire))| {
                     let (old, new) = if to_src {
                         (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
                     } else {
                         (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, back_to(*layout))
+                    };
+                    // Handed-over subresources are acquired with the
+                    // release's layouts first (`acquire` below); the way
+                    // back releases them with the transition.
+                    let (src_family, dst_family) = match (*acquire, to_src) {
+                        (true, false) => (belt_family, engine_family),
+                        _ => (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED),
                     };
                     vk::ImageMemoryBarrier::default()
                         .src_access_mask(if to_src {
@@ -855,8 +886,8 @@ impl StagingBelt {
                         })
                         .old_layout(old)
                         .new_layout(new)
-                        .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
-                        .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                        .src_queue_family_index(src_family)
+                        .dst_queue_family_index(dst_family)
                         .image(image.handle())
                         .subresource_range(b.to_vk(aspect))
                 })
@@ -864,26 +895,151 @@ impl StagingBelt {
         };
         let retracked = boxes
             .iter()
-            .filter(|(_, layout)| back_to(*layout) != *layout)
-            .map(|(b, layout)| {
-                let subresources = ImageSubresources {
-                    base_mip_level: b.base_mip_level,
-                    level_count: b.level_count,
-                    base_array_layer: b.base_array_layer,
-                    layer_count: b.layer_count,
-                };
-                (subresources, back_to(*layout))
+            .filter(|(_, (layout, acquire))| *acquire || back_to(*layout) != *layout)
+            .map(|(b, (layout, acquire))| {
+                (
+                    subresources_of(b),
+                    back_to(*layout),
+                    acquire.then_some(engine_family),
+                )
+            })
+            .collect();
+        let back = transitions(false);
+        let acquires = back
+            .iter()
+            .filter(|b| b.src_queue_family_index != b.dst_queue_family_index)
+            .copied()
+            .collect();
+        let acquire = boxes
+            .iter()
+            .filter(|(_, (_, acquire))| *acquire)
+            .map(|(b, (layout, _))| {
+                vk::ImageMemoryBarrier::default()
+                    .old_layout(*layout)
+                    .new_layout(*layout)
+                    .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+                    .src_queue_family_index(engine_family)
+                    .dst_queue_family_index(belt_family)
+                    .image(image.handle())
+                    .subresource_range(b.to_vk(aspect))
             })
             .collect();
         Ok(ImageReadback {
             plan,
             len,
+            acquire,
             to_src: transitions(true),
             back: ImageReadbackEnd {
-                barriers: transitions(false),
+                barriers: back,
                 retracked,
+                acquires,
             },
         })
+    }
+
+    /// Hands subresources of an `EXCLUSIVE` image that the engine's queue
+    /// family owns (an upload released them there, or the engine used the
+    /// image) to the belt's family, for a readback or a partial update
+    /// through the belt. Returns the release barriers the engine records on
+    /// its own queue (the destination family), with its own source stage and
+    /// access, in a submission the belt's next batch waits for
+    /// ([`Self::wait_before_next_batch`], or a host wait before the belt
+    /// submits). The layouts stay as [`Image::layouts`] records them.
+    ///
+    /// The belt's next readback or update of these subresources acquires
+    /// them, and releases them back to the destination family when it ends:
+    /// the engine takes the matching acquires from
+    /// [`Self::take_acquire_barriers`], as after an upload.
+    ///
+    /// Empty when no transfer is needed: the belt copies on the destination
+    /// family, the image is `CONCURRENT`, or the subresources are already
+    /// handed over. Refused for subresources out of range or never written.
+    pub fn release_image_to_belt(
+        &self,
+        image: &Image,
+        subresources: ImageSubresources,
+    ) -> Result<Vec<vk::ImageMemoryBarrier<'static>>, StagingError> {
+        let desc = image.desc();
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
+        if !self.needs_release(&desc.sharing) {
+            return Ok(Vec::new());
+        }
+        let tracked = image.layouts();
+        for level in range.levels() {
+            for layer in range.layers() {
+                if tracked.layout(level, layer) == vk::ImageLayout::UNDEFINED {
+                    return Err(StagingError::NothingToRead {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                    });
+                }
+            }
+        }
+        let boxes = group_boxes(
+            range.base_mip_level + range.level_count,
+            desc.array_layers,
+            |l, y| {
+                let state = tracked.state(l, y);
+                (range.levels().contains(&l)
+                    && range.layers().contains(&y)
+                    && state.owner_family != self.queue.family)
+                    .then_some(state.layout)
+            },
+        );
+        let aspect = desc.aspect();
+        let barriers = boxes
+            .iter()
+            .map(|(b, layout)| {
+                vk::ImageMemoryBarrier::default()
+                    .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                    .dst_access_mask(vk::AccessFlags::empty())
+                    .old_layout(*layout)
+                    .new_layout(*layout)
+                    .src_queue_family_index(self.destination_family)
+                    .dst_queue_family_index(self.queue.family)
+                    .image(image.handle())
+                    .subresource_range(b.to_vk(aspect))
+            })
+            .collect();
+        for (b, layout) in &boxes {
+            tracked.set_state(
+                subresources_of(b),
+                mem_resources::SubresourceState {
+                    layout: *layout,
+                    owner_family: self.queue.family,
+                },
+            );
+        }
+        Ok(barriers)
+    }
+
+    /// Records what starts an image readback: the acquires of handed-over
+    /// subresources, then the transitions to `TRANSFER_SRC_OPTIMAL`.
+    fn begin_image_readback(
+        &mut self,
+        acquire: &[vk::ImageMemoryBarrier<'static>],
+        to_src: &[vk::ImageMemoryBarrier<'static>],
+    ) -> Result<(), StagingError> {
+        if !acquire.is_empty() {
+            self.record_image_barriers(
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                acquire,
+            )?;
+        }
+        self.record_image_barriers(
+            vk::PipelineStageFlags::ALL_COMMANDS,
+            vk::PipelineStageFlags::TRANSFER,
+            to_src,
+        )
     }
 
     /// Records the transitions out of `TRANSFER_SRC_OPTIMAL` that end an
@@ -898,8 +1054,26 @@ impl StagingBelt {
             vk::PipelineStageFlags::ALL_COMMANDS,
             &end.barriers,
         )?;
-        for &(subresources, layout) in &end.retracked {
-            image.layouts().set_layout(subresources, layout);
+        for &(subresources, layout, owner) in &end.retracked {
+            match owner {
+                Some(owner_family) => image.layouts().set_state(
+                    subresources,
+                    mem_resources::SubresourceState {
+                        layout,
+                        owner_family,
+                    },
+                ),
+                None => image.layouts().set_layout(subresources, layout),
+            }
+        }
+        if !end.acquires.is_empty() {
+            let value = self
+                .open
+                .as_ref()
+                .expect("the barriers opened a batch")
+                .value;
+            let acquires = end.acquires.iter().copied();
+            self.push_acquire(value, |a| a.images.extend(acquires));
         }
         Ok(())
     }
@@ -966,6 +1140,16 @@ impl StagingBelt {
                 &[region],
             );
         }
+    }
+}
+
+/// The [`ImageSubresources`] of a resolved box.
+fn subresources_of(b: &mem_resources::ResolvedSubresources) -> ImageSubresources {
+    ImageSubresources {
+        base_mip_level: b.base_mip_level,
+        level_count: b.level_count,
+        base_array_layer: b.base_array_layer,
+        layer_count: b.layer_count,
     }
 }
 

@@ -128,11 +128,13 @@ pub enum StagingError {
         /// The image's layers.
         array_layers: u32,
     },
-    /// A partial update of an `EXCLUSIVE` image whose contents an earlier
-    /// upload released to another queue family: the engine owns it there.
-    /// Upload the whole image (which discards the contents and needs no
+    /// A partial update or a readback of an `EXCLUSIVE` image whose
+    /// contents an earlier upload released to another queue family: the
+    /// engine owns it there. Hand it back first
+    /// ([`StagingBelt::release_image_to_belt`](crate::StagingBelt::release_image_to_belt)),
+    /// upload the whole image (which discards the contents and needs no
     /// transfer), or give the image `CONCURRENT` sharing.
-    #[error("image {name:?} level {level} layer {layer} is owned by queue family {family}; a partial update needs it on the belt's family")]
+    #[error("image {name:?} level {level} layer {layer} is owned by queue family {family}; hand it to the belt's family first (release_image_to_belt)")]
     OwnedByAnotherFamily {
         /// The image's name.
         name: Option<String>,

@@ -74,8 +74,9 @@ impl StagingBelt {
     /// next batch wait for that work with [`Self::wait_before_next_batch`].
     ///
     /// An `EXCLUSIVE` image released to the destination family by an earlier
-    /// upload is owned by the engine's queue: updating part of it would need
-    /// the engine to release it back first, so the belt refuses with
+    /// upload is owned by the engine's queue: the engine hands the
+    /// subresources back with [`Self::release_image_to_belt`] first, and the
+    /// update acquires them; without that the belt refuses with
     /// [`StagingError::OwnedByAnotherFamily`] (a whole-image
     /// [`Self::upload_image`] discards the contents and needs no transfer).
     #[doc(alias = "vkCmdCopyBufferToImage")]
@@ -246,11 +247,15 @@ impl StagingBelt {
         // for all earlier work on the queue (earlier batches' copies and
         // transitions, the engine's use of the image) and transitions from
         // its layout, or from UNDEFINED when the upload discards it.
+        // Subresources the engine handed back with
+        // `release_image_to_belt` are acquired from its family.
         #[derive(Clone, Copy, PartialEq)]
         enum Start {
             Pending,
-            Layout(vk::ImageLayout),
+            Layout(vk::ImageLayout, bool),
         }
+        let transfer = self.needs_release(&desc.sharing);
+        let belt_family = self.queue.family;
         let mut from = |level: u32, layer: u32| {
             let batch = self.open.as_mut().expect("opened");
             let was_pending = batch
@@ -260,9 +265,10 @@ impl StagingBelt {
             if was_pending {
                 Start::Pending
             } else if discard {
-                Start::Layout(vk::ImageLayout::UNDEFINED)
+                Start::Layout(vk::ImageLayout::UNDEFINED, false)
             } else {
-                Start::Layout(tracked.layout(level, layer))
+                let state = tracked.state(level, layer);
+                Start::Layout(state.layout, transfer && state.owner_family == belt_family)
             }
         };
         let mut kinds = Vec::with_capacity(range.level_count as usize * range.layer_count as usize);
@@ -286,6 +292,7 @@ impl StagingBelt {
             },
         );
         let mut waw = Vec::new();
+        let mut acquires = Vec::new();
         let mut transitions = Vec::new();
         for (b, kind) in boxes {
             let barrier = vk::ImageMemoryBarrier::default()
@@ -300,16 +307,42 @@ impl StagingBelt {
                 Start::Pending => {
                     waw.push(barrier.old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL))
                 }
-                Start::Layout(old) => transitions.push(
-                    barrier
-                        .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
-                        .old_layout(old),
-                ),
+                Start::Layout(old, acquire) => {
+                    if acquire {
+                        // With the release's layouts; the transition follows.
+                        acquires.push(
+                            barrier
+                                .src_access_mask(vk::AccessFlags::empty())
+                                .old_layout(old)
+                                .new_layout(old)
+                                .src_queue_family_index(self.destination_family)
+                                .dst_queue_family_index(belt_family),
+                        );
+                    }
+                    transitions.push(
+                        barrier
+                            .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                            .old_layout(old),
+                    )
+                }
             }
         }
-        for (src_stage, barriers) in [
-            (vk::PipelineStageFlags::TRANSFER, &waw),
-            (vk::PipelineStageFlags::ALL_COMMANDS, &transitions),
+        for (src_stage, dst_stage, barriers) in [
+            (
+                vk::PipelineStageFlags::TRANSFER,
+                vk::PipelineStageFlags::TRANSFER,
+                &waw,
+            ),
+            (
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                &acquires,
+            ),
+            (
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::TRANSFER,
+                &transitions,
+            ),
         ] {
             if barriers.is_empty() {
                 continue;
@@ -319,7 +352,7 @@ impl StagingBelt {
                 self.device.cmd_pipeline_barrier(
                     cmd,
                     src_stage,
-                    vk::PipelineStageFlags::TRANSFER,
+                    dst_stage,
                     vk::DependencyFlags::empty(),
                     &[],
                     &[],
