@@ -753,6 +753,17 @@ fn handing_an_image_over_on_one_family_needs_nothing() {
         matches!(e, StagingError::SubresourcesOutOfRange { .. }),
         "{e}"
     );
+    let blank = s
+        .res()
+        .create_image(&ImageDesc::texture_2d(vk::Format::R8G8B8A8_UNORM, 8, 8, 1).usage(usage))
+        .unwrap();
+    let e = s
+        .belt()
+        .release_image_to_belt(&blank, ImageSubresources::all())
+        .unwrap_err();
+    assert!(matches!(e, StagingError::NothingToRead { .. }), "{e}");
+    // SAFETY: never used by the GPU.
+    unsafe { s.res().destroy_image(blank) }.unwrap();
     let mut out = vec![0u8; 256];
     s.belt()
         .read_image(&img, ImageSubresources::all(), &mut out)

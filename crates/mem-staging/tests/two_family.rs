@@ -187,22 +187,36 @@ fn two_family(import: bool) {
     let release = belt
         .release_image_to_belt(&img, mem_staging::ImageSubresources::all())
         .unwrap();
-    assert_eq!(release.len(), 1, "one box: every level in one layout");
+    assert_eq!(release.len(), 9, "one release per subresource");
     assert_eq!(release[0].src_queue_family_index, graphics);
     assert_eq!(release[0].dst_queue_family_index, transfer);
     assert_eq!(img.layouts().state(0, 0).owner_family, transfer);
     submit_on_graphics(&ctx, graphics, &release);
-    let download = belt
-        .download_image(&img, mem_staging::ImageSubresources::all())
-        .unwrap();
-    let mut read = vec![0u8; img_len as usize];
-    belt.read_download(&download, &mut read).unwrap();
-    assert!(read == img_data, "image read back after a handover");
-    let acquire = belt.take_acquire_barriers(download.ticket()).unwrap();
-    drop(download);
-    assert_eq!(acquire.images.len(), 1, "released back");
-    assert_eq!(acquire.images[0].src_queue_family_index, transfer);
-    assert_eq!(acquire.images[0].dst_queue_family_index, graphics);
+    // Read back in two ranges other than the one handed over: the last
+    // level alone, then the others.
+    let rest = mem_staging::ImageSubresources {
+        base_mip_level: 0,
+        level_count: 8,
+        base_array_layer: 0,
+        layer_count: 1,
+    };
+    let mut read = Vec::new();
+    let mut tickets = Vec::new();
+    for part in [mem_staging::ImageSubresources::level(8), rest] {
+        let download = belt.download_image(&img, part).unwrap();
+        let mut bytes = vec![0u8; download.len() as usize];
+        belt.read_download(&download, &mut bytes).unwrap();
+        tickets.push(download.ticket());
+        read.push(bytes);
+    }
+    assert!(read[1] == img_data[..read[1].len()], "levels 0-7 read back");
+    assert!(read[0] == img_data[read[1].len()..], "level 8 read back");
+    let acquire = belt.take_acquire_barriers(tickets[1]).unwrap();
+    assert_eq!(acquire.images.len(), 9, "every level released back");
+    assert!(acquire
+        .images
+        .iter()
+        .all(|b| b.src_queue_family_index == transfer && b.dst_queue_family_index == graphics));
     assert_eq!(img.layouts().state(0, 0).owner_family, graphics);
     let back = acquire_and_read_back(
         &ctx,
@@ -253,6 +267,28 @@ fn two_family(import: bool) {
         back[size..] == updated[..],
         "level 8 updated, the rest kept"
     );
+
+    // A whole upload after a handover still acquires what was released.
+    let release = belt
+        .release_image_to_belt(&img, mem_staging::ImageSubresources::level(8))
+        .unwrap();
+    submit_on_graphics(&ctx, graphics, &release);
+    let _ = belt
+        .upload_image(&img, &img_data, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+        .unwrap();
+    let ticket = belt.flush().unwrap();
+    let acquire = belt.take_acquire_barriers(ticket).unwrap();
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    assert!(back[size..] == img_data[..], "replaced after a handover");
 
     let first: Vec<u8> = (0..img_len).map(|i| (i * 5 + 3) as u8).collect();
     let second: Vec<u8> = (0..img_len).map(|i| (i * 11 + 7) as u8).collect();

@@ -14,6 +14,7 @@
 //! timeline value is reached (and the range invalidated on non-coherent
 //! memory).
 
+use mem_resources::ResolvedSubresources;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::*;
@@ -857,78 +858,67 @@ impl StagingBelt {
             vk::ImageLayout::PREINITIALIZED => vk::ImageLayout::GENERAL,
             other => other,
         };
-        let transitions = |to_src: bool| -> Vec<vk::ImageMemoryBarrier<'static>> {
-            boxes
-                .iter()
-                .map(|(b, (layout, acquire))| {
-                    let (old, new) = if to_src {
-                        (*layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
-                    } else {
-                        (vk::ImageLayout::TRANSFER_SRC_OPTIMAL, back_to(*layout))
-                    };
-                    // Handed-over subresources are acquired with the
-                    // release's layouts first (`acquire` below); the way
-                    // back releases them with the transition.
-                    let (src_family, dst_family) = match (*acquire, to_src) {
-                        (true, false) => (belt_family, engine_family),
-                        _ => (vk::QUEUE_FAMILY_IGNORED, vk::QUEUE_FAMILY_IGNORED),
-                    };
-                    vk::ImageMemoryBarrier::default()
-                        .src_access_mask(if to_src {
-                            vk::AccessFlags::MEMORY_WRITE
-                        } else {
-                            vk::AccessFlags::empty()
-                        })
-                        .dst_access_mask(if to_src {
-                            vk::AccessFlags::TRANSFER_READ
-                        } else {
-                            vk::AccessFlags::empty()
-                        })
-                        .old_layout(old)
-                        .new_layout(new)
-                        .src_queue_family_index(src_family)
-                        .dst_queue_family_index(dst_family)
-                        .image(image.handle())
-                        .subresource_range(b.to_vk(aspect))
-                })
-                .collect()
+        let barrier = |b: &ResolvedSubresources, old, new| {
+            vk::ImageMemoryBarrier::default()
+                .old_layout(old)
+                .new_layout(new)
+                .src_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .dst_queue_family_index(vk::QUEUE_FAMILY_IGNORED)
+                .image(image.handle())
+                .subresource_range(b.to_vk(aspect))
         };
+        let to_src = boxes
+            .iter()
+            .map(|(b, (layout, _))| {
+                barrier(b, *layout, vk::ImageLayout::TRANSFER_SRC_OPTIMAL)
+                    .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
+                    .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+            })
+            .collect();
+        // Handed-over subresources ([`Self::release_image_to_belt`]) are
+        // acquired one by one with the release's layouts (so that the ranges
+        // match whatever ranges were handed over), before the transitions;
+        // the way back releases them one by one with the transition, and the
+        // engine acquires them with the same barriers.
+        let mut acquire = Vec::new();
+        let mut back = Vec::new();
+        let mut acquires = Vec::new();
+        for (b, (layout, handed_over)) in &boxes {
+            let to = back_to(*layout);
+            if !*handed_over {
+                back.push(barrier(b, vk::ImageLayout::TRANSFER_SRC_OPTIMAL, to));
+                continue;
+            }
+            for one in single_subresources(b) {
+                acquire.push(
+                    barrier(&one, *layout, *layout)
+                        .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
+                        .src_queue_family_index(engine_family)
+                        .dst_queue_family_index(belt_family),
+                );
+                let release = barrier(&one, vk::ImageLayout::TRANSFER_SRC_OPTIMAL, to)
+                    .src_queue_family_index(belt_family)
+                    .dst_queue_family_index(engine_family);
+                back.push(release);
+                acquires.push(release);
+            }
+        }
         let retracked = boxes
             .iter()
-            .filter(|(_, (layout, acquire))| *acquire || back_to(*layout) != *layout)
-            .map(|(b, (layout, acquire))| {
+            .filter(|(_, (layout, handed_over))| *handed_over || back_to(*layout) != *layout)
+            .map(|(b, (layout, handed_over))| {
                 (
                     subresources_of(b),
                     back_to(*layout),
-                    acquire.then_some(engine_family),
+                    handed_over.then_some(engine_family),
                 )
-            })
-            .collect();
-        let back = transitions(false);
-        let acquires = back
-            .iter()
-            .filter(|b| b.src_queue_family_index != b.dst_queue_family_index)
-            .copied()
-            .collect();
-        let acquire = boxes
-            .iter()
-            .filter(|(_, (_, acquire))| *acquire)
-            .map(|(b, (layout, _))| {
-                vk::ImageMemoryBarrier::default()
-                    .old_layout(*layout)
-                    .new_layout(*layout)
-                    .dst_access_mask(vk::AccessFlags::TRANSFER_READ)
-                    .src_queue_family_index(engine_family)
-                    .dst_queue_family_index(belt_family)
-                    .image(image.handle())
-                    .subresource_range(b.to_vk(aspect))
             })
             .collect();
         Ok(ImageReadback {
             plan,
             len,
             acquire,
-            to_src: transitions(true),
+            to_src,
             back: ImageReadbackEnd {
                 barriers: back,
                 retracked,
@@ -940,26 +930,37 @@ impl StagingBelt {
     /// Hands subresources of an `EXCLUSIVE` image that the engine's queue
     /// family owns (an upload released them there, or the engine used the
     /// image) to the belt's family, for a readback or a partial update
-    /// through the belt. Returns the release barriers the engine records on
-    /// its own queue (the destination family), with its own source stage and
-    /// access, in a submission the belt's next batch waits for
-    /// ([`Self::wait_before_next_batch`], or a host wait before the belt
-    /// submits). The layouts stay as [`Image::layouts`] records them.
+    /// through the belt. Returns the release barriers, one per subresource,
+    /// that the engine records on its own queue (the destination family)
+    /// after its last use of them (and after the acquires of earlier uploads
+    /// of them), with its own source stage and access, in a submission the
+    /// belt's next batch waits for ([`Self::wait_before_next_batch`], or a
+    /// host wait before the belt submits). The layouts stay as
+    /// [`Image::layouts`] records them; the record names the belt's family
+    /// as owner from now on.
     ///
     /// The belt's next readback or update of these subresources acquires
-    /// them, and releases them back to the destination family when it ends:
-    /// the engine takes the matching acquires from
-    /// [`Self::take_acquire_barriers`], as after an upload.
+    /// them and, at the end of its batch, releases them back to the
+    /// destination family: the engine takes the matching acquires from
+    /// [`Self::take_acquire_barriers`], as after an upload. Hand over only
+    /// what the belt will read or update next: until then the engine may not
+    /// use it.
     ///
-    /// Empty when no transfer is needed: the belt copies on the destination
-    /// family, the image is `CONCURRENT`, or the subresources are already
-    /// handed over. Refused for subresources out of range or never written.
+    /// Uploads of the image still in the open batch are submitted first
+    /// (their release comes before the engine's). Nothing is released where
+    /// no transfer is needed: the belt copies on the destination family, the
+    /// image is `CONCURRENT`, a subresource is already handed over, or it
+    /// is `PREINITIALIZED` (written by the host, used by no queue). Refused
+    /// for subresources out of range or never written, an image of another
+    /// resource manager, and subresources a third family owns.
     pub fn release_image_to_belt(
-        &self,
+        &mut self,
         image: &Image,
         subresources: ImageSubresources,
     ) -> Result<Vec<vk::ImageMemoryBarrier<'static>>, StagingError> {
+        self.check_usable()?;
         let desc = image.desc();
+        self.check_owner(image.owner(), desc.name.as_deref())?;
         let range = subresources
             .resolve(desc.mip_levels, desc.array_layers)
             .ok_or_else(|| StagingError::SubresourcesOutOfRange {
@@ -968,9 +969,6 @@ impl StagingBelt {
                 mip_levels: desc.mip_levels,
                 array_layers: desc.array_layers,
             })?;
-        if !self.needs_release(&desc.sharing) {
-            return Ok(Vec::new());
-        }
         let tracked = image.layouts();
         for level in range.levels() {
             for layer in range.layers() {
@@ -983,38 +981,71 @@ impl StagingBelt {
                 }
             }
         }
-        let boxes = group_boxes(
-            range.base_mip_level + range.level_count,
-            desc.array_layers,
-            |l, y| {
-                let state = tracked.state(l, y);
-                (range.levels().contains(&l)
-                    && range.layers().contains(&y)
-                    && state.owner_family != self.queue.family)
-                    .then_some(state.layout)
-            },
-        );
+        if !self.needs_release(&desc.sharing) {
+            return Ok(Vec::new());
+        }
+        if self
+            .open
+            .as_ref()
+            .is_some_and(|b| b.images.contains_key(&image.handle()))
+        {
+            self.submit_open()?;
+        }
+        let (belt_family, engine_family) = (self.queue.family, self.destination_family);
+        let mut handed = Vec::new();
+        for level in range.levels() {
+            for layer in range.layers() {
+                let state = tracked.state(level, layer);
+                if state.owner_family == belt_family
+                    || state.layout == vk::ImageLayout::PREINITIALIZED
+                {
+                    continue;
+                }
+                if state.owner_family != vk::QUEUE_FAMILY_IGNORED
+                    && state.owner_family != engine_family
+                {
+                    return Err(StagingError::OwnedByAnotherFamily {
+                        name: desc.name.clone(),
+                        level,
+                        layer,
+                        family: state.owner_family,
+                    });
+                }
+                handed.push((level, layer, state.layout));
+            }
+        }
         let aspect = desc.aspect();
-        let barriers = boxes
+        let barriers = handed
             .iter()
-            .map(|(b, layout)| {
+            .map(|&(level, layer, layout)| {
                 vk::ImageMemoryBarrier::default()
                     .src_access_mask(vk::AccessFlags::MEMORY_WRITE)
                     .dst_access_mask(vk::AccessFlags::empty())
-                    .old_layout(*layout)
-                    .new_layout(*layout)
-                    .src_queue_family_index(self.destination_family)
-                    .dst_queue_family_index(self.queue.family)
+                    .old_layout(layout)
+                    .new_layout(layout)
+                    .src_queue_family_index(engine_family)
+                    .dst_queue_family_index(belt_family)
                     .image(image.handle())
-                    .subresource_range(b.to_vk(aspect))
+                    .subresource_range(vk::ImageSubresourceRange {
+                        aspect_mask: aspect,
+                        base_mip_level: level,
+                        level_count: 1,
+                        base_array_layer: layer,
+                        layer_count: 1,
+                    })
             })
             .collect();
-        for (b, layout) in &boxes {
+        for &(level, layer, layout) in &handed {
             tracked.set_state(
-                subresources_of(b),
+                ImageSubresources {
+                    base_mip_level: level,
+                    level_count: 1,
+                    base_array_layer: layer,
+                    layer_count: 1,
+                },
                 mem_resources::SubresourceState {
-                    layout: *layout,
-                    owner_family: self.queue.family,
+                    layout,
+                    owner_family: belt_family,
                 },
             );
         }
@@ -1143,8 +1174,24 @@ impl StagingBelt {
     }
 }
 
+/// Each (level, layer) of a box as a box of its own: ownership transfers
+/// name single subresources, so a release and an acquire made for
+/// different ranges still match one to one.
+pub(super) fn single_subresources(
+    b: &ResolvedSubresources,
+) -> impl Iterator<Item = ResolvedSubresources> + '_ {
+    b.levels().flat_map(move |level| {
+        b.layers().map(move |layer| ResolvedSubresources {
+            base_mip_level: level,
+            level_count: 1,
+            base_array_layer: layer,
+            layer_count: 1,
+        })
+    })
+}
+
 /// The [`ImageSubresources`] of a resolved box.
-fn subresources_of(b: &mem_resources::ResolvedSubresources) -> ImageSubresources {
+fn subresources_of(b: &ResolvedSubresources) -> ImageSubresources {
     ImageSubresources {
         base_mip_level: b.base_mip_level,
         level_count: b.level_count,

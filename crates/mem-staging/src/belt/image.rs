@@ -247,12 +247,13 @@ impl StagingBelt {
         // for all earlier work on the queue (earlier batches' copies and
         // transitions, the engine's use of the image) and transitions from
         // its layout, or from UNDEFINED when the upload discards it.
-        // Subresources the engine handed back with
-        // `release_image_to_belt` are acquired from its family.
+        // Subresources the engine handed over with `release_image_to_belt`
+        // are acquired from its family with the release's layout (also when
+        // the upload discards them), then transitioned.
         #[derive(Clone, Copy, PartialEq)]
         enum Start {
             Pending,
-            Layout(vk::ImageLayout, bool),
+            Layout(vk::ImageLayout, Option<vk::ImageLayout>),
         }
         let transfer = self.needs_release(&desc.sharing);
         let belt_family = self.queue.family;
@@ -264,11 +265,15 @@ impl StagingBelt {
                 .is_some_and(|p| p.take(level, layer));
             if was_pending {
                 Start::Pending
-            } else if discard {
-                Start::Layout(vk::ImageLayout::UNDEFINED, false)
             } else {
                 let state = tracked.state(level, layer);
-                Start::Layout(state.layout, transfer && state.owner_family == belt_family)
+                let acquire =
+                    (transfer && state.owner_family == belt_family).then_some(state.layout);
+                if discard {
+                    Start::Layout(vk::ImageLayout::UNDEFINED, acquire)
+                } else {
+                    Start::Layout(state.layout, acquire)
+                }
             }
         };
         let mut kinds = Vec::with_capacity(range.level_count as usize * range.layer_count as usize);
@@ -308,16 +313,20 @@ impl StagingBelt {
                     waw.push(barrier.old_layout(vk::ImageLayout::TRANSFER_DST_OPTIMAL))
                 }
                 Start::Layout(old, acquire) => {
-                    if acquire {
-                        // With the release's layouts; the transition follows.
-                        acquires.push(
-                            barrier
-                                .src_access_mask(vk::AccessFlags::empty())
-                                .old_layout(old)
-                                .new_layout(old)
-                                .src_queue_family_index(self.destination_family)
-                                .dst_queue_family_index(belt_family),
-                        );
+                    if let Some(released) = acquire {
+                        // One by one, with the release's layouts; the
+                        // transition follows.
+                        for one in super::download::single_subresources(&b) {
+                            acquires.push(
+                                barrier
+                                    .subresource_range(one.to_vk(aspect))
+                                    .src_access_mask(vk::AccessFlags::empty())
+                                    .old_layout(released)
+                                    .new_layout(released)
+                                    .src_queue_family_index(self.destination_family)
+                                    .dst_queue_family_index(belt_family),
+                            );
+                        }
                     }
                     transitions.push(
                         barrier
