@@ -364,7 +364,7 @@ fn mip_chain_bytes(width: u32, height: u32) -> u64 {
     (0..mip_level_count(width, height))
         .map(|level| {
             let (w, h) = crate::scene::mip_extent(width, height, level);
-            u64::from(w) * u64::from(h) * 4
+            u64::from(w).saturating_mul(u64::from(h)).saturating_mul(4)
         })
         .fold(0u64, u64::saturating_add)
 }
