@@ -745,6 +745,10 @@ fn handing_an_image_over_on_one_family_needs_nothing() {
         .unwrap();
     assert!(release.is_empty());
     assert_eq!(img.layouts().state(0, 0), before);
+    s.belt()
+        .return_image_to_engine(&img, ImageSubresources::all())
+        .unwrap();
+    assert_eq!(img.layouts().state(0, 0), before);
     let e = s
         .belt()
         .release_image_to_belt(&img, ImageSubresources::level(3))

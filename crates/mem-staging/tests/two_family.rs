@@ -268,6 +268,29 @@ fn two_family(import: bool) {
         "level 8 updated, the rest kept"
     );
 
+    // Handed over and given back unused.
+    let release = belt
+        .release_image_to_belt(&img, mem_staging::ImageSubresources::level(8))
+        .unwrap();
+    submit_on_graphics(&ctx, graphics, &release);
+    belt.return_image_to_engine(&img, mem_staging::ImageSubresources::all())
+        .unwrap();
+    assert_eq!(img.layouts().state(8, 0).owner_family, graphics);
+    let ticket = belt.flush().unwrap();
+    let acquire = belt.take_acquire_barriers(ticket).unwrap();
+    assert_eq!(acquire.images.len(), 1, "level 8 alone was handed over");
+    let back = acquire_and_read_back(
+        &ctx,
+        &res,
+        graphics,
+        &acquire,
+        &buf,
+        size as u64,
+        &img,
+        img_len,
+    );
+    assert!(back[size..] == updated[..], "given back unchanged");
+
     // A whole upload after a handover still acquires what was released.
     let release = belt
         .release_image_to_belt(&img, mem_staging::ImageSubresources::level(8))

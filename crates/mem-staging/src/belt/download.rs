@@ -944,7 +944,7 @@ impl StagingBelt {
     /// destination family: the engine takes the matching acquires from
     /// [`Self::take_acquire_barriers`], as after an upload. Hand over only
     /// what the belt will read or update next: until then the engine may not
-    /// use it.
+    /// use it ([`Self::return_image_to_engine`] gives it back unused).
     ///
     /// Uploads of the image still in the open batch are submitted first
     /// (their release comes before the engine's). Nothing is released where
@@ -1050,6 +1050,96 @@ impl StagingBelt {
             );
         }
         Ok(barriers)
+    }
+
+    /// Gives subresources handed over with [`Self::release_image_to_belt`]
+    /// back to the engine's family without reading or updating them (the
+    /// engine changed its mind, or a readback was refused before it
+    /// started): the open batch acquires them and releases them back, with
+    /// their layouts, and the engine takes the matching acquires from
+    /// [`Self::take_acquire_barriers`] (with [`Self::flush`]'s ticket).
+    /// Subresources not handed over are left as they are.
+    pub fn return_image_to_engine(
+        &mut self,
+        image: &Image,
+        subresources: ImageSubresources,
+    ) -> Result<(), StagingError> {
+        self.check_usable()?;
+        let desc = image.desc();
+        self.check_owner(image.owner(), desc.name.as_deref())?;
+        let range = subresources
+            .resolve(desc.mip_levels, desc.array_layers)
+            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+                name: desc.name.clone(),
+                subresources,
+                mip_levels: desc.mip_levels,
+                array_layers: desc.array_layers,
+            })?;
+        if !self.needs_release(&desc.sharing) {
+            return Ok(());
+        }
+        let (belt_family, engine_family) = (self.queue.family, self.destination_family);
+        let tracked = image.layouts();
+        let aspect = desc.aspect();
+        let mut acquire = Vec::new();
+        let mut release = Vec::new();
+        for level in range.levels() {
+            for layer in range.layers() {
+                let state = tracked.state(level, layer);
+                if state.owner_family != belt_family {
+                    continue;
+                }
+                let barrier = vk::ImageMemoryBarrier::default()
+                    .old_layout(state.layout)
+                    .new_layout(state.layout)
+                    .image(image.handle())
+                    .subresource_range(vk::ImageSubresourceRange {
+                        aspect_mask: aspect,
+                        base_mip_level: level,
+                        level_count: 1,
+                        base_array_layer: layer,
+                        layer_count: 1,
+                    });
+                acquire.push(
+                    barrier
+                        .src_queue_family_index(engine_family)
+                        .dst_queue_family_index(belt_family),
+                );
+                release.push(
+                    barrier
+                        .src_queue_family_index(belt_family)
+                        .dst_queue_family_index(engine_family),
+                );
+            }
+        }
+        if acquire.is_empty() {
+            return Ok(());
+        }
+        let all = vk::PipelineStageFlags::ALL_COMMANDS;
+        self.record_image_barriers(all, all, &acquire)?;
+        self.record_image_barriers(all, all, &release)?;
+        for b in &release {
+            let r = b.subresource_range;
+            tracked.set_state(
+                ImageSubresources {
+                    base_mip_level: r.base_mip_level,
+                    level_count: 1,
+                    base_array_layer: r.base_array_layer,
+                    layer_count: 1,
+                },
+                mem_resources::SubresourceState {
+                    layout: b.old_layout,
+                    owner_family: engine_family,
+                },
+            );
+        }
+        let value = self
+            .open
+            .as_ref()
+            .expect("the barriers opened a batch")
+            .value;
+        self.push_acquire(value, |a| a.images.extend(release));
+        Ok(())
     }
 
     /// Records what starts an image readback: the acquires of handed-over
