@@ -122,16 +122,21 @@ fn two_family(import: bool) {
     assert_eq!(value, ticket.value());
 
     // On the graphics family: wait for the ticket, acquire, read back.
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    // The graphics family's view: acquire what the belt released, read
+    // the buffer and every level of the image back.
+    let read_on_graphics = |acquire: &mem_staging::AcquireBarriers| {
+        acquire_and_read_back(
+            &ctx,
+            &res,
+            graphics,
+            acquire,
+            &buf,
+            size as u64,
+            &img,
+            img_len,
+        )
+    };
+    let back = read_on_graphics(&acquire);
     assert!(belt.is_complete(ticket).unwrap());
     assert!(
         back[..size] == data[..],
@@ -218,16 +223,7 @@ fn two_family(import: bool) {
         .iter()
         .all(|b| b.src_queue_family_index == transfer && b.dst_queue_family_index == graphics));
     assert_eq!(img.layouts().state(0, 0).owner_family, graphics);
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    let back = read_on_graphics(&acquire);
     assert!(
         back[size..] == img_data[..],
         "the graphics family has it back"
@@ -250,16 +246,7 @@ fn two_family(import: bool) {
     let ticket = belt.flush().unwrap();
     let acquire = belt.take_acquire_barriers(ticket).unwrap();
     assert_eq!(acquire.images.len(), 1);
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    let back = read_on_graphics(&acquire);
     let mut updated = img_data.clone();
     let last = updated.len() - 4;
     updated[last..].copy_from_slice(&[9, 8, 7, 6]);
@@ -279,16 +266,7 @@ fn two_family(import: bool) {
     let ticket = belt.flush().unwrap();
     let acquire = belt.take_acquire_barriers(ticket).unwrap();
     assert_eq!(acquire.images.len(), 1, "level 8 alone was handed over");
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    let back = read_on_graphics(&acquire);
     assert!(back[size..] == updated[..], "given back unchanged");
 
     // A whole upload after a handover still acquires what was released.
@@ -301,16 +279,7 @@ fn two_family(import: bool) {
         .unwrap();
     let ticket = belt.flush().unwrap();
     let acquire = belt.take_acquire_barriers(ticket).unwrap();
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    let back = read_on_graphics(&acquire);
     assert!(back[size..] == img_data[..], "replaced after a handover");
 
     let first: Vec<u8> = (0..img_len).map(|i| (i * 5 + 3) as u8).collect();
@@ -328,16 +297,7 @@ fn two_family(import: bool) {
         1,
         "one release and acquire for both uploads"
     );
-    let back = acquire_and_read_back(
-        &ctx,
-        &res,
-        graphics,
-        &acquire,
-        &buf,
-        size as u64,
-        &img,
-        img_len,
-    );
+    let back = read_on_graphics(&acquire);
     assert!(back[size..] == second[..], "the second upload won");
     drop(belt);
     // SAFETY: idle (fence waited).
@@ -365,42 +325,30 @@ fn acquire_and_read_back(
     img: &mem_resources::Image,
     img_len: u64,
 ) -> Vec<u8> {
-    let (_, gqueue) = ctx.graphics_queue();
-    let (sem, value) = acquire.wait.unwrap();
     let readback = res
         .create_buffer(&BufferDesc::readback(size + img_len))
         .unwrap();
-    let d = ctx.device();
-    let pool_info = vk::CommandPoolCreateInfo::default().queue_family_index(graphics);
-    // SAFETY: everything below runs on this thread with live handles; the
-    // submit waits for the belt's timeline value before the acquire.
-    unsafe {
-        let pool = d.create_command_pool(&pool_info, None).unwrap();
-        let cmd = d
-            .allocate_command_buffers(
-                &vk::CommandBufferAllocateInfo::default()
-                    .command_pool(pool)
-                    .command_buffer_count(1),
-            )
-            .unwrap()[0];
-        d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())
-            .unwrap();
-        acquire.record(
-            d,
-            cmd,
-            vk::PipelineStageFlags::TRANSFER,
-            vk::AccessFlags::TRANSFER_READ,
-        );
-        d.cmd_copy_buffer(
-            cmd,
-            buf.handle(),
-            readback.handle(),
-            &[vk::BufferCopy {
-                src_offset: 0,
-                dst_offset: 0,
-                size,
-            }],
-        );
+    on_graphics(ctx, graphics, acquire.wait, |d, cmd| {
+        // SAFETY: `cmd` is recording on the graphics family; the submission
+        // waits for the belt's timeline value before the acquire.
+        unsafe {
+            acquire.record(
+                d,
+                cmd,
+                vk::PipelineStageFlags::TRANSFER,
+                vk::AccessFlags::TRANSFER_READ,
+            );
+            d.cmd_copy_buffer(
+                cmd,
+                buf.handle(),
+                readback.handle(),
+                &[vk::BufferCopy {
+                    src_offset: 0,
+                    dst_offset: 0,
+                    size,
+                }],
+            );
+        }
         let mut regions = Vec::new();
         let mut off = size;
         for level in 0..9u32 {
@@ -422,39 +370,20 @@ fn acquire_and_read_back(
             });
             off += u64::from(w * h * 4);
         }
-        d.cmd_copy_image_to_buffer(
-            cmd,
-            img.handle(),
-            vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
-            readback.handle(),
-            &regions,
-        );
-        d.end_command_buffer(cmd).unwrap();
-        let waits = [sem];
-        let wait_values = [value];
-        let stages = [vk::PipelineStageFlags::TRANSFER];
-        let cmds = [cmd];
-        let mut timeline =
-            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
-        let submit = vk::SubmitInfo::default()
-            .wait_semaphores(&waits)
-            .wait_dst_stage_mask(&stages)
-            .command_buffers(&cmds)
-            .push_next(&mut timeline);
-        let fence = d
-            .create_fence(&vk::FenceCreateInfo::default(), None)
-            .unwrap();
-        {
-            let _q = ctx.lock_queue(graphics).unwrap();
-            d.queue_submit(gqueue, &[submit], fence).unwrap();
-        }
-        d.wait_for_fences(&[fence], true, u64::MAX).unwrap();
-        d.destroy_fence(fence, None);
-        d.destroy_command_pool(pool, None);
-    }
+        // SAFETY: as above; the image is in TRANSFER_SRC_OPTIMAL.
+        unsafe {
+            d.cmd_copy_image_to_buffer(
+                cmd,
+                img.handle(),
+                vk::ImageLayout::TRANSFER_SRC_OPTIMAL,
+                readback.handle(),
+                &regions,
+            )
+        };
+    });
     let mut back = vec![0u8; (size + img_len) as usize];
     res.read_buffer(&readback, 0, &mut back).unwrap();
-    // SAFETY: the fence was waited for.
+    // SAFETY: the submission was waited for.
     unsafe { res.destroy_buffer(readback) }.unwrap();
     back
 }
@@ -463,6 +392,31 @@ fn acquire_and_read_back(
 /// family, submits them and waits on the host, so the belt's next batch
 /// runs after them.
 fn submit_on_graphics(ctx: &TestContext, graphics: u32, barriers: &[vk::ImageMemoryBarrier<'_>]) {
+    on_graphics(ctx, graphics, None, |d, cmd| {
+        // SAFETY: `cmd` is recording; the image is alive.
+        unsafe {
+            d.cmd_pipeline_barrier(
+                cmd,
+                vk::PipelineStageFlags::ALL_COMMANDS,
+                vk::PipelineStageFlags::BOTTOM_OF_PIPE,
+                vk::DependencyFlags::empty(),
+                &[],
+                &[],
+                barriers,
+            )
+        };
+    });
+}
+
+/// Records one command buffer on the graphics family with `record`,
+/// submits it (after `wait`, a timeline semaphore value, if any) and waits
+/// for it on the host.
+fn on_graphics(
+    ctx: &TestContext,
+    graphics: u32,
+    wait: Option<(vk::Semaphore, u64)>,
+    record: impl FnOnce(&ash::Device, vk::CommandBuffer),
+) {
     let (_, gqueue) = ctx.graphics_queue();
     let d = ctx.device();
     let pool_info = vk::CommandPoolCreateInfo::default().queue_family_index(graphics);
@@ -479,18 +433,19 @@ fn submit_on_graphics(ctx: &TestContext, graphics: u32, barriers: &[vk::ImageMem
             .unwrap()[0];
         d.begin_command_buffer(cmd, &vk::CommandBufferBeginInfo::default())
             .unwrap();
-        d.cmd_pipeline_barrier(
-            cmd,
-            vk::PipelineStageFlags::ALL_COMMANDS,
-            vk::PipelineStageFlags::BOTTOM_OF_PIPE,
-            vk::DependencyFlags::empty(),
-            &[],
-            &[],
-            barriers,
-        );
+        record(d, cmd);
         d.end_command_buffer(cmd).unwrap();
+        let waits: Vec<vk::Semaphore> = wait.iter().map(|w| w.0).collect();
+        let wait_values: Vec<u64> = wait.iter().map(|w| w.1).collect();
+        let stages = vec![vk::PipelineStageFlags::ALL_COMMANDS; waits.len()];
         let cmds = [cmd];
-        let submit = vk::SubmitInfo::default().command_buffers(&cmds);
+        let mut timeline =
+            vk::TimelineSemaphoreSubmitInfo::default().wait_semaphore_values(&wait_values);
+        let submit = vk::SubmitInfo::default()
+            .wait_semaphores(&waits)
+            .wait_dst_stage_mask(&stages)
+            .command_buffers(&cmds)
+            .push_next(&mut timeline);
         let fence = d
             .create_fence(&vk::FenceCreateInfo::default(), None)
             .unwrap();

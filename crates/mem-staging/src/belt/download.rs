@@ -771,14 +771,7 @@ impl StagingBelt {
     ) -> Result<ImageReadback, StagingError> {
         self.check_image(image, vk::ImageUsageFlags::TRANSFER_SRC)?;
         let desc = image.desc();
-        let range = subresources
-            .resolve(desc.mip_levels, desc.array_layers)
-            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
-                name: desc.name.clone(),
-                subresources,
-                mip_levels: desc.mip_levels,
-                array_layers: desc.array_layers,
-            })?;
+        let range = super::image::resolve_subresources(desc, subresources)?;
         // Uploads still pending in the open batch reach their final layouts
         // when it ends: submit it so the tracked layouts hold.
         if self
@@ -961,14 +954,7 @@ impl StagingBelt {
         self.check_usable()?;
         let desc = image.desc();
         self.check_owner(image.owner(), desc.name.as_deref())?;
-        let range = subresources
-            .resolve(desc.mip_levels, desc.array_layers)
-            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
-                name: desc.name.clone(),
-                subresources,
-                mip_levels: desc.mip_levels,
-                array_layers: desc.array_layers,
-            })?;
+        let range = super::image::resolve_subresources(desc, subresources)?;
         let tracked = image.layouts();
         for level in range.levels() {
             for layer in range.layers() {
@@ -1026,23 +1012,12 @@ impl StagingBelt {
                     .src_queue_family_index(engine_family)
                     .dst_queue_family_index(belt_family)
                     .image(image.handle())
-                    .subresource_range(vk::ImageSubresourceRange {
-                        aspect_mask: aspect,
-                        base_mip_level: level,
-                        level_count: 1,
-                        base_array_layer: layer,
-                        layer_count: 1,
-                    })
+                    .subresource_range(one_subresource(level, layer).to_vk(aspect))
             })
             .collect();
         for &(level, layer, layout) in &handed {
             tracked.set_state(
-                ImageSubresources {
-                    base_mip_level: level,
-                    level_count: 1,
-                    base_array_layer: layer,
-                    layer_count: 1,
-                },
+                subresources_of(&one_subresource(level, layer)),
                 mem_resources::SubresourceState {
                     layout,
                     owner_family: belt_family,
@@ -1067,14 +1042,7 @@ impl StagingBelt {
         self.check_usable()?;
         let desc = image.desc();
         self.check_owner(image.owner(), desc.name.as_deref())?;
-        let range = subresources
-            .resolve(desc.mip_levels, desc.array_layers)
-            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
-                name: desc.name.clone(),
-                subresources,
-                mip_levels: desc.mip_levels,
-                array_layers: desc.array_layers,
-            })?;
+        let range = super::image::resolve_subresources(desc, subresources)?;
         if !self.needs_release(&desc.sharing) {
             return Ok(());
         }
@@ -1093,13 +1061,7 @@ impl StagingBelt {
                     .old_layout(state.layout)
                     .new_layout(state.layout)
                     .image(image.handle())
-                    .subresource_range(vk::ImageSubresourceRange {
-                        aspect_mask: aspect,
-                        base_mip_level: level,
-                        level_count: 1,
-                        base_array_layer: layer,
-                        layer_count: 1,
-                    });
+                    .subresource_range(one_subresource(level, layer).to_vk(aspect));
                 acquire.push(
                     barrier
                         .src_queue_family_index(engine_family)
@@ -1121,12 +1083,7 @@ impl StagingBelt {
         for b in &release {
             let r = b.subresource_range;
             tracked.set_state(
-                ImageSubresources {
-                    base_mip_level: r.base_mip_level,
-                    level_count: 1,
-                    base_array_layer: r.base_array_layer,
-                    layer_count: 1,
-                },
+                subresources_of(&one_subresource(r.base_mip_level, r.base_array_layer)),
                 mem_resources::SubresourceState {
                     layout: b.old_layout,
                     owner_family: engine_family,
@@ -1270,14 +1227,18 @@ impl StagingBelt {
 pub(super) fn single_subresources(
     b: &ResolvedSubresources,
 ) -> impl Iterator<Item = ResolvedSubresources> + '_ {
-    b.levels().flat_map(move |level| {
-        b.layers().map(move |layer| ResolvedSubresources {
-            base_mip_level: level,
-            level_count: 1,
-            base_array_layer: layer,
-            layer_count: 1,
-        })
-    })
+    b.levels()
+        .flat_map(move |level| b.layers().map(move |layer| one_subresource(level, layer)))
+}
+
+/// Level `level` of layer `layer` alone.
+fn one_subresource(level: u32, layer: u32) -> ResolvedSubresources {
+    ResolvedSubresources {
+        base_mip_level: level,
+        level_count: 1,
+        base_array_layer: layer,
+        layer_count: 1,
+    }
 }
 
 /// The [`ImageSubresources`] of a resolved box.

@@ -186,14 +186,7 @@ impl StagingBelt {
                 usage: format!("{:?}", desc.usage),
             });
         }
-        let range = subresources
-            .resolve(desc.mip_levels, desc.array_layers)
-            .ok_or_else(|| StagingError::SubresourcesOutOfRange {
-                name: desc.name.clone(),
-                subresources,
-                mip_levels: desc.mip_levels,
-                array_layers: desc.array_layers,
-            })?;
+        let range = resolve_subresources(desc, subresources)?;
         let layout = ImageLayout {
             format: desc.format,
             image_type: desc.kind.image_type(),
@@ -560,6 +553,21 @@ fn copy_run(
         end += 1;
     }
     (end, bytes)
+}
+
+/// `subresources` checked against the image `desc` describes.
+pub(super) fn resolve_subresources(
+    desc: &mem_resources::ImageDesc,
+    subresources: ImageSubresources,
+) -> Result<mem_resources::ResolvedSubresources, StagingError> {
+    subresources
+        .resolve(desc.mip_levels, desc.array_layers)
+        .ok_or_else(|| StagingError::SubresourcesOutOfRange {
+            name: desc.name.clone(),
+            subresources,
+            mip_levels: desc.mip_levels,
+            array_layers: desc.array_layers,
+        })
 }
 
 #[cfg(test)]
