@@ -121,7 +121,6 @@ fn two_family(import: bool) {
     let (_, value) = acquire.wait.unwrap();
     assert_eq!(value, ticket.value());
 
-    // On the graphics family: wait for the ticket, acquire, read back.
     // The graphics family's view: acquire what the belt released, read
     // the buffer and every level of the image back.
     let read_on_graphics = |acquire: &mem_staging::AcquireBarriers| {
@@ -136,6 +135,7 @@ fn two_family(import: bool) {
             img_len,
         )
     };
+    // On the graphics family: wait for the ticket, acquire, read back.
     let back = read_on_graphics(&acquire);
     assert!(belt.is_complete(ticket).unwrap());
     assert!(
