@@ -8,6 +8,7 @@
 //!     [--small-kib 16] [--small-list 256] [--texture 4096] [--ring-mib 64] [--reps 5] [--json out.json]
 //!     [--validation] [--sweep] [--tune] [--import] [--ring-memory upload|cached|rebar]
 //!     [--threads N] [--chunk-mib N] [--split] [--memcpy] [--ab overlap|spin|huge]
+//!     [--scene [--scene-packed] [--scene-scale 1.0]] [--both-ways] [--streaming-stores]
 //! ```
 //! `--help` describes every option. Prints a markdown table: GB/s for raw
 //! and belt, and their ratio.
@@ -115,6 +116,11 @@ struct Args {
     /// Scale of the built-in scene for --scene.
     #[arg(long, default_value_t = 1.0)]
     scene_scale: f32,
+    /// --scene with each texture's levels laid end to end in one slice
+    /// beforehand (as a texture pack holds them) and uploaded from it with
+    /// `upload_image`, instead of written level by level by a writer.
+    #[arg(long)]
+    scene_packed: bool,
     /// What the second belt of the A/B rows changes.
     #[arg(long, value_enum, default_value_t = Ab::Overlap)]
     ab: Ab,
@@ -1412,6 +1418,16 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
         })
         .collect();
     let total = scene.total_bytes();
+    let packed: Vec<Vec<u8>> = images
+        .iter()
+        .map(|(_, t)| {
+            if args.scene_packed {
+                t.mips.concat()
+            } else {
+                Vec::new()
+            }
+        })
+        .collect();
 
     // Raw: every object's bytes from one staging buffer, in one submission.
     let staging = rig.staging(total, 0x3C);
@@ -1533,7 +1549,13 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
                         .unwrap();
                 }
             }
-            for (img, t) in &images {
+            for ((img, t), packed) in images.iter().zip(&packed) {
+                if write && !packed.is_empty() {
+                    let _ = belt
+                        .upload_image(img, packed, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+                        .unwrap();
+                    continue;
+                }
                 let _ = belt
                     .upload_image_with(
                         img,
@@ -1594,13 +1616,18 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
     }
     let ms = |t: Duration| t.as_secs_f64() * 1e3;
     println!(
-        "scene: {} meshes ({} buffers), {} textures, {:.1} MiB; ring {} MiB; {} copy threads",
+        "scene: {} meshes ({} buffers), {} textures, {:.1} MiB; ring {} MiB; {} copy threads; textures {}",
         scene.meshes.len(),
         scene.meshes.len() * 2,
         scene.textures.len(),
         total as f64 / MIB as f64,
         ring / MIB,
-        belt_threads(rig)
+        belt_threads(rig),
+        if args.scene_packed {
+            "from one slice each (--scene-packed)"
+        } else {
+            "written level by level"
+        }
     );
     println!();
     println!("| upload of the scene | ms | GB/s | of raw, per object | phases: copying into the ring / vkQueueSubmit / waiting / the rest, ms | batches |");
