@@ -1110,16 +1110,21 @@ fn main() {
         if rig.streaming { "on" } else { "off" },
         rig.parallel_threshold.unwrap_or(StagingBeltConfig::default().parallel_copy_threshold) >> 10);
     let ring = args.ring_mib * MIB;
-    if args.scene {
-        bench_scene(&rig, &args, ring);
-        return;
-    }
-    if args.both_ways || args.host_image_copy {
-        if args.both_ways {
-            bench_both_ways(&rig, &args, ring);
+    if args.scene || args.both_ways || args.host_image_copy {
+        if args.scene {
+            bench_scene(&rig, &args, ring);
+        } else {
+            if args.both_ways {
+                bench_both_ways(&rig, &args, ring);
+            }
+            if args.host_image_copy {
+                bench_host_copy(&rig, &args, ring);
+            }
         }
-        if args.host_image_copy {
-            bench_host_copy(&rig, &args, ring);
+        let messages = rig.ctx.message_count();
+        drop(rig);
+        if args.validation {
+            println!("validation messages: {messages}");
         }
         return;
     }
