@@ -1121,11 +1121,7 @@ fn main() {
                 bench_host_copy(&rig, &args, ring);
             }
         }
-        let messages = rig.ctx.message_count();
-        drop(rig);
-        if args.validation {
-            println!("validation messages: {messages}");
-        }
+        report_validation(rig, args.validation);
         return;
     }
     let [big, big_off] = bench_big(&rig, &args, args.size_mib * MIB, ring);
@@ -1299,9 +1295,15 @@ fn main() {
         )
         .unwrap();
     }
+    report_validation(rig, args.validation);
+}
+
+/// Drops the rig (its device and debug messenger) and, under --validation,
+/// prints how many validation messages the run produced.
+fn report_validation(rig: Rig, validation: bool) {
     let messages = rig.ctx.message_count();
     drop(rig);
-    if args.validation {
+    if validation {
         println!("validation messages: {messages}");
     }
 }
@@ -1423,16 +1425,10 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
         })
         .collect();
     let total = scene.total_bytes();
-    let packed: Vec<Vec<u8>> = images
-        .iter()
-        .map(|(_, t)| {
-            if args.scene_packed {
-                t.mips.concat()
-            } else {
-                Vec::new()
-            }
-        })
-        .collect();
+    // --scene-packed: each texture's levels end to end, as a pack holds them.
+    let packed: Option<Vec<Vec<u8>>> = args
+        .scene_packed
+        .then(|| images.iter().map(|(_, t)| t.mips.concat()).collect());
 
     // Raw: every object's bytes from one staging buffer, in one submission.
     let staging = rig.staging(total, 0x3C);
@@ -1554,10 +1550,10 @@ fn bench_scene(rig: &Rig, args: &Args, ring: u64) {
                         .unwrap();
                 }
             }
-            for ((img, t), packed) in images.iter().zip(&packed) {
-                if write && !packed.is_empty() {
+            for (i, (img, t)) in images.iter().enumerate() {
+                if let (true, Some(packed)) = (write, &packed) {
                     let _ = belt
-                        .upload_image(img, packed, vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
+                        .upload_image(img, &packed[i], vk::ImageLayout::SHADER_READ_ONLY_OPTIMAL)
                         .unwrap();
                     continue;
                 }
